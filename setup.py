@@ -1,0 +1,72 @@
+"""Build steps only; the metadata lives in pyproject.toml.
+
+* ``scoresvc._core`` from ``src/scoresvc/_core.pyx`` (Cython 3, OpenMP). The build
+  fails if it does not compile: there is no pure-Python fallback.
+* ``scoresvc.v1`` message and service stubs (and ``.pyi``) generated from ``protos/``.
+
+``SCORESVC_DEBUG=1`` turns bounds checks, wraparound and line tracing back on.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
+
+ROOT = Path(__file__).parent.resolve()
+PROTOS = ROOT / "protos"
+STUBS_ROOT = ROOT / "src"
+DEBUG = os.environ.get("SCORESVC_DEBUG", "") not in ("", "0")
+
+
+def generate_stubs() -> None:
+    """Compile every proto under protos/ into src/ (package path = proto path)."""
+    from grpc_tools import protoc
+    import grpc_tools
+
+    protos = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    well_known = str(Path(grpc_tools.__file__).parent / "_proto")
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTOS}",
+        f"-I{well_known}",
+        f"--python_out={STUBS_ROOT}",
+        f"--pyi_out={STUBS_ROOT}",
+        f"--grpc_python_out={STUBS_ROOT}",
+        *protos,
+    ]
+    if protoc.main(args) != 0:
+        raise RuntimeError("protoc failed on " + ", ".join(protos))
+
+
+class BuildPyWithStubs(build_py):
+    def run(self) -> None:
+        generate_stubs()
+        super().run()
+
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+    "linetrace": DEBUG,
+}
+core = Extension(
+    "scoresvc._core",
+    ["src/scoresvc/_core.pyx"],
+    include_dirs=[np.get_include()],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    + ([("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []),
+    extra_compile_args=["-O3", "-fopenmp"] + (["-O0", "-g"] if DEBUG else []),
+    extra_link_args=["-fopenmp"],
+)
+
+setup(
+    ext_modules=cythonize([core], compiler_directives=directives),
+    cmdclass={"build_py": BuildPyWithStubs},
+)

@@ -1,0 +1,979 @@
+"""The scoring engine: validated writes in, immutable snapshots out.
+
+The engine owns all state as numpy arrays and hands them to the typed kernels in
+``scoresvc._core``. It knows nothing of gRPC or storage.
+
+Concurrency: writes take ``_ingest_lock`` (short: validation happens before it);
+``refresh`` takes ``_graph_lock`` for its whole run and ``_ingest_lock`` only while
+it reads the pair sums. Readers use ``snapshot`` (an immutable object swapped in
+atomically) and never wait, except ``explain`` for top contributors, which reads the
+graph under ``_graph_lock``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
+from .events import EventLog
+from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
+from .snapshot import Snapshot, build_snapshot
+
+MAX_ID_BYTES = 128
+MAX_VIOLATIONS = 100
+# Keep every forward-decay exponent within +-512 half-lives of the landmark: 2^512
+# times any realistic count stays far from the float64 limit (2^1024).
+LANDMARK_SPAN_HALF_LIVES = 512.0
+
+# Endorsement record states (the core's REC_LIVE is 1).
+REC_RETRACTED = 2
+REC_LIVE = 1
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How closely the credibility solver converges (docs/model.md, "Tolerance").
+
+    A node stops being pushed once ``|r_u| <= relative * x_u + absolute * |p|``;
+    ``relative = 1e-8`` keeps every node within MODEL.md's 1e-5 with a margin of
+    two orders of magnitude for paths up to thousands of hops deep.
+    """
+
+    relative: float = 1e-8
+    absolute: float = 1e-18
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write returns: its sequence number and how many events it carried."""
+
+    sequence: int
+    accepted: int = 1
+
+
+def _grown(array: np.ndarray, needed: int, fill: Any = 0) -> np.ndarray:
+    """``array`` if it holds ``needed`` rows, else a copy with 25% headroom."""
+    if len(array) >= needed:
+        return array
+    capacity = max(needed, int(len(array) * 1.25) + 16)
+    fresh = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
+    fresh[: len(array)] = array
+    return fresh
+
+
+def _violation_list(found: list[FieldViolation], total: int) -> InvalidArgument:
+    return InvalidArgument(found[:MAX_VIOLATIONS], total=total)
+
+
+def check_user_id(user_id: str, field: str, index: int | None = None) -> FieldViolation | None:
+    if not isinstance(user_id, str) or not user_id:
+        return FieldViolation(field, "must be a non-empty string", index)
+    if len(user_id.encode("utf-8")) > MAX_ID_BYTES:
+        return FieldViolation(field, f"must be at most {MAX_ID_BYTES} bytes of UTF-8", index)
+    return None
+
+
+class Engine:
+    """Influence scores per MODEL.md over a stream of events.
+
+    Parameters
+    ----------
+    params : the model's parameters.
+    threads : OpenMP threads for the parallel kernels (default: ``SCORESVC_THREADS``
+        or the number of CPUs; 1 turns parallelism off).
+    solver : convergence settings of the credibility solver.
+    """
+
+    def __init__(
+        self,
+        params: ModelParams | None = None,
+        *,
+        threads: int | None = None,
+        solver: SolverSettings | None = None,
+    ) -> None:
+        self.params = params or ModelParams()
+        self.solver = solver or SolverSettings()
+        env_threads = os.environ.get("SCORESVC_THREADS")
+        self.threads = int(threads or env_threads or os.cpu_count() or 1)
+        self._channel_weights = self.params.channel_weights()
+        self._channel_rho = self.params.channel_reciprocity()
+        self._ingest_lock = threading.Lock()
+        self._graph_lock = threading.Lock()
+
+        # Ingest side: users, topics, pair sums, endorsement records, dirty flags.
+        self._user_index: dict[str, int] = {}
+        self._user_ids: list[str] = []
+        self._topic_index: dict[str, int] = {"": 0}
+        self._topics: list[str] = [""]
+        self._status = np.zeros(0, np.uint8)
+        self._row_dirty = np.zeros(0, np.uint8)
+        self._target_dirty = np.zeros(0, np.uint8)
+        self._teleport_dirty = False
+        self._pair_index = _core.U64Index()
+        self._pair_key = np.zeros(0, np.uint64)
+        self._pair_fd = np.zeros((0, 5), np.float64)
+        self._pair_rev = np.zeros(0, np.int32)
+        self._pair_touched = np.zeros(0, np.uint8)
+        self._n_pairs = 0
+        self._rec_index = _core.U64Index()
+        self._rec_key = np.zeros(0, np.uint64)
+        self._rec_pair = np.zeros(0, np.int32)
+        self._rec_topic = np.zeros(0, np.int32)
+        self._rec_ts = np.zeros(0, np.float64)
+        self._rec_state = np.zeros(0, np.uint8)
+        self._n_rec = 0
+        # The endorsement audit trail: every endorse and retract, in acceptance order.
+        self._trail = {
+            "endorser": np.zeros(0, np.int32),
+            "endorsee": np.zeros(0, np.int32),
+            "topic": np.zeros(0, np.int32),
+            "ts": np.zeros(0, np.float64),
+            "retracted": np.zeros(0, bool),
+            "sequence": np.zeros(0, np.int64),
+        }
+        self._n_trail = 0
+        self._landmark: float | None = None
+        self._landmark_moved = False
+        self._sequence = 0
+        self._requests: dict[str, tuple[tuple[Any, ...], WriteResult]] = {}
+        self._endorse_times: dict[int, deque[float]] = {}
+
+        # Graph side (refresh only): slack CSR out and in, credibility state.
+        self._graph_users = 0
+        self._graph_pairs = 0
+        self._graph_time: float | None = None
+        self._graph_version = 0
+        self._out_start = np.zeros(0, np.int64)
+        self._out_len = np.zeros(0, np.int32)
+        self._out_cap = np.zeros(0, np.int32)
+        self._out_pair = np.zeros(0, np.int32)
+        self._out_dst = np.zeros(0, np.int32)
+        self._out_w = np.zeros(0, np.float64)
+        self._out_used = 0
+        self._pair_pos = np.zeros(0, np.int32)
+        self._in_start = np.zeros(0, np.int64)
+        self._in_len = np.zeros(0, np.int32)
+        self._in_cap = np.zeros(0, np.int32)
+        self._in_pair = np.zeros(0, np.int32)
+        self._in_used = 0
+        self._beta = np.zeros(0, np.float64)
+        self._x = np.zeros(0, np.float64)
+        self._r = np.zeros(0, np.float64)
+        self._teleport = np.zeros(0, np.uint8)
+        self._snapshot = Snapshot.empty(self._user_ids, self._user_index, self._topic_index)
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The latest published snapshot (never half-built)."""
+        return self._snapshot
+
+    @property
+    def sequence(self) -> int:
+        """The sequence number of the last accepted write."""
+        return self._sequence
+
+    @property
+    def n_users(self) -> int:
+        return len(self._user_ids)
+
+    @property
+    def n_pairs(self) -> int:
+        return self._n_pairs
+
+    @property
+    def pending(self) -> bool:
+        """True when writes were accepted after the latest snapshot."""
+        return self._sequence > self._snapshot.sequence
+
+    def has_user(self, user_id: str) -> bool:
+        return user_id in self._user_index
+
+    def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[tuple[str, float]]]:
+        """The latest snapshot and the ``limit`` users contributing most to the user's
+        credibility, with their shares of it."""
+        with self._graph_lock:
+            snap = self._snapshot
+            u = snap.user(user_id)
+            if limit <= 0 or snap.credibility[u] <= 0:
+                return snap, []
+            sources, contribution = _core.top_in_edges(
+                u,
+                self._in_start,
+                self._in_len,
+                self._in_pair,
+                self._pair_key,
+                self._pair_pos,
+                self._out_w,
+                snap.credibility,
+                self.params.damping,
+                limit,
+            )
+        share = contribution / snap.credibility[u]
+        return snap, [(self._user_ids[a], float(s)) for a, s in zip(sources, share)]
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
+        pair_arrays = (self._pair_key, self._pair_fd, self._pair_rev, self._pair_touched)
+        graph_pair = (self._out_pair, self._out_dst, self._out_w, self._pair_pos, self._in_pair)
+        node_arrays = (
+            self._status, self._row_dirty, self._target_dirty, self._out_start,
+            self._out_len, self._out_cap, self._in_start, self._in_len, self._in_cap,
+            self._beta, self._x, self._r, self._teleport,
+        )
+        records = (self._rec_key, self._rec_pair, self._rec_topic, self._rec_ts, self._rec_state)
+        return {
+            "pairs": sum(a.nbytes for a in pair_arrays) + self._pair_index.nbytes,
+            "graph": sum(a.nbytes for a in graph_pair),
+            "users": sum(a.nbytes for a in node_arrays),
+            "endorsements": sum(a.nbytes for a in records) + self._rec_index.nbytes
+            + sum(a.nbytes for a in self._trail.values()),
+            "snapshot": self._snapshot.nbytes,
+        }
+
+    # ------------------------------------------------------------------ writing
+
+    def record_interactions(
+        self,
+        rows: Iterable[Sequence[Any]],
+        *,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> WriteResult:
+        """Add interactions given as rows ``(actor_id, target_id, kind, ts)``.
+
+        ``ts`` may be None (server time). A batch with any bad row is rejected whole.
+        """
+        rows = list(rows)
+        now = time.time() if now is None else now
+        users: dict[str, int] = {}
+        actor = np.empty(len(rows), np.int64)
+        target = np.empty(len(rows), np.int64)
+        kind = np.empty(len(rows), np.int64)
+        ts = np.empty(len(rows), np.float64)
+        violations: list[FieldViolation] = []
+        total = 0
+        for i, row in enumerate(rows):
+            a, b, k, t = row[0], row[1], row[2], row[3]
+            for name, uid in (("actor_id", a), ("target_id", b)):
+                bad = check_user_id(uid, name, i)
+                if bad:
+                    total += 1
+                    violations.append(bad)
+            actor[i] = users.setdefault(a, len(users)) if isinstance(a, str) else 0
+            target[i] = users.setdefault(b, len(users)) if isinstance(b, str) else 0
+            kind[i] = int(k)
+            ts[i] = now if t is None else float(t)
+        if violations:
+            # The dictionary holds the bad ids too; report those rows, then the rest.
+            more = self._check_columns(actor, target, kind, ts, now)
+            raise _violation_list(violations + more, total + len(more))
+        return self.record_interaction_columns(
+            list(users), actor, target, kind, ts, request_id=request_id, now=now
+        )
+
+    def record_interaction_columns(
+        self,
+        user_ids: Sequence[str],
+        actor_index: np.ndarray,
+        target_index: np.ndarray,
+        kind: np.ndarray,
+        ts: np.ndarray,
+        *,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> WriteResult:
+        """Add interactions as columns: indexes into ``user_ids``, kinds (1-4), unix
+        seconds. The batch gets one sequence number; any bad row rejects it whole."""
+        now = time.time() if now is None else now
+        actor_index = np.asarray(actor_index, np.int64)
+        target_index = np.asarray(target_index, np.int64)
+        kind = np.asarray(kind)
+        ts = np.asarray(ts, np.float64)
+        n = len(actor_index)
+        if not (len(target_index) == len(kind) == len(ts) == n):
+            raise InvalidArgument(
+                [FieldViolation("columns", "all columns must have the same length")]
+            )
+        fingerprint = ("interactions", n, hash(actor_index.tobytes()), hash(ts.tobytes()))
+        if request_id and (done := self._replayed(request_id, fingerprint)):
+            return done
+        violations = self._check_columns(actor_index, target_index, kind, ts, now)
+        bad_users = [
+            v
+            for j, uid in enumerate(user_ids)
+            if (v := check_user_id(uid, "user_ids", j)) is not None
+        ]
+        if violations or bad_users:
+            everything = bad_users + violations
+            raise _violation_list(everything, len(everything))
+        channel = (kind - 1).astype(np.int8)
+        with self._ingest_lock:
+            if request_id and (done := self._replayed(request_id, fingerprint)):
+                return done
+            dense = self._register_users(user_ids)
+            src = dense[actor_index]
+            dst = dense[target_index]
+            self._apply_interactions(src, dst, channel, ts)
+            return self._acknowledge(request_id, fingerprint, WriteResult(self._next(), n))
+
+    def load_events(self, log: EventLog) -> WriteResult:
+        """Bulk-load an ``EventLog`` (trusted input: an import, a replay, a benchmark).
+
+        Interactions and endorsement events are applied without the per-endorser
+        rate limit; statuses other than NORMAL are applied too. One sequence number.
+        """
+        with self._ingest_lock:
+            dense = self._register_users(log.user_ids or [])
+            topic_dense = np.array(
+                [self._topic_id(name) for name in log.topics], dtype=np.int64
+            )
+            if log.n_interactions:
+                self._apply_interactions(
+                    dense[log.actor], dense[log.target], (log.kind - 1).astype(np.int8), log.ts
+                )
+            if log.n_endorsement_events:
+                self._apply_endorsements(
+                    dense[log.endorser],
+                    dense[log.endorsee],
+                    topic_dense[log.topic],
+                    log.endorse_ts,
+                    log.retracted,
+                    self._sequence + 1,
+                )
+            status = np.asarray(log.status)
+            for i in np.flatnonzero(status != AccountStatus.NORMAL):
+                self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
+            return WriteResult(self._next(), log.n_interactions + log.n_endorsement_events)
+
+    def endorse(
+        self,
+        endorser_id: str,
+        endorsee_id: str,
+        topic: str = "",
+        ts: float | None = None,
+        *,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> WriteResult:
+        """Endorse (or refresh an endorsement); rate-limited per endorser."""
+        return self._endorsement_event(
+            endorser_id, endorsee_id, topic, ts, False, request_id, now
+        )
+
+    def retract(
+        self,
+        endorser_id: str,
+        endorsee_id: str,
+        topic: str = "",
+        ts: float | None = None,
+        *,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> WriteResult:
+        """Retract a live endorsement (``NotFound`` when there is none)."""
+        return self._endorsement_event(
+            endorser_id, endorsee_id, topic, ts, True, request_id, now
+        )
+
+    def set_status(
+        self, user_id: str, status: AccountStatus, *, request_id: str = ""
+    ) -> WriteResult:
+        """Make an account NORMAL, SEED or SUSPENDED (a new id is registered)."""
+        bad = check_user_id(user_id, "user_id")
+        if bad:
+            raise InvalidArgument([bad])
+        status = AccountStatus(status)
+        fingerprint = ("status", user_id, int(status))
+        with self._ingest_lock:
+            if request_id and (done := self._replayed(request_id, fingerprint)):
+                return done
+            u = int(self._register_users([user_id])[0])
+            self._apply_status(u, status)
+            return self._acknowledge(request_id, fingerprint, WriteResult(self._next()))
+
+    def list_endorsements(
+        self, user_id: str, given: bool, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the audit trail given or received by a user, newest first.
+
+        Returns the entries and the offset of the next page (None at the end).
+        """
+        u = self._user_index.get(user_id)
+        if u is None:
+            raise NotFound(f"user {user_id!r} has never been seen", "user_id")
+        with self._ingest_lock:
+            n = self._n_trail
+            side = self._trail["endorser" if given else "endorsee"][:n]
+            hits = np.flatnonzero(side == u)[::-1]
+            page = hits[offset : offset + limit]
+            entries = [
+                {
+                    "endorser_id": self._user_ids[self._trail["endorser"][i]],
+                    "endorsee_id": self._user_ids[self._trail["endorsee"][i]],
+                    "topic": self._topics[self._trail["topic"][i]],
+                    "ts": float(self._trail["ts"][i]),
+                    "retracted": bool(self._trail["retracted"][i]),
+                    "sequence": int(self._trail["sequence"][i]),
+                }
+                for i in page
+            ]
+        following = offset + limit
+        return entries, (following if following < len(hits) else None)
+
+    # ------------------------------------------------------------------ refresh
+
+    def refresh(self, now: float | None = None) -> Snapshot:
+        """Bring the credibility up to date at ``now`` and publish a snapshot.
+
+        When ``now`` equals the previous refresh's time, only rows touched by new
+        events are recomputed and the solver pushes from where it stopped. When time
+        moved, every edge's weight changed (saturation is not linear in the decay), so
+        all rows are recomputed in parallel and the solver restarts from the previous
+        credibility (a warm start).
+        """
+        now = time.time() if now is None else float(now)
+        p = self.params
+        started = time.perf_counter()
+        with self._graph_lock:
+            with self._ingest_lock:
+                sequence = self._sequence
+                n = len(self._user_ids)
+                if self._landmark is None:
+                    self._landmark = now
+                self._keep_landmark_near(now)
+                full = (
+                    self._graph_time != now
+                    or self._landmark_moved
+                    or self._graph_users == 0
+                )
+                self._landmark_moved = False
+                self._grow_graph(n)
+                self._insert_new_edges()
+                if full:
+                    rows = np.arange(n, dtype=np.int32)
+                    self._row_dirty[:n] = 0
+                else:
+                    rows = np.flatnonzero(self._row_dirty[:n]).astype(np.int32)
+                    self._row_dirty[rows] = 0
+                status = self._status[:n].copy()
+                scale = math.exp2((self._landmark - now) / p.half_life_seconds)
+                old_teleport = self._teleport[:n].astype(np.float64)
+                teleport = self._teleport_vector(status)
+                self._teleport_dirty = False
+                if not full:
+                    _core.scatter_rows(
+                        rows, self._out_start, self._out_len, self._out_dst, self._out_w,
+                        self._x, -p.damping, self._r,
+                    )
+                beta_changed = np.zeros(n, np.uint8)
+                _core.compute_rows(
+                    rows, self._out_start, self._out_len, self._out_pair, self._pair_fd,
+                    self._pair_rev, self._status, scale, self._channel_rho,
+                    p.endorsement_budget, self._out_w, self._beta, np.empty(n),
+                    beta_changed, self.threads,
+                )
+                if not full:
+                    _core.scatter_rows(
+                        rows, self._out_start, self._out_len, self._out_dst, self._out_w,
+                        self._x, p.damping, self._r,
+                    )
+                received = self._received(n, full, beta_changed, scale)
+                topic_records = self._topic_records(scale)
+            self._graph_time = now
+            self._graph_version += 1
+            self._teleport[:n] = teleport.astype(np.uint8)
+            if full:
+                _core.ppr_residual(
+                    self._out_start, self._out_len, self._out_dst, self._out_w, teleport,
+                    self._x[:n], p.damping, self._r[:n],
+                )
+            else:
+                self._r[:n] += teleport - old_teleport
+            teleport_mass = float(teleport.sum())
+            pushes, work = _core.ppr_push(
+                self._out_start, self._out_len, self._out_dst, self._out_w, p.damping,
+                self.solver.relative, self.solver.absolute * max(teleport_mass, 1.0),
+                self._x[:n], self._r[:n], np.empty(n, np.int32), np.zeros(n, np.uint8),
+            )
+            snapshot = build_snapshot(
+                previous=self._snapshot,
+                time=now,
+                sequence=sequence,
+                user_ids=self._user_ids,
+                user_index=self._user_index,
+                topics=self._topic_index,
+                topic_names=self._topics,
+                status=status,
+                x=self._x[:n],
+                teleport=teleport,
+                received=received,
+                topic_records=topic_records,
+                graph_version=self._graph_version,
+                stats={
+                    "full": full,
+                    "rows": len(rows),
+                    "pushes": pushes,
+                    "edge_work": work,
+                    "edges": int(self._out_len[:n].sum()),
+                    "seconds": time.perf_counter() - started,
+                },
+            )
+            self._snapshot = snapshot
+        return snapshot
+
+    # ------------------------------------------------------------------ internals
+
+    def _next(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    def _replayed(self, request_id: str, fingerprint: tuple[Any, ...]) -> WriteResult | None:
+        seen = self._requests.get(request_id)
+        if seen is None:
+            return None
+        if seen[0] != fingerprint:
+            raise Conflict(f"request_id {request_id!r} was used for a different request")
+        return seen[1]
+
+    def _acknowledge(
+        self, request_id: str, fingerprint: tuple[Any, ...], result: WriteResult
+    ) -> WriteResult:
+        if request_id:
+            self._requests[request_id] = (fingerprint, result)
+        return result
+
+    def _check_columns(
+        self,
+        actor: np.ndarray,
+        target: np.ndarray,
+        kind: np.ndarray,
+        ts: np.ndarray,
+        now: float,
+    ) -> list[FieldViolation]:
+        """Every violation of a columnar batch, in row order (at most 100 kept)."""
+        checks = [
+            ("kind", (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
+             "must be LIKE, MENTION, REPLY or RESHARE"),
+            ("event_time", ~np.isfinite(ts) | (ts < 0), "must be a time after 1970"),
+            ("event_time", ts > now + self.params.max_future_skew_seconds,
+             f"is more than {self.params.max_future_skew_seconds:g} s in the future"),
+        ]
+        checks.insert(0, ("target_id", actor == target, "must differ from actor_id"))
+        found: list[tuple[int, FieldViolation]] = []
+        for field, mask, description in checks:
+            for i in np.flatnonzero(mask)[:MAX_VIOLATIONS]:
+                found.append((int(i), FieldViolation(field, description, int(i))))
+        found.sort(key=lambda item: item[0])
+        return [v for _, v in found]
+
+    def _register_users(self, user_ids: Sequence[str]) -> np.ndarray:
+        """Dense ids of ``user_ids``, registering new ones (ingest lock held)."""
+        index = self._user_index
+        known = len(self._user_ids)
+        if known == 0 and len(set(user_ids)) == len(user_ids):
+            # A first bulk load: build the dictionary in one C-level call.
+            index.update(zip(user_ids, range(len(user_ids))))
+            self._user_ids.extend(user_ids)
+            dense = np.arange(len(user_ids), dtype=np.int64)
+        else:
+            dense = np.empty(len(user_ids), np.int64)
+            for j, uid in enumerate(user_ids):
+                u = index.get(uid)
+                if u is None:
+                    u = len(self._user_ids)
+                    index[uid] = u
+                    self._user_ids.append(uid)
+                dense[j] = u
+        n = len(self._user_ids)
+        if n > known:
+            self._status = _grown(self._status, n)
+            self._row_dirty = _grown(self._row_dirty, n)
+            self._target_dirty = _grown(self._target_dirty, n)
+            self._teleport_dirty = True
+        return dense
+
+    def _topic_id(self, topic: str) -> int:
+        t = self._topic_index.get(topic)
+        if t is None:
+            t = len(self._topics)
+            self._topic_index[topic] = t
+            self._topics.append(topic)
+        return t
+
+    def _keep_landmark_near(self, ts_max: float) -> None:
+        """Move the landmark forward when an exponent could overflow (lock held)."""
+        h = self.params.half_life_seconds
+        assert self._landmark is not None
+        if (ts_max - self._landmark) / h <= LANDMARK_SPAN_HALF_LIVES:
+            return
+        factor = math.exp2((self._landmark - ts_max) / h)
+        self._pair_fd[: self._n_pairs] *= factor
+        self._landmark = ts_max
+        self._landmark_moved = True
+
+    def _pair_slots(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Slots of the pairs ``src -> dst``, creating new ones (ingest lock held)."""
+        keys = (src.astype(np.uint64) << np.uint64(32)) | dst.astype(np.uint64)
+        slots = np.empty(len(keys), np.int32)
+        first_new = self._n_pairs
+        position = 0
+        while True:
+            position = self._pair_index.get_or_insert(keys, self._pair_key, slots, position)
+            if position == len(keys):
+                break
+            # The key store is full: grow every per-pair array together.
+            need = len(self._pair_index) + min(len(keys) - position, 1 << 20)
+            self._pair_key = _grown(self._pair_key, need)
+        n_pairs = len(self._pair_index)
+        if n_pairs > first_new:
+            self._pair_key = _grown(self._pair_key, n_pairs)
+            self._pair_fd = _grown(self._pair_fd, len(self._pair_key), 0.0)
+            self._pair_rev = _grown(self._pair_rev, len(self._pair_key), -1)
+            self._pair_touched = _grown(self._pair_touched, len(self._pair_key))
+            _core.link_reverse(
+                self._pair_index, self._pair_key, first_new, n_pairs, self._pair_rev
+            )
+            self._n_pairs = n_pairs
+        return slots
+
+    def _apply_interactions(
+        self, src: np.ndarray, dst: np.ndarray, channel: np.ndarray, ts: np.ndarray
+    ) -> None:
+        if len(src) == 0:
+            return
+        if self._landmark is None:
+            self._landmark = float(ts.min())
+        self._keep_landmark_near(float(ts.max()))
+        slots = self._pair_slots(src, dst)
+        _core.accumulate(
+            slots, channel, np.ascontiguousarray(ts), self._channel_weights,
+            self._landmark, self.params.half_life_seconds, self._pair_fd,
+        )
+        _core.mark_dirty(
+            slots, self._pair_key, self._pair_rev, self._row_dirty, self._target_dirty
+        )
+
+    def _apply_endorsements(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        topic: np.ndarray,
+        ts: np.ndarray,
+        retracted: np.ndarray,
+        sequence: int,
+    ) -> None:
+        """Apply endorsement events: per (endorser, endorsee, topic) the latest event
+        by time wins, a retraction beating an endorsement at the same second."""
+        if self._landmark is None:
+            self._landmark = float(ts.min())
+        self._keep_landmark_near(float(ts.max()))
+        self._append_trail(src, dst, topic, ts, retracted, sequence)
+        slots = self._pair_slots(src, dst)
+        keys = (slots.astype(np.uint64) << np.uint64(32)) | topic.astype(np.uint64)
+        recs = np.empty(len(keys), np.int32)
+        first_new = self._n_rec
+        position = 0
+        while True:
+            position = self._rec_index.get_or_insert(keys, self._rec_key, recs, position)
+            if position == len(keys):
+                break
+            self._rec_key = _grown(self._rec_key, len(self._rec_index) + len(keys) - position)
+        n_rec = len(self._rec_index)
+        if n_rec > first_new:
+            cap = len(self._rec_key)
+            self._rec_pair = _grown(self._rec_pair, cap)
+            self._rec_topic = _grown(self._rec_topic, cap)
+            self._rec_ts = _grown(self._rec_ts, cap, -np.inf)
+            self._rec_state = _grown(self._rec_state, cap)
+            fresh = slice(first_new, n_rec)
+            self._rec_pair[fresh] = (self._rec_key[fresh] >> np.uint64(32)).astype(np.int32)
+            self._rec_topic[fresh] = (self._rec_key[fresh] & np.uint64(0xFFFFFFFF)).astype(
+                np.int32
+            )
+            self._n_rec = n_rec
+        # Latest (ts, retracted) per record wins; sort so the winner comes last.
+        order = np.lexsort((retracted, ts, recs))
+        last = np.ones(len(order), bool)
+        last[:-1] = recs[order][1:] != recs[order][:-1]
+        win = order[last]
+        rec_w, ts_w, retract_w = recs[win], ts[win], retracted[win]
+        newer = (ts_w > self._rec_ts[rec_w]) | (
+            (ts_w == self._rec_ts[rec_w])
+            & retract_w
+            & (self._rec_state[rec_w] != REC_RETRACTED)
+        )
+        rec_w, ts_w, retract_w = rec_w[newer], ts_w[newer], retract_w[newer]
+        self._rec_ts[rec_w] = ts_w
+        self._rec_state[rec_w] = np.where(retract_w, REC_RETRACTED, REC_LIVE)
+        touched = np.unique(self._rec_pair[rec_w])
+        if touched.size == 0:
+            return
+        self._pair_touched[touched] = 1
+        _core.endorsement_sums(
+            self._rec_pair[: self._n_rec], self._rec_ts[: self._n_rec],
+            self._rec_state[: self._n_rec], self._pair_touched,
+            self.params.endorsement_weight, self._landmark,
+            self.params.half_life_seconds, self._pair_fd,
+        )
+        self._pair_touched[touched] = 0
+        _core.mark_dirty(
+            touched.astype(np.int32), self._pair_key, self._pair_rev, self._row_dirty,
+            self._target_dirty,
+        )
+
+    def _append_trail(self, src, dst, topic, ts, retracted, sequence: int) -> None:  # type: ignore[no-untyped-def]
+        n0, n1 = self._n_trail, self._n_trail + len(src)
+        for name, values in (
+            ("endorser", src), ("endorsee", dst), ("topic", topic), ("ts", ts),
+            ("retracted", retracted), ("sequence", np.full(len(src), sequence)),
+        ):
+            column = _grown(self._trail[name], n1)
+            column[n0:n1] = values
+            self._trail[name] = column
+        self._n_trail = n1
+
+    def _endorsement_event(
+        self,
+        endorser_id: str,
+        endorsee_id: str,
+        topic: str,
+        ts: float | None,
+        retract: bool,
+        request_id: str,
+        now: float | None,
+    ) -> WriteResult:
+        now = time.time() if now is None else now
+        ts = now if ts is None else float(ts)
+        violations = [
+            v
+            for v in (
+                check_user_id(endorser_id, "endorser_id"),
+                check_user_id(endorsee_id, "endorsee_id"),
+            )
+            if v
+        ]
+        if not violations and endorser_id == endorsee_id:
+            violations.append(FieldViolation("endorsee_id", "must differ from endorser_id"))
+        if not isinstance(topic, str) or len(topic.encode("utf-8")) > MAX_ID_BYTES:
+            violations.append(
+                FieldViolation("topic", f"must be at most {MAX_ID_BYTES} bytes of UTF-8")
+            )
+        if not math.isfinite(ts) or ts < 0:
+            violations.append(FieldViolation("event_time", "must be a time after 1970"))
+        elif ts > now + self.params.max_future_skew_seconds:
+            violations.append(
+                FieldViolation(
+                    "event_time",
+                    f"is more than {self.params.max_future_skew_seconds:g} s in the future",
+                )
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        fingerprint = ("retract" if retract else "endorse", endorser_id, endorsee_id, topic, ts)
+        with self._ingest_lock:
+            if request_id and (done := self._replayed(request_id, fingerprint)):
+                return done
+            a = self._user_index.get(endorser_id)
+            b = self._user_index.get(endorsee_id)
+            t = self._topic_index.get(topic)
+            if retract and not self._is_live(a, b, t):
+                raise NotFound(
+                    f"{endorser_id!r} has no live endorsement of {endorsee_id!r}"
+                    f" for topic {topic!r}",
+                    "endorsee_id",
+                    reason="ENDORSEMENT_NOT_FOUND",
+                )
+            if not retract:
+                self._check_rate(a, endorser_id, now)
+            dense = self._register_users([endorser_id, endorsee_id])
+            t = self._topic_id(topic)
+            sequence = self._next()
+            self._apply_endorsements(
+                dense[:1], dense[1:], np.array([t]), np.array([ts]), np.array([retract]),
+                sequence,
+            )
+            if not retract:
+                self._endorse_times.setdefault(int(dense[0]), deque()).append(now)
+            return self._acknowledge(request_id, fingerprint, WriteResult(sequence))
+
+    def _is_live(self, a: int | None, b: int | None, t: int | None) -> bool:
+        if a is None or b is None or t is None:
+            return False
+        out = np.empty(1, np.int32)
+        self._pair_index.lookup(
+            np.array([(a << 32) | b], np.uint64), self._pair_key, out
+        )
+        if out[0] < 0:
+            return False
+        self._rec_index.lookup(
+            np.array([(int(out[0]) << 32) | t], np.uint64), self._rec_key, out
+        )
+        return bool(out[0] >= 0 and self._rec_state[out[0]] == REC_LIVE)
+
+    def _check_rate(self, endorser: int | None, endorser_id: str, now: float) -> None:
+        limit = self.params.daily_endorsement_limit
+        if limit <= 0 or endorser is None:
+            return
+        times = self._endorse_times.get(endorser)
+        if times is None:
+            return
+        while times and times[0] <= now - SECONDS_PER_DAY:
+            times.popleft()
+        if len(times) >= limit:
+            retry = times[0] + SECONDS_PER_DAY - now
+            raise RateLimited(
+                f"{endorser_id!r} has made {limit} endorsements in the last 24 hours",
+                retry_after_seconds=max(retry, 1.0),
+            )
+
+    def _apply_status(self, u: int, status: AccountStatus) -> None:
+        if self._status[u] != status:
+            self._status[u] = status
+            self._row_dirty[u] = 1
+            self._teleport_dirty = True
+
+    # -- graph side (graph lock held; ingest lock too where pair sums are read)
+
+    def _grow_graph(self, n: int) -> None:
+        if n == self._graph_users:
+            return
+        for name, fill in (
+            ("_out_start", 0), ("_out_len", 0), ("_out_cap", 0), ("_in_start", 0),
+            ("_in_len", 0), ("_in_cap", 0), ("_beta", 1.0), ("_x", 0.0), ("_r", 0.0),
+            ("_teleport", 0),
+        ):
+            setattr(self, name, _grown(getattr(self, name), n, fill))
+        self._graph_users = n
+
+    def _insert_new_edges(self) -> None:
+        """Add pairs created since the last refresh to the out- and in-CSR."""
+        first, last = self._graph_pairs, self._n_pairs
+        if last == first:
+            return
+        n = self._graph_users
+        keys = self._pair_key[first:last]
+        src = (keys >> np.uint64(32)).astype(np.int32)
+        dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int32)
+        pairs = np.arange(first, last, dtype=np.int32)
+        self._pair_pos = _grown(self._pair_pos, len(self._pair_key))
+        empty_i32 = np.empty(0, np.int32)
+        for rows, others, side in ((src, dst, "out"), (dst, empty_i32, "in")):
+            per_row = np.bincount(rows, minlength=n).astype(np.int64)
+            start = getattr(self, f"_{side}_start")
+            length = getattr(self, f"_{side}_len")
+            cap = getattr(self, f"_{side}_cap")
+            used = getattr(self, f"_{side}_used")
+            while True:
+                e_pair = getattr(self, f"_{side}_pair")
+                e_dst = self._out_dst if side == "out" else empty_i32
+                e_w = self._out_w if side == "out" else np.empty(0)
+                pos = self._pair_pos if side == "out" else empty_i32
+                result = _core.csr_reserve(per_row, start, length, cap, e_pair, e_dst, e_w, pos, used)
+                if result >= 0:
+                    break
+                self._grow_edges(side, -result)
+            setattr(self, f"_{side}_used", result)
+            _core.csr_insert(
+                rows, pairs, others, start, length, getattr(self, f"_{side}_pair"),
+                self._out_dst if side == "out" else empty_i32,
+                self._pair_pos if side == "out" else empty_i32,
+            )
+            self._compact_if_sparse(side)
+        self._graph_pairs = last
+
+    def _grow_edges(self, side: str, needed: int) -> None:
+        setattr(self, f"_{side}_pair", _grown(getattr(self, f"_{side}_pair"), needed))
+        if side == "out":
+            self._out_dst = _grown(self._out_dst, needed)
+            self._out_w = _grown(self._out_w, needed, 0.0)
+
+    def _compact_if_sparse(self, side: str) -> None:
+        """Rewrite the CSR without holes once moved rows left half of it empty."""
+        used = getattr(self, f"_{side}_used")
+        length = getattr(self, f"_{side}_len")[: self._graph_users]
+        live = int(length.sum())
+        if used < 1024 or live * 2 > used:
+            return
+        start = getattr(self, f"_{side}_start")[: self._graph_users]
+        cap = getattr(self, f"_{side}_cap")
+        new_start = np.zeros_like(start)
+        np.cumsum(length[:-1], out=new_start[1:])
+        take = np.repeat(start - new_start, length) + np.arange(live)
+        for name in ("pair", "dst", "w") if side == "out" else ("pair",):
+            column = getattr(self, f"_{side}_{name}")
+            setattr(self, f"_{side}_{name}", column[take].copy())
+        start[:] = new_start
+        cap[: self._graph_users] = length
+        setattr(self, f"_{side}_used", live)
+        if side == "out":
+            self._pair_pos[self._out_pair[:live]] = np.arange(live, dtype=np.int32)
+
+    def _teleport_vector(self, status: np.ndarray) -> np.ndarray:
+        """p: 1 on each non-suspended seed, or on every non-suspended user if none."""
+        active = status != AccountStatus.SUSPENDED
+        seeds = active & (status == AccountStatus.SEED)
+        return (seeds if seeds.any() else active).astype(np.float64)
+
+    def _received(
+        self, n: int, full: bool, beta_changed: np.ndarray, scale: float
+    ) -> np.ndarray:
+        """The explanation sums, recomputed for the targets whose inputs changed."""
+        previous = self._snapshot.received
+        received = np.zeros((n, 5))
+        if not full:
+            received[: len(previous)] = previous
+            targets = self._target_dirty[:n].copy()
+            for a in np.flatnonzero(beta_changed):
+                s = self._out_start[a]
+                targets[self._out_dst[s : s + self._out_len[a]]] = 1
+            target_ids = np.flatnonzero(targets).astype(np.int32)
+        else:
+            target_ids = np.arange(n, dtype=np.int32)
+        self._target_dirty[:n] = 0
+        _core.received_sums(
+            target_ids, self._in_start, self._in_len, self._in_pair, self._pair_key,
+            self._pair_fd, self._pair_rev, self._beta, scale, self._channel_rho,
+            received, self.threads,
+        )
+        return received
+
+    def _topic_records(self, scale: float) -> dict[str, np.ndarray]:
+        """Each live endorsement's effective weight ``beta_a E_T (E'/E)`` per topic."""
+        live = np.flatnonzero(self._rec_state[: self._n_rec] == REC_LIVE)
+        pair = self._rec_pair[live]
+        keys = self._pair_key[pair]
+        src = (keys >> np.uint64(32)).astype(np.int64)
+        dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+        e_pair = self._pair_fd[pair, 4] * scale
+        rev = self._pair_rev[pair]
+        e_rev = np.where(rev >= 0, self._pair_fd[rev, 4] * scale, 0.0)
+        discount = np.where(
+            e_pair > 0,
+            (e_pair - self.params.endorsement_reciprocity * np.minimum(e_pair, e_rev))
+            / np.where(e_pair > 0, e_pair, 1.0),
+            0.0,
+        )
+        assert self._landmark is not None
+        value = (
+            self.params.endorsement_weight
+            * np.exp2((self._rec_ts[live] - self._landmark) / self.params.half_life_seconds)
+            * scale
+        )
+        return {
+            "topic": self._rec_topic[live].astype(np.int64),
+            "src": src,
+            "dst": dst,
+            "weight": self._beta[src] * value * discount,
+        }

@@ -1,0 +1,68 @@
+"""The scoring model's vocabulary and parameters (docs/model.md).
+
+Shared by the compiled engine and the numpy reference so both read the same numbers.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+SECONDS_PER_DAY = 86_400.0
+
+
+class InteractionKind(enum.IntEnum):
+    """How an actor engaged with a target's content (numbers match the proto)."""
+
+    LIKE = 1
+    MENTION = 2
+    REPLY = 3
+    RESHARE = 4
+
+
+class AccountStatus(enum.IntEnum):
+    """Operator-set account status. SUSPENDED = 2 is also the core's constant."""
+
+    NORMAL = 0
+    SEED = 1
+    SUSPENDED = 2
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The reference model's parameters; every default is MODEL.md's."""
+
+    half_life_seconds: float = 30 * SECONDS_PER_DAY
+    # Base weights of LIKE, MENTION, REPLY, RESHARE.
+    kind_weights: tuple[float, float, float, float] = (1.0, 1.5, 2.0, 3.0)
+    endorsement_weight: float = 5.0
+    # Reciprocity penalty of LIKE, MENTION, REPLY, RESHARE (reply is conversation).
+    kind_reciprocity: tuple[float, float, float, float] = (0.5, 0.25, 0.0, 0.5)
+    endorsement_reciprocity: float = 0.9
+    endorsement_budget: float = 50.0
+    damping: float = 0.85
+    max_future_skew_seconds: float = 300.0
+    daily_endorsement_limit: int = 20
+
+    def __post_init__(self) -> None:
+        if self.half_life_seconds <= 0:
+            raise ValueError("half_life_seconds must be positive")
+        if not 0.0 < self.damping < 1.0:
+            raise ValueError("damping must be in (0, 1)")
+        if self.endorsement_budget <= 0:
+            raise ValueError("endorsement_budget must be positive")
+        rhos = (*self.kind_reciprocity, self.endorsement_reciprocity)
+        if any(not 0.0 <= r <= 1.0 for r in rhos):
+            raise ValueError("reciprocity penalties must be in [0, 1]")
+
+    def channel_weights(self) -> np.ndarray:
+        """Base weight per pair channel: the four kinds, then endorsements."""
+        return np.array([*self.kind_weights, self.endorsement_weight], dtype=np.float64)
+
+    def channel_reciprocity(self) -> np.ndarray:
+        """Reciprocity penalty per pair channel: the four kinds, then endorsements."""
+        return np.array(
+            [*self.kind_reciprocity, self.endorsement_reciprocity], dtype=np.float64
+        )

@@ -1,0 +1,292 @@
+"""Immutable score snapshots: what readers see between refreshes.
+
+A snapshot holds per-user arrays computed by one ``Engine.refresh``; it is swapped in
+whole, so a reader holding one never sees a half-built state. Scores and percentiles
+are derived on demand from influence (O(1) and O(log n) per user).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import NotFound
+from .model import AccountStatus
+
+#: Columns of ``Snapshot.received``.
+RECEIVED_COLUMNS = (
+    "engagement_received",
+    "engagement_saturated",
+    "endorsements_received",
+    "endorsements_effective",
+    "reciprocity_removed",
+)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where a score came from; sums are decayed to the snapshot's time."""
+
+    engagement_received: float
+    engagement_saturated: float
+    endorsements_received: float
+    endorsements_effective: float
+    reciprocity_removed: float
+    teleport_share: float
+    top_contributors: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class UserScore:
+    user_id: str
+    topic: str
+    score: float
+    influence: float
+    percentile: float
+    status: AccountStatus
+    explanation: Explanation
+
+
+def log_scale(values: np.ndarray | float, top: float) -> np.ndarray | float:
+    """Step 8's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
+    if top <= 0:
+        return np.ones_like(values) if isinstance(values, np.ndarray) else 1.0
+    return 1.0 + 99.0 * np.log1p(values) / np.log1p(top)
+
+
+def lower_share(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """For each element, the percentage of its group with a strictly lower value."""
+    if values.size == 0:
+        return np.zeros(0)
+    order = np.lexsort((values, groups))
+    v, g = values[order], groups[order]
+    index = np.arange(len(v))
+    new_group = np.ones(len(v), bool)
+    new_group[1:] = g[1:] != g[:-1]
+    new_run = new_group.copy()
+    new_run[1:] |= v[1:] != v[:-1]
+    group_start = np.maximum.accumulate(np.where(new_group, index, 0))
+    run_start = np.maximum.accumulate(np.where(new_run, index, 0))
+    ends = np.flatnonzero(np.append(new_group[1:], True))
+    size = np.repeat(ends - np.flatnonzero(new_group) + 1, ends - np.flatnonzero(new_group) + 1)
+    out = np.empty(len(v))
+    out[order] = 100.0 * (run_start - group_start) / size
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    time: float
+    sequence: int
+    n_users: int
+    user_ids: Sequence[str]
+    user_index: Mapping[str, int]
+    topic_index: Mapping[str, int]
+    status: np.ndarray
+    credibility: np.ndarray
+    influence: np.ndarray
+    influence_max: float
+    ranking: np.ndarray  # members by influence, ascending
+    ranked_influence: np.ndarray
+    received: np.ndarray
+    teleport_share: np.ndarray
+    topic_keys: np.ndarray  # topic * n_users + user, sorted
+    topic_value: np.ndarray
+    topic_percentile: np.ndarray
+    topic_bounds: Mapping[int, tuple[int, int, float]]  # topic -> (lo, hi, max value)
+    graph_version: int = 0
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def empty(
+        cls,
+        user_ids: Sequence[str],
+        user_index: Mapping[str, int],
+        topic_index: Mapping[str, int],
+    ) -> Snapshot:
+        f8, i4 = np.zeros(0), np.zeros(0, np.int32)
+        return cls(
+            time=0.0, sequence=0, n_users=0, user_ids=user_ids, user_index=user_index,
+            topic_index=topic_index, status=np.zeros(0, np.uint8), credibility=f8,
+            influence=f8, influence_max=0.0, ranking=i4, ranked_influence=f8,
+            received=np.zeros((0, 5)), teleport_share=f8, topic_keys=np.zeros(0, np.int64),
+            topic_value=f8, topic_percentile=f8, topic_bounds={},
+        )
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (
+            self.status, self.credibility, self.influence, self.ranking,
+            self.ranked_influence, self.received, self.teleport_share, self.topic_keys,
+            self.topic_value, self.topic_percentile,
+        )
+        return sum(a.nbytes for a in arrays)
+
+    def user(self, user_id: str) -> int:
+        """Dense id of a user this snapshot scores; ``NotFound`` otherwise."""
+        u = self.user_index.get(user_id)
+        if u is None or u >= self.n_users:
+            raise NotFound(f"user {user_id!r} has never been seen", "user_id")
+        return u
+
+    def has(self, user_id: str) -> bool:
+        u = self.user_index.get(user_id)
+        return u is not None and u < self.n_users
+
+    def percentile(self, u: int) -> float:
+        if self.status[u] == AccountStatus.SUSPENDED or len(self.ranked_influence) == 0:
+            return 0.0
+        lower = np.searchsorted(self.ranked_influence, self.influence[u], "left")
+        return 100.0 * float(lower) / len(self.ranked_influence)
+
+    def explanation(
+        self, u: int, contributors: Sequence[tuple[str, float]] = ()
+    ) -> Explanation:
+        r = self.received[u]
+        return Explanation(
+            engagement_received=float(r[0]),
+            engagement_saturated=float(r[1]),
+            endorsements_received=float(r[2]),
+            endorsements_effective=float(r[3]),
+            reciprocity_removed=float(r[4]),
+            teleport_share=float(self.teleport_share[u]),
+            top_contributors=tuple(contributors),
+        )
+
+    def score(
+        self,
+        user_id: str,
+        topic: str = "",
+        contributors: Sequence[tuple[str, float]] = (),
+    ) -> UserScore:
+        u = self.user(user_id)
+        explanation = self.explanation(u, contributors)
+        if topic:
+            value, pct, top = self._topic_entry(u, topic)
+            score = float(log_scale(value, top))
+            influence = value
+        else:
+            influence = float(self.influence[u])
+            score = float(log_scale(influence, self.influence_max))
+            pct = self.percentile(u)
+        return UserScore(
+            user_id=user_id, topic=topic, score=score, influence=influence,
+            percentile=pct, status=AccountStatus(int(self.status[u])),
+            explanation=explanation,
+        )
+
+    def top(self, limit: int, topic: str = "") -> list[tuple[str, float, float]]:
+        """The ``limit`` highest (user_id, score, influence), highest first."""
+        if topic:
+            t = self.topic_index.get(topic)
+            if t is None or t not in self.topic_bounds:
+                return []
+            lo, hi, top = self.topic_bounds[t]
+            values = self.topic_value[lo:hi]
+            users = self.topic_keys[lo:hi] - t * self.n_users
+            best = np.lexsort((users, -values))[:limit]
+            return [
+                (self.user_ids[int(users[i])], float(log_scale(values[i], top)), float(values[i]))
+                for i in best
+            ]
+        best = self.ranking[::-1][:limit]
+        return [
+            (
+                self.user_ids[int(u)],
+                float(log_scale(self.influence[u], self.influence_max)),
+                float(self.influence[u]),
+            )
+            for u in best
+        ]
+
+    def _topic_entry(self, u: int, topic: str) -> tuple[float, float, float]:
+        t = self.topic_index.get(topic)
+        if t is None or t not in self.topic_bounds:
+            return 0.0, 0.0, 0.0
+        lo, hi, top = self.topic_bounds[t]
+        key = t * self.n_users + u
+        i = lo + int(np.searchsorted(self.topic_keys[lo:hi], key))
+        if i < hi and self.topic_keys[i] == key:
+            return float(self.topic_value[i]), float(self.topic_percentile[i]), top
+        return 0.0, 0.0, top
+
+
+def _ranking(previous: Snapshot, influence: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Members by influence, ascending. Starts from the previous ranking, which is
+    nearly sorted after an incremental refresh, so the stable sort (timsort) runs in
+    close to linear time."""
+    n = len(influence)
+    seen = np.zeros(n, bool)
+    prev = previous.ranking[previous.ranking < n]
+    prev = prev[members[prev]]
+    seen[prev] = True
+    perm = np.concatenate([prev, np.flatnonzero(members & ~seen).astype(np.int32)])
+    return perm[np.argsort(influence[perm], kind="stable")]
+
+
+def build_snapshot(
+    *,
+    previous: Snapshot,
+    time: float,
+    sequence: int,
+    user_ids: Sequence[str],
+    user_index: Mapping[str, int],
+    topics: Mapping[str, int],
+    topic_names: Sequence[str],
+    status: np.ndarray,
+    x: np.ndarray,
+    teleport: np.ndarray,
+    received: np.ndarray,
+    topic_records: Mapping[str, np.ndarray],
+    graph_version: int,
+    stats: Mapping[str, Any],
+) -> Snapshot:
+    """Normalise the solver's ``x`` into credibility and influence, and index topics."""
+    n = len(status)
+    members = status != AccountStatus.SUSPENDED
+    mass = float(x[members].sum())
+    credibility = np.where(members, x, 0.0) / mass if mass > 0 else np.zeros(n)
+    influence = credibility * int(members.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        teleport_share = np.where(x > 0, teleport / x, 0.0)
+    teleport_share[~members] = 0.0
+    ranking = _ranking(previous, influence, members)
+
+    t, dst = topic_records["topic"], topic_records["dst"]
+    contribution = influence[topic_records["src"]] * topic_records["weight"]
+    keys, inverse = np.unique(t * n + dst, return_inverse=True)
+    value = np.bincount(inverse, weights=contribution, minlength=len(keys))
+    key_topic = keys // max(n, 1)
+    bounds: dict[int, tuple[int, int, float]] = {}
+    if len(keys):
+        starts = np.flatnonzero(np.r_[True, key_topic[1:] != key_topic[:-1]])
+        ends = np.r_[starts[1:], len(keys)]
+        tops = np.maximum.reduceat(value, starts)
+        bounds = {
+            int(key_topic[s]): (int(s), int(e), float(m)) for s, e, m in zip(starts, ends, tops)
+        }
+    return Snapshot(
+        time=time,
+        sequence=sequence,
+        n_users=n,
+        user_ids=user_ids,
+        user_index=user_index,
+        topic_index=topics,
+        status=status,
+        credibility=credibility,
+        influence=influence,
+        influence_max=float(influence.max(initial=0.0)),
+        ranking=ranking.astype(np.int32),
+        ranked_influence=influence[ranking],
+        received=received,
+        teleport_share=teleport_share,
+        topic_keys=keys,
+        topic_value=value,
+        topic_percentile=lower_share(value, key_topic),
+        topic_bounds=bounds,
+        graph_version=graph_version,
+        stats=dict(stats),
+    )

@@ -1,0 +1,1 @@
+"""Generated stubs of the scoresvc.v1 API (built from protos/ at install time)."""
