@@ -35,6 +35,9 @@ MAX_VIOLATIONS = 100
 # times any realistic count stays far from the float64 limit (2^1024).
 LANDMARK_SPAN_HALF_LIVES = 512.0
 
+# A cap on full-refresh power steps; the push finishes whatever is left.
+MAX_POWER_STEPS = 500
+
 # Endorsement record states (the core's REC_LIVE is 1).
 REC_RETRACTED = 2
 REC_LIVE = 1
@@ -185,6 +188,11 @@ class Engine:
         return self._sequence
 
     @property
+    def landmark(self) -> float | None:
+        """The forward-decay landmark L (moves forward as time does)."""
+        return self._landmark
+
+    @property
     def n_users(self) -> int:
         return len(self._user_ids)
 
@@ -222,6 +230,25 @@ class Engine:
             )
         share = contribution / snap.credibility[u]
         return snap, [(self._user_ids[a], float(s)) for a, s in zip(sources, share)]
+
+    def edges(self) -> dict[str, np.ndarray]:
+        """The trust graph of the latest refresh, one entry per pair, for tests and
+        tooling: decayed sums at the refresh's time, ``P(a->b)`` and ``beta`` per user.
+        Pair sums include any write accepted since that refresh."""
+        with self._graph_lock, self._ingest_lock:
+            m, n = self._graph_pairs, self._graph_users
+            if self._graph_time is None or self._landmark is None:
+                return {"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64)}
+            keys = self._pair_key[:m]
+            scale = math.exp2((self._landmark - self._graph_time) / self.params.half_life_seconds)
+            return {
+                "src": (keys >> np.uint64(32)).astype(np.int64),
+                "dst": (keys & np.uint64(0xFFFFFFFF)).astype(np.int64),
+                "interaction_sums": self._pair_fd[:m, :4] * scale,
+                "endorsement_sums": self._pair_fd[:m, 4] * scale,
+                "transition": self._out_w[self._pair_pos[:m]].copy(),
+                "budget_factor": self._beta[:n].copy(),
+            }
 
     def memory_bytes(self) -> dict[str, int]:
         """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
@@ -494,17 +521,15 @@ class Engine:
             self._graph_time = now
             self._graph_version += 1
             self._teleport[:n] = teleport.astype(np.uint8)
+            tol_abs = self.solver.absolute * max(float(teleport.sum()), 1.0)
+            sweeps = 0
             if full:
-                _core.ppr_residual(
-                    self._out_start, self._out_len, self._out_dst, self._out_w, teleport,
-                    self._x[:n], p.damping, self._r[:n],
-                )
+                sweeps = self._power_iterate(n, teleport, tol_abs)
             else:
                 self._r[:n] += teleport - old_teleport
-            teleport_mass = float(teleport.sum())
             pushes, work = _core.ppr_push(
                 self._out_start, self._out_len, self._out_dst, self._out_w, p.damping,
-                self.solver.relative, self.solver.absolute * max(teleport_mass, 1.0),
+                self.solver.relative, tol_abs,
                 self._x[:n], self._r[:n], np.empty(n, np.int32), np.zeros(n, np.uint8),
             )
             snapshot = build_snapshot(
@@ -524,6 +549,7 @@ class Engine:
                 stats={
                     "full": full,
                     "rows": len(rows),
+                    "sweeps": sweeps,
                     "pushes": pushes,
                     "edge_work": work,
                     "edges": int(self._out_len[:n].sum()),
@@ -919,6 +945,50 @@ class Engine:
         setattr(self, f"_{side}_used", live)
         if side == "out":
             self._pair_pos[self._out_pair[:live]] = np.arange(live, dtype=np.int32)
+
+    def _power_iterate(self, n: int, teleport: np.ndarray, tol_abs: float) -> int:
+        """Warm-started parallel power iteration for a full refresh; leaves ``x`` and
+        its exact residual ``r`` for the push, which enforces the per-node bound.
+
+        A full refresh changes every edge, so most residuals start above tolerance and
+        a sweep over all edges on both cores beats pushing node by node. Once fewer
+        than ``n / 64`` nodes still move, pushing only those is cheaper.
+        """
+        pull_start = np.zeros(n + 1, np.int64)
+        np.cumsum(self._in_len[:n], out=pull_start[1:])
+        m = int(pull_start[-1])
+        pull_src = np.empty(m, np.int32)
+        pull_w = np.empty(m, np.float64)
+        _core.gather_pull(
+            pull_start, self._in_start, self._in_pair, self._pair_key, self._pair_pos,
+            self._out_w, pull_src, pull_w, self.threads,
+        )
+        x, r = self._x[:n], self._r[:n]
+        mass = float(teleport.sum())
+        if mass == 0:
+            x[:] = 0.0
+            r[:] = 0.0
+            return 0
+        p_norm = teleport / mass
+        total = float(x.sum())
+        c = x / total if total > 0 else p_norm.copy()
+        c_next = np.empty(n)
+        flow = 0.0
+        steps = 0
+        for steps in range(1, MAX_POWER_STEPS + 1):  # noqa: B007
+            active, flow = _core.ppr_power_step(
+                pull_start, pull_src, pull_w, p_norm, self.params.damping, c, c_next,
+                self.solver.relative, tol_abs / mass, self.threads,
+            )
+            c, c_next = c_next, c
+            if active * 64 <= n:
+                break
+        # Back to the push's units: l^T x = |p| with l^T c = 1 - flow for sum(c) = 1.
+        x[:] = c * (mass / max(1.0 - flow, 1e-300))
+        _core.ppr_residual_pull(
+            pull_start, pull_src, pull_w, teleport, self.params.damping, x, r, self.threads
+        )
+        return steps
 
     def _teleport_vector(self, status: np.ndarray) -> np.ndarray:
         """p: 1 on each non-suspended seed, or on every non-suspended user if none."""

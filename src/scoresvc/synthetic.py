@@ -1,0 +1,67 @@
+"""A seeded synthetic community: power-law actors and targets, mixed kinds, 90 days of
+timestamps and a share of endorsements. Feeds ``scoresvc demo`` and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .events import EventLog
+from .model import SECONDS_PER_DAY
+
+#: Share of LIKE, MENTION, REPLY, RESHARE among interactions.
+KIND_MIX = (0.6, 0.15, 0.15, 0.1)
+TOPICS = ("", "python", "rust", "databases", "distributed-systems", "ml", "security",
+          "frontend", "devops", "design")
+
+
+def _power_law(rng: np.random.Generator, n: int, users: int, skew: float) -> np.ndarray:
+    """Ids whose frequency falls off as a power of popularity rank (skew > 1 is
+    heavier-tailed), shuffled so popular users are spread over the id range."""
+    rank = (users * rng.random(n) ** skew).astype(np.int64)
+    return rng.permutation(users)[np.minimum(rank, users - 1)]
+
+
+def community(
+    n_events: int,
+    n_users: int,
+    *,
+    seed: int = 0,
+    end: float = 1_767_225_600.0,
+    days: float = 90.0,
+    endorsement_share: float = 0.02,
+    retraction_share: float = 0.05,
+) -> EventLog:
+    """``n_events`` events (interactions plus ``endorsement_share`` endorsement events)
+    over ``n_users`` users, timestamps in the ``days`` before ``end``."""
+    if n_users < 2:
+        raise ValueError("a community needs at least two users")
+    rng = np.random.default_rng(seed)
+    n_endorse = int(round(n_events * endorsement_share))
+    n_interact = n_events - n_endorse
+
+    def pairs(n: int, actor_skew: float, target_skew: float) -> tuple[np.ndarray, np.ndarray]:
+        actor = _power_law(rng, n, n_users, actor_skew)
+        target = _power_law(rng, n, n_users, target_skew)
+        same = actor == target
+        target[same] = (target[same] + 1 + rng.integers(0, n_users - 1, same.sum())) % n_users
+        return actor, target
+
+    actor, target = pairs(n_interact, 2.0, 3.0)
+    endorser, endorsee = pairs(n_endorse, 1.5, 3.0)
+    start = end - days * SECONDS_PER_DAY
+    kind = rng.choice(np.arange(1, 5, dtype=np.int8), size=n_interact, p=KIND_MIX)
+    return EventLog(
+        n_users=n_users,
+        actor=actor,
+        target=target,
+        kind=kind,
+        ts=rng.uniform(start, end, n_interact),
+        endorser=endorser,
+        endorsee=endorsee,
+        topic=rng.integers(0, len(TOPICS), n_endorse),
+        endorse_ts=rng.uniform(start, end, n_endorse),
+        retracted=rng.random(n_endorse) < retraction_share,
+        user_ids=[f"user{i:07d}" for i in range(n_users)],
+        topics=list(TOPICS),
+    )

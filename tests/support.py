@@ -1,0 +1,150 @@
+"""Shared test helpers: event-log strategies and the engine-versus-oracle check."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from scoresvc import reference
+from scoresvc.engine import Engine
+from scoresvc.events import EventLog
+from scoresvc.model import AccountStatus, ModelParams
+from scoresvc.snapshot import Snapshot
+
+DAY = 86_400.0
+T0 = 1_700_000_000.0
+H = ModelParams().half_life_seconds
+
+#: MODEL.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
+CRED_REL, CRED_ABS = 1e-5, 1e-15
+
+
+@st.composite
+def event_logs(
+    draw: st.DrawFn,
+    max_users: int = 10,
+    max_interactions: int = 60,
+    max_endorsements: int = 20,
+    statuses: bool = True,
+    span_days: float = 200.0,
+) -> EventLog:
+    n = draw(st.integers(2, max_users))
+    m = draw(st.integers(0, max_interactions))
+    k = draw(st.integers(0, max_endorsements))
+    user = st.integers(0, n - 1)
+    # Whole seconds, so equal timestamps (ties) happen.
+    when = st.integers(-int(span_days * DAY), 0).map(lambda s: T0 + s)
+    pairs = draw(st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]),
+                          min_size=m, max_size=m))
+    endorsements = draw(st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]),
+                                 min_size=k, max_size=k))
+    status = np.zeros(n, np.uint8)
+    if statuses:
+        status = np.array(
+            draw(st.lists(st.sampled_from([0, 0, 0, 0, 1, 2]), min_size=n, max_size=n)),
+            np.uint8,
+        )
+    return EventLog(
+        n_users=n,
+        actor=[p[0] for p in pairs],
+        target=[p[1] for p in pairs],
+        kind=draw(st.lists(st.integers(1, 4), min_size=m, max_size=m)),
+        ts=draw(st.lists(when, min_size=m, max_size=m)),
+        endorser=[p[0] for p in endorsements],
+        endorsee=[p[1] for p in endorsements],
+        topic=draw(st.lists(st.integers(0, 2), min_size=k, max_size=k)),
+        endorse_ts=draw(st.lists(when, min_size=k, max_size=k)),
+        retracted=draw(st.lists(st.booleans(), min_size=k, max_size=k)),
+        status=status,
+        topics=["", "python", "rust"],
+    )
+
+
+def engine_for(log: EventLog, now: float, **kwargs: object) -> tuple[Engine, Snapshot]:
+    engine = Engine(**kwargs)  # type: ignore[arg-type]
+    engine.load_events(log)
+    return engine, engine.refresh(now)
+
+
+def close_credibility(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Per node: within MODEL.md's credibility tolerance."""
+    return np.abs(got - want) <= np.maximum(CRED_REL * np.abs(want), CRED_ABS)
+
+
+def assert_matches_reference(
+    engine: Engine,
+    snap: Snapshot,
+    log: EventLog,
+    now: float,
+    *,
+    exact_edges: bool = True,
+) -> reference.ReferenceSnapshot:
+    """The engine's snapshot against the numpy oracle on the same events.
+
+    Decayed sums, budgets, transition probabilities and received sums to 1e-12
+    relative; credibility, influence and scores within MODEL.md's tolerance.
+    """
+    ref = reference.compute(log, now, engine.params, tolerance=1e-15, max_iterations=20_000)
+    n = log.n_users
+    assert log.user_ids is not None
+    dense = np.array([snap.user_index[u] for u in log.user_ids])
+    assert snap.n_users == n
+
+    if exact_edges:
+        edges = engine.edges()
+        to_log = np.empty(n, np.int64)
+        to_log[dense] = np.arange(n)
+        code = to_log[edges["src"]] * n + to_log[edges["dst"]]
+        order = np.argsort(code)
+        ref_code = ref.pair_src * n + ref.pair_dst
+        at = order[np.searchsorted(code[order], ref_code)]
+        assert np.array_equal(code[at], ref_code), "a pair of the oracle is missing"
+        np.testing.assert_allclose(
+            edges["interaction_sums"][at], ref.interaction_sums, rtol=1e-12, atol=1e-300
+        )
+        np.testing.assert_allclose(
+            edges["endorsement_sums"][at], ref.endorsement_sums, rtol=1e-12, atol=1e-300
+        )
+        # Pairs only the engine keeps (every endorsement retracted) carry nothing.
+        extra = np.ones(len(code), bool)
+        extra[at] = False
+        assert not edges["interaction_sums"][extra].any()
+        assert not edges["endorsement_sums"][extra].any()
+        assert not edges["transition"][extra].any()
+        np.testing.assert_allclose(
+            edges["budget_factor"][dense], ref.budget_factor, rtol=1e-12
+        )
+        # Trust sent to a suspended user is dropped in the oracle and absorbed (then
+        # excluded from normalisation) in the engine: the same fixed point elsewhere.
+        alive = log.status[ref.pair_dst] != AccountStatus.SUSPENDED
+        np.testing.assert_allclose(
+            edges["transition"][at][alive], ref.transition[alive], rtol=1e-12, atol=1e-300
+        )
+        np.testing.assert_allclose(snap.received[dense], ref.received, rtol=1e-12, atol=1e-300)
+
+    got = snap.credibility[dense]
+    ok = close_credibility(got, ref.credibility)
+    assert ok.all(), (
+        f"credibility off at {np.flatnonzero(~ok)}: {got[~ok]} vs {ref.credibility[~ok]}"
+    )
+    np.testing.assert_allclose(
+        snap.influence[dense], ref.influence, rtol=CRED_REL, atol=CRED_ABS * max(n, 1)
+    )
+    scores = np.array([snap.score(u).score for u in log.user_ids])
+    np.testing.assert_allclose(scores, ref.score, rtol=0, atol=1e-3)
+    # Percentiles are exact wherever no other user is within the tolerance.
+    near_tie = np.abs(ref.influence[:, None] - ref.influence[None, :]) <= np.maximum(
+        2 * CRED_REL * ref.influence[:, None], 1e-12
+    )
+    lonely = near_tie.sum(axis=1) == 1
+    percentiles = np.array([snap.score(u).percentile for u in log.user_ids])
+    np.testing.assert_allclose(percentiles[lonely], ref.percentile[lonely], atol=1e-9)
+
+    for t, values in ref.topic_value.items():
+        topic = log.topics[t]
+        if not topic:
+            continue  # an empty topic asks for the global score
+        for u, value in values.items():
+            got_value = snap.score(log.user_ids[u], topic).influence
+            assert abs(got_value - value) <= max(CRED_REL * value, 1e-12), (topic, u)
+    return ref

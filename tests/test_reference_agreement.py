@@ -1,0 +1,155 @@
+"""The compiled core against the numpy oracle on the same events."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import DAY, T0, H, assert_matches_reference, close_credibility, engine_for, event_logs
+
+from scoresvc import reference
+from scoresvc.engine import Engine
+from scoresvc.synthetic import community
+
+
+@given(log=event_logs())
+def test_cold_build_matches_reference(log):
+    now = T0 + 1.0
+    engine, snap = engine_for(log, now)
+    assert_matches_reference(engine, snap, log, now)
+
+
+@given(log=event_logs(statuses=False), threads=st.sampled_from([1, 2]))
+def test_one_thread_and_many_threads_agree_with_reference(log, threads):
+    now = T0 + 1.0
+    engine, snap = engine_for(log, now, threads=threads)
+    assert_matches_reference(engine, snap, log, now)
+
+
+@given(log=event_logs(), later=st.floats(1.0, 400 * DAY))
+def test_warm_refresh_after_time_moves_matches_cold(log, later):
+    engine, _ = engine_for(log, T0 + 1.0)
+    snap = engine.refresh(T0 + 1.0 + later)
+    assert not snap.stats["rows"] == 0
+    assert_matches_reference(engine, snap, log, T0 + 1.0 + later)
+
+
+@given(log=event_logs(max_users=8), split=st.integers(0, 60), data=st.data())
+def test_incremental_refresh_matches_reference(log, split, data):
+    """Events arriving after a snapshot: only touched rows are recomputed."""
+    now = T0 + 1.0
+    first = _slice(log, 0, split)
+    engine, _ = engine_for(first, now)
+    rest = _slice(log, split, None)
+    engine.load_events(rest)
+    snap = engine.refresh(now)
+    assert not snap.stats["full"]
+    assert_matches_reference(engine, snap, log, now)
+
+
+def _slice(log, lo, hi):
+    from scoresvc.events import EventLog
+
+    return EventLog(
+        n_users=log.n_users,
+        actor=log.actor[lo:hi],
+        target=log.target[lo:hi],
+        kind=log.kind[lo:hi],
+        ts=log.ts[lo:hi],
+        endorser=log.endorser[lo:hi],
+        endorsee=log.endorsee[lo:hi],
+        topic=log.topic[lo:hi],
+        endorse_ts=log.endorse_ts[lo:hi],
+        retracted=log.retracted[lo:hi],
+        status=log.status,
+        user_ids=log.user_ids,
+        topics=log.topics,
+    )
+
+
+def test_top_contributors_match_reference():
+    log = community(3000, 200, seed=3)
+    now = float(log.ts.max()) + 1
+    engine, snap = engine_for(log, now)
+    ref = assert_matches_reference(engine, snap, log, now)
+    for u in np.argsort(ref.influence)[-20:]:
+        _, got = engine.explain(log.user_ids[u], 5)
+        want = ref.top_contributors(int(u), 5)
+        assert [log.user_ids[a] for a, _ in want] == [a for a, _ in got]
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-5)
+        assert sum(s for _, s in got) <= 1.0 + 1e-9
+
+
+def test_long_runs_of_incremental_refreshes_do_not_accumulate_error():
+    """200 small batches, each refreshed incrementally, then checked against a cold
+    oracle: the push invariant is restored exactly at every step."""
+    log = community(20_000, 600, seed=5)
+    now = float(log.ts.max()) + 1
+    engine = Engine()
+    bounds = np.linspace(0, log.n_interactions, 201).astype(int)
+    ebounds = np.linspace(0, log.n_endorsement_events, 201).astype(int)
+    for i in range(200):
+        batch = _slice(log, bounds[i], bounds[i + 1])
+        batch.endorser = log.endorser[ebounds[i] : ebounds[i + 1]]
+        batch.endorsee = log.endorsee[ebounds[i] : ebounds[i + 1]]
+        batch.topic = log.topic[ebounds[i] : ebounds[i + 1]]
+        batch.endorse_ts = log.endorse_ts[ebounds[i] : ebounds[i + 1]]
+        batch.retracted = log.retracted[ebounds[i] : ebounds[i + 1]]
+        engine.load_events(batch)
+        snap = engine.refresh(now)
+    assert not snap.stats["full"]
+    assert_matches_reference(engine, snap, log, now)
+
+
+def test_landmark_shift_keeps_precision_over_thousands_of_half_lives():
+    """Events 3000 half-lives apart: the landmark moves forward several times and
+    every sum still matches direct evaluation."""
+    step = 1000 * H
+    log = community(400, 30, seed=7)
+    log.ts = T0 + (np.arange(log.n_interactions) % 4) * step + log.ts % DAY
+    log.endorse_ts = T0 + 3 * step + log.endorse_ts % DAY
+    now = T0 + 3 * step + DAY
+    engine = Engine()
+    landmarks = []
+    for quarter in range(4):
+        part = _slice(log, 0, 0)
+        keep = (np.arange(log.n_interactions) % 4) == quarter
+        part.actor, part.target = log.actor[keep], log.target[keep]
+        part.kind, part.ts = log.kind[keep], log.ts[keep]
+        engine.load_events(part)
+        landmarks.append(engine.landmark)
+        engine.refresh(float(part.ts.max()))
+    engine.load_events(_endorsements_only(log))
+    snap = engine.refresh(now)
+    assert len(set(landmarks)) == 4, "the landmark never moved"
+    assert_matches_reference(engine, snap, log, now)
+
+
+def _endorsements_only(log):
+    part = _slice(log, 0, 0)
+    part.endorser, part.endorsee = log.endorser, log.endorsee
+    part.topic, part.endorse_ts, part.retracted = log.topic, log.endorse_ts, log.retracted
+    return part
+
+
+def test_solver_meets_tolerance_on_a_larger_community():
+    log = community(200_000, 20_000, seed=11)
+    now = float(log.ts.max()) + 1
+    engine, snap = engine_for(log, now)
+    ref = reference.compute(log, now, tolerance=1e-14)
+    assert close_credibility(snap.credibility, ref.credibility).all()
+    # Then 50 incremental rounds of new events, and a final check.
+    extra = community(20_000, 20_000, seed=12)
+    for part in np.array_split(np.arange(extra.n_interactions), 50):
+        batch = _slice(extra, 0, 0)
+        batch.actor, batch.target = extra.actor[part], extra.target[part]
+        batch.kind, batch.ts = extra.kind[part], extra.ts[part]
+        engine.load_events(batch)
+        snap = engine.refresh(now)
+    merged = _slice(log, 0, None)
+    merged.actor = np.concatenate([log.actor, extra.actor])
+    merged.target = np.concatenate([log.target, extra.target])
+    merged.kind = np.concatenate([log.kind, extra.kind])
+    merged.ts = np.concatenate([log.ts, extra.ts])
+    ref = reference.compute(merged, now, tolerance=1e-14)
+    assert close_credibility(snap.credibility, ref.credibility).all()
