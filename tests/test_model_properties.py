@@ -1,0 +1,290 @@
+"""MODEL.md's eight properties, each as its own test (docs/model.md, "Properties")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from support import DAY, H, T0, close_credibility, engine_for, event_logs
+
+from scoresvc.engine import Engine
+from scoresvc.events import EventLog
+from scoresvc.model import AccountStatus, InteractionKind, ModelParams
+
+P = ModelParams()
+E0 = P.endorsement_weight
+NOW = T0 + 1.0
+kinds = st.sampled_from(list(InteractionKind))
+
+
+def received(engine: Engine, user: str) -> dict[str, float]:
+    e = engine.snapshot.score(user).explanation
+    return {
+        "engagement": e.engagement_received,
+        "saturated": e.engagement_saturated,
+        "endorsed": e.endorsements_received,
+        "effective": e.endorsements_effective,
+        "removed": e.reciprocity_removed,
+    }
+
+
+def fresh_engine(users: int, **params: float) -> Engine:
+    engine = Engine(ModelParams(**params))
+    for i in range(users):
+        engine.set_status(f"u{i}", AccountStatus.NORMAL)
+    return engine
+
+
+# 1. Reciprocity ---------------------------------------------------------------------
+
+
+@given(age_half_lives=st.floats(0.0, 6.0))
+def test_reciprocity_returned_endorsement_discounts_the_original(age_half_lives):
+    """B endorsing A back lowers A's endorsement of B by rho * min(E, E_back): to
+    (1 - rho) of it when fully matched."""
+    alone = fresh_engine(2)
+    alone.endorse("u0", "u1", "", T0, now=NOW)
+    alone.refresh(NOW)
+
+    returned = fresh_engine(2)
+    returned.endorse("u0", "u1", "", T0, now=NOW)
+    returned.endorse("u1", "u0", "", T0 - age_half_lives * H, now=NOW)
+    returned.refresh(NOW)
+
+    worth = received(alone, "u1")["effective"]
+    back = E0 * 2.0 ** (-(NOW - T0 + age_half_lives * H) / H)
+    expected = worth - P.endorsement_reciprocity * min(worth, back)
+    got = received(returned, "u1")["effective"]
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert got < worth
+    if age_half_lives == 0.0:
+        assert got == pytest.approx((1 - P.endorsement_reciprocity) * worth, rel=1e-12)
+    assert received(returned, "u1")["removed"] == pytest.approx(worth - got, rel=1e-12)
+
+
+@given(kind=kinds, count=st.integers(1, 20))
+def test_reciprocity_applies_per_kind_and_spares_replies(kind, count):
+    rows = [("u0", "u1", kind, T0)] * count + [("u1", "u0", kind, T0)] * count
+    engine = fresh_engine(2)
+    engine.record_interactions(rows, now=NOW)
+    engine.refresh(NOW)
+    r = received(engine, "u1")
+    rho = P.kind_reciprocity[kind - 1]
+    assert r["removed"] == pytest.approx(rho * r["engagement"], rel=1e-12)
+    assert r["saturated"] == pytest.approx(np.log1p((1 - rho) * r["engagement"]), rel=1e-12)
+
+
+# 2. Dilution ------------------------------------------------------------------------
+
+
+@given(n=st.integers(1, 40), ages=st.lists(st.floats(0, 3 * H), min_size=40, max_size=40))
+def test_dilution_an_endorsers_endorsements_sum_to_at_most_the_budget(n, ages):
+    engine = fresh_engine(n + 1, daily_endorsement_limit=0)
+    for i in range(n):
+        engine.endorse("u0", f"u{i + 1}", "", T0 - ages[i], now=NOW)
+    engine.refresh(NOW)
+    given_raw = sum(received(engine, f"u{i + 1}")["endorsed"] for i in range(n))
+    given_eff = sum(received(engine, f"u{i + 1}")["effective"] for i in range(n))
+    assert given_eff <= P.endorsement_budget * (1 + 1e-12)
+    assert given_eff == pytest.approx(min(given_raw, P.endorsement_budget), rel=1e-12)
+
+
+def test_dilution_endorsing_more_than_the_budget_splits_it_evenly():
+    engine = fresh_engine(31, daily_endorsement_limit=0)
+    for i in range(30):
+        engine.endorse("u0", f"u{i + 1}", "", NOW, now=NOW)
+    engine.refresh(NOW)
+    each = [received(engine, f"u{i + 1}")["effective"] for i in range(30)]
+    np.testing.assert_allclose(each, P.endorsement_budget / 30, rtol=1e-12)
+
+
+# 3. Saturation ----------------------------------------------------------------------
+
+
+@given(k=st.integers(2, 40), kind=kinds)
+def test_saturation_k_interactions_from_one_actor_count_less_than_k_actors(k, kind):
+    """Same users in both worlds (actors of equal standing, none with other events)."""
+    one = fresh_engine(k + 1)
+    one.record_interactions([("u1", "u0", kind, T0)] * k, now=NOW)
+    many = fresh_engine(k + 1)
+    many.record_interactions([(f"u{i + 1}", "u0", kind, T0) for i in range(k)], now=NOW)
+    a, b = one.refresh(NOW), many.refresh(NOW)
+    assert received(one, "u0")["engagement"] == pytest.approx(received(many, "u0")["engagement"])
+    assert received(one, "u0")["saturated"] < received(many, "u0")["saturated"]
+    assert a.score("u0").influence < b.score("u0").influence
+
+
+# 4. Decay ---------------------------------------------------------------------------
+
+
+@given(log=event_logs(statuses=False), dt=st.floats(1.0, 1000 * DAY))
+def test_decay_received_sums_shrink_by_exactly_two_to_the_minus_dt_over_h(log, dt):
+    engine, before = engine_for(log, NOW)
+    after = engine.refresh(NOW + dt)
+    factor = 2.0 ** (-dt / H)
+    for column in (0, 2):  # engagement and endorsements received, before penalties
+        np.testing.assert_allclose(
+            after.received[:, column], before.received[:, column] * factor,
+            rtol=1e-12, atol=1e-300,
+        )
+
+
+def test_decay_an_event_two_half_lives_old_weighs_a_quarter():
+    engine = fresh_engine(3)
+    engine.record_interactions(
+        [("u0", "u1", InteractionKind.RESHARE, NOW - 2 * H),
+         ("u0", "u2", InteractionKind.RESHARE, NOW)],
+        now=NOW,
+    )
+    engine.refresh(NOW)
+    old, new = received(engine, "u1")["engagement"], received(engine, "u2")["engagement"]
+    assert old == pytest.approx(new / 4, rel=1e-12)
+
+
+# 5. Credibility ---------------------------------------------------------------------
+
+
+@given(fans=st.integers(3, 15))
+def test_credibility_an_established_endorser_is_worth_more_than_a_newcomer(fans):
+    """u0 is established (endorsed and engaged by fans); u1 is new. u0 endorses u2,
+    u1 endorses u3; nothing else differs."""
+    engine = fresh_engine(4)
+    for i in range(fans):
+        engine.endorse(f"fan{i}", "u0", "", T0, now=NOW)
+        engine.record_interactions([(f"fan{i}", "u0", InteractionKind.REPLY, T0)], now=NOW)
+    engine.endorse("u0", "u2", "", T0, now=NOW)
+    engine.endorse("u1", "u3", "", T0, now=NOW)
+    snap = engine.refresh(NOW)
+    assert snap.score("u2").influence > snap.score("u3").influence
+    assert snap.score("u2").score > snap.score("u3").score
+
+
+# 6. Rings ---------------------------------------------------------------------------
+
+
+def _community_with_ring(ring: int, intensity: int, kind: InteractionKind, handful: int):
+    """40 users engaging at random, ``handful`` of the most established endorsing one
+    honest user, and a ring that only endorses and engages itself."""
+    rng = np.random.default_rng(ring * 1000 + intensity)
+    n = 40
+    engine = Engine()
+    rows = []
+    for _ in range(600):
+        a, b = rng.choice(n, 2, replace=False)
+        rows.append((f"c{a}", f"c{b}", InteractionKind(int(rng.integers(1, 5))), T0))
+    engine.record_interactions(rows, now=NOW)
+    engine.refresh(NOW)
+    established = [u for u, _, _ in engine.snapshot.top(handful)]
+    for u in established:
+        engine.endorse(u, "honest", "", T0, now=NOW)
+    ring_rows = []
+    for i in range(ring):
+        for j in range(ring):
+            if i != j:
+                engine.endorse(f"r{i}", f"r{j}", "", T0, now=NOW)
+                ring_rows += [(f"r{i}", f"r{j}", kind, T0)] * intensity
+    engine.record_interactions(ring_rows, now=NOW)
+    return engine, established
+
+
+@given(
+    ring=st.integers(3, 8),
+    intensity=st.integers(1, 60),
+    kind=kinds,
+    handful=st.integers(3, 6),
+)
+def test_rings_rank_below_a_user_endorsed_by_established_users(ring, intensity, kind, handful):
+    engine, _ = _community_with_ring(ring, intensity, kind, handful)
+    snap = engine.refresh(NOW)
+    honest = snap.score("honest").influence
+    assert all(snap.score(f"r{i}").influence < honest for i in range(ring))
+
+
+@given(ring=st.integers(3, 8), intensity=st.integers(1, 60), kind=kinds)
+def test_rings_with_seeds_a_group_no_seed_reaches_has_influence_zero(ring, intensity, kind):
+    engine, established = _community_with_ring(ring, intensity, kind, 4)
+    for u in established:
+        engine.set_status(u, AccountStatus.SEED)
+    snap = engine.refresh(NOW)
+    assert all(snap.score(f"r{i}").influence == 0.0 for i in range(ring))
+    assert all(snap.score(f"r{i}").score == 1.0 for i in range(ring))
+    assert snap.score("honest").influence > 0.0
+
+
+# 7. Retraction ----------------------------------------------------------------------
+
+
+@given(log=event_logs(), pair=st.tuples(st.integers(0, 9), st.integers(0, 9)),
+       topic=st.sampled_from(["", "python", "new-topic"]), gap=st.floats(0, 10 * DAY))
+def test_retraction_endorse_then_retract_equals_never_endorsing(log, pair, topic, gap):
+    a, b = pair
+    assume(a != b and a < log.n_users and b < log.n_users)
+    # The background must not already hold this endorsement.
+    same = (log.endorser == a) & (log.endorsee == b) & (np.array(log.topics)[log.topic] == topic)
+    assume(not same.any())
+    plain, _ = engine_for(log, NOW)
+    retracted, _ = engine_for(log, NOW)
+    retracted.endorse(f"u{a}", f"u{b}", topic, T0 - gap - 60, now=NOW)
+    retracted.retract(f"u{a}", f"u{b}", topic, T0 - gap, now=NOW)
+    x, y = plain.refresh(NOW + 1), retracted.refresh(NOW + 1)
+    np.testing.assert_allclose(y.influence, x.influence, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(y.received, x.received, rtol=1e-12, atol=1e-300)
+    for u in log.user_ids:
+        assert y.score(u).score == pytest.approx(x.score(u).score, rel=1e-12)
+
+
+# 8. Order independence --------------------------------------------------------------
+
+
+def _permuted(log: EventLog, order: np.ndarray, eorder: np.ndarray) -> EventLog:
+    return EventLog(
+        n_users=log.n_users, actor=log.actor[order], target=log.target[order],
+        kind=log.kind[order], ts=log.ts[order], endorser=log.endorser[eorder],
+        endorsee=log.endorsee[eorder], topic=log.topic[eorder],
+        endorse_ts=log.endorse_ts[eorder], retracted=log.retracted[eorder],
+        status=log.status, user_ids=log.user_ids, topics=log.topics,
+    )
+
+
+@given(log=event_logs(), seed=st.integers(0, 2**32 - 1), batches=st.integers(1, 6))
+def test_order_independence_any_order_or_batching_gives_the_same_influence(log, seed, batches):
+    rng = np.random.default_rng(seed)
+    _, reference_snap = engine_for(log, NOW)
+    shuffled = _permuted(
+        log, rng.permutation(log.n_interactions), rng.permutation(log.n_endorsement_events)
+    )
+    engine = Engine()
+    cuts = np.sort(rng.integers(0, log.n_interactions + 1, batches - 1))
+    ecuts = np.sort(rng.integers(0, log.n_endorsement_events + 1, batches - 1))
+    bounds = zip(np.r_[0, cuts], np.r_[cuts, log.n_interactions])
+    ebounds = zip(np.r_[0, ecuts], np.r_[ecuts, log.n_endorsement_events])
+    for (lo, hi), (elo, ehi) in zip(bounds, ebounds):
+        engine.load_events(_permuted(shuffled, np.arange(lo, hi), np.arange(elo, ehi)))
+    snap = engine.refresh(NOW)
+    dense = [snap.user_index[u] for u in log.user_ids]
+    ref_dense = [reference_snap.user_index[u] for u in log.user_ids]
+    np.testing.assert_allclose(
+        snap.influence[dense], reference_snap.influence[ref_dense], rtol=1e-9, atol=1e-15
+    )
+
+
+@given(log=event_logs(), seed=st.integers(0, 2**32 - 1), batches=st.integers(2, 6))
+def test_order_independence_incremental_refreshes_stay_within_tolerance(log, seed, batches):
+    rng = np.random.default_rng(seed)
+    _, cold = engine_for(log, NOW)
+    shuffled = _permuted(
+        log, rng.permutation(log.n_interactions), rng.permutation(log.n_endorsement_events)
+    )
+    engine = Engine()
+    cuts = np.linspace(0, log.n_interactions, batches + 1).astype(int)
+    ecuts = np.linspace(0, log.n_endorsement_events, batches + 1).astype(int)
+    for i in range(batches):
+        engine.load_events(
+            _permuted(shuffled, np.arange(cuts[i], cuts[i + 1]),
+                      np.arange(ecuts[i], ecuts[i + 1]))
+        )
+        snap = engine.refresh(NOW)
+    dense = [snap.user_index[u] for u in log.user_ids]
+    cold_dense = [cold.user_index[u] for u in log.user_ids]
+    assert close_credibility(snap.credibility[dense], cold.credibility[cold_dense]).all()
