@@ -34,10 +34,12 @@ def event_logs(
     user = st.integers(0, n - 1)
     # Whole seconds, so equal timestamps (ties) happen.
     when = st.integers(-int(span_days * DAY), 0).map(lambda s: T0 + s)
-    pairs = draw(st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]),
-                          min_size=m, max_size=m))
-    endorsements = draw(st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]),
-                                 min_size=k, max_size=k))
+    pairs = draw(
+        st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]), min_size=m, max_size=m)
+    )
+    endorsements = draw(
+        st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]), min_size=k, max_size=k)
+    )
     status = np.zeros(n, np.uint8)
     if statuses:
         status = np.array(
@@ -111,9 +113,7 @@ def assert_matches_reference(
         assert not edges["interaction_sums"][extra].any()
         assert not edges["endorsement_sums"][extra].any()
         assert not edges["transition"][extra].any()
-        np.testing.assert_allclose(
-            edges["budget_factor"][dense], ref.budget_factor, rtol=1e-12
-        )
+        np.testing.assert_allclose(edges["budget_factor"][dense], ref.budget_factor, rtol=1e-12)
         # Trust sent to a suspended user is dropped in the oracle and absorbed (then
         # excluded from normalisation) in the engine: the same fixed point elsewhere.
         alive = log.status[ref.pair_dst] != AccountStatus.SUSPENDED

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from support import DAY, H, T0, close_credibility, engine_for, event_logs
+from support import DAY, T0, H, close_credibility, engine_for, event_logs
 
 from scoresvc.engine import Engine
 from scoresvc.events import EventLog
@@ -125,16 +125,20 @@ def test_decay_received_sums_shrink_by_exactly_two_to_the_minus_dt_over_h(log, d
     factor = 2.0 ** (-dt / H)
     for column in (0, 2):  # engagement and endorsements received, before penalties
         np.testing.assert_allclose(
-            after.received[:, column], before.received[:, column] * factor,
-            rtol=1e-12, atol=1e-300,
+            after.received[:, column],
+            before.received[:, column] * factor,
+            rtol=1e-12,
+            atol=1e-300,
         )
 
 
 def test_decay_an_event_two_half_lives_old_weighs_a_quarter():
     engine = fresh_engine(3)
     engine.record_interactions(
-        [("u0", "u1", InteractionKind.RESHARE, NOW - 2 * H),
-         ("u0", "u2", InteractionKind.RESHARE, NOW)],
+        [
+            ("u0", "u1", InteractionKind.RESHARE, NOW - 2 * H),
+            ("u0", "u2", InteractionKind.RESHARE, NOW),
+        ],
         now=NOW,
     )
     engine.refresh(NOW)
@@ -215,8 +219,12 @@ def test_rings_with_seeds_a_group_no_seed_reaches_has_influence_zero(ring, inten
 # 7. Retraction ----------------------------------------------------------------------
 
 
-@given(log=event_logs(), pair=st.tuples(st.integers(0, 9), st.integers(0, 9)),
-       topic=st.sampled_from(["", "python", "new-topic"]), gap=st.floats(0, 10 * DAY))
+@given(
+    log=event_logs(),
+    pair=st.tuples(st.integers(0, 9), st.integers(0, 9)),
+    topic=st.sampled_from(["", "python", "new-topic"]),
+    gap=st.floats(0, 10 * DAY),
+)
 def test_retraction_endorse_then_retract_equals_never_endorsing(log, pair, topic, gap):
     a, b = pair
     assume(a != b and a < log.n_users and b < log.n_users)
@@ -239,11 +247,19 @@ def test_retraction_endorse_then_retract_equals_never_endorsing(log, pair, topic
 
 def _permuted(log: EventLog, order: np.ndarray, eorder: np.ndarray) -> EventLog:
     return EventLog(
-        n_users=log.n_users, actor=log.actor[order], target=log.target[order],
-        kind=log.kind[order], ts=log.ts[order], endorser=log.endorser[eorder],
-        endorsee=log.endorsee[eorder], topic=log.topic[eorder],
-        endorse_ts=log.endorse_ts[eorder], retracted=log.retracted[eorder],
-        status=log.status, user_ids=log.user_ids, topics=log.topics,
+        n_users=log.n_users,
+        actor=log.actor[order],
+        target=log.target[order],
+        kind=log.kind[order],
+        ts=log.ts[order],
+        endorser=log.endorser[eorder],
+        endorsee=log.endorsee[eorder],
+        topic=log.topic[eorder],
+        endorse_ts=log.endorse_ts[eorder],
+        retracted=log.retracted[eorder],
+        status=log.status,
+        user_ids=log.user_ids,
+        topics=log.topics,
     )
 
 
@@ -281,8 +297,7 @@ def test_order_independence_incremental_refreshes_stay_within_tolerance(log, see
     ecuts = np.linspace(0, log.n_endorsement_events, batches + 1).astype(int)
     for i in range(batches):
         engine.load_events(
-            _permuted(shuffled, np.arange(cuts[i], cuts[i + 1]),
-                      np.arange(ecuts[i], ecuts[i + 1]))
+            _permuted(shuffled, np.arange(cuts[i], cuts[i + 1]), np.arange(ecuts[i], ecuts[i + 1]))
         )
         snap = engine.refresh(NOW)
     dense = [snap.user_index[u] for u in log.user_ids]

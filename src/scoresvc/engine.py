@@ -12,6 +12,7 @@ graph under ``_graph_lock``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -72,6 +73,15 @@ def _grown(array: np.ndarray, needed: int, fill: Any = 0) -> np.ndarray:
     fresh = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
     fresh[: len(array)] = array
     return fresh
+
+
+def _digest(user_ids: Sequence[str], *columns: np.ndarray) -> str:
+    """A fingerprint of a batch, so a reused request id with other content is caught."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update("\x1f".join(user_ids).encode("utf-8", "surrogatepass"))
+    for column in columns:
+        h.update(np.ascontiguousarray(column).tobytes())
+    return h.hexdigest()
 
 
 def _violation_list(found: list[FieldViolation], total: int) -> InvalidArgument:
@@ -255,16 +265,27 @@ class Engine:
         pair_arrays = (self._pair_key, self._pair_fd, self._pair_rev, self._pair_touched)
         graph_pair = (self._out_pair, self._out_dst, self._out_w, self._pair_pos, self._in_pair)
         node_arrays = (
-            self._status, self._row_dirty, self._target_dirty, self._out_start,
-            self._out_len, self._out_cap, self._in_start, self._in_len, self._in_cap,
-            self._beta, self._x, self._r, self._teleport,
+            self._status,
+            self._row_dirty,
+            self._target_dirty,
+            self._out_start,
+            self._out_len,
+            self._out_cap,
+            self._in_start,
+            self._in_len,
+            self._in_cap,
+            self._beta,
+            self._x,
+            self._r,
+            self._teleport,
         )
         records = (self._rec_key, self._rec_pair, self._rec_topic, self._rec_ts, self._rec_state)
         return {
             "pairs": sum(a.nbytes for a in pair_arrays) + self._pair_index.nbytes,
             "graph": sum(a.nbytes for a in graph_pair),
             "users": sum(a.nbytes for a in node_arrays),
-            "endorsements": sum(a.nbytes for a in records) + self._rec_index.nbytes
+            "endorsements": sum(a.nbytes for a in records)
+            + self._rec_index.nbytes
             + sum(a.nbytes for a in self._trail.values()),
             "snapshot": self._snapshot.nbytes,
         }
@@ -304,8 +325,8 @@ class Engine:
             ts[i] = now if t is None else float(t)
         if violations:
             # The dictionary holds the bad ids too; report those rows, then the rest.
-            more = self._check_columns(actor, target, kind, ts, now)
-            raise _violation_list(violations + more, total + len(more))
+            more, more_total = self._check_columns(actor, target, kind, ts, now)
+            raise _violation_list(violations + more, total + more_total)
         return self.record_interaction_columns(
             list(users), actor, target, kind, ts, request_id=request_id, now=now
         )
@@ -333,18 +354,24 @@ class Engine:
             raise InvalidArgument(
                 [FieldViolation("columns", "all columns must have the same length")]
             )
-        fingerprint = ("interactions", n, hash(actor_index.tobytes()), hash(ts.tobytes()))
+        fingerprint = ("interactions", _digest(user_ids, actor_index, target_index, kind, ts))
         if request_id and (done := self._replayed(request_id, fingerprint)):
             return done
-        violations = self._check_columns(actor_index, target_index, kind, ts, now)
+        violations, total = self._check_columns(actor_index, target_index, kind, ts, now)
         bad_users = [
             v
             for j, uid in enumerate(user_ids)
             if (v := check_user_id(uid, "user_ids", j)) is not None
         ]
-        if violations or bad_users:
-            everything = bad_users + violations
-            raise _violation_list(everything, len(everything))
+        out_of_range = (actor_index < 0) | (actor_index >= len(user_ids))
+        out_of_range |= (target_index < 0) | (target_index >= len(user_ids))
+        bad_index = [
+            FieldViolation("actor_index", "must index user_ids", int(i))
+            for i in np.flatnonzero(out_of_range)[:MAX_VIOLATIONS]
+        ]
+        if violations or bad_users or bad_index:
+            everything = bad_users + bad_index + violations
+            raise _violation_list(everything, total + len(bad_users) + int(out_of_range.sum()))
         channel = (kind - 1).astype(np.int8)
         with self._ingest_lock:
             if request_id and (done := self._replayed(request_id, fingerprint)):
@@ -363,9 +390,7 @@ class Engine:
         """
         with self._ingest_lock:
             dense = self._register_users(log.user_ids or [])
-            topic_dense = np.array(
-                [self._topic_id(name) for name in log.topics], dtype=np.int64
-            )
+            topic_dense = np.array([self._topic_id(name) for name in log.topics], dtype=np.int64)
             if log.n_interactions:
                 self._apply_interactions(
                     dense[log.actor], dense[log.target], (log.kind - 1).astype(np.int8), log.ts
@@ -395,9 +420,7 @@ class Engine:
         now: float | None = None,
     ) -> WriteResult:
         """Endorse (or refresh an endorsement); rate-limited per endorser."""
-        return self._endorsement_event(
-            endorser_id, endorsee_id, topic, ts, False, request_id, now
-        )
+        return self._endorsement_event(endorser_id, endorsee_id, topic, ts, False, request_id, now)
 
     def retract(
         self,
@@ -410,9 +433,7 @@ class Engine:
         now: float | None = None,
     ) -> WriteResult:
         """Retract a live endorsement (``NotFound`` when there is none)."""
-        return self._endorsement_event(
-            endorser_id, endorsee_id, topic, ts, True, request_id, now
-        )
+        return self._endorsement_event(endorser_id, endorsee_id, topic, ts, True, request_id, now)
 
     def set_status(
         self, user_id: str, status: AccountStatus, *, request_id: str = ""
@@ -480,13 +501,27 @@ class Engine:
                 if self._landmark is None:
                     self._landmark = now
                 self._keep_landmark_near(now)
+                self._grow_graph(n)
+                status = self._status[:n].copy()
+                old_teleport = self._teleport[:n].astype(np.float64)
+                teleport = self._teleport_vector(status)
+                # Seeds changed: a warm start would leave traces of trust at users no
+                # seed reaches any more, which MODEL.md wants at exactly 0. Rare
+                # (operator actions), so solve from scratch.
+                cold = bool(
+                    (status == AccountStatus.SEED).any()
+                    and ((old_teleport > 0) & (teleport == 0)).any()
+                )
+                if cold:
+                    self._x[:n] = 0.0
+                    self._r[:n] = 0.0
                 full = (
-                    self._graph_time != now
+                    cold
+                    or self._graph_time != now
                     or self._landmark_moved
                     or self._graph_users == 0
                 )
                 self._landmark_moved = False
-                self._grow_graph(n)
                 self._insert_new_edges()
                 if full:
                     rows = np.arange(n, dtype=np.int32)
@@ -494,27 +529,47 @@ class Engine:
                 else:
                     rows = np.flatnonzero(self._row_dirty[:n]).astype(np.int32)
                     self._row_dirty[rows] = 0
-                status = self._status[:n].copy()
                 scale = math.exp2((self._landmark - now) / p.half_life_seconds)
-                old_teleport = self._teleport[:n].astype(np.float64)
-                teleport = self._teleport_vector(status)
                 self._teleport_dirty = False
                 if not full:
                     _core.scatter_rows(
-                        rows, self._out_start, self._out_len, self._out_dst, self._out_w,
-                        self._x, -p.damping, self._r,
+                        rows,
+                        self._out_start,
+                        self._out_len,
+                        self._out_dst,
+                        self._out_w,
+                        self._x,
+                        -p.damping,
+                        self._r,
                     )
                 beta_changed = np.zeros(n, np.uint8)
                 _core.compute_rows(
-                    rows, self._out_start, self._out_len, self._out_pair, self._pair_fd,
-                    self._pair_rev, self._status, scale, self._channel_rho,
-                    p.endorsement_budget, self._out_w, self._beta, np.empty(n),
-                    beta_changed, self.threads,
+                    rows,
+                    self._out_start,
+                    self._out_len,
+                    self._out_pair,
+                    self._pair_fd,
+                    self._pair_rev,
+                    self._status,
+                    scale,
+                    self._channel_rho,
+                    p.endorsement_budget,
+                    self._out_w,
+                    self._beta,
+                    np.empty(n),
+                    beta_changed,
+                    self.threads,
                 )
                 if not full:
                     _core.scatter_rows(
-                        rows, self._out_start, self._out_len, self._out_dst, self._out_w,
-                        self._x, p.damping, self._r,
+                        rows,
+                        self._out_start,
+                        self._out_len,
+                        self._out_dst,
+                        self._out_w,
+                        self._x,
+                        p.damping,
+                        self._r,
                     )
                 received = self._received(n, full, beta_changed, scale)
                 topic_records = self._topic_records(scale)
@@ -528,9 +583,17 @@ class Engine:
             else:
                 self._r[:n] += teleport - old_teleport
             pushes, work = _core.ppr_push(
-                self._out_start, self._out_len, self._out_dst, self._out_w, p.damping,
-                self.solver.relative, tol_abs,
-                self._x[:n], self._r[:n], np.empty(n, np.int32), np.zeros(n, np.uint8),
+                self._out_start,
+                self._out_len,
+                self._out_dst,
+                self._out_w,
+                p.damping,
+                self.solver.relative,
+                tol_abs,
+                self._x[:n],
+                self._r[:n],
+                np.empty(n, np.int32),
+                np.zeros(n, np.uint8),
             )
             snapshot = build_snapshot(
                 previous=self._snapshot,
@@ -587,22 +650,30 @@ class Engine:
         kind: np.ndarray,
         ts: np.ndarray,
         now: float,
-    ) -> list[FieldViolation]:
-        """Every violation of a columnar batch, in row order (at most 100 kept)."""
+    ) -> tuple[list[FieldViolation], int]:
+        """The first 100 violations of a columnar batch in row order, and the count
+        of all of them."""
+        skew = self.params.max_future_skew_seconds
         checks = [
-            ("kind", (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
-             "must be LIKE, MENTION, REPLY or RESHARE"),
+            ("target_id", actor == target, "must differ from actor_id"),
+            (
+                "kind",
+                (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
+                "must be LIKE, MENTION, REPLY or RESHARE",
+            ),
             ("event_time", ~np.isfinite(ts) | (ts < 0), "must be a time after 1970"),
-            ("event_time", ts > now + self.params.max_future_skew_seconds,
-             f"is more than {self.params.max_future_skew_seconds:g} s in the future"),
+            ("event_time", ts > now + skew, f"is more than {skew:g} s in the future"),
         ]
-        checks.insert(0, ("target_id", actor == target, "must differ from actor_id"))
         found: list[tuple[int, FieldViolation]] = []
+        total = 0
         for field, mask, description in checks:
-            for i in np.flatnonzero(mask)[:MAX_VIOLATIONS]:
-                found.append((int(i), FieldViolation(field, description, int(i))))
+            bad = np.flatnonzero(mask)
+            total += len(bad)
+            found.extend(
+                (int(i), FieldViolation(field, description, int(i))) for i in bad[:MAX_VIOLATIONS]
+            )
         found.sort(key=lambda item: item[0])
-        return [v for _, v in found]
+        return [v for _, v in found[:MAX_VIOLATIONS]], total
 
     def _register_users(self, user_ids: Sequence[str]) -> np.ndarray:
         """Dense ids of ``user_ids``, registering new ones (ingest lock held)."""
@@ -668,9 +739,7 @@ class Engine:
             self._pair_fd = _grown(self._pair_fd, len(self._pair_key), 0.0)
             self._pair_rev = _grown(self._pair_rev, len(self._pair_key), -1)
             self._pair_touched = _grown(self._pair_touched, len(self._pair_key))
-            _core.link_reverse(
-                self._pair_index, self._pair_key, first_new, n_pairs, self._pair_rev
-            )
+            _core.link_reverse(self._pair_index, self._pair_key, first_new, n_pairs, self._pair_rev)
             self._n_pairs = n_pairs
         return slots
 
@@ -684,12 +753,15 @@ class Engine:
         self._keep_landmark_near(float(ts.max()))
         slots = self._pair_slots(src, dst)
         _core.accumulate(
-            slots, channel, np.ascontiguousarray(ts), self._channel_weights,
-            self._landmark, self.params.half_life_seconds, self._pair_fd,
+            slots,
+            channel,
+            np.ascontiguousarray(ts),
+            self._channel_weights,
+            self._landmark,
+            self.params.half_life_seconds,
+            self._pair_fd,
         )
-        _core.mark_dirty(
-            slots, self._pair_key, self._pair_rev, self._row_dirty, self._target_dirty
-        )
+        _core.mark_dirty(slots, self._pair_key, self._pair_rev, self._row_dirty, self._target_dirty)
 
     def _apply_endorsements(
         self,
@@ -725,9 +797,7 @@ class Engine:
             self._rec_state = _grown(self._rec_state, cap)
             fresh = slice(first_new, n_rec)
             self._rec_pair[fresh] = (self._rec_key[fresh] >> np.uint64(32)).astype(np.int32)
-            self._rec_topic[fresh] = (self._rec_key[fresh] & np.uint64(0xFFFFFFFF)).astype(
-                np.int32
-            )
+            self._rec_topic[fresh] = (self._rec_key[fresh] & np.uint64(0xFFFFFFFF)).astype(np.int32)
             self._n_rec = n_rec
         # Latest (ts, retracted) per record wins; sort so the winner comes last.
         order = np.lexsort((retracted, ts, recs))
@@ -736,9 +806,7 @@ class Engine:
         win = order[last]
         rec_w, ts_w, retract_w = recs[win], ts[win], retracted[win]
         newer = (ts_w > self._rec_ts[rec_w]) | (
-            (ts_w == self._rec_ts[rec_w])
-            & retract_w
-            & (self._rec_state[rec_w] != REC_RETRACTED)
+            (ts_w == self._rec_ts[rec_w]) & retract_w & (self._rec_state[rec_w] != REC_RETRACTED)
         )
         rec_w, ts_w, retract_w = rec_w[newer], ts_w[newer], retract_w[newer]
         self._rec_ts[rec_w] = ts_w
@@ -748,22 +816,33 @@ class Engine:
             return
         self._pair_touched[touched] = 1
         _core.endorsement_sums(
-            self._rec_pair[: self._n_rec], self._rec_ts[: self._n_rec],
-            self._rec_state[: self._n_rec], self._pair_touched,
-            self.params.endorsement_weight, self._landmark,
-            self.params.half_life_seconds, self._pair_fd,
+            self._rec_pair[: self._n_rec],
+            self._rec_ts[: self._n_rec],
+            self._rec_state[: self._n_rec],
+            self._pair_touched,
+            self.params.endorsement_weight,
+            self._landmark,
+            self.params.half_life_seconds,
+            self._pair_fd,
         )
         self._pair_touched[touched] = 0
         _core.mark_dirty(
-            touched.astype(np.int32), self._pair_key, self._pair_rev, self._row_dirty,
+            touched.astype(np.int32),
+            self._pair_key,
+            self._pair_rev,
+            self._row_dirty,
             self._target_dirty,
         )
 
     def _append_trail(self, src, dst, topic, ts, retracted, sequence: int) -> None:  # type: ignore[no-untyped-def]
         n0, n1 = self._n_trail, self._n_trail + len(src)
         for name, values in (
-            ("endorser", src), ("endorsee", dst), ("topic", topic), ("ts", ts),
-            ("retracted", retracted), ("sequence", np.full(len(src), sequence)),
+            ("endorser", src),
+            ("endorsee", dst),
+            ("topic", topic),
+            ("ts", ts),
+            ("retracted", retracted),
+            ("sequence", np.full(len(src), sequence)),
         ):
             column = _grown(self._trail[name], n1)
             column[n0:n1] = values
@@ -827,7 +906,11 @@ class Engine:
             t = self._topic_id(topic)
             sequence = self._next()
             self._apply_endorsements(
-                dense[:1], dense[1:], np.array([t]), np.array([ts]), np.array([retract]),
+                dense[:1],
+                dense[1:],
+                np.array([t]),
+                np.array([ts]),
+                np.array([retract]),
                 sequence,
             )
             if not retract:
@@ -838,14 +921,10 @@ class Engine:
         if a is None or b is None or t is None:
             return False
         out = np.empty(1, np.int32)
-        self._pair_index.lookup(
-            np.array([(a << 32) | b], np.uint64), self._pair_key, out
-        )
+        self._pair_index.lookup(np.array([(a << 32) | b], np.uint64), self._pair_key, out)
         if out[0] < 0:
             return False
-        self._rec_index.lookup(
-            np.array([(int(out[0]) << 32) | t], np.uint64), self._rec_key, out
-        )
+        self._rec_index.lookup(np.array([(int(out[0]) << 32) | t], np.uint64), self._rec_key, out)
         return bool(out[0] >= 0 and self._rec_state[out[0]] == REC_LIVE)
 
     def _check_rate(self, endorser: int | None, endorser_id: str, now: float) -> None:
@@ -876,8 +955,15 @@ class Engine:
         if n == self._graph_users:
             return
         for name, fill in (
-            ("_out_start", 0), ("_out_len", 0), ("_out_cap", 0), ("_in_start", 0),
-            ("_in_len", 0), ("_in_cap", 0), ("_beta", 1.0), ("_x", 0.0), ("_r", 0.0),
+            ("_out_start", 0),
+            ("_out_len", 0),
+            ("_out_cap", 0),
+            ("_in_start", 0),
+            ("_in_len", 0),
+            ("_in_cap", 0),
+            ("_beta", 1.0),
+            ("_x", 0.0),
+            ("_r", 0.0),
             ("_teleport", 0),
         ):
             setattr(self, name, _grown(getattr(self, name), n, fill))
@@ -906,13 +992,20 @@ class Engine:
                 e_dst = self._out_dst if side == "out" else empty_i32
                 e_w = self._out_w if side == "out" else np.empty(0)
                 pos = self._pair_pos if side == "out" else empty_i32
-                result = _core.csr_reserve(per_row, start, length, cap, e_pair, e_dst, e_w, pos, used)
+                result = _core.csr_reserve(
+                    per_row, start, length, cap, e_pair, e_dst, e_w, pos, used
+                )
                 if result >= 0:
                     break
                 self._grow_edges(side, -result)
             setattr(self, f"_{side}_used", result)
             _core.csr_insert(
-                rows, pairs, others, start, length, getattr(self, f"_{side}_pair"),
+                rows,
+                pairs,
+                others,
+                start,
+                length,
+                getattr(self, f"_{side}_pair"),
                 self._out_dst if side == "out" else empty_i32,
                 self._pair_pos if side == "out" else empty_i32,
             )
@@ -960,8 +1053,15 @@ class Engine:
         pull_src = np.empty(m, np.int32)
         pull_w = np.empty(m, np.float64)
         _core.gather_pull(
-            pull_start, self._in_start, self._in_pair, self._pair_key, self._pair_pos,
-            self._out_w, pull_src, pull_w, self.threads,
+            pull_start,
+            self._in_start,
+            self._in_pair,
+            self._pair_key,
+            self._pair_pos,
+            self._out_w,
+            pull_src,
+            pull_w,
+            self.threads,
         )
         x, r = self._x[:n], self._r[:n]
         mass = float(teleport.sum())
@@ -977,8 +1077,16 @@ class Engine:
         steps = 0
         for steps in range(1, MAX_POWER_STEPS + 1):  # noqa: B007
             active, flow = _core.ppr_power_step(
-                pull_start, pull_src, pull_w, p_norm, self.params.damping, c, c_next,
-                self.solver.relative, tol_abs / mass, self.threads,
+                pull_start,
+                pull_src,
+                pull_w,
+                p_norm,
+                self.params.damping,
+                c,
+                c_next,
+                self.solver.relative,
+                tol_abs / mass,
+                self.threads,
             )
             c, c_next = c_next, c
             if active * 64 <= n:
@@ -996,9 +1104,7 @@ class Engine:
         seeds = active & (status == AccountStatus.SEED)
         return (seeds if seeds.any() else active).astype(np.float64)
 
-    def _received(
-        self, n: int, full: bool, beta_changed: np.ndarray, scale: float
-    ) -> np.ndarray:
+    def _received(self, n: int, full: bool, beta_changed: np.ndarray, scale: float) -> np.ndarray:
         """The explanation sums, recomputed for the targets whose inputs changed."""
         previous = self._snapshot.received
         received = np.zeros((n, 5))
@@ -1013,9 +1119,18 @@ class Engine:
             target_ids = np.arange(n, dtype=np.int32)
         self._target_dirty[:n] = 0
         _core.received_sums(
-            target_ids, self._in_start, self._in_len, self._in_pair, self._pair_key,
-            self._pair_fd, self._pair_rev, self._beta, scale, self._channel_rho,
-            received, self.threads,
+            target_ids,
+            self._in_start,
+            self._in_len,
+            self._in_pair,
+            self._pair_key,
+            self._pair_fd,
+            self._pair_rev,
+            self._beta,
+            scale,
+            self._channel_rho,
+            received,
+            self.threads,
         )
         return received
 

@@ -63,6 +63,4 @@ class ModelParams:
 
     def channel_reciprocity(self) -> np.ndarray:
         """Reciprocity penalty per pair channel: the four kinds, then endorsements."""
-        return np.array(
-            [*self.kind_reciprocity, self.endorsement_reciprocity], dtype=np.float64
-        )
+        return np.array([*self.kind_reciprocity, self.endorsement_reciprocity], dtype=np.float64)

@@ -52,8 +52,8 @@ class ReferenceSnapshot:
     def top_contributors(self, user: int, k: int) -> list[tuple[int, float]]:
         """The k sources contributing most ``d c_a P(a->u)``, with their share of c_u."""
         into = np.flatnonzero((self.pair_dst == user) & (self.transition > 0))
-        contribution = self.damping * self.credibility[self.pair_src[into]] * (
-            self.transition[into]
+        contribution = (
+            self.damping * self.credibility[self.pair_src[into]] * (self.transition[into])
         )
         keep = contribution > 0
         into, contribution = into[keep], contribution[keep]
@@ -71,9 +71,7 @@ def live_endorsements(log: EventLog) -> np.ndarray:
     """
     if log.n_endorsement_events == 0:
         return np.empty(0, np.int64)
-    order = np.lexsort(
-        (log.retracted, log.endorse_ts, log.topic, log.endorsee, log.endorser)
-    )
+    order = np.lexsort((log.retracted, log.endorse_ts, log.topic, log.endorsee, log.endorser))
     key = np.stack([log.endorser, log.endorsee, log.topic])[:, order]
     last = np.ones(len(order), bool)
     last[:-1] = np.any(key[:, 1:] != key[:, :-1], axis=0)
@@ -87,9 +85,7 @@ def _rank_lower(values: np.ndarray, members: np.ndarray) -> np.ndarray:
     if members.size == 0:
         return out
     sorted_values = np.sort(values[members])
-    out[members] = 100.0 * np.searchsorted(sorted_values, values[members], "left") / (
-        members.size
-    )
+    out[members] = 100.0 * np.searchsorted(sorted_values, values[members], "left") / (members.size)
     return out
 
 
@@ -149,7 +145,9 @@ def compute(
 
     # 5. Budget, on the un-penalised sums.
     given = np.bincount(src, weights=E, minlength=n)
-    beta = np.where(given > p.endorsement_budget, p.endorsement_budget / np.maximum(given, 1e-300), 1.0)
+    beta = np.where(
+        given > p.endorsement_budget, p.endorsement_budget / np.maximum(given, 1e-300), 1.0
+    )
     e = beta[src] * E_pen
 
     # 6. Trust graph; the normaliser uses weights before the penalty.
@@ -204,8 +202,11 @@ def compute(
     for t in np.unique(log.topic[live]):
         in_topic = log.topic[live] == t
         pairs = of_endorsement[in_topic]
-        contribution = influence[src[pairs]] * beta[src[pairs]] * endorse_value[in_topic] * (
-            pair_discount[pairs]
+        contribution = (
+            influence[src[pairs]]
+            * beta[src[pairs]]
+            * endorse_value[in_topic]
+            * (pair_discount[pairs])
         )
         value = np.bincount(dst[pairs], weights=contribution, minlength=n)
         users = np.unique(dst[pairs])

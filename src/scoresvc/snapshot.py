@@ -109,19 +109,39 @@ class Snapshot:
     ) -> Snapshot:
         f8, i4 = np.zeros(0), np.zeros(0, np.int32)
         return cls(
-            time=0.0, sequence=0, n_users=0, user_ids=user_ids, user_index=user_index,
-            topic_index=topic_index, status=np.zeros(0, np.uint8), credibility=f8,
-            influence=f8, influence_max=0.0, ranking=i4, ranked_influence=f8,
-            received=np.zeros((0, 5)), teleport_share=f8, topic_keys=np.zeros(0, np.int64),
-            topic_value=f8, topic_percentile=f8, topic_bounds={},
+            time=0.0,
+            sequence=0,
+            n_users=0,
+            user_ids=user_ids,
+            user_index=user_index,
+            topic_index=topic_index,
+            status=np.zeros(0, np.uint8),
+            credibility=f8,
+            influence=f8,
+            influence_max=0.0,
+            ranking=i4,
+            ranked_influence=f8,
+            received=np.zeros((0, 5)),
+            teleport_share=f8,
+            topic_keys=np.zeros(0, np.int64),
+            topic_value=f8,
+            topic_percentile=f8,
+            topic_bounds={},
         )
 
     @property
     def nbytes(self) -> int:
         arrays = (
-            self.status, self.credibility, self.influence, self.ranking,
-            self.ranked_influence, self.received, self.teleport_share, self.topic_keys,
-            self.topic_value, self.topic_percentile,
+            self.status,
+            self.credibility,
+            self.influence,
+            self.ranking,
+            self.ranked_influence,
+            self.received,
+            self.teleport_share,
+            self.topic_keys,
+            self.topic_value,
+            self.topic_percentile,
         )
         return sum(a.nbytes for a in arrays)
 
@@ -142,9 +162,7 @@ class Snapshot:
         lower = np.searchsorted(self.ranked_influence, self.influence[u], "left")
         return 100.0 * float(lower) / len(self.ranked_influence)
 
-    def explanation(
-        self, u: int, contributors: Sequence[tuple[str, float]] = ()
-    ) -> Explanation:
+    def explanation(self, u: int, contributors: Sequence[tuple[str, float]] = ()) -> Explanation:
         r = self.received[u]
         return Explanation(
             engagement_received=float(r[0]),
@@ -173,8 +191,12 @@ class Snapshot:
             score = float(log_scale(influence, self.influence_max))
             pct = self.percentile(u)
         return UserScore(
-            user_id=user_id, topic=topic, score=score, influence=influence,
-            percentile=pct, status=AccountStatus(int(self.status[u])),
+            user_id=user_id,
+            topic=topic,
+            score=score,
+            influence=influence,
+            percentile=pct,
+            status=AccountStatus(int(self.status[u])),
             explanation=explanation,
         )
 

@@ -11,8 +11,18 @@ from .model import SECONDS_PER_DAY
 
 #: Share of LIKE, MENTION, REPLY, RESHARE among interactions.
 KIND_MIX = (0.6, 0.15, 0.15, 0.1)
-TOPICS = ("", "python", "rust", "databases", "distributed-systems", "ml", "security",
-          "frontend", "devops", "design")
+TOPICS = (
+    "",
+    "python",
+    "rust",
+    "databases",
+    "distributed-systems",
+    "ml",
+    "security",
+    "frontend",
+    "devops",
+    "design",
+)
 
 
 def _power_law(rng: np.random.Generator, n: int, users: int, skew: float) -> np.ndarray:
@@ -37,7 +47,7 @@ def community(
     if n_users < 2:
         raise ValueError("a community needs at least two users")
     rng = np.random.default_rng(seed)
-    n_endorse = int(round(n_events * endorsement_share))
+    n_endorse = round(n_events * endorsement_share)
     n_interact = n_events - n_endorse
 
     def pairs(n: int, actor_skew: float, target_skew: float) -> tuple[np.ndarray, np.ndarray]:

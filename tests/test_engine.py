@@ -1,0 +1,356 @@
+"""The engine's API: edge cases, validation, idempotency, limits, snapshots."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from support import DAY, T0, assert_matches_reference, engine_for
+
+from scoresvc.engine import Engine
+from scoresvc.errors import Conflict, InvalidArgument, NotFound, RateLimited
+from scoresvc.events import EventLog
+from scoresvc.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.synthetic import community
+
+NOW = T0 + 1.0
+LIKE, REPLY = InteractionKind.LIKE, InteractionKind.REPLY
+
+
+# ---------------------------------------------------------------- edge cases
+
+
+def test_empty_engine_publishes_an_empty_snapshot():
+    engine = Engine()
+    snap = engine.refresh(NOW)
+    assert snap.n_users == 0 and snap.sequence == 0
+    assert snap.top(10) == []
+    with pytest.raises(NotFound):
+        snap.score("nobody")
+
+
+def test_one_user_is_the_average_and_the_top():
+    engine = Engine()
+    engine.set_status("solo", AccountStatus.NORMAL)
+    got = engine.refresh(NOW).score("solo")
+    assert got.influence == pytest.approx(1.0)
+    assert got.score == pytest.approx(100.0)
+    assert got.percentile == 0.0
+
+
+def test_everyone_suspended_scores_one_with_no_influence():
+    log = community(300, 20, seed=1)
+    log.status = np.full(20, AccountStatus.SUSPENDED, np.uint8)
+    _, snap = engine_for(log, float(log.ts.max()))
+    assert not snap.influence.any()
+    assert {snap.score(u).score for u in log.user_ids} == {1.0}
+    assert {snap.score(u).percentile for u in log.user_ids} == {0.0}
+
+
+def test_seeds_that_reach_nobody_keep_all_the_trust():
+    log = community(300, 20, seed=2)
+    now = float(log.ts.max())
+    loner = EventLog(n_users=1, user_ids=["loner"], status=np.array([AccountStatus.SEED]))
+    engine, _ = engine_for(log, now)
+    engine.load_events(loner)
+    snap = engine.refresh(now)
+    assert snap.score("loner").influence == pytest.approx(snap.n_users)
+    assert sum(snap.score(u).influence for u in log.user_ids) == 0.0
+
+
+def test_no_seeds_teleports_to_everyone_and_influence_averages_one():
+    log = community(2000, 100, seed=3)
+    _, snap = engine_for(log, float(log.ts.max()))
+    assert snap.influence.mean() == pytest.approx(1.0)
+    assert snap.teleport_share.min() > 0
+
+
+def test_duplicate_interactions_count_and_duplicate_endorsements_do_not():
+    engine = Engine()
+    engine.record_interactions([("a", "b", LIKE, T0), ("a", "b", LIKE, T0)], now=NOW)
+    engine.endorse("a", "b", "", T0, now=NOW)
+    engine.endorse("a", "b", "", T0, now=NOW)
+    snap = engine.refresh(T0)
+    explanation = snap.score("b").explanation
+    assert explanation.engagement_received == pytest.approx(2.0)
+    assert explanation.endorsements_received == pytest.approx(5.0)
+
+
+def test_out_of_order_endorsement_events_resolve_by_time():
+    """A retraction stamped before the endorsement it follows in arrival order does
+    not remove it; the same events as a log agree with the oracle."""
+    log = EventLog(
+        n_users=3,
+        endorser=[0, 0, 1, 1],
+        endorsee=[1, 1, 2, 2],
+        topic=[1, 1, 0, 0],
+        endorse_ts=[T0, T0 - DAY, T0 - DAY, T0 - DAY],
+        retracted=[False, True, True, False],
+        topics=["", "python"],
+    )
+    engine, snap = engine_for(log, NOW)
+    assert snap.score("u1").explanation.endorsements_received > 0
+    # Same second: the retraction wins whatever the arrival order.
+    assert snap.score("u2").explanation.endorsements_received == 0
+    assert_matches_reference(engine, snap, log, NOW)
+
+
+def test_endorsing_again_refreshes_the_time():
+    engine = Engine()
+    engine.endorse("a", "b", "", T0 - 60 * DAY, now=NOW)
+    old = engine.refresh(NOW).score("b").explanation.endorsements_received
+    engine.endorse("a", "b", "", T0, now=NOW)
+    new = engine.refresh(NOW).score("b").explanation.endorsements_received
+    assert old == pytest.approx(new / 4, rel=1e-3)
+
+
+def test_suspension_is_reversible():
+    log = community(3000, 200, seed=4)
+    now = float(log.ts.max())
+    engine, before = engine_for(log, now)
+    star = before.top(1)[0][0]
+    engine.set_status(star, AccountStatus.SUSPENDED)
+    during = engine.refresh(now)
+    assert during.score(star).influence == 0.0
+    assert during.score(star).status is AccountStatus.SUSPENDED
+    engine.set_status(star, AccountStatus.NORMAL)
+    after = engine.refresh(now)
+    np.testing.assert_allclose(after.influence, before.influence, rtol=1e-5, atol=1e-12)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_bad_rows_reject_the_whole_batch_and_apply_nothing():
+    engine = Engine()
+    engine.record_interactions([("a", "b", LIKE, T0)], now=NOW)
+    sequence, pairs, users = engine.sequence, engine.n_pairs, engine.n_users
+    rows = [
+        ("c", "d", LIKE, T0),
+        ("c", "c", LIKE, T0),
+        ("", "d", LIKE, T0),
+        ("c", "x" * 129, LIKE, T0),
+        ("c", "d", 0, T0),
+        ("c", "d", LIKE, NOW + 3600),
+        ("c", "d", LIKE, -5.0),
+    ]
+    with pytest.raises(InvalidArgument) as caught:
+        engine.record_interactions(rows, now=NOW)
+    found = {(v.index, v.field) for v in caught.value.violations}
+    assert found == {
+        (1, "target_id"),
+        (2, "actor_id"),
+        (3, "target_id"),
+        (4, "kind"),
+        (5, "event_time"),
+        (6, "event_time"),
+    }
+    assert (engine.sequence, engine.n_pairs, engine.n_users) == (sequence, pairs, users)
+
+
+def test_violations_are_capped_at_one_hundred_but_counted():
+    engine = Engine()
+    n = 250
+    with pytest.raises(InvalidArgument) as caught:
+        engine.record_interaction_columns(
+            ["a", "b"], np.zeros(n), np.zeros(n), np.ones(n), np.full(n, T0), now=NOW
+        )
+    assert len(caught.value.violations) == 100
+    assert caught.value.total == n
+
+
+def test_multibyte_ids_are_measured_in_utf8_bytes():
+    engine = Engine()
+    ok = "é" * 64  # 128 bytes
+    engine.record_interactions([(ok, "b", LIKE, T0)], now=NOW)
+    with pytest.raises(InvalidArgument):
+        engine.record_interactions([("é" * 65, "b", LIKE, T0)], now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (("a", "a", ""), "endorsee_id"),
+        (("", "b", ""), "endorser_id"),
+        (("a", "b", "t" * 200), "topic"),
+    ],
+)
+def test_bad_endorsements_name_the_field(args, field):
+    with pytest.raises(InvalidArgument) as caught:
+        Engine().endorse(*args, now=NOW)
+    assert caught.value.violations[0].field == field
+
+
+def test_retracting_what_is_not_live_is_not_found():
+    engine = Engine()
+    with pytest.raises(NotFound):
+        engine.retract("a", "b", "", now=NOW)
+    engine.endorse("a", "b", "go", T0, now=NOW)
+    with pytest.raises(NotFound):
+        engine.retract("a", "b", "rust", now=NOW)
+    engine.retract("a", "b", "go", T0 + 1, now=NOW)
+    with pytest.raises(NotFound):
+        engine.retract("a", "b", "go", T0 + 2, now=NOW)
+
+
+# ---------------------------------------------------------------- idempotency, limits
+
+
+def test_a_request_id_is_applied_once_and_answers_the_same():
+    engine = Engine()
+    rows = [("a", "b", LIKE, T0)]
+    first = engine.record_interactions(rows, request_id="r1", now=NOW)
+    again = engine.record_interactions(rows, request_id="r1", now=NOW)
+    assert first == again
+    assert engine.sequence == first.sequence
+    snap = engine.refresh(T0)
+    assert snap.score("b").explanation.engagement_received == pytest.approx(1.0)
+    e1 = engine.endorse("a", "b", "", T0, request_id="e1", now=NOW)
+    assert engine.endorse("a", "b", "", T0, request_id="e1", now=NOW) == e1
+
+
+def test_a_request_id_reused_for_another_request_conflicts():
+    engine = Engine()
+    engine.record_interactions([("a", "b", LIKE, T0)], request_id="r1", now=NOW)
+    with pytest.raises(Conflict):
+        engine.record_interactions([("a", "c", LIKE, T0)], request_id="r1", now=NOW)
+
+
+def test_endorsements_are_rate_limited_per_endorser_per_day():
+    engine = Engine(ModelParams(daily_endorsement_limit=3))
+    for i in range(3):
+        engine.endorse("a", f"b{i}", "", now=NOW)
+    with pytest.raises(RateLimited) as caught:
+        engine.endorse("a", "b9", "", now=NOW + 10)
+    assert 0 < caught.value.retry_after_seconds <= DAY
+    engine.endorse("other", "b9", "", now=NOW + 10)  # per endorser
+    engine.endorse("a", "b9", "", now=NOW + DAY + 1)  # the window slides
+
+
+# ---------------------------------------------------------------- reading
+
+
+def test_contributor_shares_and_the_teleport_share_add_up_to_one():
+    log = community(5000, 300, seed=6)
+    engine, snap = engine_for(log, float(log.ts.max()))
+    for user, _, _ in snap.top(10):
+        _, contributors = engine.explain(user, 10_000)
+        total = (
+            sum(share for _, share in contributors) + snap.score(user).explanation.teleport_share
+        )
+        assert total == pytest.approx(1.0, rel=1e-6)
+
+
+def test_the_endorsement_trail_pages_newest_first_with_retractions():
+    engine = Engine()
+    for i in range(5):
+        engine.endorse("a", f"b{i}", "go", T0 + i, now=NOW)
+    engine.retract("a", "b1", "go", T0 + 10, now=NOW)
+    page, following = engine.list_endorsements("a", True, 0, 4)
+    assert [e["endorsee_id"] for e in page] == ["b1", "b4", "b3", "b2"]
+    assert page[0]["retracted"] and not page[1]["retracted"]
+    rest, end = engine.list_endorsements("a", True, following, 4)
+    assert [e["endorsee_id"] for e in rest] == ["b1", "b0"] and end is None
+    received, _ = engine.list_endorsements("b1", False, 0, 10)
+    assert [e["retracted"] for e in received] == [True, False]
+    with pytest.raises(NotFound):
+        engine.list_endorsements("ghost", True, 0, 10)
+
+
+def test_snapshots_are_immutable_once_published():
+    log = community(3000, 200, seed=7)
+    now = float(log.ts.max())
+    engine, snap = engine_for(log, now)
+    influence, received = snap.influence.copy(), snap.received.copy()
+    engine.load_events(community(3000, 200, seed=8))
+    later = engine.refresh(now)
+    assert later.sequence > snap.sequence
+    np.testing.assert_array_equal(snap.influence, influence)
+    np.testing.assert_array_equal(snap.received, received)
+
+
+def test_topic_scores_rank_within_the_topic():
+    engine = Engine()
+    for fan in range(6):
+        engine.endorse(f"fan{fan}", "guru", "python", T0, now=NOW)
+    engine.endorse("fan0", "novice", "python", T0, now=NOW)
+    snap = engine.refresh(NOW)
+    guru, novice = snap.score("guru", "python"), snap.score("novice", "python")
+    assert guru.score == pytest.approx(100.0) and novice.score < guru.score
+    assert guru.percentile > novice.percentile
+    assert [u for u, _, _ in snap.top(5, "python")] == ["guru", "novice"]
+    assert snap.score("fan1", "python").score == 1.0
+    assert snap.top(5, "no-such-topic") == []
+
+
+def test_concurrent_writers_readers_and_refreshes_lose_nothing():
+    log = community(4000, 150, seed=9)
+    now = float(log.ts.max()) + 1
+    engine = Engine()
+    engine.set_status(log.user_ids[0], AccountStatus.NORMAL)
+    engine.refresh(now)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def write(part: np.ndarray) -> None:
+        try:
+            for chunk in np.array_split(part, 20):
+                rows = [
+                    (
+                        log.user_ids[log.actor[i]],
+                        log.user_ids[log.target[i]],
+                        int(log.kind[i]),
+                        float(log.ts[i]),
+                    )
+                    for i in chunk
+                ]
+                engine.record_interactions(rows, now=now)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                snap = engine.snapshot
+                for u, _, _ in snap.top(5):
+                    snap.score(u)
+                    engine.explain(u, 3)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def refresh() -> None:
+        try:
+            while not stop.is_set():
+                engine.refresh(now)
+        except BaseException as exc:
+            errors.append(exc)
+
+    parts = np.array_split(np.arange(log.n_interactions), 3)
+    writers = [threading.Thread(target=write, args=(p,)) for p in parts]
+    others = [threading.Thread(target=read), threading.Thread(target=refresh)]
+    for t in writers + others:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in others:
+        t.join()
+    assert not errors
+    snap = engine.refresh(now)
+    interactions_only = EventLog(
+        n_users=log.n_users,
+        actor=log.actor,
+        target=log.target,
+        kind=log.kind,
+        ts=log.ts,
+        user_ids=log.user_ids,
+    )
+    assert_matches_reference(engine, snap, interactions_only, now, exact_edges=False)
+
+
+def test_memory_is_reported_by_part():
+    engine, _ = engine_for(community(5000, 300, seed=10), NOW)
+    parts = engine.memory_bytes()
+    assert set(parts) == {"pairs", "graph", "users", "endorsements", "snapshot"}
+    assert all(v > 0 for v in parts.values())
