@@ -10,7 +10,9 @@ Layout of the state these kernels work on:
 
 * pairs: ``pair_key[p] = src << 32 | dst`` (uint64), ``pair_fd[p, k]`` the
   forward-decayed sums ``sum w * 2^((ts - L) / H)`` for k = LIKE, MENTION, REPLY,
-  RESHARE, ENDORSE, ``pair_rev[p]`` the slot of ``dst -> src`` or -1.
+  RESHARE, ``pair_rev[p]`` the slot of ``dst -> src`` or -1.
+* endorsements, sparse (a few percent of pairs carry one): ``pair_eslot[p]`` indexes
+  ``e_sum``, the forward-decayed sum of the pair's live endorsements, or is -1.
 * a slack CSR per direction: row ``a`` owns ``e_*[start[a] : start[a] + cap[a]]`` of
   which the first ``length[a]`` are used. Rows that outgrow their capacity move to the
   end of the edge arrays, so adding edges never rebuilds the graph.
@@ -24,12 +26,20 @@ from libc.stdlib cimport free, malloc
 import numpy as np
 
 cdef enum:
-    # pair_fd channel of endorsements; interactions use 0..3 (proto kind - 1).
+    # Interaction channels of pair_fd (proto kind - 1); the reciprocity array has
+    # one more entry, ENDORSE, for endorsements.
+    N_KINDS = 4
     ENDORSE = 4
     # Account status as stored in the status arrays (engine.AccountStatus).
     STATUS_SUSPENDED = 2
     # Endorsement record state of a live endorsement (engine.RecordState).
     REC_LIVE = 1
+    INT32_MAX = 2147483647
+
+cdef inline double _endorsed(const int32_t[::1] eslot, const double[::1] e_sum,
+                             int32_t p) noexcept nogil:
+    return e_sum[eslot[p]] if eslot[p] >= 0 else 0.0
+
 
 cdef inline uint64_t _mix(uint64_t k) noexcept nogil:
     # splitmix64 finaliser: packed ids are far from uniform (dense, small), and
@@ -160,6 +170,16 @@ cdef class U64Index:
                 out[i] = b
 
 
+def pack_pair_keys(const int64_t[::1] dense, const int64_t[::1] actor,
+                   const int64_t[::1] target, uint64_t[::1] keys):
+    """``keys[i] = dense[actor[i]] << 32 | dense[target[i]]`` (OUT), one pass with no
+    temporaries (a batch may hold tens of millions of rows)."""
+    cdef int64_t i, n = actor.shape[0]
+    with nogil:
+        for i in range(n):
+            keys[i] = (<uint64_t>dense[actor[i]] << 32) | <uint64_t>dense[target[i]]
+
+
 def accumulate(const int32_t[::1] pair, const int8_t[::1] channel,
                const double[::1] ts, const double[::1] channel_weight,
                double landmark, double half_life, double[:, ::1] pair_fd):
@@ -221,30 +241,41 @@ def link_reverse(U64Index index, const uint64_t[::1] pair_key, int32_t first_new
 
 
 def endorsement_sums(const int32_t[::1] rec_pair, const double[::1] rec_ts,
-                     const uint8_t[::1] rec_state, const uint8_t[::1] pair_touched,
+                     const uint8_t[::1] rec_state, const int32_t[::1] touched,
                      double weight, double landmark, double half_life,
-                     double[:, ::1] pair_fd):
-    """Recompute the ENDORSE channel of every touched pair from its live records.
+                     const int32_t[::1] pair_eslot, double[::1] e_sum):
+    """Recompute ``e_sum`` of the ``touched`` pairs (sorted, unique, each with an
+    eslot) from their live records (e_sum INOUT).
 
     Recomputing instead of adding and subtracting keeps "endorse then retract" exactly
-    equal to "never endorsed" (pair_fd INOUT). O(number of records): endorsements are
+    equal to "never endorsed". O(records * log(touched)): endorsements are
     rate-limited and few beside interactions.
     """
-    cdef int64_t j, n = rec_pair.shape[0]
+    cdef int64_t j, n = rec_pair.shape[0], k = touched.shape[0], lo, hi, mid
     cdef int32_t p
     cdef double inv_h = 1.0 / half_life
+    if k == 0:
+        return
     with nogil:
+        for j in range(k):
+            e_sum[pair_eslot[touched[j]]] = 0.0
         for j in range(n):
+            if rec_state[j] != REC_LIVE:
+                continue
             p = rec_pair[j]
-            if pair_touched[p]:
-                pair_fd[p, ENDORSE] = 0.0
-        for j in range(n):
-            p = rec_pair[j]
-            if pair_touched[p] and rec_state[j] == REC_LIVE:
-                pair_fd[p, ENDORSE] += weight * exp2((rec_ts[j] - landmark) * inv_h)
+            lo = 0
+            hi = k
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if touched[mid] < p:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < k and touched[lo] == p:
+                e_sum[pair_eslot[p]] += weight * exp2((rec_ts[j] - landmark) * inv_h)
 
 
-def csr_reserve(const int64_t[::1] new_per_row, int64_t[::1] start,
+def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
                 int32_t[::1] length, int32_t[::1] cap, int32_t[::1] e_pair,
                 int32_t[::1] e_dst, double[::1] e_w, int32_t[::1] pair_pos,
                 int64_t used):
@@ -268,6 +299,10 @@ def csr_reserve(const int64_t[::1] new_per_row, int64_t[::1] start,
                 if length[a] > 0 and want < 2 * length[a]:
                     want = 2 * length[a]
                 need += want
+    if need > INT32_MAX:
+        # Row offsets are int32 to keep 4 bytes per user; 2^31 edges is ~30 GB of
+        # edge arrays, past one machine (docs/scaling.md: shard instead).
+        raise OverflowError("the trust graph would exceed 2^31 edges")
     if need > e_pair.shape[0]:
         return -need
     with nogil:
@@ -286,14 +321,14 @@ def csr_reserve(const int64_t[::1] new_per_row, int64_t[::1] start,
                         e_w[dst + e] = e_w[src + e]
                     if with_pos:
                         pair_pos[e_pair[dst + e]] = <int32_t>(dst + e)
-                start[a] = used
+                start[a] = <int32_t>used
                 cap[a] = <int32_t>want
                 used += want
     return used
 
 
 def csr_insert(const int32_t[::1] rows, const int32_t[::1] pairs,
-               const int32_t[::1] dsts, const int64_t[::1] start,
+               const int32_t[::1] dsts, const int32_t[::1] start,
                int32_t[::1] length, int32_t[::1] e_pair, int32_t[::1] e_dst,
                int32_t[::1] pair_pos):
     """Append edge ``pairs[i]`` to row ``rows[i]`` (after ``csr_reserve``).
@@ -313,9 +348,10 @@ def csr_insert(const int32_t[::1] rows, const int32_t[::1] pairs,
                 pair_pos[pairs[i]] = <int32_t>pos
 
 
-def compute_rows(const int32_t[::1] rows, const int64_t[::1] start,
+def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const int32_t[::1] length, const int32_t[::1] e_pair,
                  const double[:, ::1] pair_fd, const int32_t[::1] pair_rev,
+                 const int32_t[::1] pair_eslot, const double[::1] e_sum,
                  const uint8_t[::1] status, double scale, const double[::1] rho,
                  double budget, double[::1] e_w, double[::1] beta, double[::1] out_d,
                  uint8_t[::1] beta_changed, int num_threads):
@@ -330,35 +366,35 @@ def compute_rows(const int32_t[::1] rows, const int64_t[::1] start,
     """
     cdef int64_t i, n = rows.shape[0], e, e0, e1
     cdef int32_t a, p, q, k
-    cdef double e_sum, b_a, d_a, w, wq, raw, pen, g, old_beta
+    cdef double given, b_a, d_a, w, wq, raw, pen, g, old_beta
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
             a = rows[i]
             e0 = start[a]
             e1 = e0 + length[a]
-            e_sum = 0.0
+            given = 0.0
             for e in range(e0, e1):
-                e_sum = e_sum + pair_fd[e_pair[e], ENDORSE] * scale
+                given = given + _endorsed(pair_eslot, e_sum, e_pair[e]) * scale
             b_a = 1.0
-            if e_sum > budget:
-                b_a = budget / e_sum
+            if given > budget:
+                b_a = budget / given
             d_a = 0.0
             for e in range(e0, e1):
                 p = e_pair[e]
                 q = pair_rev[p]
                 raw = 0.0
                 pen = 0.0
-                for k in range(ENDORSE):
+                for k in range(N_KINDS):
                     w = pair_fd[p, k] * scale
                     raw = raw + w
                     if q >= 0 and rho[k] != 0.0:
                         wq = pair_fd[q, k] * scale
                         pen = pen + rho[k] * (w if w < wq else wq)
-                w = pair_fd[p, ENDORSE] * scale
+                w = _endorsed(pair_eslot, e_sum, p) * scale
                 g = log1p(raw - pen)
                 d_a = d_a + log1p(raw) + b_a * w
                 if q >= 0:
-                    wq = pair_fd[q, ENDORSE] * scale
+                    wq = _endorsed(pair_eslot, e_sum, q) * scale
                     w = w - rho[ENDORSE] * (w if w < wq else wq)
                 e_w[e] = g + b_a * w
             old_beta = beta[a]
@@ -373,10 +409,11 @@ def compute_rows(const int32_t[::1] rows, const int64_t[::1] start,
                     e_w[e] = 0.0
 
 
-def received_sums(const int32_t[::1] targets, const int64_t[::1] in_start,
+def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
                   const int32_t[::1] in_length, const int32_t[::1] in_pair,
                   const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
-                  const int32_t[::1] pair_rev, const double[::1] beta, double scale,
+                  const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
+                  const double[::1] e_sum, const double[::1] beta, double scale,
                   const double[::1] rho, double[:, ::1] received, int num_threads):
     """What each target received, for the explanation (``received`` OUT rows):
 
@@ -405,7 +442,7 @@ def received_sums(const int32_t[::1] targets, const int64_t[::1] in_start,
                 a = <int32_t>(pair_key[p] >> 32)
                 raw = 0.0
                 pen = 0.0
-                for k in range(ENDORSE):
+                for k in range(N_KINDS):
                     w = pair_fd[p, k] * scale
                     raw = raw + w
                     if q >= 0 and rho[k] != 0.0:
@@ -413,11 +450,11 @@ def received_sums(const int32_t[::1] targets, const int64_t[::1] in_start,
                         pen = pen + rho[k] * (w if w < wq else wq)
                 eng_raw = eng_raw + raw
                 eng_sat = eng_sat + log1p(raw - pen)
-                w = pair_fd[p, ENDORSE] * scale
+                w = _endorsed(pair_eslot, e_sum, p) * scale
                 end_raw = end_raw + w
                 cut = 0.0
                 if q >= 0:
-                    wq = pair_fd[q, ENDORSE] * scale
+                    wq = _endorsed(pair_eslot, e_sum, q) * scale
                     cut = rho[ENDORSE] * (w if w < wq else wq)
                 end_eff = end_eff + beta[a] * (w - cut)
                 removed = removed + pen + cut
@@ -428,7 +465,7 @@ def received_sums(const int32_t[::1] targets, const int64_t[::1] in_start,
             received[u, 4] = removed
 
 
-def scatter_rows(const int32_t[::1] rows, const int64_t[::1] start,
+def scatter_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const int32_t[::1] length, const int32_t[::1] e_dst,
                  const double[::1] e_w, const double[::1] x, double factor,
                  double[::1] r):
@@ -451,10 +488,10 @@ def scatter_rows(const int32_t[::1] rows, const int64_t[::1] start,
                 r[e_dst[e]] += xa * e_w[e]
 
 
-def ppr_push(const int64_t[::1] start, const int32_t[::1] length,
+def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
              const int32_t[::1] e_dst, const double[::1] e_w, double damping,
              double tol_rel, double tol_abs, double[::1] x, double[::1] r,
-             int32_t[::1] queue, uint8_t[::1] in_queue):
+             int32_t[::1] queue, uint8_t[::1] in_queue, int64_t max_work=-1):
     """Residual push for ``x = p + d P^T x`` until no residual exceeds its tolerance.
 
     Invariant: ``x_exact = x + (I - d P^T)^-1 r``. Pushing node u moves ``r_u`` into
@@ -467,14 +504,18 @@ def ppr_push(const int64_t[::1] start, const int32_t[::1] length,
     sweep over a cold start behave like Gauss-Seidel. ``queue`` and ``in_queue`` are
     scratch of shape (n,); ``in_queue`` must be zero and is left zero.
 
-    Returns (pushes, edges touched).
+    With ``max_work >= 0`` it gives up once it has touched that many edges (the
+    invariant still holds; some residuals may exceed their tolerance).
+
+    Returns (pushes, edges touched, whether every residual is within tolerance).
     """
     cdef int64_t n = x.shape[0], head = 0, count = 0, pushes = 0, work = 0
     cdef int64_t u, e, e0, e1, tail
     cdef int32_t v
     cdef double ru, du
+    cdef bint done = True
     if n == 0:
-        return 0, 0
+        return 0, 0, True
     with nogil:
         for u in range(n):
             if fabs(r[u]) > tol_rel * fabs(x[u]) + tol_abs:
@@ -482,6 +523,9 @@ def ppr_push(const int64_t[::1] start, const int32_t[::1] length,
                 in_queue[u] = 1
                 count += 1
         while count > 0:
+            if max_work >= 0 and work > max_work:
+                done = False
+                break
             u = queue[head]
             head += 1
             if head == n:
@@ -508,14 +552,22 @@ def ppr_push(const int64_t[::1] start, const int32_t[::1] length,
                     queue[tail] = v
                     in_queue[v] = 1
                     count += 1
-    return pushes, work
+        # Leave the scratch clean for the next call.
+        while count > 0:
+            in_queue[queue[head]] = 0
+            head += 1
+            if head == n:
+                head = 0
+            count -= 1
+    return pushes, work, done
 
 
-def top_in_edges(int32_t u, const int64_t[::1] in_start, const int32_t[::1] in_length,
+def top_in_edges(int32_t u, const int32_t[::1] in_start, const int32_t[::1] in_length,
                  const int32_t[::1] in_pair, const uint64_t[::1] pair_key,
                  const int32_t[::1] pair_pos, const double[::1] e_w,
                  const double[::1] credibility, double damping, int32_t k):
-    """The k in-neighbours of u that contribute most credibility ``d c_a P(a -> u)``.
+    """The k in-neighbours of u that contribute most credibility ``d c_a P(a -> u)``
+    (``credibility`` may be in any units, as the solver's x).
 
     Returns (sources int32, contributions float64), largest first, ties by source.
     """
@@ -537,7 +589,7 @@ def top_in_edges(int32_t u, const int64_t[::1] in_start, const int32_t[::1] in_l
     return src[order], val[order]
 
 
-def gather_pull(const int64_t[::1] pull_start, const int64_t[::1] in_start,
+def gather_pull(const int64_t[::1] pull_start, const int32_t[::1] in_start,
                 const int32_t[::1] in_pair, const uint64_t[::1] pair_key,
                 const int32_t[::1] pair_pos, const double[::1] e_w,
                 int32_t[::1] pull_src, double[::1] pull_w, int num_threads):

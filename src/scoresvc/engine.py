@@ -38,6 +38,9 @@ LANDMARK_SPAN_HALF_LIVES = 512.0
 
 # A cap on full-refresh power steps; the push finishes whatever is left.
 MAX_POWER_STEPS = 500
+# Edge passes an incremental refresh may spend pushing before it switches to
+# warm-started power steps (see Engine._solve).
+PUSH_BUDGET_PASSES = 1
 
 # Endorsement record states (the core's REC_LIVE is 1).
 REC_RETRACTED = 2
@@ -118,7 +121,7 @@ class Engine:
         self.solver = solver or SolverSettings()
         env_threads = os.environ.get("SCORESVC_THREADS")
         self.threads = int(threads or env_threads or os.cpu_count() or 1)
-        self._channel_weights = self.params.channel_weights()
+        self._kind_weights = self.params.channel_weights()[:4].copy()
         self._channel_rho = self.params.channel_reciprocity()
         self._ingest_lock = threading.Lock()
         self._graph_lock = threading.Lock()
@@ -134,9 +137,12 @@ class Engine:
         self._teleport_dirty = False
         self._pair_index = _core.U64Index()
         self._pair_key = np.zeros(0, np.uint64)
-        self._pair_fd = np.zeros((0, 5), np.float64)
+        self._pair_fd = np.zeros((0, 4), np.float64)
+        # Endorsement sums are sparse: a pair's eslot indexes _e_sum, or is -1.
+        self._pair_eslot = np.zeros(0, np.int32)
+        self._e_sum = np.zeros(0, np.float64)
+        self._n_eslots = 0
         self._pair_rev = np.zeros(0, np.int32)
-        self._pair_touched = np.zeros(0, np.uint8)
         self._n_pairs = 0
         self._rec_index = _core.U64Index()
         self._rec_key = np.zeros(0, np.uint64)
@@ -166,7 +172,7 @@ class Engine:
         self._graph_pairs = 0
         self._graph_time: float | None = None
         self._graph_version = 0
-        self._out_start = np.zeros(0, np.int64)
+        self._out_start = np.zeros(0, np.int32)
         self._out_len = np.zeros(0, np.int32)
         self._out_cap = np.zeros(0, np.int32)
         self._out_pair = np.zeros(0, np.int32)
@@ -174,7 +180,7 @@ class Engine:
         self._out_w = np.zeros(0, np.float64)
         self._out_used = 0
         self._pair_pos = np.zeros(0, np.int32)
-        self._in_start = np.zeros(0, np.int64)
+        self._in_start = np.zeros(0, np.int32)
         self._in_len = np.zeros(0, np.int32)
         self._in_cap = np.zeros(0, np.int32)
         self._in_pair = np.zeros(0, np.int32)
@@ -224,7 +230,7 @@ class Engine:
         with self._graph_lock:
             snap = self._snapshot
             u = snap.user(user_id)
-            if limit <= 0 or snap.credibility[u] <= 0:
+            if limit <= 0 or snap.credibility_of(u) <= 0:
                 return snap, []
             sources, contribution = _core.top_in_edges(
                 u,
@@ -234,11 +240,11 @@ class Engine:
                 self._pair_key,
                 self._pair_pos,
                 self._out_w,
-                snap.credibility,
+                snap.x,
                 self.params.damping,
                 limit,
             )
-        share = contribution / snap.credibility[u]
+        share = contribution / snap.x[u]
         return snap, [(self._user_ids[a], float(s)) for a, s in zip(sources, share)]
 
     def edges(self) -> dict[str, np.ndarray]:
@@ -254,15 +260,17 @@ class Engine:
             return {
                 "src": (keys >> np.uint64(32)).astype(np.int64),
                 "dst": (keys & np.uint64(0xFFFFFFFF)).astype(np.int64),
-                "interaction_sums": self._pair_fd[:m, :4] * scale,
-                "endorsement_sums": self._pair_fd[:m, 4] * scale,
+                "interaction_sums": self._pair_fd[:m] * scale,
+                "endorsement_sums": self._endorsement_sums(np.arange(m)) * scale,
                 "transition": self._out_w[self._pair_pos[:m]].copy(),
                 "budget_factor": self._beta[:n].copy(),
             }
 
     def memory_bytes(self) -> dict[str, int]:
         """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
-        pair_arrays = (self._pair_key, self._pair_fd, self._pair_rev, self._pair_touched)
+        pair_arrays = (
+            self._pair_key, self._pair_fd, self._pair_rev, self._pair_eslot, self._e_sum,
+        )
         graph_pair = (self._out_pair, self._out_dst, self._out_w, self._pair_pos, self._in_pair)
         node_arrays = (
             self._status,
@@ -287,7 +295,9 @@ class Engine:
             "endorsements": sum(a.nbytes for a in records)
             + self._rec_index.nbytes
             + sum(a.nbytes for a in self._trail.values()),
-            "snapshot": self._snapshot.nbytes,
+            # x is shared between the solver and the published snapshot.
+            "snapshot": self._snapshot.nbytes
+            - (self._snapshot.x.nbytes if np.shares_memory(self._snapshot.x, self._x) else 0),
         }
 
     # ------------------------------------------------------------------ writing
@@ -377,9 +387,7 @@ class Engine:
             if request_id and (done := self._replayed(request_id, fingerprint)):
                 return done
             dense = self._register_users(user_ids)
-            src = dense[actor_index]
-            dst = dense[target_index]
-            self._apply_interactions(src, dst, channel, ts)
+            self._apply_interactions(dense, actor_index, target_index, channel, ts)
             return self._acknowledge(request_id, fingerprint, WriteResult(self._next(), n))
 
     def load_events(self, log: EventLog) -> WriteResult:
@@ -393,7 +401,7 @@ class Engine:
             topic_dense = np.array([self._topic_id(name) for name in log.topics], dtype=np.int64)
             if log.n_interactions:
                 self._apply_interactions(
-                    dense[log.actor], dense[log.target], (log.kind - 1).astype(np.int8), log.ts
+                    dense, log.actor, log.target, (log.kind - 1).astype(np.int8), log.ts
                 )
             if log.n_endorsement_events:
                 self._apply_endorsements(
@@ -407,6 +415,7 @@ class Engine:
             status = np.asarray(log.status)
             for i in np.flatnonzero(status != AccountStatus.NORMAL):
                 self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
+            self._trim_pair_arrays()
             return WriteResult(self._next(), log.n_interactions + log.n_endorsement_events)
 
     def endorse(
@@ -495,6 +504,8 @@ class Engine:
         p = self.params
         started = time.perf_counter()
         with self._graph_lock:
+            # The published snapshot shares x; work on a copy so it never changes.
+            self._x = self._x.copy()
             with self._ingest_lock:
                 sequence = self._sequence
                 n = len(self._user_ids)
@@ -550,6 +561,8 @@ class Engine:
                     self._out_pair,
                     self._pair_fd,
                     self._pair_rev,
+                    self._pair_eslot,
+                    self._e_sum,
                     self._status,
                     scale,
                     self._channel_rho,
@@ -576,25 +589,7 @@ class Engine:
             self._graph_time = now
             self._graph_version += 1
             self._teleport[:n] = teleport.astype(np.uint8)
-            tol_abs = self.solver.absolute * max(float(teleport.sum()), 1.0)
-            sweeps = 0
-            if full:
-                sweeps = self._power_iterate(n, teleport, tol_abs)
-            else:
-                self._r[:n] += teleport - old_teleport
-            pushes, work = _core.ppr_push(
-                self._out_start,
-                self._out_len,
-                self._out_dst,
-                self._out_w,
-                p.damping,
-                self.solver.relative,
-                tol_abs,
-                self._x[:n],
-                self._r[:n],
-                np.empty(n, np.int32),
-                np.zeros(n, np.uint8),
-            )
+            sweeps, pushes, work = self._solve(n, teleport, old_teleport, full)
             snapshot = build_snapshot(
                 previous=self._snapshot,
                 time=now,
@@ -717,12 +712,12 @@ class Engine:
             return
         factor = math.exp2((self._landmark - ts_max) / h)
         self._pair_fd[: self._n_pairs] *= factor
+        self._e_sum[: self._n_eslots] *= factor
         self._landmark = ts_max
         self._landmark_moved = True
 
-    def _pair_slots(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-        """Slots of the pairs ``src -> dst``, creating new ones (ingest lock held)."""
-        keys = (src.astype(np.uint64) << np.uint64(32)) | dst.astype(np.uint64)
+    def _pair_slots(self, keys: np.ndarray) -> np.ndarray:
+        """Slots of the pairs ``src << 32 | dst``, creating new ones (ingest lock held)."""
         slots = np.empty(len(keys), np.int32)
         first_new = self._n_pairs
         position = 0
@@ -730,33 +725,59 @@ class Engine:
             position = self._pair_index.get_or_insert(keys, self._pair_key, slots, position)
             if position == len(keys):
                 break
-            # The key store is full: grow every per-pair array together.
-            need = len(self._pair_index) + min(len(keys) - position, 1 << 20)
+            # The key store is full: double it (a bulk load trims it afterwards).
+            need = len(self._pair_index) + min(
+                len(keys) - position, max(2 * len(self._pair_key), 1024)
+            )
             self._pair_key = _grown(self._pair_key, need)
         n_pairs = len(self._pair_index)
         if n_pairs > first_new:
             self._pair_key = _grown(self._pair_key, n_pairs)
             self._pair_fd = _grown(self._pair_fd, len(self._pair_key), 0.0)
             self._pair_rev = _grown(self._pair_rev, len(self._pair_key), -1)
-            self._pair_touched = _grown(self._pair_touched, len(self._pair_key))
+            self._pair_eslot = _grown(self._pair_eslot, len(self._pair_key), -1)
             _core.link_reverse(self._pair_index, self._pair_key, first_new, n_pairs, self._pair_rev)
             self._n_pairs = n_pairs
         return slots
 
+    def _trim_pair_arrays(self) -> None:
+        """Give back the growth headroom of the per-pair arrays after a bulk load
+        (they grow by a quarter at a time; at millions of pairs that is megabytes)."""
+        keep = self._n_pairs + self._n_pairs // 32 + 1024
+        if len(self._pair_key) <= keep:
+            return
+        self._pair_key = self._pair_key[:keep].copy()
+        self._pair_fd = self._pair_fd[:keep].copy()
+        self._pair_rev = self._pair_rev[:keep].copy()
+        self._pair_eslot = self._pair_eslot[:keep].copy()
+
     def _apply_interactions(
-        self, src: np.ndarray, dst: np.ndarray, channel: np.ndarray, ts: np.ndarray
+        self,
+        dense: np.ndarray,
+        actor: np.ndarray,
+        target: np.ndarray,
+        channel: np.ndarray,
+        ts: np.ndarray,
     ) -> None:
-        if len(src) == 0:
+        """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``."""
+        if len(actor) == 0:
             return
         if self._landmark is None:
             self._landmark = float(ts.min())
         self._keep_landmark_near(float(ts.max()))
-        slots = self._pair_slots(src, dst)
+        keys = np.empty(len(actor), np.uint64)
+        _core.pack_pair_keys(
+            np.ascontiguousarray(dense, np.int64),
+            np.ascontiguousarray(actor, np.int64),
+            np.ascontiguousarray(target, np.int64),
+            keys,
+        )
+        slots = self._pair_slots(keys)
         _core.accumulate(
             slots,
             channel,
             np.ascontiguousarray(ts),
-            self._channel_weights,
+            self._kind_weights,
             self._landmark,
             self.params.half_life_seconds,
             self._pair_fd,
@@ -778,7 +799,7 @@ class Engine:
             self._landmark = float(ts.min())
         self._keep_landmark_near(float(ts.max()))
         self._append_trail(src, dst, topic, ts, retracted, sequence)
-        slots = self._pair_slots(src, dst)
+        slots = self._pair_slots((src.astype(np.uint64) << np.uint64(32)) | dst.astype(np.uint64))
         keys = (slots.astype(np.uint64) << np.uint64(32)) | topic.astype(np.uint64)
         recs = np.empty(len(keys), np.int32)
         first_new = self._n_rec
@@ -814,18 +835,23 @@ class Engine:
         touched = np.unique(self._rec_pair[rec_w])
         if touched.size == 0:
             return
-        self._pair_touched[touched] = 1
+        fresh_pairs = touched[self._pair_eslot[touched] < 0]
+        if fresh_pairs.size:
+            n_eslots = self._n_eslots + fresh_pairs.size
+            self._e_sum = _grown(self._e_sum, n_eslots, 0.0)
+            self._pair_eslot[fresh_pairs] = np.arange(self._n_eslots, n_eslots, dtype=np.int32)
+            self._n_eslots = n_eslots
         _core.endorsement_sums(
             self._rec_pair[: self._n_rec],
             self._rec_ts[: self._n_rec],
             self._rec_state[: self._n_rec],
-            self._pair_touched,
+            touched,
             self.params.endorsement_weight,
             self._landmark,
             self.params.half_life_seconds,
-            self._pair_fd,
+            self._pair_eslot,
+            self._e_sum,
         )
-        self._pair_touched[touched] = 0
         _core.mark_dirty(
             touched.astype(np.int32),
             self._pair_key,
@@ -1039,6 +1065,39 @@ class Engine:
         if side == "out":
             self._pair_pos[self._out_pair[:live]] = np.arange(live, dtype=np.int32)
 
+    def _solve(
+        self, n: int, teleport: np.ndarray, old_teleport: np.ndarray, full: bool
+    ) -> tuple[int, int, int]:
+        """Bring ``x`` within tolerance of ``x = p + d P^T x`` (docs/model.md).
+
+        After a few changed rows, residual push touches only what moved. Yet a burst
+        can shift credibility everywhere by more than the tolerance, and push work
+        grows like 1/tolerance where power steps grow like log(1/tolerance): so the
+        push gets a budget of one pass over the edges, and past it the refresh takes
+        warm-started parallel power steps. A final push certifies every node.
+
+        Returns (power steps, pushes, edges touched by pushes).
+        """
+        tol_abs = self.solver.absolute * max(float(teleport.sum()), 1.0)
+        queue, in_queue = np.empty(n, np.int32), np.zeros(n, np.uint8)
+        x, r = self._x[:n], self._r[:n]
+        args = (self._out_start, self._out_len, self._out_dst, self._out_w)
+        pushes = work = 0
+        if not full:
+            r += teleport - old_teleport
+            budget = max(int(self._out_len[:n].sum()), n) * PUSH_BUDGET_PASSES
+            pushes, work, done = _core.ppr_push(
+                *args, self.params.damping, self.solver.relative, tol_abs, x, r, queue,
+                in_queue, budget,
+            )
+            if done:
+                return 0, pushes, work
+        steps = self._power_iterate(n, teleport, tol_abs)
+        more_pushes, more_work, _ = _core.ppr_push(
+            *args, self.params.damping, self.solver.relative, tol_abs, x, r, queue, in_queue
+        )
+        return steps, pushes + more_pushes, work + more_work
+
     def _power_iterate(self, n: int, teleport: np.ndarray, tol_abs: float) -> int:
         """Warm-started parallel power iteration for a full refresh; leaves ``x`` and
         its exact residual ``r`` for the push, which enforces the per-node bound.
@@ -1126,6 +1185,8 @@ class Engine:
             self._pair_key,
             self._pair_fd,
             self._pair_rev,
+            self._pair_eslot,
+            self._e_sum,
             self._beta,
             scale,
             self._channel_rho,
@@ -1134,6 +1195,13 @@ class Engine:
         )
         return received
 
+    def _endorsement_sums(self, pairs: np.ndarray) -> np.ndarray:
+        """The forward-decayed endorsement sum of each pair (0 where none)."""
+        slot = self._pair_eslot[pairs]
+        if self._n_eslots == 0:
+            return np.zeros(len(slot))
+        return np.where(slot >= 0, self._e_sum[np.maximum(slot, 0)], 0.0)
+
     def _topic_records(self, scale: float) -> dict[str, np.ndarray]:
         """Each live endorsement's effective weight ``beta_a E_T (E'/E)`` per topic."""
         live = np.flatnonzero(self._rec_state[: self._n_rec] == REC_LIVE)
@@ -1141,9 +1209,9 @@ class Engine:
         keys = self._pair_key[pair]
         src = (keys >> np.uint64(32)).astype(np.int64)
         dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        e_pair = self._pair_fd[pair, 4] * scale
+        e_pair = self._endorsement_sums(pair) * scale
         rev = self._pair_rev[pair]
-        e_rev = np.where(rev >= 0, self._pair_fd[rev, 4] * scale, 0.0)
+        e_rev = np.where(rev >= 0, self._endorsement_sums(np.maximum(rev, 0)) * scale, 0.0)
         discount = np.where(
             e_pair > 0,
             (e_pair - self.params.endorsement_reciprocity * np.minimum(e_pair, e_rev))

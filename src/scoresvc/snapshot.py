@@ -86,13 +86,15 @@ class Snapshot:
     user_index: Mapping[str, int]
     topic_index: Mapping[str, int]
     status: np.ndarray
-    credibility: np.ndarray
-    influence: np.ndarray
+    # The solver's x, shared with the engine: a refresh works on a copy, so this one
+    # is never written again. credibility = x / mass for members, 0 when suspended.
+    x: np.ndarray
+    members: int  # users not suspended: influence = members * credibility
     influence_max: float
-    ranking: np.ndarray  # members by influence, ascending
-    ranked_influence: np.ndarray
+    ranking: np.ndarray  # members by credibility, ascending
     received: np.ndarray
-    teleport_share: np.ndarray
+    teleport: np.ndarray  # 1 where trust teleports (uint8)
+    mass: float  # the sum of x over members
     topic_keys: np.ndarray  # topic * n_users + user, sorted
     topic_value: np.ndarray
     topic_percentile: np.ndarray
@@ -116,13 +118,13 @@ class Snapshot:
             user_index=user_index,
             topic_index=topic_index,
             status=np.zeros(0, np.uint8),
-            credibility=f8,
-            influence=f8,
+            x=f8,
+            members=0,
             influence_max=0.0,
             ranking=i4,
-            ranked_influence=f8,
             received=np.zeros((0, 5)),
-            teleport_share=f8,
+            teleport=np.zeros(0, np.uint8),
+            mass=0.0,
             topic_keys=np.zeros(0, np.int64),
             topic_value=f8,
             topic_percentile=f8,
@@ -133,17 +135,41 @@ class Snapshot:
     def nbytes(self) -> int:
         arrays = (
             self.status,
-            self.credibility,
-            self.influence,
+            self.x,
             self.ranking,
-            self.ranked_influence,
             self.received,
-            self.teleport_share,
+            self.teleport,
             self.topic_keys,
             self.topic_value,
             self.topic_percentile,
         )
         return sum(a.nbytes for a in arrays)
+
+    @property
+    def credibility(self) -> np.ndarray:
+        """Credibility of every user (a new array): sums to 1 over members."""
+        if self.mass <= 0:
+            return np.zeros(self.n_users)
+        return np.where(self.status != AccountStatus.SUSPENDED, self.x, 0.0) / self.mass
+
+    @property
+    def influence(self) -> np.ndarray:
+        """Influence of every user (a new array): 1.0 is the average member."""
+        return self.credibility * self.members
+
+    @property
+    def teleport_share(self) -> np.ndarray:
+        """Per user, the share of credibility that came from the teleport vector."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.x > 0, self.teleport / self.x, 0.0)
+
+    def credibility_of(self, u: int) -> float:
+        if self.mass <= 0 or self.status[u] == AccountStatus.SUSPENDED:
+            return 0.0
+        return float(self.x[u]) / self.mass
+
+    def influence_of(self, u: int) -> float:
+        return self.credibility_of(u) * self.members
 
     def user(self, user_id: str) -> int:
         """Dense id of a user this snapshot scores; ``NotFound`` otherwise."""
@@ -157,10 +183,20 @@ class Snapshot:
         return u is not None and u < self.n_users
 
     def percentile(self, u: int) -> float:
-        if self.status[u] == AccountStatus.SUSPENDED or len(self.ranked_influence) == 0:
+        """The percentage of members with strictly lower influence: a binary search
+        over the ranking (no sorted copy of the values is kept)."""
+        ranking, x = self.ranking, self.x
+        if self.status[u] == AccountStatus.SUSPENDED or len(ranking) == 0:
             return 0.0
-        lower = np.searchsorted(self.ranked_influence, self.influence[u], "left")
-        return 100.0 * float(lower) / len(self.ranked_influence)
+        value = x[u]
+        lo, hi = 0, len(ranking)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if x[ranking[mid]] < value:
+                lo = mid + 1
+            else:
+                hi = mid
+        return 100.0 * lo / len(ranking)
 
     def explanation(self, u: int, contributors: Sequence[tuple[str, float]] = ()) -> Explanation:
         r = self.received[u]
@@ -170,9 +206,13 @@ class Snapshot:
             endorsements_received=float(r[2]),
             endorsements_effective=float(r[3]),
             reciprocity_removed=float(r[4]),
-            teleport_share=float(self.teleport_share[u]),
+            teleport_share=self._teleport_share_of(u),
             top_contributors=tuple(contributors),
         )
+
+    def _teleport_share_of(self, u: int) -> float:
+        x = float(self.x[u])
+        return float(self.teleport[u]) / x if x > 0 else 0.0
 
     def score(
         self,
@@ -187,7 +227,7 @@ class Snapshot:
             score = float(log_scale(value, top))
             influence = value
         else:
-            influence = float(self.influence[u])
+            influence = self.influence_of(u)
             score = float(log_scale(influence, self.influence_max))
             pct = self.percentile(u)
         return UserScore(
@@ -218,8 +258,8 @@ class Snapshot:
         return [
             (
                 self.user_ids[int(u)],
-                float(log_scale(self.influence[u], self.influence_max)),
-                float(self.influence[u]),
+                float(log_scale(self.influence_of(u), self.influence_max)),
+                self.influence_of(u),
             )
             for u in best
         ]
@@ -269,13 +309,10 @@ def build_snapshot(
     """Normalise the solver's ``x`` into credibility and influence, and index topics."""
     n = len(status)
     members = status != AccountStatus.SUSPENDED
+    n_members = int(members.sum())
     mass = float(x[members].sum())
-    credibility = np.where(members, x, 0.0) / mass if mass > 0 else np.zeros(n)
-    influence = credibility * int(members.sum())
-    with np.errstate(divide="ignore", invalid="ignore"):
-        teleport_share = np.where(x > 0, teleport / x, 0.0)
-    teleport_share[~members] = 0.0
-    ranking = _ranking(previous, influence, members)
+    influence = (np.where(members, x, 0.0) / mass if mass > 0 else np.zeros(n)) * n_members
+    ranking = _ranking(previous, x, members)
 
     t, dst = topic_records["topic"], topic_records["dst"]
     contribution = influence[topic_records["src"]] * topic_records["weight"]
@@ -298,13 +335,13 @@ def build_snapshot(
         user_index=user_index,
         topic_index=topics,
         status=status,
-        credibility=credibility,
-        influence=influence,
+        x=x,
+        members=n_members,
         influence_max=float(influence.max(initial=0.0)),
         ranking=ranking.astype(np.int32),
-        ranked_influence=influence[ranking],
         received=received,
-        teleport_share=teleport_share,
+        teleport=(teleport > 0).astype(np.uint8) & members,
+        mass=mass,
         topic_keys=keys,
         topic_value=value,
         topic_percentile=lower_share(value, key_topic),

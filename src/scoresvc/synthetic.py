@@ -32,6 +32,28 @@ def _power_law(rng: np.random.Generator, n: int, users: int, skew: float) -> np.
     return rng.permutation(users)[np.minimum(rank, users - 1)]
 
 
+def _uniform_hash(x: np.ndarray) -> np.ndarray:
+    """A deterministic uniform [0, 1) per value (splitmix64 finaliser)."""
+    x = x.astype(np.uint64)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def _circle_targets(
+    rng: np.random.Generator, actor: np.ndarray, users: int, size: int, skew: float
+) -> np.ndarray:
+    """Each actor's own few regular contacts (popular users more often): people
+    engage mostly with the same circle, which is what makes pairs repeat."""
+    slot = rng.integers(0, size, len(actor)).astype(np.uint64)
+    u = _uniform_hash(actor.astype(np.uint64) * np.uint64(size) + slot)
+    rank = np.minimum((users * u**skew).astype(np.int64), users - 1)
+    return rng.permutation(users)[rank]
+
+
 def community(
     n_events: int,
     n_users: int,
@@ -41,24 +63,37 @@ def community(
     days: float = 90.0,
     endorsement_share: float = 0.02,
     retraction_share: float = 0.05,
+    circle_size: int = 7,
+    circle_share: float = 0.88,
 ) -> EventLog:
     """``n_events`` events (interactions plus ``endorsement_share`` endorsement events)
-    over ``n_users`` users, timestamps in the ``days`` before ``end``."""
+    over ``n_users`` users, timestamps in the ``days`` before ``end``.
+
+    Actors are power-law active; ``circle_share`` of their interactions go to a
+    circle of ``circle_size`` regular contacts, the rest to power-law popular
+    targets. At 10M events over 1M users that makes about 4.5M distinct pairs.
+    """
     if n_users < 2:
         raise ValueError("a community needs at least two users")
     rng = np.random.default_rng(seed)
     n_endorse = round(n_events * endorsement_share)
     n_interact = n_events - n_endorse
 
-    def pairs(n: int, actor_skew: float, target_skew: float) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(
+        n: int, actor_skew: float, target_skew: float, circle_share: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         actor = _power_law(rng, n, n_users, actor_skew)
         target = _power_law(rng, n, n_users, target_skew)
+        in_circle = rng.random(n) < circle_share
+        target[in_circle] = _circle_targets(
+            rng, actor[in_circle], n_users, circle_size, target_skew
+        )
         same = actor == target
         target[same] = (target[same] + 1 + rng.integers(0, n_users - 1, same.sum())) % n_users
         return actor, target
 
-    actor, target = pairs(n_interact, 2.0, 3.0)
-    endorser, endorsee = pairs(n_endorse, 1.5, 3.0)
+    actor, target = pairs(n_interact, 4.0, 3.0, circle_share)
+    endorser, endorsee = pairs(n_endorse, 1.5, 3.0, 0.0)
     start = end - days * SECONDS_PER_DAY
     kind = rng.choice(np.arange(1, 5, dtype=np.int8), size=n_interact, p=KIND_MIX)
     return EventLog(

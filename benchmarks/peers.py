@@ -1,0 +1,126 @@
+"""The same snapshot computed by peers: DuckDB (SQL, power iteration in a loop) and
+the numpy oracle. Used by the benchmarks to time the model as others would run it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scoresvc import reference
+from scoresvc.events import EventLog
+from scoresvc.model import AccountStatus, ModelParams
+
+
+def numpy_influence(log: EventLog, now: float, params: ModelParams) -> np.ndarray:
+    """Influence per user from the numpy reference (scoresvc.reference)."""
+    return reference.compute(log, now, params).influence
+
+
+def duckdb_influence(
+    log: EventLog,
+    now: float,
+    params: ModelParams,
+    *,
+    threads: int = 2,
+    tolerance: float = 1e-12,
+    max_iterations: int = 2000,
+) -> np.ndarray:
+    """Influence per user, MODEL.md steps 1-8 in DuckDB SQL; the power iteration
+    runs as one query per step with the oracle's stopping rule."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads TO {int(threads)}")
+    h, d = params.half_life_seconds, params.damping
+    kw, kr = params.kind_weights, params.kind_reciprocity
+    ev = {"a": log.actor, "b": log.target, "k": log.kind.astype(np.int32), "ts": log.ts}
+    en = {
+        "a": log.endorser, "b": log.endorsee, "t": log.topic, "ts": log.endorse_ts,
+        "x": log.retracted,
+    }
+    status = np.asarray(log.status)
+    users = {
+        "u": np.arange(log.n_users, dtype=np.int64),
+        "suspended": status == AccountStatus.SUSPENDED,
+        "seed": status == AccountStatus.SEED,
+    }
+    con.register("ev", ev)
+    con.register("en", en)
+    con.register("users", users)
+    decay = f"pow(2.0, -({now!r} - ts) / {h!r})"
+    con.execute(f"""
+        CREATE TABLE w AS
+        SELECT a, b,
+               sum(CASE WHEN k = 1 THEN {kw[0]!r} * {decay} ELSE 0 END) AS w1,
+               sum(CASE WHEN k = 2 THEN {kw[1]!r} * {decay} ELSE 0 END) AS w2,
+               sum(CASE WHEN k = 3 THEN {kw[2]!r} * {decay} ELSE 0 END) AS w3,
+               sum(CASE WHEN k = 4 THEN {kw[3]!r} * {decay} ELSE 0 END) AS w4
+        FROM ev GROUP BY a, b""")
+    con.execute(f"""
+        CREATE TABLE e AS
+        SELECT a, b, sum({params.endorsement_weight!r} * {decay}) AS e
+        FROM (SELECT *, row_number() OVER (
+                  PARTITION BY a, b, t ORDER BY ts DESC, x DESC) AS rn FROM en)
+        WHERE rn = 1 AND NOT x GROUP BY a, b""")
+    con.execute("""
+        CREATE TABLE pairs AS
+        SELECT coalesce(w.a, e.a) AS a, coalesce(w.b, e.b) AS b,
+               coalesce(w1, 0) AS w1, coalesce(w2, 0) AS w2, coalesce(w3, 0) AS w3,
+               coalesce(w4, 0) AS w4, coalesce(e.e, 0) AS e
+        FROM w FULL OUTER JOIN e ON w.a = e.a AND w.b = e.b""")
+    con.execute(f"""
+        CREATE TABLE pen AS
+        SELECT p.a, p.b, p.w1 + p.w2 + p.w3 + p.w4 AS raw, p.e,
+               ln(1 + p.w1 + p.w2 + p.w3 + p.w4
+                  - {kr[0]!r} * least(p.w1, coalesce(r.w1, 0))
+                  - {kr[1]!r} * least(p.w2, coalesce(r.w2, 0))
+                  - {kr[2]!r} * least(p.w3, coalesce(r.w3, 0))
+                  - {kr[3]!r} * least(p.w4, coalesce(r.w4, 0))) AS s,
+               p.e - {params.endorsement_reciprocity!r} * least(p.e, coalesce(r.e, 0)) AS ep
+        FROM pairs p LEFT JOIN pairs r ON r.a = p.b AND r.b = p.a""")
+    con.execute(f"""
+        CREATE TABLE beta AS
+        SELECT a, CASE WHEN sum(e) > {params.endorsement_budget!r}
+                       THEN {params.endorsement_budget!r} / sum(e) ELSE 1.0 END AS beta
+        FROM pairs GROUP BY a""")
+    con.execute("""
+        CREATE TABLE edges AS
+        WITH g AS (
+            SELECT pen.a, pen.b, pen.s + beta.beta * pen.ep AS g,
+                   ln(1 + pen.raw) + beta.beta * pen.e AS dpart
+            FROM pen JOIN beta USING (a))
+        SELECT g.a, g.b, g.g / sum(g.dpart) OVER (PARTITION BY g.a) AS p
+        FROM g
+        JOIN users ua ON ua.u = g.a JOIN users ub ON ub.u = g.b
+        WHERE NOT ua.suspended AND NOT ub.suspended""")
+    con.execute("DELETE FROM edges WHERE p <= 0 OR isnan(p)")
+    con.execute("""
+        CREATE TABLE tele AS
+        SELECT u, CASE WHEN (SELECT count(*) FROM users WHERE seed AND NOT suspended) > 0
+                       THEN (seed AND NOT suspended)::DOUBLE
+                       ELSE (NOT suspended)::DOUBLE END AS p
+        FROM users""")
+    con.execute("CREATE OR REPLACE TABLE tele AS SELECT u, p / (SELECT sum(p) FROM tele) AS p FROM tele")
+    con.execute("CREATE TABLE c AS SELECT u, p AS v FROM tele")
+    for _ in range(max_iterations):
+        con.execute(f"""
+            CREATE OR REPLACE TABLE flow AS
+            SELECT edges.b AS u, {d!r} * sum(edges.p * c.v) AS f
+            FROM edges JOIN c ON edges.a = c.u GROUP BY edges.b""")
+        con.execute("""
+            CREATE OR REPLACE TABLE c2 AS
+            SELECT tele.u, coalesce(flow.f, 0)
+                   + (1 - (SELECT coalesce(sum(f), 0) FROM flow)) * tele.p AS v
+            FROM tele LEFT JOIN flow USING (u)""")
+        (change,) = con.execute("SELECT sum(abs(c2.v - c.v)) FROM c2 JOIN c USING (u)").fetchone()
+        con.execute("DROP TABLE c")
+        con.execute("ALTER TABLE c2 RENAME TO c")
+        if change < tolerance:
+            break
+    result = con.execute("SELECT u, v FROM c ORDER BY u").fetchnumpy()
+    credibility = np.zeros(log.n_users)
+    credibility[result["u"]] = result["v"]
+    members = ~users["suspended"]
+    return np.where(members, credibility * members.sum(), 0.0)
+
+
+PEERS = {"duckdb": duckdb_influence, "numpy": numpy_influence}
