@@ -1,0 +1,43 @@
+"""Tiny runs of every benchmark, so they never rot (figures are not checked here)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_engine():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_engine
+
+        yield bench_engine
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_engine_benchmark_runs_and_every_peer_agrees(bench_engine, capsys):
+    pytest.importorskip("duckdb")
+    result = bench_engine.main(["--events", "4000", "--users", "300", "--new-events", "50"])
+    assert set(result["peers"]) == {"duckdb", "numpy"}
+    for peer in result["peers"].values():
+        assert peer["worst_relative_difference"] < 1e-5
+    assert result["bytes_per_pair"] > 0
+    assert "(a) full build" in capsys.readouterr().out
+
+
+def test_kernel_benchmarks_run(tmp_path):
+    env = dict(os.environ, SCORESVC_BENCH_EVENTS="3000", SCORESVC_BENCH_USERS="200")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", str(BENCH / "test_kernels.py"), "-q",
+         "--benchmark-disable", "-p", "no:cacheprovider", f"--rootdir={tmp_path}"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
