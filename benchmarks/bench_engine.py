@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from peers import PEERS  # noqa: E402
+from peers import PEERS
 
-from scoresvc.engine import Engine  # noqa: E402
-from scoresvc.events import EventLog  # noqa: E402
-from scoresvc.model import ModelParams  # noqa: E402
-from scoresvc.synthetic import community  # noqa: E402
+from scoresvc.engine import Engine
+from scoresvc.events import EventLog
+from scoresvc.model import ModelParams
+from scoresvc.synthetic import community
 
 TARGETS = {"build": 2.0, "refresh": 20.0, "bytes_per_pair": 100.0}
 
@@ -56,6 +56,29 @@ def _concat(a: EventLog, b: EventLog) -> EventLog:
     )
 
 
+def _compact(log: EventLog) -> EventLog:
+    """The same events naming only the users they touch, as a real batch would."""
+    used, inverse = np.unique(
+        np.concatenate([log.actor, log.target, log.endorser, log.endorsee]), return_inverse=True
+    )
+    m, k = log.n_interactions, log.n_endorsement_events
+    assert log.user_ids is not None
+    return EventLog(
+        n_users=len(used),
+        actor=inverse[:m],
+        target=inverse[m : 2 * m],
+        kind=log.kind,
+        ts=log.ts,
+        endorser=inverse[2 * m : 2 * m + k],
+        endorsee=inverse[2 * m + k :],
+        topic=log.topic,
+        endorse_ts=log.endorse_ts,
+        retracted=log.retracted,
+        user_ids=[log.user_ids[i] for i in used],
+        topics=log.topics,
+    )
+
+
 def run(
     events: int, users: int, new_events: int, peers: list[str], threads: int, seed: int
 ) -> dict:
@@ -75,8 +98,10 @@ def run(
     memory = engine.memory_bytes()
     pairs = engine.n_pairs
 
+    batch = _compact(burst)
+
     def refresh() -> None:
-        engine.load_events(burst)
+        engine.load_events(batch)
         engine.refresh(now)
 
     _, refresh_s = _timed(refresh)
@@ -92,8 +117,13 @@ def run(
     for name in peers:
         influence, seconds = _timed(PEERS[name], everything, now, params)
         mine = ours.influence[dense]
-        worst = float(np.max(np.abs(influence - mine) / np.maximum(np.abs(influence), 1e-300)
-                             * (np.abs(influence - mine) > 1e-15 * users)))
+        worst = float(
+            np.max(
+                np.abs(influence - mine)
+                / np.maximum(np.abs(influence), 1e-300)
+                * (np.abs(influence - mine) > 1e-15 * users)
+            )
+        )
         results[name] = {"seconds": seconds, "worst_relative_difference": worst}
 
     fastest = min((r["seconds"] for r in results.values()), default=float("nan"))
@@ -138,16 +168,17 @@ def table(r: dict) -> str:
         f"{r['refresh_ratio']:8.1f}x {'>=20x':>8} {ok(r['refresh_ratio'], TARGETS['refresh'])}"
     )
     lines.append(
-        f"{'    refresh after time moved (full, warm)':44} "
-        f"{r['time_moved_refresh_seconds']:9.3f}"
+        f"{'    refresh after time moved (full, warm)':44} {r['time_moved_refresh_seconds']:9.3f}"
     )
     bpp = r["bytes_per_pair"]
     lines.append(
         f"{'(c) resident bytes per distinct pair':44} {bpp:9.1f} {'':>9} {'<=100':>8} "
         f"{'ok' if bpp <= TARGETS['bytes_per_pair'] else 'MISS'}"
     )
-    lines.append("    by part: " + ", ".join(
-        f"{k} {v / max(r['pairs'], 1):.1f}" for k, v in r["memory"].items()))
+    lines.append(
+        "    by part: "
+        + ", ".join(f"{k} {v / max(r['pairs'], 1):.1f}" for k, v in r["memory"].items())
+    )
     return "\n".join(lines)
 
 

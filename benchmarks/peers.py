@@ -34,7 +34,10 @@ def duckdb_influence(
     kw, kr = params.kind_weights, params.kind_reciprocity
     ev = {"a": log.actor, "b": log.target, "k": log.kind.astype(np.int32), "ts": log.ts}
     en = {
-        "a": log.endorser, "b": log.endorsee, "t": log.topic, "ts": log.endorse_ts,
+        "a": log.endorser,
+        "b": log.endorsee,
+        "t": log.topic,
+        "ts": log.endorse_ts,
         "x": log.retracted,
     }
     status = np.asarray(log.status)
@@ -99,7 +102,9 @@ def duckdb_influence(
                        THEN (seed AND NOT suspended)::DOUBLE
                        ELSE (NOT suspended)::DOUBLE END AS p
         FROM users""")
-    con.execute("CREATE OR REPLACE TABLE tele AS SELECT u, p / (SELECT sum(p) FROM tele) AS p FROM tele")
+    con.execute(
+        "CREATE OR REPLACE TABLE tele AS SELECT u, p / (SELECT sum(p) FROM tele) AS p FROM tele"
+    )
     con.execute("CREATE TABLE c AS SELECT u, p AS v FROM tele")
     for _ in range(max_iterations):
         con.execute(f"""

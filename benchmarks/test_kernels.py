@@ -62,8 +62,12 @@ def test_refresh_after_time_moves(benchmark, built, now):
 
 
 def test_refresh_after_a_burst_of_events(benchmark, built, now):
-    bursts = iter([community(max(EVENTS // 1000, 10), USERS, seed=s, end=now, days=1.0)
-                   for s in range(100, 110)])
+    bursts = iter(
+        [
+            community(max(EVENTS // 1000, 10), USERS, seed=s, end=now, days=1.0)
+            for s in range(100, 110)
+        ]
+    )
 
     def refresh():
         built.load_events(next(bursts))

@@ -36,8 +36,20 @@ def test_engine_benchmark_runs_and_every_peer_agrees(bench_engine, capsys):
 def test_kernel_benchmarks_run(tmp_path):
     env = dict(os.environ, SCORESVC_BENCH_EVENTS="3000", SCORESVC_BENCH_USERS="200")
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", str(BENCH / "test_kernels.py"), "-q",
-         "--benchmark-disable", "-p", "no:cacheprovider", f"--rootdir={tmp_path}"],
-        env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(BENCH / "test_kernels.py"),
+            "-q",
+            "--benchmark-disable",
+            "-p",
+            "no:cacheprovider",
+            f"--rootdir={tmp_path}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr

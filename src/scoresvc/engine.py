@@ -39,8 +39,8 @@ LANDMARK_SPAN_HALF_LIVES = 512.0
 # A cap on full-refresh power steps; the push finishes whatever is left.
 MAX_POWER_STEPS = 500
 # Edge passes an incremental refresh may spend pushing before it switches to
-# warm-started power steps (see Engine._solve).
-PUSH_BUDGET_PASSES = 1
+# warm-started power steps (see Engine._solve). Small bursts finish well within it.
+PUSH_BUDGET_PASSES = 0.25
 
 # Endorsement record states (the core's REC_LIVE is 1).
 REC_RETRACTED = 2
@@ -269,7 +269,11 @@ class Engine:
     def memory_bytes(self) -> dict[str, int]:
         """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
         pair_arrays = (
-            self._pair_key, self._pair_fd, self._pair_rev, self._pair_eslot, self._e_sum,
+            self._pair_key,
+            self._pair_fd,
+            self._pair_rev,
+            self._pair_eslot,
+            self._e_sum,
         )
         graph_pair = (self._out_pair, self._out_dst, self._out_w, self._pair_pos, self._in_pair)
         node_arrays = (
@@ -680,9 +684,10 @@ class Engine:
             self._user_ids.extend(user_ids)
             dense = np.arange(len(user_ids), dtype=np.int64)
         else:
-            dense = np.empty(len(user_ids), np.int64)
-            for j, uid in enumerate(user_ids):
-                u = index.get(uid)
+            dense = np.fromiter((index.get(uid, -1) for uid in user_ids), np.int64, len(user_ids))
+            for j in np.flatnonzero(dense < 0):
+                uid = user_ids[j]
+                u = index.get(uid)  # the same new id may appear twice in one batch
                 if u is None:
                     u = len(self._user_ids)
                     index[uid] = u
@@ -1085,10 +1090,17 @@ class Engine:
         pushes = work = 0
         if not full:
             r += teleport - old_teleport
-            budget = max(int(self._out_len[:n].sum()), n) * PUSH_BUDGET_PASSES
+            budget = int(max(int(self._out_len[:n].sum()), n) * PUSH_BUDGET_PASSES)
             pushes, work, done = _core.ppr_push(
-                *args, self.params.damping, self.solver.relative, tol_abs, x, r, queue,
-                in_queue, budget,
+                *args,
+                self.params.damping,
+                self.solver.relative,
+                tol_abs,
+                x,
+                r,
+                queue,
+                in_queue,
+                budget,
             )
             if done:
                 return 0, pushes, work
