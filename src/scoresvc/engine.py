@@ -324,6 +324,7 @@ class Engine:
         target = np.empty(len(rows), np.int64)
         kind = np.empty(len(rows), np.int64)
         ts = np.empty(len(rows), np.float64)
+        given = np.empty(len(rows), np.float64)  # NaN for server time, to fingerprint
         violations: list[FieldViolation] = []
         total = 0
         for i, row in enumerate(rows):
@@ -336,14 +337,13 @@ class Engine:
             actor[i] = users.setdefault(a, len(users)) if isinstance(a, str) else 0
             target[i] = users.setdefault(b, len(users)) if isinstance(b, str) else 0
             kind[i] = int(k)
-            ts[i] = now if t is None else float(t)
+            given[i] = math.nan if t is None else float(t)
+            ts[i] = now if t is None else given[i]
         if violations:
             # The dictionary holds the bad ids too; report those rows, then the rest.
             more, more_total = self._check_columns(actor, target, kind, ts, now)
             raise _violation_list(violations + more, total + more_total)
-        return self.record_interaction_columns(
-            list(users), actor, target, kind, ts, request_id=request_id, now=now
-        )
+        return self._record_columns(list(users), actor, target, kind, ts, given, request_id, now)
 
     def record_interaction_columns(
         self,
@@ -351,24 +351,44 @@ class Engine:
         actor_index: np.ndarray,
         target_index: np.ndarray,
         kind: np.ndarray,
-        ts: np.ndarray,
+        ts: np.ndarray | None,
         *,
         request_id: str = "",
         now: float | None = None,
     ) -> WriteResult:
         """Add interactions as columns: indexes into ``user_ids``, kinds (1-4), unix
-        seconds. The batch gets one sequence number; any bad row rejects it whole."""
+        seconds (None: all at server time). The batch gets one sequence number; any
+        bad row rejects it whole."""
         now = time.time() if now is None else now
+        given = None if ts is None else np.asarray(ts, np.float64)
+        resolved = np.full(len(actor_index), now) if given is None else given
+        return self._record_columns(
+            user_ids, actor_index, target_index, kind, resolved, given, request_id, now
+        )
+
+    def _record_columns(
+        self,
+        user_ids: Sequence[str],
+        actor_index: np.ndarray,
+        target_index: np.ndarray,
+        kind: np.ndarray,
+        ts: np.ndarray,
+        given_ts: np.ndarray | None,
+        request_id: str,
+        now: float,
+    ) -> WriteResult:
+        """``ts`` resolved to server time where the caller gave none; ``given_ts`` is
+        what the caller sent, so a retry with the same request id matches."""
         actor_index = np.asarray(actor_index, np.int64)
         target_index = np.asarray(target_index, np.int64)
         kind = np.asarray(kind)
-        ts = np.asarray(ts, np.float64)
         n = len(actor_index)
         if not (len(target_index) == len(kind) == len(ts) == n):
             raise InvalidArgument(
                 [FieldViolation("columns", "all columns must have the same length")]
             )
-        fingerprint = ("interactions", _digest(user_ids, actor_index, target_index, kind, ts))
+        sent = np.empty(0) if given_ts is None else given_ts
+        fingerprint = ("interactions", _digest(user_ids, actor_index, target_index, kind, sent))
         if request_id and (done := self._replayed(request_id, fingerprint)):
             return done
         violations, total = self._check_columns(actor_index, target_index, kind, ts, now)
@@ -891,6 +911,7 @@ class Engine:
         now: float | None,
     ) -> WriteResult:
         now = time.time() if now is None else now
+        requested = ts
         ts = now if ts is None else float(ts)
         violations = [
             v
@@ -917,7 +938,13 @@ class Engine:
             )
         if violations:
             raise InvalidArgument(violations)
-        fingerprint = ("retract" if retract else "endorse", endorser_id, endorsee_id, topic, ts)
+        fingerprint = (
+            "retract" if retract else "endorse",
+            endorser_id,
+            endorsee_id,
+            topic,
+            requested,
+        )
         with self._ingest_lock:
             if request_id and (done := self._replayed(request_id, fingerprint)):
                 return done

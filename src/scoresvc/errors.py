@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -30,6 +31,12 @@ class InvalidArgument(ScoreError):
         where = first.field if first.index is None else f"{first.field} (row {first.index})"
         more = f" and {self.total - 1} more" if self.total > 1 else ""
         super().__init__(f"{where}: {first.description}{more}")
+
+    def renamed(self, path: Callable[[FieldViolation], str]) -> InvalidArgument:
+        """The same violations with fields named by ``path`` (the wire's dotted paths)."""
+        return InvalidArgument(
+            [FieldViolation(path(v), v.description) for v in self.violations], self.total
+        )
 
 
 class NotFound(ScoreError):

@@ -54,7 +54,8 @@ def log_scale(values: np.ndarray | float, top: float) -> np.ndarray | float:
     """Step 8's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
     if top <= 0:
         return np.ones_like(values) if isinstance(values, np.ndarray) else 1.0
-    return 1.0 + 99.0 * np.log1p(values) / np.log1p(top)
+    # Clipped: the top user's ratio can round a hair past 1.
+    return np.clip(1.0 + 99.0 * np.log1p(values) / np.log1p(top), 1.0, 100.0)
 
 
 def lower_share(values: np.ndarray, groups: np.ndarray) -> np.ndarray:

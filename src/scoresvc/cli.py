@@ -1,0 +1,177 @@
+"""``scoresvc``: serve, demo.
+
+Every flag can also be set with an environment variable: ``--time-step`` is
+``SCORESVC_TIME_STEP`` and so on; a flag on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from .engine import Engine
+from .model import AccountStatus, ModelParams
+from .server import ScoreServer, ServerSettings
+from .synthetic import community
+
+log = logging.getLogger("scoresvc")
+
+
+def _env(name: str, default: object) -> object:
+    return os.environ.get("SCORESVC_" + name.upper().replace("-", "_"), default)
+
+
+def _add(parser: argparse.ArgumentParser, flag: str, kind: type, default: object, doc: str) -> None:
+    value = _env(flag.lstrip("-"), default)
+    parser.add_argument(
+        flag,
+        type=kind,
+        default=kind(value) if value is not None else None,
+        help=f"{doc} (env SCORESVC_{flag.lstrip('-').upper().replace('-', '_')},"
+        f" default {default})",
+    )
+
+
+def _server_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = ServerSettings()
+    params = ModelParams()
+    _add(parser, "--host", str, "127.0.0.1", "address to listen on")
+    _add(parser, "--port", int, 50051, "port to listen on (0 picks a free one)")
+    _add(parser, "--workers", int, defaults.workers, "RPC worker threads")
+    _add(parser, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
+    _add(
+        parser,
+        "--time-step",
+        float,
+        defaults.time_step_seconds,
+        "snapshots are evaluated at times rounded to this many seconds",
+    )
+    _add(
+        parser,
+        "--refresh-gap",
+        float,
+        defaults.refresh_gap_seconds,
+        "shortest gap between refreshes, in seconds",
+    )
+    _add(
+        parser,
+        "--max-message-bytes",
+        int,
+        defaults.max_receive_message_bytes,
+        "largest request accepted, in bytes",
+    )
+    _add(
+        parser,
+        "--grace",
+        float,
+        defaults.grace_seconds,
+        "seconds in-flight calls get to finish on SIGTERM",
+    )
+    _add(
+        parser,
+        "--daily-endorsement-limit",
+        int,
+        params.daily_endorsement_limit,
+        "endorsements per endorser per 24 hours (0 turns the limit off)",
+    )
+    _add(parser, "--log-level", str, "INFO", "logging level")
+
+
+def _settings(args: argparse.Namespace) -> ServerSettings:
+    return ServerSettings(
+        workers=args.workers,
+        refresh_gap_seconds=args.refresh_gap,
+        time_step_seconds=args.time_step,
+        max_receive_message_bytes=args.max_message_bytes,
+        grace_seconds=args.grace,
+    )
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    return Engine(
+        ModelParams(daily_endorsement_limit=args.daily_endorsement_limit), threads=args.threads
+    )
+
+
+def _run(server: ScoreServer, prepare: threading.Thread | None = None) -> int:
+    """Serve until SIGTERM or SIGINT, then drain in-flight calls."""
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received %s, draining", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start(ready=prepare is None)
+    # The port line is for scripts (and tests) that start the server on port 0.
+    print(f"scoresvc listening on {server.address}", flush=True)
+    if prepare is not None:
+        prepare.start()
+    stopping.wait()
+    server.stop()
+    log.info("stopped")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    server = ScoreServer(engine, f"{args.host}:{args.port}", _settings(args))
+    return _run(server)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Serve a seeded synthetic community so scores mean something at once."""
+    engine = _engine(args)
+    server = ScoreServer(engine, f"{args.host}:{args.port}", _settings(args))
+
+    def load() -> None:
+        started = time.perf_counter()
+        log_ = community(args.events, args.users, seed=args.seed, end=time.time())
+        engine.load_events(log_)
+        assert log_.user_ids is not None
+        for uid in log_.user_ids[: args.seeds]:
+            engine.set_status(uid, AccountStatus.SEED)
+        server.mark_ready()
+        top = engine.snapshot.top(3)
+        log.info(
+            "demo community: %d users, %d events in %.1f s; try user %s",
+            args.users,
+            args.events,
+            time.perf_counter() - started,
+            top[0][0] if top else "-",
+        )
+
+    return _run(server, threading.Thread(target=load, name="scoresvc-demo-load", daemon=True))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scoresvc", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p_serve = commands.add_parser("serve", help="serve the ScoreService API")
+    _server_flags(p_serve)
+    p_serve.set_defaults(run=serve)
+    p_demo = commands.add_parser("demo", help="serve a seeded synthetic community")
+    _server_flags(p_demo)
+    _add(p_demo, "--users", int, 20_000, "users in the demo community")
+    _add(p_demo, "--events", int, 400_000, "events in the demo community")
+    _add(p_demo, "--seeds", int, 0, "how many of the first users are seed accounts")
+    _add(p_demo, "--seed", int, 7, "random seed of the generator")
+    p_demo.set_defaults(run=demo)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

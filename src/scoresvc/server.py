@@ -1,0 +1,174 @@
+"""The gRPC server: servicer, health, reflection and the background refresher.
+
+``build_server(address, engine)`` returns a started-on-demand ``ScoreServer`` and the
+bound port (pass port 0 in tests). Logging is configured by the CLI, not here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from .engine import Engine
+from .service import ScoreServicer, SnapshotSource
+from .status import ErrorInterceptor
+from .v1 import score_service_pb2 as pb
+from .v1 import score_service_pb2_grpc as pb_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ScoreService"].full_name
+log = logging.getLogger("scoresvc.server")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How the server runs (the CLI's flags and SCORESVC_* variables)."""
+
+    # Worker threads for RPCs; grpcio's sync server peaks near 8 on two cores.
+    workers: int = 8
+    # Shortest gap between refreshes, so a stream of writes is refreshed in batches.
+    refresh_gap_seconds: float = 0.05
+    # Snapshots are evaluated at times rounded down to this step: within a step only
+    # changed rows are recomputed; crossing it re-weights every edge (decay is not
+    # linear through the saturation log). It is also the longest a snapshot goes
+    # without a refresh when nothing is written.
+    time_step_seconds: float = 60.0
+    max_receive_message_bytes: int = 64 * 1024 * 1024
+    grace_seconds: float = 10.0
+
+
+class Refresher(SnapshotSource):
+    """Refreshes the engine in the background within ``refresh_gap`` of a write (and
+    every ``time_step`` regardless), and wakes readers waiting for a sequence."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: ServerSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(engine)
+        self.settings = settings
+        self.clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scoresvc-refresher", daemon=True)
+        self.refreshes = 0
+
+    def written(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def evaluation_time(self) -> float:
+        step = self.settings.time_step_seconds
+        now = self.clock()
+        return math.floor(now / step) * step if step > 0 else now
+
+    def refresh_now(self) -> None:
+        started = time.perf_counter()
+        snap = self.engine.refresh(self.evaluation_time())
+        self.refreshes += 1
+        self.published()
+        log.debug(
+            "refreshed to sequence %d in %.1f ms (%s)",
+            snap.sequence,
+            1000 * (time.perf_counter() - started),
+            "full" if snap.stats.get("full") else "incremental",
+        )
+
+    def _run(self) -> None:
+        step = self.settings.time_step_seconds
+        while not self._stop.is_set():
+            woken = self._wake.wait(timeout=step if step > 0 else None)
+            if self._stop.is_set():
+                break
+            self._wake.clear()
+            if woken:
+                time.sleep(self.settings.refresh_gap_seconds)  # let a burst gather
+            try:
+                self.refresh_now()
+            except Exception:  # keep serving the last snapshot; the next write retries
+                log.exception("refresh failed")
+
+
+class ScoreServer:
+    """A ScoreService on one address with health and reflection."""
+
+    def __init__(
+        self, engine: Engine, address: str, settings: ServerSettings | None = None
+    ) -> None:
+        self.engine = engine
+        self.settings = settings or ServerSettings()
+        self.refresher = Refresher(engine, self.settings)
+        self.health = health.HealthServicer()
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=self.settings.workers, thread_name_prefix="scoresvc-rpc"
+            ),
+            interceptors=[ErrorInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", self.settings.max_receive_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_ScoreServiceServicer_to_server(ScoreServicer(self.refresher), self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
+        )
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self._grpc.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"could not bind {address}")
+        self.address = address.rsplit(":", 1)[0] + f":{self.port}"
+
+    def start(self, *, ready: bool = True) -> ScoreServer:
+        """Start serving. With ``ready=False`` health stays NOT_SERVING (and writes
+        and reads answer UNAVAILABLE) until ``mark_ready`` (after a replay)."""
+        self._grpc.start()
+        self.refresher.start()
+        if ready:
+            self.mark_ready()
+        return self
+
+    def mark_ready(self) -> None:
+        self.refresher.refresh_now()
+        self.refresher.ready.set()
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving on %s", self.address)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls, let in-flight ones finish within ``grace`` seconds."""
+        self.health.enter_graceful_shutdown()
+        grace = self.settings.grace_seconds if grace is None else grace
+        self._grpc.stop(grace).wait()
+        self.refresher.stop()
+
+    def wait(self) -> None:
+        self._grpc.wait_for_termination()
+
+
+def build_server(
+    address: str, engine: Engine | None = None, settings: ServerSettings | None = None
+) -> tuple[ScoreServer, int]:
+    """A ScoreServer bound to ``address`` (not yet started) and its port."""
+    server = ScoreServer(engine or Engine(), address, settings)
+    return server, server.port

@@ -1,0 +1,361 @@
+"""The ScoreService servicer: wire to domain and back, no maths.
+
+Each method checks what only the wire knows (presence, paging, enum numbers), calls
+the engine, and builds the response. Domain errors propagate to ``ErrorInterceptor``;
+field violations are renamed here to the request's dotted paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import timestamp_pb2
+
+from .engine import Engine, WriteResult
+from .errors import FieldViolation, InvalidArgument
+from .model import AccountStatus
+from .snapshot import Snapshot, UserScore
+from .status import RpcError, invalid
+from .v1 import score_service_pb2 as pb
+from .v1 import score_service_pb2_grpc as pb_grpc
+
+MAX_BATCH_USERS = 10_000
+MAX_TOP_USERS = 1_000
+MAX_CONTRIBUTORS = 100
+MAX_PAGE_SIZE = 1_000
+DEFAULT_PAGE_SIZE = 50
+# How long a read with min_sequence and no deadline may wait for its snapshot.
+MAX_WAIT_SECONDS = 30.0
+
+# Columnar names of the engine's row fields, for violation paths.
+_COLUMN_OF = {
+    "actor_id": "actor_index",
+    "target_id": "target_index",
+    "kind": "kind",
+    "event_time": "event_time_seconds",
+    "actor_index": "actor_index",
+    "user_ids": "user_ids",
+}
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    whole = int(np.floor(seconds))
+    stamp.seconds, stamp.nanos = whole, round((seconds - whole) * 1e9) % 1_000_000_000
+    return stamp
+
+
+def seconds_of(message: Any, field: str = "event_time") -> float | None:
+    """A Timestamp field as unix seconds, or None (server time) when unset."""
+    if not message.HasField(field):
+        return None
+    stamp = getattr(message, field)
+    return stamp.seconds + stamp.nanos * 1e-9
+
+
+def status_to_wire(status: AccountStatus) -> int:
+    return int(status) + 1
+
+
+class SnapshotSource:
+    """What the servicer needs from the server around the engine: the snapshot for a
+    read (waiting for ``min_sequence``), and a nudge after each write."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.ready = threading.Event()
+        self._published = threading.Condition()
+
+    def published(self) -> None:
+        """Called by the refresher after each refresh."""
+        with self._published:
+            self._published.notify_all()
+
+    def written(self) -> None:
+        """Called after each accepted write (the refresher overrides it)."""
+
+    def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot:
+        if not self.ready.is_set():
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", "NOT_READY")
+        if min_sequence < 0:
+            raise invalid("min_sequence", "must not be negative")
+        if min_sequence > self.engine.sequence:
+            raise RpcError(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"min_sequence {min_sequence} is ahead of the last write ({self.engine.sequence})",
+                "SEQUENCE_AHEAD",
+                [("min_sequence", "is ahead of the last accepted write")],
+            )
+        remaining = context.time_remaining()
+        timeout = MAX_WAIT_SECONDS if remaining is None else max(remaining - 0.01, 0.0)
+        with self._published:
+            ok = self._published.wait_for(
+                lambda: self.engine.snapshot.sequence >= min_sequence, timeout
+            )
+        if not ok:
+            raise RpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no snapshot includes sequence {min_sequence} yet",
+                "SNAPSHOT_NOT_READY",
+            )
+        return self.engine.snapshot
+
+
+def _explanation(score: UserScore) -> pb.Explanation:
+    e = score.explanation
+    return pb.Explanation(
+        engagement_received=e.engagement_received,
+        engagement_saturated=e.engagement_saturated,
+        endorsements_received=e.endorsements_received,
+        endorsements_effective=e.endorsements_effective,
+        reciprocity_removed=e.reciprocity_removed,
+        teleport_share=e.teleport_share,
+        top_contributors=[pb.Contributor(user_id=u, share=s) for u, s in e.top_contributors],
+    )
+
+
+def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], str]) -> WriteResult:
+    try:
+        return call()
+    except InvalidArgument as error:
+        raise error.renamed(path) from None
+
+
+class ScoreServicer(pb_grpc.ScoreServiceServicer):
+    def __init__(self, source: SnapshotSource) -> None:
+        self.source = source
+        self.engine = source.engine
+
+    # ------------------------------------------------------------------ reads
+
+    def Score(self, request: pb.ScoreRequest, context: grpc.ServicerContext) -> pb.ScoreResponse:
+        if not request.user_id:
+            raise invalid("user_id", "must be set")
+        if not 0 <= request.top_contributors <= MAX_CONTRIBUTORS:
+            raise invalid("top_contributors", f"must be between 0 and {MAX_CONTRIBUTORS}")
+        snap = self.source.snapshot_for(request.min_sequence, context)
+        contributors: list[tuple[str, float]] = []
+        if request.top_contributors:
+            snap.user(request.user_id)  # NOT_FOUND before taking the graph lock
+            snap, contributors = self.engine.explain(request.user_id, request.top_contributors)
+        score = snap.score(request.user_id, request.topic, contributors)
+        return pb.ScoreResponse(
+            user_id=score.user_id,
+            score=score.score,
+            influence=score.influence,
+            percentile=score.percentile,
+            topic=score.topic,
+            explanation=_explanation(score),
+            sequence=snap.sequence,
+            compute_time=timestamp(snap.time),
+            status=status_to_wire(score.status),
+        )
+
+    def BatchScore(
+        self, request: pb.BatchScoreRequest, context: grpc.ServicerContext
+    ) -> pb.BatchScoreResponse:
+        if len(request.user_ids) > MAX_BATCH_USERS:
+            raise invalid("user_ids", f"must hold at most {MAX_BATCH_USERS} ids")
+        for i, user_id in enumerate(request.user_ids):
+            if not user_id:
+                raise invalid(f"user_ids[{i}]", "must not be empty")
+        snap = self.source.snapshot_for(request.min_sequence, context)
+        entries = []
+        for user_id in request.user_ids:
+            if not snap.has(user_id):
+                entries.append(pb.BatchScoreEntry(user_id=user_id, found=False))
+                continue
+            s = snap.score(user_id, request.topic)
+            entries.append(
+                pb.BatchScoreEntry(
+                    user_id=user_id,
+                    found=True,
+                    score=s.score,
+                    influence=s.influence,
+                    percentile=s.percentile,
+                )
+            )
+        return pb.BatchScoreResponse(
+            entries=entries, sequence=snap.sequence, compute_time=timestamp(snap.time)
+        )
+
+    def TopUsers(
+        self, request: pb.TopUsersRequest, context: grpc.ServicerContext
+    ) -> pb.TopUsersResponse:
+        if not 0 <= request.limit <= MAX_TOP_USERS:
+            raise invalid("limit", f"must be between 0 and {MAX_TOP_USERS}")
+        snap = self.source.snapshot_for(request.min_sequence, context)
+        ranked = snap.top(request.limit or 10, request.topic)
+        return pb.TopUsersResponse(
+            users=[pb.RankedUser(user_id=u, score=s, influence=i) for u, s, i in ranked],
+            sequence=snap.sequence,
+            compute_time=timestamp(snap.time),
+        )
+
+    def ListEndorsements(
+        self, request: pb.ListEndorsementsRequest, context: grpc.ServicerContext
+    ) -> pb.ListEndorsementsResponse:
+        if not request.user_id:
+            raise invalid("user_id", "must be set")
+        if request.direction == pb.ENDORSEMENT_DIRECTION_UNSPECIFIED:
+            raise invalid("direction", "must be GIVEN or RECEIVED")
+        if request.direction not in (
+            pb.ENDORSEMENT_DIRECTION_GIVEN,
+            pb.ENDORSEMENT_DIRECTION_RECEIVED,
+        ):
+            raise invalid("direction", "is not a known direction")
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        offset = _decode_page_token(request.page_token)
+        entries, following = self.engine.list_endorsements(
+            request.user_id,
+            request.direction == pb.ENDORSEMENT_DIRECTION_GIVEN,
+            offset,
+            request.page_size or DEFAULT_PAGE_SIZE,
+        )
+        return pb.ListEndorsementsResponse(
+            endorsements=[
+                pb.EndorsementEvent(
+                    endorser_id=e["endorser_id"],
+                    endorsee_id=e["endorsee_id"],
+                    topic=e["topic"],
+                    event_time=timestamp(e["ts"]),
+                    retracted=e["retracted"],
+                    sequence=e["sequence"],
+                )
+                for e in entries
+            ],
+            next_page_token="" if following is None else _encode_page_token(following),
+        )
+
+    # ------------------------------------------------------------------ writes
+
+    def Endorse(
+        self, request: pb.EndorseRequest, context: grpc.ServicerContext
+    ) -> pb.EndorseResponse:
+        self._check_ready()
+        done = self.engine.endorse(
+            request.endorser_id,
+            request.endorsee_id,
+            request.topic,
+            seconds_of(request),
+            request_id=request.request_id,
+        )
+        self.source.written()
+        return pb.EndorseResponse(sequence=done.sequence)
+
+    def RetractEndorsement(
+        self, request: pb.RetractEndorsementRequest, context: grpc.ServicerContext
+    ) -> pb.RetractEndorsementResponse:
+        self._check_ready()
+        done = self.engine.retract(
+            request.endorser_id,
+            request.endorsee_id,
+            request.topic,
+            seconds_of(request),
+            request_id=request.request_id,
+        )
+        self.source.written()
+        return pb.RetractEndorsementResponse(sequence=done.sequence)
+
+    def RecordInteractions(
+        self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext
+    ) -> pb.RecordInteractionsResponse:
+        self._check_ready()
+        has_columns = request.HasField("columns")
+        if has_columns and len(request.interactions):
+            raise invalid("columns", "set interactions or columns, not both")
+        if has_columns:
+            done = self._record_columns(request.columns, request.request_id)
+        elif len(request.interactions):
+            rows = [(m.actor_id, m.target_id, m.kind, seconds_of(m)) for m in request.interactions]
+            done = _renamed(
+                lambda: self.engine.record_interactions(rows, request_id=request.request_id),
+                lambda v: f"interactions[{v.index}].{v.field}",
+            )
+        else:
+            raise invalid("interactions", "a batch needs interactions or columns")
+        self.source.written()
+        return pb.RecordInteractionsResponse(accepted=done.accepted, sequence=done.sequence)
+
+    def SetAccountStatus(
+        self, request: pb.SetAccountStatusRequest, context: grpc.ServicerContext
+    ) -> pb.SetAccountStatusResponse:
+        self._check_ready()
+        if request.status not in (
+            pb.ACCOUNT_STATUS_NORMAL,
+            pb.ACCOUNT_STATUS_SEED,
+            pb.ACCOUNT_STATUS_SUSPENDED,
+        ):
+            raise invalid("status", "must be NORMAL, SEED or SUSPENDED")
+        done = self.engine.set_status(
+            request.user_id, AccountStatus(request.status - 1), request_id=request.request_id
+        )
+        self.source.written()
+        return pb.SetAccountStatusResponse(sequence=done.sequence)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_ready(self) -> None:
+        if not self.source.ready.is_set():
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", "NOT_READY")
+
+    def _record_columns(self, columns: pb.InteractionColumns, request_id: str) -> WriteResult:
+        n = len(columns.kind)
+        expected = {
+            "actor_index": (columns.actor_index, 4),
+            "target_index": (columns.target_index, 4),
+            "event_time_seconds": (columns.event_time_seconds, 8),
+        }
+        for name, (data, width) in expected.items():
+            if name == "event_time_seconds" and not data:
+                continue  # every row at server time
+            if len(data) != n * width:
+                raise invalid(
+                    f"columns.{name}",
+                    f"must hold {width} bytes per interaction ({n} interactions from kind)",
+                )
+        if n == 0:
+            raise invalid("columns.kind", "a batch needs at least one interaction")
+        kind = np.frombuffer(columns.kind, np.uint8)
+        actor = np.frombuffer(columns.actor_index, "<u4").astype(np.int64)
+        target = np.frombuffer(columns.target_index, "<u4").astype(np.int64)
+        if columns.event_time_seconds:
+            ts = np.frombuffer(columns.event_time_seconds, "<f8").astype(np.float64)
+        else:
+            ts = None
+
+        def path(v: FieldViolation) -> str:
+            column = _COLUMN_OF.get(v.field, v.field)
+            return f"columns.{column}" + ("" if v.index is None else f"[{v.index}]")
+
+        return _renamed(
+            lambda: self.engine.record_interaction_columns(
+                list(columns.user_ids), actor, target, kind, ts, request_id=request_id
+            ),
+            path,
+        )
+
+
+def _encode_page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if not raw.startswith("o"):
+            raise ValueError(raw)
+        offset = int(raw[1:])
+        if offset < 0:
+            raise ValueError(raw)
+        return offset
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("page_token", "is not a token this service issued") from None

@@ -1,0 +1,372 @@
+"""ScoreService on a real server at 127.0.0.1, port 0: every RPC, every error with its
+decoded details, min_sequence, idempotency, concurrency, health, reflection."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from scoresvc.client import ScoreClient, error_details
+from scoresvc.engine import Engine
+from scoresvc.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.server import ServerSettings, build_server
+from scoresvc.v1 import score_service_pb2 as pb
+
+LIKE, REPLY = InteractionKind.LIKE, InteractionKind.REPLY
+FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=3600)
+
+
+@pytest.fixture
+def server():
+    srv, _ = build_server("127.0.0.1:0", Engine(), FAST)
+    srv.start()
+    yield srv
+    srv.stop(0)
+
+
+@pytest.fixture
+def client(server):
+    with ScoreClient(server.address, timeout=10) as c:
+        yield c
+
+
+def rejected(call, *args, **kwargs):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(*args, **kwargs)
+    return error_details(caught.value)
+
+
+def now() -> float:
+    return time.time()
+
+
+# ------------------------------------------------------------------ each RPC
+
+
+def test_score_reads_its_own_write(client):
+    done = client.record_interactions([("ana", "bo", REPLY, now()), ("cy", "bo", LIKE, None)])
+    assert done.accepted == 2
+    got = client.score("bo", min_sequence=done.sequence, top_contributors=5)
+    assert got.sequence >= done.sequence
+    assert 1 <= got.score <= 100 and got.influence > 0
+    assert {c.user_id for c in got.explanation.top_contributors} == {"ana", "cy"}
+    shares = sum(c.share for c in got.explanation.top_contributors)
+    assert shares + got.explanation.teleport_share == pytest.approx(1.0)
+    assert got.explanation.engagement_received == pytest.approx(3.0, rel=1e-3)
+    assert got.status == pb.ACCOUNT_STATUS_NORMAL
+    assert got.compute_time.seconds > 0
+
+
+def test_endorse_retract_and_topic_scores(client):
+    seq = client.endorse("ana", "bo", "python")
+    client.endorse("cy", "bo", "python")
+    seq = client.endorse("cy", "dee", "python")
+    topic = client.score("bo", "python", min_sequence=seq)
+    assert topic.topic == "python" and topic.score == pytest.approx(100.0)
+    assert topic.explanation.endorsements_received == pytest.approx(10.0, rel=1e-3)
+    ranking = client.top_users(5, "python", min_sequence=seq)
+    assert [u.user_id for u in ranking.users] == ["bo", "dee"]
+    seq = client.retract("ana", "bo", "python")
+    after = client.score("bo", "python", min_sequence=seq)
+    assert after.explanation.endorsements_received == pytest.approx(5.0, rel=1e-3)
+
+
+def test_batch_score_flags_unknown_users_per_entry(client):
+    seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
+    got = client.batch_score(["bo", "nobody", "ana"], min_sequence=seq)
+    assert [(e.user_id, e.found) for e in got.entries] == [
+        ("bo", True),
+        ("nobody", False),
+        ("ana", True),
+    ]
+    assert got.entries[1].score == 0 and got.sequence >= seq
+
+
+def test_top_users_ranks_globally(client):
+    rows = [(f"fan{i}", "star", REPLY, None) for i in range(10)] + [("fan0", "other", LIKE, None)]
+    seq = client.record_interactions(rows).sequence
+    top = client.top_users(3, min_sequence=seq)
+    assert top.users[0].user_id == "star" and top.users[0].score == pytest.approx(100)
+    assert len(top.users) == 3
+    assert top.users[0].influence >= top.users[1].influence >= top.users[2].influence
+
+
+def test_columnar_ingest(client):
+    users = ["a", "b", "c"]
+    done = client.record_interaction_columns(
+        users, [0, 1, 2, 0], [1, 2, 0, 2], [1, 2, 3, 4], np.full(4, now())
+    )
+    assert done.accepted == 4
+    got = client.score("c", min_sequence=done.sequence)
+    assert got.explanation.engagement_received == pytest.approx(1.5 + 3.0, rel=1e-3)
+    # No times: every row at server time.
+    done = client.record_interaction_columns(users, [0], [1], [1])
+    assert done.accepted == 1
+
+
+def test_list_endorsements_pages_the_audit_trail(client):
+    for i in range(7):
+        client.endorse("ana", f"u{i}", "go")
+    client.retract("ana", "u3", "go")
+    given = list(client.list_endorsements("ana", given=True, page_size=3))
+    assert len(given) == 8
+    assert given[0].endorsee_id == "u3" and given[0].retracted
+    assert [g.sequence for g in given] == sorted((g.sequence for g in given), reverse=True)
+    received = list(client.list_endorsements("u3", given=False))
+    assert [r.retracted for r in received] == [True, False]
+
+
+def test_set_account_status_suspends_and_restores(client):
+    seq = client.record_interactions(
+        [("ana", "bo", LIKE, None), ("bo", "ana", LIKE, None)]
+    ).sequence
+    seq = client.set_account_status("bo", AccountStatus.SUSPENDED)
+    got = client.score("bo", min_sequence=seq)
+    assert got.status == pb.ACCOUNT_STATUS_SUSPENDED and got.influence == 0 and got.score == 1
+    seq = client.set_account_status("bo", AccountStatus.SEED)
+    got = client.score("bo", min_sequence=seq)
+    assert got.status == pb.ACCOUNT_STATUS_SEED and got.influence > 0
+
+
+# ------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("row", "path"),
+    [
+        (pb.Interaction(actor_id="", target_id="b", kind=1), "interactions[1].actor_id"),
+        (pb.Interaction(actor_id="a", target_id="b" * 129, kind=1), "interactions[1].target_id"),
+        (pb.Interaction(actor_id="a", target_id="a", kind=1), "interactions[1].target_id"),
+        (pb.Interaction(actor_id="a", target_id="b", kind=0), "interactions[1].kind"),
+        (pb.Interaction(actor_id="a", target_id="b", kind=9), "interactions[1].kind"),
+    ],
+)
+def test_bad_rows_name_their_field_and_apply_nothing(server, client, row, path):
+    good = pb.Interaction(actor_id="x1", target_id="y1", kind=1)
+    request = pb.RecordInteractionsRequest(interactions=[good, row])
+    got = rejected(server_stub(client).RecordInteractions, request)
+    assert got.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert got.reason == "INVALID_ARGUMENT"
+    assert [f for f, _ in got.field_violations] == [path]
+    seq = client.record_interactions([("x2", "y2", LIKE, None)]).sequence
+    assert rejected(client.score, "y1", min_sequence=seq).code == grpc.StatusCode.NOT_FOUND
+
+
+def test_times_in_the_future_or_before_1970_are_rejected(client):
+    future = rejected(client.record_interactions, [("a", "b", LIKE, now() + 3600)])
+    assert future.field_violations[0][0] == "interactions[0].event_time"
+    past = rejected(client.record_interactions, [("a", "b", LIKE, -10.0)])
+    assert past.field_violations[0][0] == "interactions[0].event_time"
+    endorse = rejected(client.endorse, "a", "b", event_time=now() + 3600)
+    assert endorse.field_violations[0][0] == "event_time"
+
+
+def test_at_most_one_hundred_violations_are_listed(client):
+    rows = [("a", "a", LIKE, None)] * 250
+    got = rejected(client.record_interactions, rows)
+    assert len(got.field_violations) == 100
+    assert got.metadata["violations"] == "250"
+    assert got.field_violations[99][0] == "interactions[99].target_id"
+
+
+def test_columnar_errors_name_the_column(client):
+    got = rejected(client.record_interaction_columns, ["a", ""], [0, 0], [1, 0], [1, 1])
+    assert ("columns.user_ids[1]", "must be a non-empty string") in got.field_violations
+    assert ("columns.target_index[1]", "must differ from actor_id") in got.field_violations
+    stub = server_stub(client)
+    bad_length = pb.RecordInteractionsRequest(
+        columns=pb.InteractionColumns(user_ids=["a", "b"], actor_index=b"\0\0\0", kind=b"\1")
+    )
+    got = rejected(stub.RecordInteractions, bad_length)
+    assert got.field_violations[0][0] == "columns.actor_index"
+    out_of_range = rejected(client.record_interaction_columns, ["a", "b"], [0], [5], [1])
+    assert out_of_range.field_violations[0][0] == "columns.actor_index[0]"
+    both = pb.RecordInteractionsRequest(
+        interactions=[pb.Interaction(actor_id="a", target_id="b", kind=1)],
+        columns=pb.InteractionColumns(user_ids=["a"]),
+    )
+    assert rejected(stub.RecordInteractions, both).field_violations[0][0] == "columns"
+    empty = rejected(stub.RecordInteractions, pb.RecordInteractionsRequest())
+    assert empty.field_violations[0][0] == "interactions"
+
+
+def test_unknown_users_are_not_found(client):
+    got = rejected(client.score, "ghost")
+    assert got.code == grpc.StatusCode.NOT_FOUND and got.reason == "USER_NOT_FOUND"
+    assert rejected(client.score, "ghost", top_contributors=3).code == grpc.StatusCode.NOT_FOUND
+    listing = rejected(lambda: list(client.list_endorsements("ghost")))
+    assert listing.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_request_fields_are_validated(client):
+    assert rejected(client.score, "").field_violations[0][0] == "user_id"
+    assert rejected(client.score, "a", top_contributors=101).field_violations[0][0] == (
+        "top_contributors"
+    )
+    assert rejected(client.top_users, 5000).field_violations[0][0] == "limit"
+    assert rejected(client.batch_score, ["a", ""]).field_violations[0][0] == "user_ids[1]"
+    assert rejected(client.endorse, "a", "a").field_violations[0][0] == "endorsee_id"
+    assert rejected(client.endorse, "", "b").field_violations[0][0] == "endorser_id"
+    stub = server_stub(client)
+    bad_status = rejected(stub.SetAccountStatus, pb.SetAccountStatusRequest(user_id="a"))
+    assert bad_status.field_violations[0][0] == "status"
+    bad_direction = rejected(stub.ListEndorsements, pb.ListEndorsementsRequest(user_id="a"))
+    assert bad_direction.field_violations[0][0] == "direction"
+    client.endorse("a", "b")
+    bad_token = rejected(
+        stub.ListEndorsements,
+        pb.ListEndorsementsRequest(
+            user_id="a", direction=pb.ENDORSEMENT_DIRECTION_GIVEN, page_token="!!"
+        ),
+    )
+    assert bad_token.field_violations[0][0] == "page_token"
+
+
+def test_retracting_nothing_is_not_found(client):
+    got = rejected(client.retract, "a", "b", "python")
+    assert got.code == grpc.StatusCode.NOT_FOUND and got.reason == "ENDORSEMENT_NOT_FOUND"
+
+
+def test_endorsements_past_the_daily_limit_are_resource_exhausted(client):
+    for i in range(ModelParams().daily_endorsement_limit):
+        client.endorse("eager", f"u{i}")
+    got = rejected(client.endorse, "eager", "u9")
+    assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert got.reason == "ENDORSEMENT_LIMIT_EXCEEDED"
+    assert 0 < got.retry_after_seconds <= 86_400
+
+
+def test_min_sequence_ahead_of_every_write_is_out_of_range(client):
+    seq = client.record_interactions([("a", "b", LIKE, None)]).sequence
+    got = rejected(client.score, "b", min_sequence=seq + 100)
+    assert got.code == grpc.StatusCode.OUT_OF_RANGE
+    assert got.field_violations[0][0] == "min_sequence"
+
+
+def test_min_sequence_waits_within_the_deadline_then_gives_up():
+    slow = ServerSettings(refresh_gap_seconds=1.5, time_step_seconds=3600)
+    srv, _ = build_server("127.0.0.1:0", Engine(), slow)
+    srv.start()
+    try:
+        with ScoreClient(srv.address) as c:
+            seq = c.record_interactions([("a", "b", LIKE, None)]).sequence
+            got = rejected(c.score, "b", min_sequence=seq, timeout=0.3)
+            assert got.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            started = time.perf_counter()
+            assert c.score("b", min_sequence=seq, timeout=10).sequence >= seq
+            assert time.perf_counter() - started < 5
+    finally:
+        srv.stop(0)
+
+
+def test_a_reused_request_id_with_other_content_is_rejected(client):
+    client.endorse("a", "b", request_id="r-1")
+    got = rejected(client.endorse, "a", "c", request_id="r-1")
+    assert got.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert got.reason == "REQUEST_ID_REUSED" and got.field_violations[0][0] == "request_id"
+
+
+class _Faulty(Engine):
+    def explain(self, user_id, limit):  # type: ignore[no-untyped-def]
+        raise RuntimeError("secret internal detail")
+
+
+def test_unexpected_errors_are_internal_and_leak_nothing():
+    srv, _ = build_server("127.0.0.1:0", _Faulty(), FAST)
+    srv.start()
+    try:
+        with ScoreClient(srv.address) as c:
+            seq = c.record_interactions([("a", "b", LIKE, None)]).sequence
+            with pytest.raises(grpc.RpcError) as caught:
+                c.score("b", min_sequence=seq, top_contributors=2)
+            got = error_details(caught.value)
+            assert got.code == grpc.StatusCode.INTERNAL
+            assert "secret" not in got.message and "request id" in got.message
+            assert got.metadata["request_id"]
+    finally:
+        srv.stop(0)
+
+
+# ------------------------------------------------------------------ semantics
+
+
+def test_request_ids_make_writes_idempotent(client):
+    rows = [("ana", "bo", LIKE, now())]
+    first = client.record_interactions(rows, request_id="batch-1")
+    again = client.record_interactions(rows, request_id="batch-1")
+    assert again.sequence == first.sequence and again.accepted == first.accepted
+    e1 = client.endorse("ana", "bo", request_id="e-1")
+    assert client.endorse("ana", "bo", request_id="e-1") == e1
+    got = client.score("bo", min_sequence=e1)
+    assert got.explanation.engagement_received == pytest.approx(1.0, rel=1e-3)
+
+
+def test_concurrent_writers_and_readers_lose_nothing(server):
+    writers, per_writer = 4, 40
+    errors: list[BaseException] = []
+    sequences: list[int] = []
+    stop = threading.Event()
+
+    def write(w: int) -> None:
+        try:
+            with ScoreClient(server.address) as c:
+                for i in range(per_writer):
+                    done = c.record_interactions([(f"w{w}-{i}", "hub", LIKE, None)])
+                    sequences.append(done.sequence)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def read() -> None:
+        try:
+            with ScoreClient(server.address) as c:
+                while not stop.is_set():
+                    try:
+                        c.score("hub", top_contributors=3)
+                        c.top_users(5)
+                    except grpc.RpcError as exc:
+                        if exc.code() != grpc.StatusCode.NOT_FOUND:
+                            raise
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for t in threads + readers:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert not errors
+    assert len(set(sequences)) == writers * per_writer
+    with ScoreClient(server.address) as c:
+        got = c.score("hub", min_sequence=max(sequences))
+        assert got.explanation.engagement_received == pytest.approx(writers * per_writer, rel=1e-3)
+
+
+def test_health_is_serving_only_once_ready():
+    srv, _ = build_server("127.0.0.1:0", Engine(), FAST)
+    srv.start(ready=False)
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            check = health.Check(health_pb2.HealthCheckRequest(service="scoresvc.v1.ScoreService"))
+            assert check.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with ScoreClient(srv.address) as c:
+                got = rejected(c.record_interactions, [("a", "b", LIKE, None)])
+                assert got.code == grpc.StatusCode.UNAVAILABLE
+            srv.mark_ready()
+            check = health.Check(health_pb2.HealthCheckRequest(service=""))
+            assert check.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        srv.stop(0)
+
+
+def server_stub(client: ScoreClient):
+    return client.stub
