@@ -652,3 +652,37 @@ def ppr_residual_pull(const int64_t[::1] pull_start, const int32_t[::1] pull_src
             for e in range(pull_start[v], pull_start[v + 1]):
                 s = s + pull_w[e] * x[pull_src[e]]
             r[v] = teleport[v] + damping * s - x[v]
+
+
+def count_below(const int32_t[::1] ranking, const double[::1] x, const double[::1] values,
+                int64_t[::1] out):
+    """``out[i]`` = how many ranked users have ``x`` strictly below ``values[i]``
+    (``ranking`` sorts users by ``x`` ascending): a binary search each, no sorted copy
+    of the values kept. Keeps the GIL: a Score call asks for one value, and releasing
+    the GIL for microseconds costs a hand-off between server threads."""
+    cdef int64_t i, n = values.shape[0], lo, hi, mid
+    cdef double v
+    if True:
+        for i in range(n):
+            v = values[i]
+            lo = 0
+            hi = ranking.shape[0]
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if x[ranking[mid]] < v:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            out[i] = lo
+
+
+def rank_of(const int32_t[::1] ranking, const double[::1] x, double value):
+    """``count_below`` for one value, without building arrays (the Score path)."""
+    cdef int64_t lo = 0, hi = ranking.shape[0], mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x[ranking[mid]] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

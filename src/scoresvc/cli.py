@@ -61,6 +61,13 @@ def _server_flags(parser: argparse.ArgumentParser) -> None:
     )
     _add(
         parser,
+        "--max-staleness",
+        float,
+        defaults.max_staleness_seconds,
+        "longest a write waits for a snapshot that includes it, in seconds",
+    )
+    _add(
+        parser,
         "--max-message-bytes",
         int,
         defaults.max_receive_message_bytes,
@@ -87,6 +94,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(
         workers=args.workers,
         refresh_gap_seconds=args.refresh_gap,
+        max_staleness_seconds=args.max_staleness,
         time_step_seconds=args.time_step,
         max_receive_message_bytes=args.max_message_bytes,
         grace_seconds=args.grace,

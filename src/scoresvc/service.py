@@ -8,6 +8,7 @@ field violations are renamed here to the request's dotted paths.
 from __future__ import annotations
 
 import base64
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ from google.protobuf import timestamp_pb2
 from .engine import Engine, WriteResult
 from .errors import FieldViolation, InvalidArgument
 from .model import AccountStatus
-from .snapshot import Snapshot, UserScore
+from .snapshot import Snapshot, UserScore, log_scale_one
 from .status import RpcError, invalid
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
@@ -48,6 +49,11 @@ def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     whole = int(np.floor(seconds))
     stamp.seconds, stamp.nanos = whole, round((seconds - whole) * 1e9) % 1_000_000_000
     return stamp
+
+
+def _compute_time(snap: Snapshot) -> timestamp_pb2.Timestamp:
+    seconds, nanos = snap.time_parts
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
 
 
 def seconds_of(message: Any, field: str = "event_time") -> float | None:
@@ -82,6 +88,8 @@ class SnapshotSource:
     def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot:
         if not self.ready.is_set():
             raise RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", "NOT_READY")
+        if min_sequence == 0:  # the page-view path: no lock, no deadline lookup
+            return self.engine.snapshot
         if min_sequence < 0:
             raise invalid("min_sequence", "must not be negative")
         if min_sequence > self.engine.sequence:
@@ -139,11 +147,35 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
         if not 0 <= request.top_contributors <= MAX_CONTRIBUTORS:
             raise invalid("top_contributors", f"must be between 0 and {MAX_CONTRIBUTORS}")
         snap = self.source.snapshot_for(request.min_sequence, context)
-        contributors: list[tuple[str, float]] = []
         if request.top_contributors:
             snap.user(request.user_id)  # NOT_FOUND before taking the graph lock
             snap, contributors = self.engine.explain(request.user_id, request.top_contributors)
-        score = snap.score(request.user_id, request.topic, contributors)
+            return self._score_response(
+                snap, snap.score(request.user_id, request.topic, contributors)
+            )
+        if request.topic:
+            return self._score_response(snap, snap.score(request.user_id, request.topic))
+        # The page-view path: straight from the snapshot's arrays into the message.
+        u = snap.user(request.user_id)
+        influence = snap.influence_of(u)
+        r = snap.received[u].tolist()
+        response = pb.ScoreResponse(
+            user_id=request.user_id,
+            score=log_scale_one(influence, snap.influence_max),
+            influence=influence,
+            percentile=snap.percentile(u),
+            sequence=snap.sequence,
+            status=int(snap.status[u]) + 1,
+        )
+        e = response.explanation
+        e.engagement_received, e.engagement_saturated = r[0], r[1]
+        e.endorsements_received, e.endorsements_effective = r[2], r[3]
+        e.reciprocity_removed = r[4]
+        e.teleport_share = snap.teleport_share_of(u)
+        response.compute_time.seconds, response.compute_time.nanos = snap.time_parts
+        return response
+
+    def _score_response(self, snap: Snapshot, score: UserScore) -> pb.ScoreResponse:
         return pb.ScoreResponse(
             user_id=score.user_id,
             score=score.score,
@@ -152,7 +184,7 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
             topic=score.topic,
             explanation=_explanation(score),
             sequence=snap.sequence,
-            compute_time=timestamp(snap.time),
+            compute_time=_compute_time(snap),
             status=status_to_wire(score.status),
         )
 
@@ -165,23 +197,18 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
             if not user_id:
                 raise invalid(f"user_ids[{i}]", "must not be empty")
         snap = self.source.snapshot_for(request.min_sequence, context)
-        entries = []
-        for user_id in request.user_ids:
-            if not snap.has(user_id):
-                entries.append(pb.BatchScoreEntry(user_id=user_id, found=False))
-                continue
-            s = snap.score(user_id, request.topic)
-            entries.append(
-                pb.BatchScoreEntry(
-                    user_id=user_id,
-                    found=True,
-                    score=s.score,
-                    influence=s.influence,
-                    percentile=s.percentile,
-                )
+        ids = list(request.user_ids)
+        found, score, influence, percentile = snap.scores(ids, request.topic)
+        entries = [
+            pb.BatchScoreEntry(user_id=u, found=f, score=s, influence=i, percentile=p)
+            if f
+            else pb.BatchScoreEntry(user_id=u, found=False)
+            for u, f, s, i, p in zip(
+                ids, found.tolist(), score.tolist(), influence.tolist(), percentile.tolist()
             )
+        ]
         return pb.BatchScoreResponse(
-            entries=entries, sequence=snap.sequence, compute_time=timestamp(snap.time)
+            entries=entries, sequence=snap.sequence, compute_time=_compute_time(snap)
         )
 
     def TopUsers(
@@ -194,7 +221,7 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
         return pb.TopUsersResponse(
             users=[pb.RankedUser(user_id=u, score=s, influence=i) for u, s, i in ranked],
             sequence=snap.sequence,
-            compute_time=timestamp(snap.time),
+            compute_time=_compute_time(snap),
         )
 
     def ListEndorsements(
@@ -273,9 +300,24 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
         if has_columns:
             done = self._record_columns(request.columns, request.request_id)
         elif len(request.interactions):
-            rows = [(m.actor_id, m.target_id, m.kind, seconds_of(m)) for m in request.interactions]
+            # Flat comprehensions over materialised messages are the fastest way out
+            # of protobuf (each access to the repeated field wraps its elements anew);
+            # only a zero time needs asking whether it was set at all.
+            rows = list(request.interactions)
+            stamps = [m.event_time for m in rows]
+            times = np.array([t.seconds for t in stamps], np.float64)
+            times += np.array([t.nanos for t in stamps], np.float64) * 1e-9
+            for i in np.flatnonzero(times == 0):
+                if not rows[int(i)].HasField("event_time"):
+                    times[i] = math.nan
             done = _renamed(
-                lambda: self.engine.record_interactions(rows, request_id=request.request_id),
+                lambda: self.engine.record_interaction_lists(
+                    [m.actor_id for m in rows],
+                    [m.target_id for m in rows],
+                    [m.kind for m in rows],
+                    times,
+                    request_id=request.request_id,
+                ),
                 lambda v: f"interactions[{v.index}].{v.field}",
             )
         else:

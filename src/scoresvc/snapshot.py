@@ -7,14 +7,20 @@ are derived on demand from influence (O(1) and O(log n) per user).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from . import _core
 from .errors import NotFound
 from .model import AccountStatus
+
+_SUSPENDED = int(AccountStatus.SUSPENDED)
+_STATUSES = tuple(AccountStatus)
 
 #: Columns of ``Snapshot.received``.
 RECEIVED_COLUMNS = (
@@ -50,12 +56,19 @@ class UserScore:
     explanation: Explanation
 
 
-def log_scale(values: np.ndarray | float, top: float) -> np.ndarray | float:
+def log_scale(values: np.ndarray, top: float) -> np.ndarray:
     """Step 8's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
     if top <= 0:
-        return np.ones_like(values) if isinstance(values, np.ndarray) else 1.0
+        return np.ones_like(values)
     # Clipped: the top user's ratio can round a hair past 1.
     return np.clip(1.0 + 99.0 * np.log1p(values) / np.log1p(top), 1.0, 100.0)
+
+
+def log_scale_one(value: float, top: float) -> float:
+    """``log_scale`` for one value, without numpy's per-call cost (a hot path)."""
+    if top <= 0:
+        return 1.0
+    return min(100.0, max(1.0, 1.0 + 99.0 * math.log1p(value) / math.log1p(top)))
 
 
 def lower_share(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -165,7 +178,7 @@ class Snapshot:
             return np.where(self.x > 0, self.teleport / self.x, 0.0)
 
     def credibility_of(self, u: int) -> float:
-        if self.mass <= 0 or self.status[u] == AccountStatus.SUSPENDED:
+        if self.mass <= 0 or self.status[u] == _SUSPENDED:
             return 0.0
         return float(self.x[u]) / self.mass
 
@@ -184,34 +197,43 @@ class Snapshot:
         return u is not None and u < self.n_users
 
     def percentile(self, u: int) -> float:
-        """The percentage of members with strictly lower influence: a binary search
-        over the ranking (no sorted copy of the values is kept)."""
-        ranking, x = self.ranking, self.x
-        if self.status[u] == AccountStatus.SUSPENDED or len(ranking) == 0:
+        """The percentage of members with strictly lower influence."""
+        n = len(self.ranking)
+        if n == 0 or self.status[u] == _SUSPENDED:
             return 0.0
-        value = x[u]
-        lo, hi = 0, len(ranking)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if x[ranking[mid]] < value:
-                lo = mid + 1
-            else:
-                hi = mid
-        return 100.0 * lo / len(ranking)
+        return 100.0 * _core.rank_of(self.ranking, self.x, float(self.x[u])) / n
+
+    def percentiles(self, users: np.ndarray) -> np.ndarray:
+        """``percentile`` for many users: a binary search each over the ranking (no
+        sorted copy of the values is kept)."""
+        out = np.zeros(len(users))
+        if len(self.ranking) == 0 or len(users) == 0:
+            return out
+        below = np.empty(len(users), np.int64)
+        _core.count_below(self.ranking, self.x, self.x[users].astype(np.float64), below)
+        out[:] = 100.0 * below / len(self.ranking)
+        out[self.status[users] == _SUSPENDED] = 0.0
+        return out
+
+    @cached_property
+    def time_parts(self) -> tuple[int, int]:
+        """The snapshot time as (seconds, nanos), for wire timestamps."""
+        whole = math.floor(self.time)
+        return whole, min(round((self.time - whole) * 1e9), 999_999_999)
 
     def explanation(self, u: int, contributors: Sequence[tuple[str, float]] = ()) -> Explanation:
-        r = self.received[u]
+        r = self.received[u].tolist()
         return Explanation(
-            engagement_received=float(r[0]),
-            engagement_saturated=float(r[1]),
-            endorsements_received=float(r[2]),
-            endorsements_effective=float(r[3]),
-            reciprocity_removed=float(r[4]),
-            teleport_share=self._teleport_share_of(u),
+            engagement_received=r[0],
+            engagement_saturated=r[1],
+            endorsements_received=r[2],
+            endorsements_effective=r[3],
+            reciprocity_removed=r[4],
+            teleport_share=self.teleport_share_of(u),
             top_contributors=tuple(contributors),
         )
 
-    def _teleport_share_of(self, u: int) -> float:
+    def teleport_share_of(self, u: int) -> float:
         x = float(self.x[u])
         return float(self.teleport[u]) / x if x > 0 else 0.0
 
@@ -225,11 +247,11 @@ class Snapshot:
         explanation = self.explanation(u, contributors)
         if topic:
             value, pct, top = self._topic_entry(u, topic)
-            score = float(log_scale(value, top))
+            score = log_scale_one(value, top)
             influence = value
         else:
             influence = self.influence_of(u)
-            score = float(log_scale(influence, self.influence_max))
+            score = log_scale_one(influence, self.influence_max)
             pct = self.percentile(u)
         return UserScore(
             user_id=user_id,
@@ -237,9 +259,38 @@ class Snapshot:
             score=score,
             influence=influence,
             percentile=pct,
-            status=AccountStatus(int(self.status[u])),
+            status=_STATUSES[self.status[u]],
             explanation=explanation,
         )
+
+    def scores(
+        self, user_ids: Sequence[str], topic: str = ""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Vectorised ``score`` for many users: (found, score, influence, percentile),
+        zeros where a user is not in this snapshot."""
+        index = self.user_index
+        dense = np.fromiter((index.get(u, -1) for u in user_ids), np.int64, len(user_ids))
+        found = (dense >= 0) & (dense < self.n_users)
+        users = dense[found]
+        score = np.zeros(len(dense))
+        influence = np.zeros(len(dense))
+        percentile = np.zeros(len(dense))
+        if topic:
+            entries = [self._topic_entry(int(u), topic) for u in users]
+            top = entries[0][2] if entries else 0.0
+            values = np.array([e[0] for e in entries])
+            influence[found] = values
+            percentile[found] = [e[1] for e in entries]
+            score[found] = log_scale(values, top)
+        elif self.mass > 0:
+            member = self.status[users] != _SUSPENDED
+            values = np.where(member, self.x[users], 0.0) * (self.members / self.mass)
+            influence[found] = values
+            score[found] = log_scale(values, self.influence_max)
+            percentile[found] = self.percentiles(users)
+        else:
+            score[found] = 1.0
+        return found, score, influence, percentile
 
     def top(self, limit: int, topic: str = "") -> list[tuple[str, float, float]]:
         """The ``limit`` highest (user_id, score, influence), highest first."""
@@ -252,14 +303,14 @@ class Snapshot:
             users = self.topic_keys[lo:hi] - t * self.n_users
             best = np.lexsort((users, -values))[:limit]
             return [
-                (self.user_ids[int(users[i])], float(log_scale(values[i], top)), float(values[i]))
+                (self.user_ids[int(users[i])], log_scale_one(values[i], top), float(values[i]))
                 for i in best
             ]
         best = self.ranking[::-1][:limit]
         return [
             (
                 self.user_ids[int(u)],
-                float(log_scale(self.influence_of(u), self.influence_max)),
+                log_scale_one(self.influence_of(u), self.influence_max),
                 self.influence_of(u),
             )
             for u in best
