@@ -92,9 +92,9 @@ def _bad_ids(user_ids: Sequence[str]) -> list[int]:
     """Positions of invalid ids. An id of at most 32 characters is at most 128 bytes
     of UTF-8, so the common case needs no encoding (this runs per ingested batch)."""
     lengths = list(map(len, user_ids))
-    if lengths and min(lengths) > 0 and max(lengths) <= MAX_ID_BYTES // 4:
-        if set(map(type, user_ids)) == {str}:
-            return []
+    short = lengths and min(lengths) > 0 and max(lengths) <= MAX_ID_BYTES // 4
+    if short and set(map(type, user_ids)) == {str}:
+        return []
     return [j for j, uid in enumerate(user_ids) if check_user_id(uid, "") is not None]
 
 
