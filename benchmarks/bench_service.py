@@ -111,7 +111,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def _measure(address: str, users: int, seconds: float, concurrency: int) -> dict:
     rng = np.random.default_rng(0)
-    names = [f"user{i:07d}" for i in rng.integers(0, users, 100_000)]
+    names = sorted({f"user{i:07d}" for i in rng.integers(0, users, 100_000)})
     out: dict[str, float] = {}
     async with grpc.aio.insecure_channel(
         address, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
@@ -144,11 +144,12 @@ async def _measure(address: str, users: int, seconds: float, concurrency: int) -
 
         now = time.time()
         row_batch = 1000
+        m = len(names)
         rows_pool = [
             [
                 pb.Interaction(
-                    actor_id=names[(j * 7 + k) % len(names)],
-                    target_id=names[(j * 13 + k + 1) % len(names)],
+                    actor_id=names[(j * 7 + k) % m],
+                    target_id=names[(j * 7 + k + 1 + (j + k) % (m - 1)) % m],
                     kind=1 + (k % 4),
                 )
                 for k in range(row_batch)

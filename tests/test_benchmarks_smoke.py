@@ -53,3 +53,31 @@ def test_kernel_benchmarks_run(tmp_path):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_service_benchmark_runs_against_both_servers():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_service
+
+        result = bench_service.main(
+            [
+                "--users",
+                "300",
+                "--events",
+                "3000",
+                "--seconds",
+                "0.3",
+                "--rounds",
+                "1",
+                "--concurrency",
+                "4",
+            ]
+        )
+    finally:
+        sys.path.remove(str(BENCH))
+    for kind in ("scoresvc", "trivial"):
+        assert result[kind]["score_qps"] > 0
+        assert result[kind]["row_ingest_per_second"] > 0
+        assert result[kind]["column_ingest_per_second"] > 0
+    assert set(result["ratios"]) == {"score_qps", "score_p99", "batch", "rows", "columns"}

@@ -435,8 +435,8 @@ class Engine:
             if users_checked
             else [
                 v
-                for j, uid in enumerate(user_ids)
-                if (v := check_user_id(uid, "user_ids", j)) is not None
+                for j in _bad_ids(user_ids)
+                if (v := check_user_id(user_ids[j], "user_ids", j)) is not None
             ]
         )
         out_of_range = (actor_index < 0) | (actor_index >= len(user_ids))
