@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -199,7 +199,7 @@ class ScoreClient:
         """Rows of (actor_id, target_id, kind, unix seconds or None for server time)."""
         interactions = []
         for actor, target, kind, when in rows:
-            m = pb.Interaction(actor_id=actor, target_id=target, kind=int(kind))
+            m = pb.Interaction(actor_id=actor, target_id=target, kind=cast(Any, int(kind)))
             if when is not None:
                 m.event_time.CopyFrom(timestamp(when))
             interactions.append(m)
@@ -234,6 +234,6 @@ class ScoreClient:
         self, user_id: str, status: AccountStatus, *, request_id: str = ""
     ) -> int:
         request = pb.SetAccountStatusRequest(
-            user_id=user_id, status=status_to_wire(status), request_id=request_id
+            user_id=user_id, status=cast(Any, status_to_wire(status)), request_id=request_id
         )
         return int(self._call(self.stub.SetAccountStatus, request, None).sequence)

@@ -163,7 +163,7 @@ class Engine:
         self._rec_state = np.zeros(0, np.uint8)
         self._n_rec = 0
         # The endorsement audit trail: every endorse and retract, in acceptance order.
-        self._trail = {
+        self._trail: dict[str, np.ndarray] = {
             "endorser": np.zeros(0, np.int32),
             "endorsee": np.zeros(0, np.int32),
             "topic": np.zeros(0, np.int32),
@@ -343,7 +343,7 @@ class Engine:
         actor_ids: Sequence[str],
         target_ids: Sequence[str],
         kinds: Sequence[int],
-        times: Sequence[float],
+        times: Sequence[float] | np.ndarray,
         *,
         request_id: str = "",
         now: float | None = None,
@@ -750,7 +750,7 @@ class Engine:
                 map(index.get, user_ids, itertools.repeat(-1)), np.int64, len(user_ids)
             )
             for j in np.flatnonzero(dense < 0):
-                uid = user_ids[j]
+                uid = user_ids[int(j)]
                 u = index.get(uid)  # the same new id may appear twice in one batch
                 if u is None:
                     u = len(self._user_ids)

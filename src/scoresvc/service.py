@@ -11,7 +11,7 @@ import base64
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
@@ -165,7 +165,7 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
             influence=influence,
             percentile=snap.percentile(u),
             sequence=snap.sequence,
-            status=int(snap.status[u]) + 1,
+            status=cast(Any, int(snap.status[u]) + 1),
         )
         e = response.explanation
         e.engagement_received, e.engagement_saturated = r[0], r[1]
@@ -185,7 +185,7 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
             explanation=_explanation(score),
             sequence=snap.sequence,
             compute_time=_compute_time(snap),
-            status=status_to_wire(score.status),
+            status=cast(Any, status_to_wire(score.status)),
         )
 
     def BatchScore(

@@ -1,0 +1,166 @@
+# Hand-written stub of scoresvc._core (mirrors the def signatures in _core.pyx).
+import numpy as np
+import numpy.typing as npt
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+I8 = npt.NDArray[np.int8]
+F64 = npt.NDArray[np.float64]
+
+class U64Index:
+    def __init__(self) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    def get_or_insert(self, keys: U64, stored: U64, out: I32, start: int = 0) -> int: ...
+    def lookup(self, keys: U64, stored: U64, out: I32) -> None: ...
+
+def pack_pair_keys(dense: I64, actor: I64, target: I64, keys: U64) -> None: ...
+def accumulate(
+    pair: I32,
+    channel: I8,
+    ts: F64,
+    channel_weight: F64,
+    landmark: float,
+    half_life: float,
+    pair_fd: F64,
+) -> None: ...
+def mark_dirty(
+    pair: I32, pair_key: U64, pair_rev: I32, row_dirty: U8, target_dirty: U8
+) -> None: ...
+def link_reverse(
+    index: U64Index, pair_key: U64, first_new: int, n_pairs: int, pair_rev: I32
+) -> None: ...
+def endorsement_sums(
+    rec_pair: I32,
+    rec_ts: F64,
+    rec_state: U8,
+    touched: I32,
+    weight: float,
+    landmark: float,
+    half_life: float,
+    pair_eslot: I32,
+    e_sum: F64,
+) -> None: ...
+def csr_reserve(
+    new_per_row: I64,
+    start: I32,
+    length: I32,
+    cap: I32,
+    e_pair: I32,
+    e_dst: I32,
+    e_w: F64,
+    pair_pos: I32,
+    used: int,
+) -> int: ...
+def csr_insert(
+    rows: I32,
+    pairs: I32,
+    dsts: I32,
+    start: I32,
+    length: I32,
+    e_pair: I32,
+    e_dst: I32,
+    pair_pos: I32,
+) -> None: ...
+def compute_rows(
+    rows: I32,
+    start: I32,
+    length: I32,
+    e_pair: I32,
+    pair_fd: F64,
+    pair_rev: I32,
+    pair_eslot: I32,
+    e_sum: F64,
+    status: U8,
+    scale: float,
+    rho: F64,
+    budget: float,
+    e_w: F64,
+    beta: F64,
+    out_d: F64,
+    beta_changed: U8,
+    num_threads: int,
+) -> None: ...
+def received_sums(
+    targets: I32,
+    in_start: I32,
+    in_length: I32,
+    in_pair: I32,
+    pair_key: U64,
+    pair_fd: F64,
+    pair_rev: I32,
+    pair_eslot: I32,
+    e_sum: F64,
+    beta: F64,
+    scale: float,
+    rho: F64,
+    received: F64,
+    num_threads: int,
+) -> None: ...
+def scatter_rows(
+    rows: I32, start: I32, length: I32, e_dst: I32, e_w: F64, x: F64, factor: float, r: F64
+) -> None: ...
+def ppr_push(
+    start: I32,
+    length: I32,
+    e_dst: I32,
+    e_w: F64,
+    damping: float,
+    tol_rel: float,
+    tol_abs: float,
+    x: F64,
+    r: F64,
+    queue: I32,
+    in_queue: U8,
+    max_work: int = -1,
+) -> tuple[int, int, bool]: ...
+def top_in_edges(
+    u: int,
+    in_start: I32,
+    in_length: I32,
+    in_pair: I32,
+    pair_key: U64,
+    pair_pos: I32,
+    e_w: F64,
+    credibility: F64,
+    damping: float,
+    k: int,
+) -> tuple[I32, F64]: ...
+def gather_pull(
+    pull_start: I64,
+    in_start: I32,
+    in_pair: I32,
+    pair_key: U64,
+    pair_pos: I32,
+    e_w: F64,
+    pull_src: I32,
+    pull_w: F64,
+    num_threads: int,
+) -> None: ...
+def ppr_power_step(
+    pull_start: I64,
+    pull_src: I32,
+    pull_w: F64,
+    teleport: F64,
+    damping: float,
+    c: F64,
+    c_next: F64,
+    tol_rel: float,
+    tol_abs: float,
+    num_threads: int,
+) -> tuple[int, float]: ...
+def ppr_residual_pull(
+    pull_start: I64,
+    pull_src: I32,
+    pull_w: F64,
+    teleport: F64,
+    damping: float,
+    x: F64,
+    r: F64,
+    num_threads: int,
+) -> None: ...
+def count_below(ranking: I32, x: F64, values: F64, out: I64) -> None: ...
+def rank_of(ranking: I32, x: F64, value: float) -> int: ...
