@@ -41,6 +41,51 @@ cdef inline double _endorsed(const int32_t[::1] eslot, const double[::1] e_sum,
     return e_sum[eslot[p]] if eslot[p] >= 0 else 0.0
 
 
+cdef struct PairWeights:
+    double raw  # sum_k W_k(a->b): decayed, before reciprocity
+    double pen  # sum_k rho_k min(W_k(a->b), W_k(b->a)): what reciprocity removes
+    double e    # E(a->b): decayed endorsements, before reciprocity and budget
+    double cut  # rho_E min(E(a->b), E(b->a))
+
+
+cdef inline PairWeights _pair_weights(int32_t p, int32_t q, const double[:, ::1] pair_fd,
+                                      const int32_t[::1] pair_eslot,
+                                      const double[::1] e_sum, const double[::1] rho,
+                                      double scale) noexcept nogil:
+    """Model steps 1-3 for the ordered pair p (q its reverse, or -1) at ``scale``:
+    the one place the reciprocity penalty is computed."""
+    cdef PairWeights out
+    cdef int32_t k
+    cdef double w, wq
+    out.raw = 0.0
+    out.pen = 0.0
+    for k in range(N_KINDS):
+        w = pair_fd[p, k] * scale
+        out.raw += w
+        if q >= 0 and rho[k] != 0.0:
+            wq = pair_fd[q, k] * scale
+            out.pen += rho[k] * (w if w < wq else wq)
+    out.e = _endorsed(pair_eslot, e_sum, p) * scale
+    out.cut = 0.0
+    if q >= 0:
+        wq = _endorsed(pair_eslot, e_sum, q) * scale
+        out.cut = rho[ENDORSE] * (out.e if out.e < wq else wq)
+    return out
+
+
+cdef inline int64_t _rank(const int32_t[::1] ranking, const double[::1] x,
+                          double value) noexcept nogil:
+    """How many ranked users have x strictly below value (ranking sorts by x)."""
+    cdef int64_t lo = 0, hi = ranking.shape[0], mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x[ranking[mid]] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef inline uint64_t _mix(uint64_t k) noexcept nogil:
     # splitmix64 finaliser: packed ids are far from uniform (dense, small), and
     # linear probing needs every bit of the key to reach the low bits of the hash.
@@ -365,8 +410,9 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
     ``beta_changed[a]`` set to 1 where beta moved (INOUT).
     """
     cdef int64_t i, n = rows.shape[0], e, e0, e1
-    cdef int32_t a, p, q, k
-    cdef double given, b_a, d_a, w, wq, raw, pen, g, old_beta
+    cdef int32_t a, p
+    cdef double given, b_a, d_a, old_beta
+    cdef PairWeights pw
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
             a = rows[i]
@@ -381,22 +427,9 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
             d_a = 0.0
             for e in range(e0, e1):
                 p = e_pair[e]
-                q = pair_rev[p]
-                raw = 0.0
-                pen = 0.0
-                for k in range(N_KINDS):
-                    w = pair_fd[p, k] * scale
-                    raw = raw + w
-                    if q >= 0 and rho[k] != 0.0:
-                        wq = pair_fd[q, k] * scale
-                        pen = pen + rho[k] * (w if w < wq else wq)
-                w = _endorsed(pair_eslot, e_sum, p) * scale
-                g = log1p(raw - pen)
-                d_a = d_a + log1p(raw) + b_a * w
-                if q >= 0:
-                    wq = _endorsed(pair_eslot, e_sum, q) * scale
-                    w = w - rho[ENDORSE] * (w if w < wq else wq)
-                e_w[e] = g + b_a * w
+                pw = _pair_weights(p, pair_rev[p], pair_fd, pair_eslot, e_sum, rho, scale)
+                d_a = d_a + log1p(pw.raw) + b_a * pw.e
+                e_w[e] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
             old_beta = beta[a]
             beta[a] = b_a
             out_d[a] = d_a
@@ -424,8 +457,9 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
     4 weight removed by reciprocity (interactions and endorsements).
     """
     cdef int64_t i, n = targets.shape[0], e, e0, e1
-    cdef int32_t u, p, q, k, a
-    cdef double w, wq, raw, pen, eng_raw, eng_sat, end_raw, end_eff, removed, cut
+    cdef int32_t u, p, a
+    cdef double eng_raw, eng_sat, end_raw, end_eff, removed
+    cdef PairWeights pw
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
             u = targets[i]
@@ -438,26 +472,13 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
             removed = 0.0
             for e in range(e0, e1):
                 p = in_pair[e]
-                q = pair_rev[p]
                 a = <int32_t>(pair_key[p] >> 32)
-                raw = 0.0
-                pen = 0.0
-                for k in range(N_KINDS):
-                    w = pair_fd[p, k] * scale
-                    raw = raw + w
-                    if q >= 0 and rho[k] != 0.0:
-                        wq = pair_fd[q, k] * scale
-                        pen = pen + rho[k] * (w if w < wq else wq)
-                eng_raw = eng_raw + raw
-                eng_sat = eng_sat + log1p(raw - pen)
-                w = _endorsed(pair_eslot, e_sum, p) * scale
-                end_raw = end_raw + w
-                cut = 0.0
-                if q >= 0:
-                    wq = _endorsed(pair_eslot, e_sum, q) * scale
-                    cut = rho[ENDORSE] * (w if w < wq else wq)
-                end_eff = end_eff + beta[a] * (w - cut)
-                removed = removed + pen + cut
+                pw = _pair_weights(p, pair_rev[p], pair_fd, pair_eslot, e_sum, rho, scale)
+                eng_raw = eng_raw + pw.raw
+                eng_sat = eng_sat + log1p(pw.raw - pw.pen)
+                end_raw = end_raw + pw.e
+                end_eff = end_eff + beta[a] * (pw.e - pw.cut)
+                removed = removed + pw.pen + pw.cut
             received[u, 0] = eng_raw
             received[u, 1] = eng_sat
             received[u, 2] = end_raw
@@ -658,31 +679,13 @@ def count_below(const int32_t[::1] ranking, const double[::1] x, const double[::
                 int64_t[::1] out):
     """``out[i]`` = how many ranked users have ``x`` strictly below ``values[i]``
     (``ranking`` sorts users by ``x`` ascending): a binary search each, no sorted copy
-    of the values kept. Keeps the GIL: a Score call asks for one value, and releasing
-    the GIL for microseconds costs a hand-off between server threads."""
-    cdef int64_t i, n = values.shape[0], lo, hi, mid
-    cdef double v
-    if True:
-        for i in range(n):
-            v = values[i]
-            lo = 0
-            hi = ranking.shape[0]
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if x[ranking[mid]] < v:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            out[i] = lo
+    of the values kept. Keeps the GIL: the work is microseconds, and releasing the GIL
+    costs a hand-off between server threads."""
+    cdef int64_t i
+    for i in range(values.shape[0]):
+        out[i] = _rank(ranking, x, values[i])
 
 
 def rank_of(const int32_t[::1] ranking, const double[::1] x, double value):
     """``count_below`` for one value, without building arrays (the Score path)."""
-    cdef int64_t lo = 0, hi = ranking.shape[0], mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if x[ranking[mid]] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _rank(ranking, x, value)

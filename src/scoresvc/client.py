@@ -165,13 +165,11 @@ class ScoreClient:
         event_time: float | None = None,
         request_id: str = "",
     ) -> int:
-        """Endorse; returns the write's sequence number."""
+        """Endorse (or refresh an endorsement); returns the write's sequence number."""
         request = pb.EndorseRequest(
             endorser_id=endorser_id, endorsee_id=endorsee_id, topic=topic, request_id=request_id
         )
-        if event_time is not None:
-            request.event_time.CopyFrom(timestamp(event_time))
-        return int(self._call(self.stub.Endorse, request, None).sequence)
+        return self._endorsement(self.stub.Endorse, request, event_time)
 
     def retract(
         self,
@@ -182,12 +180,16 @@ class ScoreClient:
         event_time: float | None = None,
         request_id: str = "",
     ) -> int:
+        """Retract a live endorsement; returns the write's sequence number."""
         request = pb.RetractEndorsementRequest(
             endorser_id=endorser_id, endorsee_id=endorsee_id, topic=topic, request_id=request_id
         )
+        return self._endorsement(self.stub.RetractEndorsement, request, event_time)
+
+    def _endorsement(self, method: Any, request: Any, event_time: float | None) -> int:
         if event_time is not None:
             request.event_time.CopyFrom(timestamp(event_time))
-        return int(self._call(self.stub.RetractEndorsement, request, None).sequence)
+        return int(self._call(method, request, None).sequence)
 
     def record_interactions(
         self,

@@ -12,6 +12,16 @@ import numpy as np
 
 SECONDS_PER_DAY = 86_400.0
 
+#: What a user received, as the explanation reports it (columns of
+#: ``Snapshot.received`` and ``ReferenceSnapshot.received``).
+RECEIVED_COLUMNS = (
+    "engagement_received",
+    "engagement_saturated",
+    "endorsements_received",
+    "endorsements_effective",
+    "reciprocity_removed",
+)
+
 
 class InteractionKind(enum.IntEnum):
     """How an actor engaged with a target's content (numbers match the proto)."""

@@ -12,15 +12,6 @@ import numpy as np
 from .events import EventLog
 from .model import AccountStatus, ModelParams
 
-#: Columns of ``received``, as in the engine's explanation.
-RECEIVED_COLUMNS = (
-    "engagement_received",
-    "engagement_saturated",
-    "endorsements_received",
-    "endorsements_effective",
-    "reciprocity_removed",
-)
-
 
 @dataclass
 class ReferenceSnapshot:
@@ -41,7 +32,7 @@ class ReferenceSnapshot:
     influence: np.ndarray
     score: np.ndarray
     percentile: np.ndarray
-    received: np.ndarray  # shape (users, 5), RECEIVED_COLUMNS
+    received: np.ndarray  # shape (users, 5), model.RECEIVED_COLUMNS
     teleport_share: np.ndarray
     topic_value: dict[int, dict[int, float]]
     topic_score: dict[int, dict[int, float]]

@@ -265,30 +265,13 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
     def Endorse(
         self, request: pb.EndorseRequest, context: grpc.ServicerContext
     ) -> pb.EndorseResponse:
-        self._check_ready()
-        done = self.engine.endorse(
-            request.endorser_id,
-            request.endorsee_id,
-            request.topic,
-            seconds_of(request),
-            request_id=request.request_id,
-        )
-        self.source.written()
-        return pb.EndorseResponse(sequence=done.sequence)
+        return pb.EndorseResponse(sequence=self._endorsement(request, self.engine.endorse))
 
     def RetractEndorsement(
         self, request: pb.RetractEndorsementRequest, context: grpc.ServicerContext
     ) -> pb.RetractEndorsementResponse:
-        self._check_ready()
-        done = self.engine.retract(
-            request.endorser_id,
-            request.endorsee_id,
-            request.topic,
-            seconds_of(request),
-            request_id=request.request_id,
-        )
-        self.source.written()
-        return pb.RetractEndorsementResponse(sequence=done.sequence)
+        sequence = self._endorsement(request, self.engine.retract)
+        return pb.RetractEndorsementResponse(sequence=sequence)
 
     def RecordInteractions(
         self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext
@@ -342,6 +325,19 @@ class ScoreServicer(pb_grpc.ScoreServiceServicer):
         return pb.SetAccountStatusResponse(sequence=done.sequence)
 
     # ------------------------------------------------------------------ helpers
+
+    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> int:
+        """Endorse and RetractEndorsement carry the same fields."""
+        self._check_ready()
+        done = write(
+            request.endorser_id,
+            request.endorsee_id,
+            request.topic,
+            seconds_of(request),
+            request_id=request.request_id,
+        )
+        self.source.written()
+        return done.sequence
 
     def _check_ready(self) -> None:
         if not self.source.ready.is_set():

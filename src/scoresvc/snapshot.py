@@ -22,15 +22,6 @@ from .model import AccountStatus
 _SUSPENDED = int(AccountStatus.SUSPENDED)
 _STATUSES = tuple(AccountStatus)
 
-#: Columns of ``Snapshot.received``.
-RECEIVED_COLUMNS = (
-    "engagement_received",
-    "engagement_saturated",
-    "endorsements_received",
-    "endorsements_effective",
-    "reciprocity_removed",
-)
-
 
 @dataclass(frozen=True)
 class Explanation:
