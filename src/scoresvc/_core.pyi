@@ -45,26 +45,9 @@ def endorsement_sums(
     e_sum: F64,
 ) -> None: ...
 def csr_reserve(
-    new_per_row: I64,
-    start: I32,
-    length: I32,
-    cap: I32,
-    e_pair: I32,
-    e_dst: I32,
-    e_w: F64,
-    pair_pos: I32,
-    used: int,
+    new_per_row: I64, start: I32, length: I32, cap: I32, e_pair: I32, used: int
 ) -> int: ...
-def csr_insert(
-    rows: I32,
-    pairs: I32,
-    dsts: I32,
-    start: I32,
-    length: I32,
-    e_pair: I32,
-    e_dst: I32,
-    pair_pos: I32,
-) -> None: ...
+def csr_insert(rows: I32, pairs: I32, start: I32, length: I32, e_pair: I32) -> None: ...
 def compute_rows(
     rows: I32,
     start: I32,
@@ -78,7 +61,7 @@ def compute_rows(
     scale: float,
     rho: F64,
     budget: float,
-    e_w: F64,
+    pair_p: F64,
     beta: F64,
     out_d: F64,
     beta_changed: U8,
@@ -101,13 +84,22 @@ def received_sums(
     num_threads: int,
 ) -> None: ...
 def scatter_rows(
-    rows: I32, start: I32, length: I32, e_dst: I32, e_w: F64, x: F64, factor: float, r: F64
+    rows: I32,
+    start: I32,
+    length: I32,
+    e_pair: I32,
+    pair_key: U64,
+    pair_p: F64,
+    x: F64,
+    factor: float,
+    r: F64,
 ) -> None: ...
 def ppr_push(
     start: I32,
     length: I32,
-    e_dst: I32,
-    e_w: F64,
+    e_pair: I32,
+    pair_key: U64,
+    pair_p: F64,
     damping: float,
     tol_rel: float,
     tol_abs: float,
@@ -123,8 +115,7 @@ def top_in_edges(
     in_length: I32,
     in_pair: I32,
     pair_key: U64,
-    pair_pos: I32,
-    e_w: F64,
+    pair_p: F64,
     credibility: F64,
     damping: float,
     k: int,
@@ -134,8 +125,7 @@ def gather_pull(
     in_start: I32,
     in_pair: I32,
     pair_key: U64,
-    pair_pos: I32,
-    e_w: F64,
+    pair_p: F64,
     pull_src: I32,
     pull_w: F64,
     num_threads: int,

@@ -13,9 +13,12 @@ Layout of the state these kernels work on:
   RESHARE, ``pair_rev[p]`` the slot of ``dst -> src`` or -1.
 * endorsements, sparse (a few percent of pairs carry one): ``pair_eslot[p]`` indexes
   ``e_sum``, the forward-decayed sum of the pair's live endorsements, or is -1.
-* a slack CSR per direction: row ``a`` owns ``e_*[start[a] : start[a] + cap[a]]`` of
-  which the first ``length[a]`` are used. Rows that outgrow their capacity move to the
-  end of the edge arrays, so adding edges never rebuilds the graph.
+* ``pair_p[p]``: the transition probability ``P(src -> dst)`` of the last refresh.
+* a slack CSR of pair slots per direction: row ``a`` owns
+  ``e_pair[start[a] : start[a] + cap[a]]`` of which the first ``length[a]`` are used.
+  Rows that outgrow their capacity move to the end of the array, so adding edges never
+  rebuilds the graph. Everything else about an edge is read through its pair slot, so
+  the adjacency costs 4 bytes an edge per direction.
 """
 
 from cython.parallel cimport prange
@@ -322,21 +325,17 @@ def endorsement_sums(const int32_t[::1] rec_pair, const double[::1] rec_ts,
 
 def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
                 int32_t[::1] length, int32_t[::1] cap, int32_t[::1] e_pair,
-                int32_t[::1] e_dst, double[::1] e_w, int32_t[::1] pair_pos,
                 int64_t used):
     """Make room in each row for ``new_per_row[a]`` more edges.
 
-    Rows that would overflow move to the end of the edge arrays with room for twice
-    their new length (a brand-new row gets exactly what it needs, so a cold build is a
-    plain CSR with no slack). ``e_dst``, ``e_w`` and ``pair_pos`` may be empty (the
-    in-edge CSR keeps only pair slots).
+    Rows that would overflow move to the end of ``e_pair`` with room for twice their
+    new length (a brand-new row gets exactly what it needs, so a cold build is a plain
+    CSR with no slack).
 
-    Returns the new ``used`` count, or ``-needed`` (nothing changed) when the edge
-    arrays are shorter than ``needed``: grow them and call again.
+    Returns the new ``used`` count, or ``-needed`` (nothing changed) when ``e_pair`` is
+    shorter than ``needed``: grow it and call again.
     """
     cdef int64_t a, n = new_per_row.shape[0], need = used, want, e, src, dst
-    cdef bint with_dst = e_dst.shape[0] > 0, with_w = e_w.shape[0] > 0
-    cdef bint with_pos = pair_pos.shape[0] > 0
     with nogil:
         for a in range(n):
             if new_per_row[a] > 0 and length[a] + new_per_row[a] > cap[a]:
@@ -346,7 +345,7 @@ def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
                 need += want
     if need > INT32_MAX:
         # Row offsets are int32 to keep 4 bytes per user; 2^31 edges is ~30 GB of
-        # edge arrays, past one machine (docs/scaling.md: shard instead).
+        # per-edge state, past one machine: shard instead.
         raise OverflowError("the trust graph would exceed 2^31 edges")
     if need > e_pair.shape[0]:
         return -need
@@ -360,12 +359,6 @@ def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
                 dst = used
                 for e in range(length[a]):
                     e_pair[dst + e] = e_pair[src + e]
-                    if with_dst:
-                        e_dst[dst + e] = e_dst[src + e]
-                    if with_w:
-                        e_w[dst + e] = e_w[src + e]
-                    if with_pos:
-                        pair_pos[e_pair[dst + e]] = <int32_t>(dst + e)
                 start[a] = <int32_t>used
                 cap[a] = <int32_t>want
                 used += want
@@ -373,24 +366,14 @@ def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
 
 
 def csr_insert(const int32_t[::1] rows, const int32_t[::1] pairs,
-               const int32_t[::1] dsts, const int32_t[::1] start,
-               int32_t[::1] length, int32_t[::1] e_pair, int32_t[::1] e_dst,
-               int32_t[::1] pair_pos):
-    """Append edge ``pairs[i]`` to row ``rows[i]`` (after ``csr_reserve``).
-
-    ``dsts`` and ``pair_pos`` may be empty, as in ``csr_reserve``.
-    """
+               const int32_t[::1] start, int32_t[::1] length, int32_t[::1] e_pair):
+    """Append pair ``pairs[i]`` to row ``rows[i]`` (after ``csr_reserve``)."""
     cdef int64_t i, n = rows.shape[0], pos
-    cdef bint with_dst = e_dst.shape[0] > 0, with_pos = pair_pos.shape[0] > 0
     with nogil:
         for i in range(n):
             pos = start[rows[i]] + length[rows[i]]
             length[rows[i]] += 1
             e_pair[pos] = pairs[i]
-            if with_dst:
-                e_dst[pos] = dsts[i]
-            if with_pos:
-                pair_pos[pairs[i]] = <int32_t>pos
 
 
 def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
@@ -398,7 +381,7 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const double[:, ::1] pair_fd, const int32_t[::1] pair_rev,
                  const int32_t[::1] pair_eslot, const double[::1] e_sum,
                  const uint8_t[::1] status, double scale, const double[::1] rho,
-                 double budget, double[::1] e_w, double[::1] beta, double[::1] out_d,
+                 double budget, double[::1] pair_p, double[::1] beta, double[::1] out_d,
                  uint8_t[::1] beta_changed, int num_threads):
     """Transition probabilities ``P(a -> b) = g(a -> b) / D_a`` of the given rows.
 
@@ -406,7 +389,7 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
     Rows are independent, so they run in parallel (``prange``, dynamic schedule:
     power-law degrees make static chunks uneven).
 
-    Outputs: ``e_w`` (OUT, the rows' edges), ``beta`` and ``out_d`` (OUT, per row),
+    Outputs: ``pair_p`` (OUT, the rows' pairs), ``beta`` and ``out_d`` (OUT, per row),
     ``beta_changed[a]`` set to 1 where beta moved (INOUT).
     """
     cdef int64_t i, n = rows.shape[0], e, e0, e1
@@ -429,17 +412,18 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                 p = e_pair[e]
                 pw = _pair_weights(p, pair_rev[p], pair_fd, pair_eslot, e_sum, rho, scale)
                 d_a = d_a + log1p(pw.raw) + b_a * pw.e
-                e_w[e] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
+                pair_p[p] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
             old_beta = beta[a]
             beta[a] = b_a
             out_d[a] = d_a
             if old_beta != b_a:
                 beta_changed[a] = 1
             for e in range(e0, e1):
+                p = e_pair[e]
                 if d_a > 0.0 and status[a] != STATUS_SUSPENDED:
-                    e_w[e] = e_w[e] / d_a
+                    pair_p[p] = pair_p[p] / d_a
                 else:
-                    e_w[e] = 0.0
+                    pair_p[p] = 0.0
 
 
 def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
@@ -487,9 +471,9 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
 
 
 def scatter_rows(const int32_t[::1] rows, const int32_t[::1] start,
-                 const int32_t[::1] length, const int32_t[::1] e_dst,
-                 const double[::1] e_w, const double[::1] x, double factor,
-                 double[::1] r):
+                 const int32_t[::1] length, const int32_t[::1] e_pair,
+                 const uint64_t[::1] pair_key, const double[::1] pair_p,
+                 const double[::1] x, double factor, double[::1] r):
     """``r[b] += factor * x[a] * P(a -> b)`` over the given rows (r INOUT).
 
     With ``factor = -d`` before and ``+d`` after a row changes, this restores the
@@ -497,6 +481,7 @@ def scatter_rows(const int32_t[::1] rows, const int32_t[::1] start,
     KDD 2016) at the cost of the changed rows only.
     """
     cdef int64_t i, n = rows.shape[0], e, e0, e1
+    cdef int32_t p
     cdef double xa
     with nogil:
         for i in range(n):
@@ -506,11 +491,13 @@ def scatter_rows(const int32_t[::1] rows, const int32_t[::1] start,
             e0 = start[rows[i]]
             e1 = e0 + length[rows[i]]
             for e in range(e0, e1):
-                r[e_dst[e]] += xa * e_w[e]
+                p = e_pair[e]
+                r[<int32_t>(pair_key[p] & <uint64_t>0xffffffff)] += xa * pair_p[p]
 
 
 def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
-             const int32_t[::1] e_dst, const double[::1] e_w, double damping,
+             const int32_t[::1] e_pair, const uint64_t[::1] pair_key,
+             const double[::1] pair_p, double damping,
              double tol_rel, double tol_abs, double[::1] x, double[::1] r,
              int32_t[::1] queue, uint8_t[::1] in_queue, int64_t max_work=-1):
     """Residual push for ``x = p + d P^T x`` until no residual exceeds its tolerance.
@@ -532,7 +519,7 @@ def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
     """
     cdef int64_t n = x.shape[0], head = 0, count = 0, pushes = 0, work = 0
     cdef int64_t u, e, e0, e1, tail
-    cdef int32_t v
+    cdef int32_t v, p
     cdef double ru, du
     cdef bint done = True
     if n == 0:
@@ -564,8 +551,9 @@ def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
             e1 = e0 + length[u]
             work += e1 - e0
             for e in range(e0, e1):
-                v = e_dst[e]
-                r[v] += du * e_w[e]
+                p = e_pair[e]
+                v = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
+                r[v] += du * pair_p[p]
                 if not in_queue[v] and fabs(r[v]) > tol_rel * fabs(x[v]) + tol_abs:
                     tail = head + count
                     if tail >= n:
@@ -585,7 +573,7 @@ def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
 
 def top_in_edges(int32_t u, const int32_t[::1] in_start, const int32_t[::1] in_length,
                  const int32_t[::1] in_pair, const uint64_t[::1] pair_key,
-                 const int32_t[::1] pair_pos, const double[::1] e_w,
+                 const double[::1] pair_p,
                  const double[::1] credibility, double damping, int32_t k):
     """The k in-neighbours of u that contribute most credibility ``d c_a P(a -> u)``
     (``credibility`` may be in any units, as the solver's x).
@@ -602,7 +590,7 @@ def top_in_edges(int32_t u, const int32_t[::1] in_start, const int32_t[::1] in_l
         for e in range(e0, e1):
             a = <int32_t>(pair_key[in_pair[e]] >> 32)
             src_v[m] = a
-            val_v[m] = damping * credibility[a] * e_w[pair_pos[in_pair[e]]]
+            val_v[m] = damping * credibility[a] * pair_p[in_pair[e]]
             m += 1
     keep = val > 0
     src, val = src[keep], val[keep]
@@ -612,8 +600,8 @@ def top_in_edges(int32_t u, const int32_t[::1] in_start, const int32_t[::1] in_l
 
 def gather_pull(const int64_t[::1] pull_start, const int32_t[::1] in_start,
                 const int32_t[::1] in_pair, const uint64_t[::1] pair_key,
-                const int32_t[::1] pair_pos, const double[::1] e_w,
-                int32_t[::1] pull_src, double[::1] pull_w, int num_threads):
+                const double[::1] pair_p, int32_t[::1] pull_src, double[::1] pull_w,
+                int num_threads):
     """A contiguous pull copy of the graph: for node v, its in-edges' sources and
     ``P(a -> v)`` at ``pull_*[pull_start[v] : pull_start[v + 1]]`` (OUT).
 
@@ -627,7 +615,7 @@ def gather_pull(const int64_t[::1] pull_start, const int32_t[::1] in_start,
             for e in range(pull_start[v], pull_start[v + 1]):
                 p = in_pair[e + off]
                 pull_src[e] = <int32_t>(pair_key[p] >> 32)
-                pull_w[e] = e_w[pair_pos[p]]
+                pull_w[e] = pair_p[p]
 
 
 def ppr_power_step(const int64_t[::1] pull_start, const int32_t[::1] pull_src,

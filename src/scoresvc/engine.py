@@ -154,6 +154,8 @@ class Engine:
         self._e_sum = np.zeros(0, np.float64)
         self._n_eslots = 0
         self._pair_rev = np.zeros(0, np.int32)
+        # P(src -> dst) as of the last refresh (written by refresh only).
+        self._pair_p = np.zeros(0, np.float64)
         self._n_pairs = 0
         self._rec_index = _core.U64Index()
         self._rec_key = np.zeros(0, np.uint64)
@@ -187,10 +189,7 @@ class Engine:
         self._out_len = np.zeros(0, np.int32)
         self._out_cap = np.zeros(0, np.int32)
         self._out_pair = np.zeros(0, np.int32)
-        self._out_dst = np.zeros(0, np.int32)
-        self._out_w = np.zeros(0, np.float64)
         self._out_used = 0
-        self._pair_pos = np.zeros(0, np.int32)
         self._in_start = np.zeros(0, np.int32)
         self._in_len = np.zeros(0, np.int32)
         self._in_cap = np.zeros(0, np.int32)
@@ -249,8 +248,7 @@ class Engine:
                 self._in_len,
                 self._in_pair,
                 self._pair_key,
-                self._pair_pos,
-                self._out_w,
+                self._pair_p,
                 snap.x,
                 self.params.damping,
                 limit,
@@ -273,7 +271,7 @@ class Engine:
                 "dst": (keys & np.uint64(0xFFFFFFFF)).astype(np.int64),
                 "interaction_sums": self._pair_fd[:m] * scale,
                 "endorsement_sums": self._endorsement_sums(np.arange(m)) * scale,
-                "transition": self._out_w[self._pair_pos[:m]].copy(),
+                "transition": self._pair_p[:m].copy(),
                 "budget_factor": self._beta[:n].copy(),
             }
 
@@ -283,10 +281,11 @@ class Engine:
             self._pair_key,
             self._pair_fd,
             self._pair_rev,
+            self._pair_p,
             self._pair_eslot,
             self._e_sum,
         )
-        graph_pair = (self._out_pair, self._out_dst, self._out_w, self._pair_pos, self._in_pair)
+        graph_pair = (self._out_pair, self._in_pair)
         node_arrays = (
             self._status,
             self._row_dirty,
@@ -613,8 +612,9 @@ class Engine:
                         rows,
                         self._out_start,
                         self._out_len,
-                        self._out_dst,
-                        self._out_w,
+                        self._out_pair,
+                        self._pair_key,
+                        self._pair_p,
                         self._x,
                         -p.damping,
                         self._r,
@@ -633,7 +633,7 @@ class Engine:
                     scale,
                     self._channel_rho,
                     p.endorsement_budget,
-                    self._out_w,
+                    self._pair_p,
                     self._beta,
                     np.empty(n),
                     beta_changed,
@@ -644,8 +644,9 @@ class Engine:
                         rows,
                         self._out_start,
                         self._out_len,
-                        self._out_dst,
-                        self._out_w,
+                        self._out_pair,
+                        self._pair_key,
+                        self._pair_p,
                         self._x,
                         p.damping,
                         self._r,
@@ -804,6 +805,7 @@ class Engine:
             self._pair_key = _grown(self._pair_key, n_pairs)
             self._pair_fd = _grown(self._pair_fd, len(self._pair_key), 0.0)
             self._pair_rev = _grown(self._pair_rev, len(self._pair_key), -1)
+            self._pair_p = _grown(self._pair_p, len(self._pair_key), 0.0)
             self._pair_eslot = _grown(self._pair_eslot, len(self._pair_key), -1)
             _core.link_reverse(self._pair_index, self._pair_key, first_new, n_pairs, self._pair_rev)
             self._n_pairs = n_pairs
@@ -818,6 +820,7 @@ class Engine:
         self._pair_key = self._pair_key[:keep].copy()
         self._pair_fd = self._pair_fd[:keep].copy()
         self._pair_rev = self._pair_rev[:keep].copy()
+        self._pair_p = self._pair_p[:keep].copy()
         self._pair_eslot = self._pair_eslot[:keep].copy()
 
     def _apply_interactions(
@@ -1081,44 +1084,27 @@ class Engine:
         src = (keys >> np.uint64(32)).astype(np.int32)
         dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int32)
         pairs = np.arange(first, last, dtype=np.int32)
-        self._pair_pos = _grown(self._pair_pos, len(self._pair_key))
-        empty_i32 = np.empty(0, np.int32)
-        for rows, others, side in ((src, dst, "out"), (dst, empty_i32, "in")):
+        for rows, side in ((src, "out"), (dst, "in")):
             per_row = np.bincount(rows, minlength=n).astype(np.int64)
             start = getattr(self, f"_{side}_start")
             length = getattr(self, f"_{side}_len")
             cap = getattr(self, f"_{side}_cap")
-            used = getattr(self, f"_{side}_used")
             while True:
-                e_pair = getattr(self, f"_{side}_pair")
-                e_dst = self._out_dst if side == "out" else empty_i32
-                e_w = self._out_w if side == "out" else np.empty(0)
-                pos = self._pair_pos if side == "out" else empty_i32
-                result = _core.csr_reserve(
-                    per_row, start, length, cap, e_pair, e_dst, e_w, pos, used
+                used = _core.csr_reserve(
+                    per_row,
+                    start,
+                    length,
+                    cap,
+                    getattr(self, f"_{side}_pair"),
+                    getattr(self, f"_{side}_used"),
                 )
-                if result >= 0:
+                if used >= 0:
                     break
-                self._grow_edges(side, -result)
-            setattr(self, f"_{side}_used", result)
-            _core.csr_insert(
-                rows,
-                pairs,
-                others,
-                start,
-                length,
-                getattr(self, f"_{side}_pair"),
-                self._out_dst if side == "out" else empty_i32,
-                self._pair_pos if side == "out" else empty_i32,
-            )
+                setattr(self, f"_{side}_pair", _grown(getattr(self, f"_{side}_pair"), -used))
+            setattr(self, f"_{side}_used", used)
+            _core.csr_insert(rows, pairs, start, length, getattr(self, f"_{side}_pair"))
             self._compact_if_sparse(side)
         self._graph_pairs = last
-
-    def _grow_edges(self, side: str, needed: int) -> None:
-        setattr(self, f"_{side}_pair", _grown(getattr(self, f"_{side}_pair"), needed))
-        if side == "out":
-            self._out_dst = _grown(self._out_dst, needed)
-            self._out_w = _grown(self._out_w, needed, 0.0)
 
     def _compact_if_sparse(self, side: str) -> None:
         """Rewrite the CSR without holes once moved rows left half of it empty."""
@@ -1128,18 +1114,13 @@ class Engine:
         if used < 1024 or live * 2 > used:
             return
         start = getattr(self, f"_{side}_start")[: self._graph_users]
-        cap = getattr(self, f"_{side}_cap")
         new_start = np.zeros_like(start)
         np.cumsum(length[:-1], out=new_start[1:])
         take = np.repeat(start - new_start, length) + np.arange(live)
-        for name in ("pair", "dst", "w") if side == "out" else ("pair",):
-            column = getattr(self, f"_{side}_{name}")
-            setattr(self, f"_{side}_{name}", column[take].copy())
+        setattr(self, f"_{side}_pair", getattr(self, f"_{side}_pair")[take].copy())
         start[:] = new_start
-        cap[: self._graph_users] = length
+        getattr(self, f"_{side}_cap")[: self._graph_users] = length
         setattr(self, f"_{side}_used", live)
-        if side == "out":
-            self._pair_pos[self._out_pair[:live]] = np.arange(live, dtype=np.int32)
 
     def _solve(
         self, n: int, teleport: np.ndarray, old_teleport: np.ndarray, full: bool
@@ -1157,7 +1138,7 @@ class Engine:
         tol_abs = self.solver.absolute * max(float(teleport.sum()), 1.0)
         queue, in_queue = np.empty(n, np.int32), np.zeros(n, np.uint8)
         x, r = self._x[:n], self._r[:n]
-        args = (self._out_start, self._out_len, self._out_dst, self._out_w)
+        args = (self._out_start, self._out_len, self._out_pair, self._pair_key, self._pair_p)
         pushes = work = 0
         if not full:
             r += teleport - old_teleport
@@ -1199,8 +1180,7 @@ class Engine:
             self._in_start,
             self._in_pair,
             self._pair_key,
-            self._pair_pos,
-            self._out_w,
+            self._pair_p,
             pull_src,
             pull_w,
             self.threads,
@@ -1255,7 +1235,8 @@ class Engine:
             targets = self._target_dirty[:n].copy()
             for a in np.flatnonzero(beta_changed):
                 s = self._out_start[a]
-                targets[self._out_dst[s : s + self._out_len[a]]] = 1
+                row = self._out_pair[s : s + self._out_len[a]]
+                targets[(self._pair_key[row] & np.uint64(0xFFFFFFFF)).astype(np.int64)] = 1
             target_ids = np.flatnonzero(targets).astype(np.int32)
         else:
             target_ids = np.arange(n, dtype=np.int32)

@@ -63,15 +63,17 @@ def community(
     days: float = 90.0,
     endorsement_share: float = 0.02,
     retraction_share: float = 0.05,
-    circle_size: int = 7,
+    circle_size: int = 5,
     circle_share: float = 0.88,
+    reply_share: float = 0.3,
 ) -> EventLog:
     """``n_events`` events (interactions plus ``endorsement_share`` endorsement events)
     over ``n_users`` users, timestamps in the ``days`` before ``end``.
 
     Actors are power-law active; ``circle_share`` of their interactions go to a
     circle of ``circle_size`` regular contacts, the rest to power-law popular
-    targets. At 10M events over 1M users that makes about 4.5M distinct pairs.
+    targets; ``reply_share`` of the circle's interactions go the other way (contacts
+    engage back, so pairs are reciprocated, as in real communities).
     """
     if n_users < 2:
         raise ValueError("a community needs at least two users")
@@ -88,6 +90,8 @@ def community(
         target[in_circle] = _circle_targets(
             rng, actor[in_circle], n_users, circle_size, target_skew
         )
+        back = in_circle & (rng.random(n) < reply_share)
+        actor[back], target[back] = target[back], actor[back].copy()
         same = actor == target
         target[same] = (target[same] + 1 + rng.integers(0, n_users - 1, same.sum())) % n_users
         return actor, target
