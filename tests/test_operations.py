@@ -116,8 +116,15 @@ def _wait_serving(address: str, timeout: float = 60) -> None:
     raise AssertionError("never SERVING")
 
 
-def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm():
-    proc, address = _start("serve", env={"SCORESVC_PORT": "0", "SCORESVC_REFRESH_GAP": "1.0"})
+def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm(tmp_path):
+    proc, address = _start(
+        "serve",
+        env={
+            "SCORESVC_PORT": "0",
+            "SCORESVC_REFRESH_GAP": "1.0",
+            "SCORESVC_DATA_DIR": str(tmp_path),
+        },
+    )
     try:
         _wait_serving(address)
         with ScoreClient(address) as c:
@@ -137,6 +144,7 @@ def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm():
             reader.join()
         assert "score" in result, result
         assert proc.wait(timeout=30) == 0
+        assert (tmp_path / "scoresvc.db").exists()
         assert "draining" in (proc.stderr.read() if proc.stderr else "")
     finally:
         proc.kill()

@@ -13,11 +13,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .engine import Engine
 from .model import AccountStatus, ModelParams
 from .server import ScoreServer, ServerSettings
+from .store import Store
 from .synthetic import community
 
 log = logging.getLogger("scoresvc")
@@ -38,10 +39,18 @@ def _add(parser: argparse.ArgumentParser, flag: str, kind: type, default: object
     )
 
 
-def _server_flags(parser: argparse.ArgumentParser) -> None:
+def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
     defaults = ServerSettings()
     params = ModelParams()
     _add(parser, "--host", str, "127.0.0.1", "address to listen on")
+    _add(parser, "--data-dir", str, data_dir, "where writes are stored ('' keeps them in memory)")
+    _add(
+        parser,
+        "--durability",
+        str,
+        "full",
+        "full: a write survives power loss; normal: it survives a process crash",
+    )
     _add(parser, "--port", int, 50051, "port to listen on (0 picks a free one)")
     _add(parser, "--workers", int, defaults.workers, "RPC worker threads")
     _add(parser, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
@@ -107,66 +116,98 @@ def _engine(args: argparse.Namespace) -> Engine:
     )
 
 
-def _run(server: ScoreServer, prepare: threading.Thread | None = None) -> int:
-    """Serve until SIGTERM or SIGINT, then drain in-flight calls."""
+def _run(server: ScoreServer, prepare: Callable[[], None]) -> int:
+    """Serve until SIGTERM or SIGINT, then drain in-flight calls. ``prepare`` runs
+    after the port is bound (health says NOT_SERVING until it returns)."""
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s, draining", signal.Signals(signum).name)
         stopping.set()
 
+    def start() -> None:
+        try:
+            prepare()
+            server.mark_ready()
+        except Exception:
+            log.exception("start-up failed")
+            stopping.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    server.start(ready=prepare is None)
+    server.start(ready=False)
     # The port line is for scripts (and tests) that start the server on port 0.
     print(f"scoresvc listening on {server.address}", flush=True)
-    if prepare is not None:
-        prepare.start()
+    threading.Thread(target=start, name="scoresvc-start", daemon=True).start()
     stopping.wait()
     server.stop()
     log.info("stopped")
     return 0
 
 
+def _open_store(args: argparse.Namespace, engine: Engine) -> Store | None:
+    if not args.data_dir:
+        log.warning("no --data-dir: writes are kept in memory only")
+        return None
+    store = Store(args.data_dir, args.durability)
+    store.replay_into(
+        engine, lambda done, total: log.info("replaying writes: %d of %d", done, total)
+    )
+    return store
+
+
 def serve(args: argparse.Namespace) -> int:
     engine = _engine(args)
     server = ScoreServer(engine, f"{args.host}:{args.port}", _settings(args))
-    return _run(server)
+    stores: list[Store] = []
+
+    def prepare() -> None:
+        store = _open_store(args, engine)
+        if store is not None:
+            stores.append(store)
+
+    try:
+        return _run(server, prepare)
+    finally:
+        for store in stores:
+            store.close()
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Serve a seeded synthetic community so scores mean something at once."""
+    """Serve a seeded synthetic community so scores mean something at once. With a
+    data directory the community is generated once and replayed afterwards."""
     engine = _engine(args)
     server = ScoreServer(engine, f"{args.host}:{args.port}", _settings(args))
 
     def load() -> None:
         started = time.perf_counter()
-        log_ = community(args.events, args.users, seed=args.seed, end=time.time())
-        engine.load_events(log_)
-        assert log_.user_ids is not None
-        for uid in log_.user_ids[: args.seeds]:
-            engine.set_status(uid, AccountStatus.SEED)
-        server.mark_ready()
+        _open_store(args, engine)
+        if engine.sequence == 0:
+            community_ = community(args.events, args.users, seed=args.seed, end=time.time())
+            engine.load_events(community_)
+            assert community_.user_ids is not None
+            for uid in community_.user_ids[: args.seeds]:
+                engine.set_status(uid, AccountStatus.SEED)
+        engine.refresh()
         top = engine.snapshot.top(3)
         log.info(
-            "demo community: %d users, %d events in %.1f s; try user %s",
-            args.users,
-            args.events,
+            "demo community: %d users ready in %.1f s; try user %s",
+            engine.n_users,
             time.perf_counter() - started,
             top[0][0] if top else "-",
         )
 
-    return _run(server, threading.Thread(target=load, name="scoresvc-demo-load", daemon=True))
+    return _run(server, load)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scoresvc", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_serve = commands.add_parser("serve", help="serve the ScoreService API")
-    _server_flags(p_serve)
+    _server_flags(p_serve, "scoresvc-data")
     p_serve.set_defaults(run=serve)
     p_demo = commands.add_parser("demo", help="serve a seeded synthetic community")
-    _server_flags(p_demo)
+    _server_flags(p_demo, "")
     _add(p_demo, "--users", int, 20_000, "users in the demo community")
     _add(p_demo, "--events", int, 400_000, "events in the demo community")
     _add(p_demo, "--seeds", int, 0, "how many of the first users are seed accounts")

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,25 @@ class SolverSettings:
 
     relative: float = 1e-8
     absolute: float = 1e-18
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One accepted write as the engine applies it, with every server-side choice
+    (sequence, resolved times, request id) made: what a journal stores and replays.
+
+    ``kind`` is "interactions" (arrays: actor, target, kind, ts; users), "endorsement"
+    (fields: endorser, endorsee, topic, ts, retract, received_at), "status" (fields:
+    user, status) or "log" (arrays and users of an EventLog bulk load).
+    """
+
+    sequence: int
+    kind: str
+    fields: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    users: list[str]
+    request_id: str = ""
+    fingerprint: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,6 +197,9 @@ class Engine:
         self._landmark_moved = False
         self._sequence = 0
         self._requests: dict[str, tuple[tuple[Any, ...], WriteResult]] = {}
+        # Called with each WriteRecord before it is applied (ingest lock held); if it
+        # raises, nothing is applied and the sequence number is not used.
+        self._journal: Callable[[WriteRecord], None] | None = None
         self._endorse_times: dict[int, deque[float]] = {}
 
         # Graph side (refresh only): slack CSR out and in, credibility state.
@@ -447,13 +469,24 @@ class Engine:
         if violations or bad_users or bad_index:
             everything = bad_users + bad_index + violations
             raise _violation_list(everything, total + len(bad_users) + int(out_of_range.sum()))
-        channel = (kind - 1).astype(np.int8)
         with self._ingest_lock:
             if request_id and (done := self._replayed(request_id, fingerprint)):
                 return done
-            dense = self._register_users(user_ids)
-            self._apply_interactions(dense, actor_index, target_index, channel, ts)
-            return self._acknowledge(request_id, fingerprint, WriteResult(self._next(), n))
+            record = WriteRecord(
+                self._sequence + 1,
+                "interactions",
+                {},
+                {
+                    "actor": actor_index.astype(np.int64),
+                    "target": target_index.astype(np.int64),
+                    "kind": kind.astype(np.int8),
+                    "ts": ts,
+                },
+                list(user_ids),
+                request_id,
+                fingerprint,
+            )
+            return self._commit(record)
 
     def load_events(self, log: EventLog) -> WriteResult:
         """Bulk-load an ``EventLog`` (trusted input: an import, a replay, a benchmark).
@@ -461,27 +494,30 @@ class Engine:
         Interactions and endorsement events are applied without the per-endorser
         rate limit; statuses other than NORMAL are applied too. One sequence number.
         """
+        arrays = {
+            name: getattr(log, name)
+            for name in (
+                "actor",
+                "target",
+                "kind",
+                "ts",
+                "endorser",
+                "endorsee",
+                "topic",
+                "endorse_ts",
+                "retracted",
+                "status",
+            )
+        }
         with self._ingest_lock:
-            dense = self._register_users(log.user_ids or [])
-            topic_dense = np.array([self._topic_id(name) for name in log.topics], dtype=np.int64)
-            if log.n_interactions:
-                self._apply_interactions(
-                    dense, log.actor, log.target, (log.kind - 1).astype(np.int8), log.ts
-                )
-            if log.n_endorsement_events:
-                self._apply_endorsements(
-                    dense[log.endorser],
-                    dense[log.endorsee],
-                    topic_dense[log.topic],
-                    log.endorse_ts,
-                    log.retracted,
-                    self._sequence + 1,
-                )
-            status = np.asarray(log.status)
-            for i in np.flatnonzero(status != AccountStatus.NORMAL):
-                self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
-            self._trim_pair_arrays()
-            return WriteResult(self._next(), log.n_interactions + log.n_endorsement_events)
+            record = WriteRecord(
+                self._sequence + 1,
+                "log",
+                {"topics": list(log.topics)},
+                {k: np.asarray(v) for k, v in arrays.items()},
+                list(log.user_ids or []),
+            )
+            return self._commit(record)
 
     def endorse(
         self,
@@ -521,9 +557,16 @@ class Engine:
         with self._ingest_lock:
             if request_id and (done := self._replayed(request_id, fingerprint)):
                 return done
-            u = int(self._register_users([user_id])[0])
-            self._apply_status(u, status)
-            return self._acknowledge(request_id, fingerprint, WriteResult(self._next()))
+            record = WriteRecord(
+                self._sequence + 1,
+                "status",
+                {"status": int(status)},
+                {},
+                [user_id],
+                request_id,
+                fingerprint,
+            )
+            return self._commit(record)
 
     def list_endorsements(
         self, user_id: str, given: bool, offset: int, limit: int
@@ -686,9 +729,85 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
 
-    def _next(self) -> int:
-        self._sequence += 1
-        return self._sequence
+    def attach_journal(self, journal: Callable[[WriteRecord], None] | None) -> None:
+        """Have ``journal`` persist every write before it is applied (write-ahead)."""
+        self._journal = journal
+
+    def replay(self, record: WriteRecord) -> WriteResult:
+        """Apply a journaled write again, exactly as first applied (start-up)."""
+        with self._ingest_lock:
+            if record.sequence <= self._sequence:
+                raise ValueError(f"record {record.sequence} is not after sequence {self._sequence}")
+            return self._apply(record)
+
+    def _commit(self, record: WriteRecord) -> WriteResult:
+        """Journal, then apply (ingest lock held)."""
+        if self._journal is not None:
+            self._journal(record)
+        return self._apply(record)
+
+    def _apply(self, record: WriteRecord) -> WriteResult:
+        a = record.arrays
+        if record.kind == "interactions":
+            dense = self._register_users(record.users)
+            channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
+            self._apply_interactions(dense, a["actor"], a["target"], channel, a["ts"])
+            accepted = len(a["actor"])
+        elif record.kind == "endorsement":
+            f = record.fields
+            dense = self._register_users(record.users)
+            self._apply_endorsements(
+                dense[:1],
+                dense[1:],
+                np.array([self._topic_id(f["topic"])]),
+                np.array([float(f["ts"])]),
+                np.array([bool(f["retract"])]),
+                record.sequence,
+            )
+            if not f["retract"]:
+                self._endorse_times.setdefault(int(dense[0]), deque()).append(f["received_at"])
+            accepted = 1
+        elif record.kind == "status":
+            u = int(self._register_users(record.users)[0])
+            self._apply_status(u, AccountStatus(int(record.fields["status"])))
+            accepted = 1
+        elif record.kind == "log":
+            accepted = self._apply_log(record)
+        else:
+            raise ValueError(f"unknown write record kind {record.kind!r}")
+        self._sequence = record.sequence
+        return self._acknowledge(
+            record.request_id, record.fingerprint, WriteResult(record.sequence, accepted)
+        )
+
+    def _apply_log(self, record: WriteRecord) -> int:
+        a = record.arrays
+        dense = self._register_users(record.users)
+        topic_dense = np.array(
+            [self._topic_id(name) for name in record.fields["topics"]], dtype=np.int64
+        )
+        if len(a["actor"]):
+            self._apply_interactions(
+                dense,
+                a["actor"],
+                a["target"],
+                (np.asarray(a["kind"]) - 1).astype(np.int8),
+                a["ts"],
+            )
+        if len(a["endorser"]):
+            self._apply_endorsements(
+                dense[a["endorser"]],
+                dense[a["endorsee"]],
+                topic_dense[a["topic"]],
+                a["endorse_ts"],
+                np.asarray(a["retracted"], bool),
+                record.sequence,
+            )
+        status = np.asarray(a["status"])
+        for i in np.flatnonzero(status != AccountStatus.NORMAL):
+            self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
+        self._trim_pair_arrays()
+        return len(a["actor"]) + len(a["endorser"])
 
     def _replayed(self, request_id: str, fingerprint: tuple[Any, ...]) -> WriteResult | None:
         seen = self._requests.get(request_id)
@@ -1007,20 +1126,16 @@ class Engine:
                 )
             if not retract:
                 self._check_rate(a, endorser_id, now)
-            dense = self._register_users([endorser_id, endorsee_id])
-            t = self._topic_id(topic)
-            sequence = self._next()
-            self._apply_endorsements(
-                dense[:1],
-                dense[1:],
-                np.array([t]),
-                np.array([ts]),
-                np.array([retract]),
-                sequence,
+            record = WriteRecord(
+                self._sequence + 1,
+                "endorsement",
+                {"topic": topic, "ts": ts, "retract": retract, "received_at": now},
+                {},
+                [endorser_id, endorsee_id],
+                request_id,
+                fingerprint,
             )
-            if not retract:
-                self._endorse_times.setdefault(int(dense[0]), deque()).append(now)
-            return self._acknowledge(request_id, fingerprint, WriteResult(sequence))
+            return self._commit(record)
 
     def _is_live(self, a: int | None, b: int | None, t: int | None) -> bool:
         if a is None or b is None or t is None:

@@ -58,3 +58,10 @@ class Conflict(ScoreError):
     """A request id reused for a different request."""
 
     reason = "REQUEST_ID_REUSED"
+
+
+class StorageError(ScoreError):
+    """The store could not take a write (full disk, read-only directory, ...): the
+    write was not applied."""
+
+    reason = "STORAGE_UNAVAILABLE"

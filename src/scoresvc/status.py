@@ -19,7 +19,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from .errors import Conflict, InvalidArgument, NotFound, RateLimited, ScoreError
+from .errors import Conflict, InvalidArgument, NotFound, RateLimited, ScoreError, StorageError
 
 DOMAIN = "scoresvc"
 REQUEST_ID_HEADER = "x-request-id"
@@ -115,6 +115,8 @@ def status_of(error: ScoreError) -> status_pb2.Status:
             error.reason,
             retry_after=error.retry_after_seconds,
         )
+    if isinstance(error, StorageError):
+        return _status(grpc.StatusCode.UNAVAILABLE, str(error), error.reason, retry_after=1.0)
     if isinstance(error, Conflict):
         return _status(
             grpc.StatusCode.INVALID_ARGUMENT,
