@@ -137,7 +137,7 @@ def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_pa
         proc, address = _start(tmp_path)
         stop = threading.Event()
 
-        def write(address: str = address) -> None:
+        def write(address: str = address, stop: threading.Event = stop) -> None:
             nonlocal next_batch
             with ScoreClient(address, timeout=5) as c:
                 while not stop.is_set():
