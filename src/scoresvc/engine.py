@@ -651,17 +651,7 @@ class Engine:
                 scale = math.exp2((self._landmark - now) / p.half_life_seconds)
                 self._teleport_dirty = False
                 if not full:
-                    _core.scatter_rows(
-                        rows,
-                        self._out_start,
-                        self._out_len,
-                        self._out_pair,
-                        self._pair_key,
-                        self._pair_p,
-                        self._x,
-                        -p.damping,
-                        self._r,
-                    )
+                    self._scatter_rows(rows, -p.damping)
                 beta_changed = np.zeros(n, np.uint8)
                 _core.compute_rows(
                     rows,
@@ -683,17 +673,7 @@ class Engine:
                     self.threads,
                 )
                 if not full:
-                    _core.scatter_rows(
-                        rows,
-                        self._out_start,
-                        self._out_len,
-                        self._out_pair,
-                        self._pair_key,
-                        self._pair_p,
-                        self._x,
-                        p.damping,
-                        self._r,
-                    )
+                    self._scatter_rows(rows, p.damping)
                 received = self._received(n, full, beta_changed, scale)
                 topic_records = self._topic_records(scale)
             self._graph_time = now
@@ -1170,6 +1150,21 @@ class Engine:
             self._teleport_dirty = True
 
     # -- graph side (graph lock held; ingest lock too where pair sums are read)
+
+    def _scatter_rows(self, rows: np.ndarray, factor: float) -> None:
+        """``r += factor x_a P(a -> .)`` over ``rows``: -d before rows change, +d after,
+        which keeps the push invariant exact for the new graph (docs/model.md)."""
+        _core.scatter_rows(
+            rows,
+            self._out_start,
+            self._out_len,
+            self._out_pair,
+            self._pair_key,
+            self._pair_p,
+            self._x,
+            factor,
+            self._r,
+        )
 
     def _grow_graph(self, n: int) -> None:
         if n == self._graph_users:
