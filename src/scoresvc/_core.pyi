@@ -34,14 +34,15 @@ def link_reverse(
     index: U64Index, pair_key: U64, first_new: int, n_pairs: int, pair_rev: I32
 ) -> None: ...
 def endorsement_sums(
-    rec_pair: I32,
+    touched: I32,
+    pair_eslot: I32,
+    eslot_head: I32,
+    rec_next: I32,
     rec_ts: F64,
     rec_state: U8,
-    touched: I32,
     weight: float,
     landmark: float,
     half_life: float,
-    pair_eslot: I32,
     e_sum: F64,
 ) -> None: ...
 def csr_reserve(

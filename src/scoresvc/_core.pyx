@@ -288,39 +288,31 @@ def link_reverse(U64Index index, const uint64_t[::1] pair_key, int32_t first_new
                 pair_rev[q] = p
 
 
-def endorsement_sums(const int32_t[::1] rec_pair, const double[::1] rec_ts,
-                     const uint8_t[::1] rec_state, const int32_t[::1] touched,
+def endorsement_sums(const int32_t[::1] touched, const int32_t[::1] pair_eslot,
+                     const int32_t[::1] eslot_head, const int32_t[::1] rec_next,
+                     const double[::1] rec_ts, const uint8_t[::1] rec_state,
                      double weight, double landmark, double half_life,
-                     const int32_t[::1] pair_eslot, double[::1] e_sum):
-    """Recompute ``e_sum`` of the ``touched`` pairs (sorted, unique, each with an
-    eslot) from their live records (e_sum INOUT).
+                     double[::1] e_sum):
+    """Recompute ``e_sum`` of the ``touched`` pairs from their live records (e_sum
+    INOUT); a pair's records are linked from ``eslot_head[pair_eslot[p]]`` through
+    ``rec_next`` (-1 ends the list).
 
     Recomputing instead of adding and subtracting keeps "endorse then retract" exactly
-    equal to "never endorsed". O(records * log(touched)): endorsements are
-    rate-limited and few beside interactions.
+    equal to "never endorsed"; the cost is the touched pairs' records only.
     """
-    cdef int64_t j, n = rec_pair.shape[0], k = touched.shape[0], lo, hi, mid
-    cdef int32_t p
-    cdef double inv_h = 1.0 / half_life
-    if k == 0:
-        return
+    cdef int64_t i, n = touched.shape[0]
+    cdef int32_t slot, j
+    cdef double total, inv_h = 1.0 / half_life
     with nogil:
-        for j in range(k):
-            e_sum[pair_eslot[touched[j]]] = 0.0
-        for j in range(n):
-            if rec_state[j] != REC_LIVE:
-                continue
-            p = rec_pair[j]
-            lo = 0
-            hi = k
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if touched[mid] < p:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            if lo < k and touched[lo] == p:
-                e_sum[pair_eslot[p]] += weight * exp2((rec_ts[j] - landmark) * inv_h)
+        for i in range(n):
+            slot = pair_eslot[touched[i]]
+            total = 0.0
+            j = eslot_head[slot]
+            while j >= 0:
+                if rec_state[j] == REC_LIVE:
+                    total += weight * exp2((rec_ts[j] - landmark) * inv_h)
+                j = rec_next[j]
+            e_sum[slot] = total
 
 
 def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,

@@ -171,6 +171,8 @@ class Engine:
         # Endorsement sums are sparse: a pair's eslot indexes _e_sum, or is -1.
         self._pair_eslot = np.zeros(0, np.int32)
         self._e_sum = np.zeros(0, np.float64)
+        # Each endorsed pair's records, linked: _eslot_head[eslot] -> _rec_next -> -1.
+        self._eslot_head = np.zeros(0, np.int32)
         self._n_eslots = 0
         self._pair_rev = np.zeros(0, np.int32)
         # P(src -> dst) as of the last refresh (written by refresh only).
@@ -182,6 +184,7 @@ class Engine:
         self._rec_topic = np.zeros(0, np.int32)
         self._rec_ts = np.zeros(0, np.float64)
         self._rec_state = np.zeros(0, np.uint8)
+        self._rec_next = np.zeros(0, np.int32)
         self._n_rec = 0
         # The endorsement audit trail: every endorse and retract, in acceptance order.
         self._trail: dict[str, np.ndarray] = {
@@ -323,7 +326,15 @@ class Engine:
             self._r,
             self._teleport,
         )
-        records = (self._rec_key, self._rec_pair, self._rec_topic, self._rec_ts, self._rec_state)
+        records = (
+            self._rec_key,
+            self._rec_pair,
+            self._rec_topic,
+            self._rec_ts,
+            self._rec_state,
+            self._rec_next,
+            self._eslot_head,
+        )
         return {
             "pairs": sum(a.nbytes for a in pair_arrays) + self._pair_index.nbytes,
             "graph": sum(a.nbytes for a in graph_pair),
@@ -987,10 +998,12 @@ class Engine:
             self._rec_topic = _grown(self._rec_topic, cap)
             self._rec_ts = _grown(self._rec_ts, cap, -np.inf)
             self._rec_state = _grown(self._rec_state, cap)
+            self._rec_next = _grown(self._rec_next, cap, -1)
             fresh = slice(first_new, n_rec)
             self._rec_pair[fresh] = (self._rec_key[fresh] >> np.uint64(32)).astype(np.int32)
             self._rec_topic[fresh] = (self._rec_key[fresh] & np.uint64(0xFFFFFFFF)).astype(np.int32)
             self._n_rec = n_rec
+            self._link_records(np.arange(first_new, n_rec, dtype=np.int32))
         # Latest (ts, retracted) per record wins; sort so the winner comes last.
         order = np.lexsort((retracted, ts, recs))
         last = np.ones(len(order), bool)
@@ -1006,21 +1019,16 @@ class Engine:
         touched = np.unique(self._rec_pair[rec_w])
         if touched.size == 0:
             return
-        fresh_pairs = touched[self._pair_eslot[touched] < 0]
-        if fresh_pairs.size:
-            n_eslots = self._n_eslots + fresh_pairs.size
-            self._e_sum = _grown(self._e_sum, n_eslots, 0.0)
-            self._pair_eslot[fresh_pairs] = np.arange(self._n_eslots, n_eslots, dtype=np.int32)
-            self._n_eslots = n_eslots
         _core.endorsement_sums(
-            self._rec_pair[: self._n_rec],
-            self._rec_ts[: self._n_rec],
-            self._rec_state[: self._n_rec],
             touched,
+            self._pair_eslot,
+            self._eslot_head,
+            self._rec_next,
+            self._rec_ts,
+            self._rec_state,
             self.params.endorsement_weight,
             self._landmark,
             self.params.half_life_seconds,
-            self._pair_eslot,
             self._e_sum,
         )
         _core.mark_dirty(
@@ -1030,6 +1038,29 @@ class Engine:
             self._row_dirty,
             self._target_dirty,
         )
+
+    def _link_records(self, records: np.ndarray) -> None:
+        """Give new records' pairs an endorsement slot and link each record into its
+        pair's list (vectorised: records of one pair chain to each other, the last to
+        the old head)."""
+        pairs = self._rec_pair[records]
+        new_pairs = np.unique(pairs[self._pair_eslot[pairs] < 0])
+        if new_pairs.size:
+            n_eslots = self._n_eslots + new_pairs.size
+            self._e_sum = _grown(self._e_sum, n_eslots, 0.0)
+            self._eslot_head = _grown(self._eslot_head, n_eslots, -1)
+            self._pair_eslot[new_pairs] = np.arange(self._n_eslots, n_eslots, dtype=np.int32)
+            self._n_eslots = n_eslots
+        slots = self._pair_eslot[pairs]
+        order = np.argsort(slots, kind="stable")
+        records, slots = records[order], slots[order]
+        same = slots[1:] == slots[:-1]
+        following = np.full(len(records), -2, np.int32)
+        following[:-1] = np.where(same, records[1:], -2)
+        self._rec_next[records] = np.where(following == -2, self._eslot_head[slots], following)
+        first = np.ones(len(records), bool)
+        first[1:] = ~same
+        self._eslot_head[slots[first]] = records[first]
 
     def _append_trail(self, src, dst, topic, ts, retracted, sequence: int) -> None:  # type: ignore[no-untyped-def]
         n0, n1 = self._n_trail, self._n_trail + len(src)
