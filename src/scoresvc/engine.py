@@ -382,16 +382,38 @@ class Engine:
     ) -> WriteResult:
         """The row form as parallel lists (what a servicer builds fastest); a time of
         NaN means server time. Ids are checked once per distinct id, not per row."""
-        now = time.time() if now is None else now
         n = len(actor_ids)
         if not (len(target_ids) == len(kinds) == len(times) == n):
             raise InvalidArgument([FieldViolation("interactions", "lists differ in length")])
-        users = list(dict.fromkeys(itertools.chain(actor_ids, target_ids)))
+        # Ids in order of first use, actor before target row by row (as the wire parser
+        # builds them), so both routes fingerprint a batch alike.
+        users = list(dict.fromkeys(itertools.chain.from_iterable(zip(actor_ids, target_ids))))
         index = {u: j for j, u in enumerate(users)}
-        actor = np.fromiter(map(index.__getitem__, actor_ids), np.int64, n)
-        target = np.fromiter(map(index.__getitem__, target_ids), np.int64, n)
-        kind = np.fromiter(kinds, np.int64, n)
-        given = np.fromiter(times, np.float64, n)
+        return self.record_interaction_rows(
+            users,
+            np.fromiter(map(index.__getitem__, actor_ids), np.int64, n),
+            np.fromiter(map(index.__getitem__, target_ids), np.int64, n),
+            np.fromiter(kinds, np.int64, n),
+            np.fromiter(times, np.float64, n),
+            request_id=request_id,
+            now=now,
+        )
+
+    def record_interaction_rows(
+        self,
+        users: Sequence[str],
+        actor: np.ndarray,
+        target: np.ndarray,
+        kind: np.ndarray,
+        given: np.ndarray,
+        *,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> WriteResult:
+        """Rows already dictionary-encoded (``users`` distinct, in order of first use);
+        unlike the columnar form, a bad id is reported on each row that uses it, as
+        ``actor_id`` or ``target_id``. A time of NaN means server time."""
+        now = time.time() if now is None else now
         ts = np.where(np.isnan(given), now, given)
         bad = _bad_ids(users)
         if bad:

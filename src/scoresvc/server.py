@@ -20,10 +20,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from .engine import Engine
-from .service import ScoreServicer, SnapshotSource
+from .service import ScoreServicer, SnapshotSource, generic_handler
 from .status import ErrorInterceptor
 from .v1 import score_service_pb2 as pb
-from .v1 import score_service_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ScoreService"].full_name
 log = logging.getLogger("scoresvc.server")
@@ -140,7 +139,7 @@ class ScoreServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_ScoreServiceServicer_to_server(ScoreServicer(self.refresher), self._grpc)
+        self._grpc.add_generic_rpc_handlers((generic_handler(ScoreServicer(self.refresher)),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
