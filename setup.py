@@ -1,7 +1,8 @@
 """Build steps only; the metadata lives in pyproject.toml.
 
-* ``scoresvc._core`` from ``src/scoresvc/_core.pyx`` (Cython 3, OpenMP). The build
-  fails if it does not compile: there is no pure-Python fallback.
+* ``scoresvc._core`` (numeric kernels, OpenMP) and ``scoresvc._wire`` (wire parsing
+  and id lookups) from ``src/scoresvc/*.pyx`` (Cython 3). The build fails if they do
+  not compile: there is no pure-Python fallback.
 * ``scoresvc.v1`` message and service stubs (and ``.pyi``) generated from ``protos/``.
 
 ``SCORESVC_DEBUG=1`` turns bounds checks, wraparound and line tracing back on.
@@ -56,17 +57,21 @@ directives = {
     "embedsignature": True,
     "linetrace": DEBUG,
 }
-core = Extension(
-    "scoresvc._core",
-    ["src/scoresvc/_core.pyx"],
-    include_dirs=[np.get_include()],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-    + ([("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []),
-    extra_compile_args=["-O3", "-fopenmp"] + (["-O0", "-g"] if DEBUG else []),
-    extra_link_args=["-fopenmp"],
-)
+def extension(name: str) -> Extension:
+    return Extension(
+        f"scoresvc.{name}",
+        [f"src/scoresvc/{name}.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + ([("CYTHON_TRACE_NOGIL", "1")] if DEBUG else []),
+        extra_compile_args=["-O3", "-fopenmp"] + (["-O0", "-g"] if DEBUG else []),
+        extra_link_args=["-fopenmp"],
+    )
+
 
 setup(
-    ext_modules=cythonize([core], compiler_directives=directives),
+    ext_modules=cythonize(
+        [extension("_core"), extension("_wire")], compiler_directives=directives
+    ),
     cmdclass={"build_py": BuildPyWithStubs},
 )

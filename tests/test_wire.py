@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scoresvc import _core
+from scoresvc import _wire
 from scoresvc.service import RowBatch, parse_record_interactions
 from scoresvc.v1 import score_service_pb2 as pb
 
@@ -71,17 +71,18 @@ def test_unknown_fields_are_skipped_like_protobuf_skips_them(request, junk):
 
 def test_columns_and_empty_ids_go_to_protobuf():
     columnar = pb.RecordInteractionsRequest(columns=pb.InteractionColumns(user_ids=["a"]))
-    assert isinstance(parse_record_interactions(columnar.SerializeToString()),
-                      pb.RecordInteractionsRequest)
+    assert isinstance(
+        parse_record_interactions(columnar.SerializeToString()), pb.RecordInteractionsRequest
+    )
     empty_actor = pb.RecordInteractionsRequest(
         interactions=[pb.Interaction(actor_id="", target_id="b", kind=1)]
     )
-    assert _core.parse_interaction_rows(empty_actor.SerializeToString()) is None
+    assert _wire.parse_interaction_rows(empty_actor.SerializeToString()) is None
 
 
 @given(data=st.binary(max_size=200))
 def test_malformed_bytes_never_crash_the_parser(data):
-    got = _core.parse_interaction_rows(data)
+    got = _wire.parse_interaction_rows(data)
     if got is not None:
         users, actor, target, kind, ts, _ = got
         assert len(actor) == len(target) == len(kind) == len(ts)

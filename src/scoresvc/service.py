@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from . import _core
+from . import _wire
 from .engine import Engine, WriteResult
 from .errors import FieldViolation, InvalidArgument
 from .model import AccountStatus
@@ -84,7 +84,7 @@ def parse_record_interactions(data: bytes) -> pb.RecordInteractionsRequest | Row
     which builds the id dictionary in the same pass (3-4x less time under the GIL than
     reading protobuf fields in Python); columns, and anything the fast path does not
     handle, go to protobuf's parser, which reports errors as every other method does."""
-    parsed = _core.parse_interaction_rows(data)
+    parsed = _wire.parse_interaction_rows(data)
     if parsed is None:
         return pb.RecordInteractionsRequest.FromString(data)
     return RowBatch(*parsed)
