@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -159,17 +159,18 @@ class SnapshotSource:
         return self.engine.snapshot
 
 
-def _explanation(score: UserScore) -> pb.Explanation:
-    e = score.explanation
-    return pb.Explanation(
-        engagement_received=e.engagement_received,
-        engagement_saturated=e.engagement_saturated,
-        endorsements_received=e.endorsements_received,
-        endorsements_effective=e.endorsements_effective,
-        reciprocity_removed=e.reciprocity_removed,
-        teleport_share=e.teleport_share,
-        top_contributors=[pb.Contributor(user_id=u, share=s) for u, s in e.top_contributors],
-    )
+def _fill_explanation(
+    e: pb.Explanation,
+    received: Sequence[float],
+    teleport_share: float,
+    contributors: Sequence[tuple[str, float]] = (),
+) -> None:
+    """The one mapping of a user's received sums (model.RECEIVED_COLUMNS) to the wire."""
+    e.engagement_received, e.engagement_saturated = received[0], received[1]
+    e.endorsements_received, e.endorsements_effective = received[2], received[3]
+    e.reciprocity_removed = received[4]
+    e.teleport_share = teleport_share
+    e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
 
 
 def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], str]) -> WriteResult:
@@ -215,26 +216,35 @@ class ScoreServicer(ScoreServiceServicer):
             sequence=snap.sequence,
             status=cast(Any, int(snap.status[u]) + 1),
         )
-        e = response.explanation
-        e.engagement_received, e.engagement_saturated = r[0], r[1]
-        e.endorsements_received, e.endorsements_effective = r[2], r[3]
-        e.reciprocity_removed = r[4]
-        e.teleport_share = snap.teleport_share_of(u)
+        _fill_explanation(response.explanation, r, snap.teleport_share_of(u))
         response.compute_time.seconds, response.compute_time.nanos = snap.time_parts
         return response
 
     def _score_response(self, snap: Snapshot, score: UserScore) -> pb.ScoreResponse:
-        return pb.ScoreResponse(
+        response = pb.ScoreResponse(
             user_id=score.user_id,
             score=score.score,
             influence=score.influence,
             percentile=score.percentile,
             topic=score.topic,
-            explanation=_explanation(score),
             sequence=snap.sequence,
             compute_time=_compute_time(snap),
             status=cast(Any, status_to_wire(score.status)),
         )
+        x = score.explanation
+        _fill_explanation(
+            response.explanation,
+            (
+                x.engagement_received,
+                x.engagement_saturated,
+                x.endorsements_received,
+                x.endorsements_effective,
+                x.reciprocity_removed,
+            ),
+            x.teleport_share,
+            x.top_contributors,
+        )
+        return response
 
     def BatchScore(
         self, request: pb.BatchScoreRequest, context: grpc.ServicerContext
