@@ -195,6 +195,26 @@ def test_columnar_errors_name_the_column(client):
     assert empty.field_violations[0][0] == "interactions"
 
 
+def test_an_id_that_is_not_utf8_is_named_and_nothing_applied(server, client):
+    request = pb.RecordInteractionsRequest(
+        columns=pb.InteractionColumns(
+            user_ids=["aa", "bb"], actor_index=bytes(4), target_index=b"\1\0\0\0", kind=b"\1"
+        )
+    )
+    # protobuf will not serialize a str that is not UTF-8: corrupt the bytes instead.
+    data = request.SerializeToString().replace(b"bb", b"b\xff")
+    with grpc.insecure_channel(server.address) as channel:
+        call = channel.unary_unary(
+            "/scoresvc.v1.ScoreService/RecordInteractions",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.RecordInteractionsResponse.FromString,
+        )
+        got = rejected(call, data, timeout=10)
+    assert got.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert got.field_violations == [("columns.user_ids[1]", "must be valid UTF-8")]
+    assert rejected(client.score, "aa").code == grpc.StatusCode.NOT_FOUND
+
+
 def test_unknown_users_are_not_found(client):
     got = rejected(client.score, "ghost")
     assert got.code == grpc.StatusCode.NOT_FOUND and got.reason == "USER_NOT_FOUND"

@@ -17,6 +17,21 @@ class U64Index:
     def get_or_insert(self, keys: U64, stored: U64, out: I32, start: int = 0) -> int: ...
     def lookup(self, keys: U64, stored: U64, out: I32) -> None: ...
 
+def hash_ids(blob: U8, offsets: I64, out: U64) -> None: ...
+
+class BytesIndex(U64Index):
+    def lookup_ids(
+        self,
+        hashes: U64,
+        blob: U8,
+        offsets: I64,
+        stored_hash: U64,
+        stored_blob: U8,
+        stored_offsets: I64,
+        out: I32,
+    ) -> None: ...
+    def add_ids(self, stored_hash: U64, first: int, last: int) -> None: ...
+
 def pack_pair_keys(dense: I64, actor: I64, target: I64, keys: U64) -> None: ...
 def accumulate(
     pair: I32,

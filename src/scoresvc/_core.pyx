@@ -25,6 +25,7 @@ from cython.parallel cimport prange
 from libc.math cimport exp2, fabs, log1p
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcmp
 
 import numpy as np
 
@@ -216,6 +217,80 @@ cdef class U64Index:
                         break
                     h = (h + 1) & self.mask
                 out[i] = b
+
+
+cdef inline uint64_t _hash_bytes(const uint8_t* b, int64_t n) noexcept nogil:
+    # FNV-1a over the bytes, then the splitmix finaliser for the low bits.
+    cdef uint64_t h = <uint64_t>14695981039346656037ULL
+    cdef int64_t i
+    for i in range(n):
+        h = (h ^ b[i]) * <uint64_t>1099511628211ULL
+    return _mix(h ^ <uint64_t>n)
+
+
+def hash_ids(const uint8_t[::1] blob, const int64_t[::1] offsets, uint64_t[::1] out):
+    """``out[i]`` = 64-bit hash of the bytes ``blob[offsets[i]:offsets[i + 1]]``. # OUT"""
+    cdef int64_t i, n = offsets.shape[0] - 1
+    cdef const uint8_t* base = &blob[0] if blob.shape[0] else NULL
+    with nogil:
+        for i in range(n):
+            out[i] = _hash_bytes(base + offsets[i], offsets[i + 1] - offsets[i])
+
+
+cdef class BytesIndex(U64Index):
+    """Open-addressing index from byte strings to dense int32 ids (the user table).
+
+    The strings live in caller-owned arrays: id ``i`` is
+    ``stored_blob[stored_offsets[i]:stored_offsets[i + 1]]`` with hash
+    ``stored_hash[i]`` (from ``hash_ids``). Equal hashes are confirmed byte by byte,
+    so distinct ids never share a slot whatever the hash does.
+    """
+
+    def lookup_ids(self, const uint64_t[::1] hashes, const uint8_t[::1] blob,
+                   const int64_t[::1] offsets, const uint64_t[::1] stored_hash,
+                   const uint8_t[::1] stored_blob, const int64_t[::1] stored_offsets,
+                   int32_t[::1] out):
+        """``out[i]`` = id of string ``i`` of (``blob``, ``offsets``), or -1.  # OUT"""
+        cdef int64_t n = hashes.shape[0], i, h, length
+        cdef int32_t b
+        cdef const uint8_t* base = &blob[0] if blob.shape[0] else NULL
+        cdef const uint8_t* known = &stored_blob[0] if stored_blob.shape[0] else NULL
+        with nogil:
+            for i in range(n):
+                length = offsets[i + 1] - offsets[i]
+                h = <int64_t>(_mix(hashes[i]) & <uint64_t>self.mask)
+                while True:
+                    b = self.buckets[h]
+                    if b == -1:
+                        break
+                    if (stored_hash[b] == hashes[i]
+                            and stored_offsets[b + 1] - stored_offsets[b] == length
+                            and memcmp(known + stored_offsets[b], base + offsets[i],
+                                       <size_t>length) == 0):
+                        break
+                    h = (h + 1) & self.mask
+                out[i] = b
+
+    def add_ids(self, const uint64_t[::1] stored_hash, int64_t first, int64_t last):
+        """Index the ids ``[first, last)``, already appended to the caller's arrays and
+        known to be absent. Returns nothing; raises MemoryError if a rehash fails."""
+        cdef int64_t i, h
+        cdef int failed = 0
+        if first != self.size or last > stored_hash.shape[0]:
+            raise ValueError("ids must be added in order, after the indexed ones")
+        with nogil:
+            for i in range(first, last):
+                if (self.size + 1) * 10 > (self.mask + 1) * 7:
+                    if self._rehash(&stored_hash[0], (self.mask + 1) * 2) != 0:
+                        failed = 1
+                        break
+                h = <int64_t>(_mix(stored_hash[i]) & <uint64_t>self.mask)
+                while self.buckets[h] != -1:
+                    h = (h + 1) & self.mask
+                self.buckets[h] = <int32_t>i
+                self.size += 1
+        if failed:
+            raise MemoryError()
 
 
 def pack_pair_keys(const int64_t[::1] dense, const int64_t[::1] actor,

@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 # cython: initializedcheck=False, cdivision=True, embedsignature=True
-"""Wire parsing: ``parse_interaction_rows`` reads RecordInteractionsRequest's row form
-straight from its wire bytes. It builds Python strings and a dict, so it lives apart
-from ``_core``, whose kernels see only arrays.
+"""Wire parsing: ``parse_interaction_rows`` and ``parse_interaction_columns`` read
+RecordInteractionsRequest's row and columnar forms straight from their wire bytes.
+The row parser builds Python strings and a dict, so the parsers live apart from
+``_core``, whose kernels see only arrays.
 """
 
 from cpython.unicode cimport PyUnicode_DecodeUTF8
@@ -170,3 +171,103 @@ def parse_interaction_rows(const unsigned char[::1] data):
         s_v[rows] = (<double>seconds + <double>nanos * 1e-9) if has_time else NAN
         rows += 1
     return users, actor[:rows], target[:rows], kind[:rows], ts[:rows], request_id
+
+
+cdef inline object _bytes_field(const unsigned char* buf, Py_ssize_t n, Py_ssize_t* pos):
+    """The payload of a length-delimited field at ``pos`` as bytes, or None if bad."""
+    cdef uint64_t length
+    if _varint(buf, n, pos, &length) != 0 or length > <uint64_t>(n - pos[0]):
+        return None
+    out = (<const char*>buf + pos[0])[:<Py_ssize_t>length]
+    pos[0] += <Py_ssize_t>length
+    return out
+
+
+def parse_interaction_columns(const unsigned char[::1] data):
+    """Parse a ``RecordInteractionsRequest`` carrying ``columns`` (field 2).
+
+    Returns ``(blob, offsets, actor_index, target_index, kind, event_time_seconds,
+    request_id)``: the user ids as one uint8 array of their UTF-8 bytes with int64
+    offsets (no Python string per id: known ids are looked up as bytes), then the
+    packed columns as bytes. Returns None for anything else (rows, a repeated
+    ``columns`` field, a malformed message): protobuf's parser takes those.
+    """
+    cdef const unsigned char* buf = &data[0] if data.shape[0] else NULL
+    cdef Py_ssize_t n = data.shape[0], pos = 0, end = -1, start = -1
+    cdef uint64_t key, length
+    cdef int field, wire
+    cdef Py_ssize_t count = 0, total = 0, cap = 1024, i
+    cdef str request_id = ""
+    cdef list columns = [b"", b"", b"", b""]
+    cdef object value
+    spans = np.empty(cap, np.int64)
+    cdef int64_t[::1] s_v = spans
+    while pos < n:
+        if _varint(buf, n, &pos, &key) != 0:
+            return None
+        field = <int>(key >> 3)
+        wire = <int>(key & 7)
+        if field == 1:
+            return None  # rows
+        if field == 3 and wire == 2:
+            value = _bytes_field(buf, n, &pos)
+            if value is None:
+                return None
+            try:
+                request_id = (<bytes>value).decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        elif field == 2 and wire == 2:
+            if start >= 0:
+                return None  # the message given twice: protobuf merges them
+            if _varint(buf, n, &pos, &length) != 0 or length > <uint64_t>(n - pos):
+                return None
+            start = pos
+            end = pos + <Py_ssize_t>length
+            pos = end
+        elif _skip(buf, n, &pos, wire) != 0:
+            return None
+    if start < 0:
+        return None
+    # First pass over the columns message: where each id lies, and the packed fields.
+    pos = start
+    while pos < end:
+        if _varint(buf, end, &pos, &key) != 0:
+            return None
+        field = <int>(key >> 3)
+        wire = <int>(key & 7)
+        if 1 <= field <= 5 and wire == 2:
+            if field == 1:
+                if _varint(buf, end, &pos, &length) != 0 or length > <uint64_t>(end - pos):
+                    return None
+                if count + 1 >= cap:
+                    cap *= 2
+                    spans = np.resize(spans, cap)
+                    s_v = spans
+                s_v[count] = pos  # spans: each id's position and length, interleaved
+                s_v[count + 1] = <int64_t>length
+                count += 2
+                total += <Py_ssize_t>length
+                pos += <Py_ssize_t>length
+            else:
+                value = _bytes_field(buf, end, &pos)
+                if value is None:
+                    return None
+                columns[field - 2] = value  # the last occurrence wins, as in protobuf
+        elif _skip(buf, end, &pos, wire) != 0:
+            return None
+    if pos != end:
+        return None
+    blob = np.empty(total, np.uint8)
+    offsets = np.empty(count // 2 + 1, np.int64)
+    cdef unsigned char[::1] b_v = blob
+    cdef int64_t[::1] o_v = offsets
+    cdef Py_ssize_t at = 0, k
+    with nogil:
+        o_v[0] = 0
+        for i in range(count // 2):
+            for k in range(s_v[2 * i + 1]):
+                b_v[at + k] = buf[s_v[2 * i] + k]
+            at += s_v[2 * i + 1]
+            o_v[i + 1] = at
+    return blob, offsets, columns[0], columns[1], columns[2], columns[3], request_id

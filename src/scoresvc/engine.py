@@ -26,13 +26,15 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from .arrays import grown
 from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
 from .events import EventLog
 from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
 from .snapshot import Snapshot, build_snapshot
+from .users import MAX_ID_BYTES, UserIds, UserTable
 
-MAX_ID_BYTES = 128
 MAX_VIOLATIONS = 100
+TOO_LONG = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
 # Keep every forward-decay exponent within +-512 half-lives of the landmark: 2^512
 # times any realistic count stays far from the float64 limit (2^1024).
 LANDMARK_SPAN_HALF_LIVES = 512.0
@@ -75,7 +77,7 @@ class WriteRecord:
     kind: str
     fields: dict[str, Any]
     arrays: dict[str, np.ndarray]
-    users: list[str]
+    users: UserIds
     request_id: str = ""
     fingerprint: tuple[Any, ...] = ()
 
@@ -88,33 +90,26 @@ class WriteResult:
     accepted: int = 1
 
 
-def _grown(array: np.ndarray, needed: int, fill: Any = 0) -> np.ndarray:
-    """``array`` if it holds ``needed`` rows, else a copy with 25% headroom."""
-    if len(array) >= needed:
-        return array
-    capacity = max(needed, int(len(array) * 1.25) + 16)
-    fresh = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
-    fresh[: len(array)] = array
-    return fresh
-
-
-def _digest(user_ids: Sequence[str], *columns: np.ndarray) -> str:
+def _digest(users: UserIds, *columns: np.ndarray) -> str:
     """A fingerprint of a batch, so a reused request id with other content is caught."""
     h = hashlib.blake2b(digest_size=16)
-    h.update("\x1f".join(user_ids).encode("utf-8", "surrogatepass"))
+    users.digest_into(h)
     for column in columns:
         h.update(np.ascontiguousarray(column).tobytes())
     return h.hexdigest()
 
 
-def _bad_ids(user_ids: Sequence[str]) -> list[int]:
-    """Positions of invalid ids. An id of at most 32 characters is at most 128 bytes
-    of UTF-8, so the common case needs no encoding (this runs per ingested batch)."""
-    lengths = list(map(len, user_ids))
-    short = lengths and min(lengths) > 0 and max(lengths) <= MAX_ID_BYTES // 4
-    if short and set(map(type, user_ids)) == {str}:
+def _id_violations(users: UserIds) -> list[tuple[int, str]]:
+    """``(position, description)`` of each invalid id, in position order."""
+    bad_length, bad_text = users.invalid()
+    if len(bad_length) == 0 and len(bad_text) == 0:
         return []
-    return [j for j, uid in enumerate(user_ids) if check_user_id(uid, "") is not None]
+    lengths = users.lengths()
+    found = [
+        (int(j), "must be a non-empty string" if lengths[j] == 0 else TOO_LONG) for j in bad_length
+    ]
+    found += [(int(j), "must be valid UTF-8") for j in bad_text]
+    return sorted(found)
 
 
 def _violation_list(found: list[FieldViolation], total: int) -> InvalidArgument:
@@ -124,8 +119,12 @@ def _violation_list(found: list[FieldViolation], total: int) -> InvalidArgument:
 def check_user_id(user_id: str, field: str, index: int | None = None) -> FieldViolation | None:
     if not isinstance(user_id, str) or not user_id:
         return FieldViolation(field, "must be a non-empty string", index)
-    if len(user_id.encode("utf-8")) > MAX_ID_BYTES:
-        return FieldViolation(field, f"must be at most {MAX_ID_BYTES} bytes of UTF-8", index)
+    try:
+        size = len(user_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return FieldViolation(field, "must be valid UTF-8", index)
+    if size > MAX_ID_BYTES:
+        return FieldViolation(field, TOO_LONG, index)
     return None
 
 
@@ -157,8 +156,7 @@ class Engine:
         self._graph_lock = threading.Lock()
 
         # Ingest side: users, topics, pair sums, endorsement records, dirty flags.
-        self._user_index: dict[str, int] = {}
-        self._user_ids: list[str] = []
+        self._users = UserTable()
         self._topic_index: dict[str, int] = {"": 0}
         self._topics: list[str] = [""]
         self._status = np.zeros(0, np.uint8)
@@ -224,7 +222,7 @@ class Engine:
         self._x = np.zeros(0, np.float64)
         self._r = np.zeros(0, np.float64)
         self._teleport = np.zeros(0, np.uint8)
-        self._snapshot = Snapshot.empty(self._user_ids, self._user_index, self._topic_index)
+        self._snapshot = Snapshot.empty(self._users.ids, self._users.index, self._topic_index)
 
     # ------------------------------------------------------------------ reading
 
@@ -245,7 +243,7 @@ class Engine:
 
     @property
     def n_users(self) -> int:
-        return len(self._user_ids)
+        return len(self._users.ids)
 
     @property
     def n_pairs(self) -> int:
@@ -257,7 +255,7 @@ class Engine:
         return self._sequence > self._snapshot.sequence
 
     def has_user(self, user_id: str) -> bool:
-        return user_id in self._user_index
+        return user_id in self._users.index
 
     def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[tuple[str, float]]]:
         """The latest snapshot and the ``limit`` users contributing most to the user's
@@ -279,7 +277,7 @@ class Engine:
                 limit,
             )
         share = contribution / snap.x[u]
-        return snap, [(self._user_ids[a], float(s)) for a, s in zip(sources, share)]
+        return snap, [(self._users.ids[a], float(s)) for a, s in zip(sources, share)]
 
     def edges(self) -> dict[str, np.ndarray]:
         """The trust graph of the latest refresh, one entry per pair, for tests and
@@ -401,7 +399,7 @@ class Engine:
 
     def record_interaction_rows(
         self,
-        users: Sequence[str],
+        users: Sequence[str] | UserIds,
         actor: np.ndarray,
         target: np.ndarray,
         kind: np.ndarray,
@@ -414,16 +412,15 @@ class Engine:
         unlike the columnar form, a bad id is reported on each row that uses it, as
         ``actor_id`` or ``target_id``. A time of NaN means server time."""
         now = time.time() if now is None else now
+        users = users if isinstance(users, UserIds) else UserIds.of(users)
         ts = np.where(np.isnan(given), now, given)
-        bad = _bad_ids(users)
+        bad = _id_violations(users)
         if bad:
             found: list[tuple[int, FieldViolation]] = []
-            for j in bad:
-                description = check_user_id(users[j], "")
-                assert description is not None
+            for j, description in bad:
                 for side, column in (("actor_id", actor), ("target_id", target)):
                     found.extend(
-                        (int(i), FieldViolation(side, description.description, int(i)))
+                        (int(i), FieldViolation(side, description, int(i)))
                         for i in np.flatnonzero(column == j)[:MAX_VIOLATIONS]
                     )
             more, more_total = self._check_columns(actor, target, kind, ts, now)
@@ -436,7 +433,7 @@ class Engine:
 
     def record_interaction_columns(
         self,
-        user_ids: Sequence[str],
+        user_ids: Sequence[str] | UserIds,
         actor_index: np.ndarray,
         target_index: np.ndarray,
         kind: np.ndarray,
@@ -449,15 +446,16 @@ class Engine:
         seconds (None: all at server time). The batch gets one sequence number; any
         bad row rejects it whole."""
         now = time.time() if now is None else now
+        users = user_ids if isinstance(user_ids, UserIds) else UserIds.of(user_ids)
         given = None if ts is None else np.asarray(ts, np.float64)
         resolved = np.full(len(actor_index), now) if given is None else given
         return self._record_columns(
-            user_ids, actor_index, target_index, kind, resolved, given, request_id, now
+            users, actor_index, target_index, kind, resolved, given, request_id, now
         )
 
     def _record_columns(
         self,
-        user_ids: Sequence[str],
+        users: UserIds,
         actor_index: np.ndarray,
         target_index: np.ndarray,
         kind: np.ndarray,
@@ -480,21 +478,17 @@ class Engine:
         fingerprint: tuple[Any, ...] = ()
         if request_id:
             sent = np.empty(0) if given_ts is None else given_ts
-            fingerprint = ("interactions", _digest(user_ids, actor_index, target_index, kind, sent))
+            fingerprint = ("interactions", _digest(users, actor_index, target_index, kind, sent))
             if done := self._replayed(request_id, fingerprint):
                 return done
         violations, total = self._check_columns(actor_index, target_index, kind, ts, now)
         bad_users = (
             []
             if users_checked
-            else [
-                v
-                for j in _bad_ids(user_ids)
-                if (v := check_user_id(user_ids[j], "user_ids", j)) is not None
-            ]
+            else [FieldViolation("user_ids", d, j) for j, d in _id_violations(users)]
         )
-        out_of_range = (actor_index < 0) | (actor_index >= len(user_ids))
-        out_of_range |= (target_index < 0) | (target_index >= len(user_ids))
+        out_of_range = (actor_index < 0) | (actor_index >= len(users))
+        out_of_range |= (target_index < 0) | (target_index >= len(users))
         bad_index = [
             FieldViolation("actor_index", "must index user_ids", int(i))
             for i in np.flatnonzero(out_of_range)[:MAX_VIOLATIONS]
@@ -515,7 +509,7 @@ class Engine:
                     "kind": kind.astype(np.int8),
                     "ts": ts,
                 },
-                list(user_ids),
+                users,
                 request_id,
                 fingerprint,
             )
@@ -548,7 +542,7 @@ class Engine:
                 "log",
                 {"topics": list(log.topics)},
                 {k: np.asarray(v) for k, v in arrays.items()},
-                list(log.user_ids or []),
+                UserIds.of(log.user_ids or []),
             )
             return self._commit(record)
 
@@ -595,7 +589,7 @@ class Engine:
                 "status",
                 {"status": int(status)},
                 {},
-                [user_id],
+                UserIds.of([user_id]),
                 request_id,
                 fingerprint,
             )
@@ -608,7 +602,7 @@ class Engine:
 
         Returns the entries and the offset of the next page (None at the end).
         """
-        u = self._user_index.get(user_id)
+        u = self._users.index.get(user_id)
         if u is None:
             raise NotFound(f"user {user_id!r} has never been seen", "user_id")
         with self._ingest_lock:
@@ -618,8 +612,8 @@ class Engine:
             page = hits[offset : offset + limit]
             entries = [
                 {
-                    "endorser_id": self._user_ids[self._trail["endorser"][i]],
-                    "endorsee_id": self._user_ids[self._trail["endorsee"][i]],
+                    "endorser_id": self._users.ids[self._trail["endorser"][i]],
+                    "endorsee_id": self._users.ids[self._trail["endorsee"][i]],
                     "topic": self._topics[self._trail["topic"][i]],
                     "ts": float(self._trail["ts"][i]),
                     "retracted": bool(self._trail["retracted"][i]),
@@ -649,7 +643,7 @@ class Engine:
             self._x = self._x.copy()
             with self._ingest_lock:
                 sequence = self._sequence
-                n = len(self._user_ids)
+                n = len(self._users.ids)
                 if self._landmark is None:
                     self._landmark = now
                 self._keep_landmark_near(now)
@@ -717,8 +711,8 @@ class Engine:
                 previous=self._snapshot,
                 time=now,
                 sequence=sequence,
-                user_ids=self._user_ids,
-                user_index=self._user_index,
+                user_ids=self._users.ids,
+                user_index=self._users.index,
                 topics=self._topic_index,
                 topic_names=self._topics,
                 status=status,
@@ -869,32 +863,15 @@ class Engine:
         found.sort(key=lambda item: item[0])
         return [v for _, v in found[:MAX_VIOLATIONS]], total
 
-    def _register_users(self, user_ids: Sequence[str]) -> np.ndarray:
-        """Dense ids of ``user_ids``, registering new ones (ingest lock held)."""
-        index = self._user_index
-        known = len(self._user_ids)
-        if known == 0 and len(set(user_ids)) == len(user_ids):
-            # A first bulk load: build the dictionary in one C-level call.
-            index.update(zip(user_ids, range(len(user_ids))))
-            self._user_ids.extend(user_ids)
-            dense = np.arange(len(user_ids), dtype=np.int64)
-        else:
-            dense = np.fromiter(
-                map(index.get, user_ids, itertools.repeat(-1)), np.int64, len(user_ids)
-            )
-            for j in np.flatnonzero(dense < 0):
-                uid = user_ids[int(j)]
-                u = index.get(uid)  # the same new id may appear twice in one batch
-                if u is None:
-                    u = len(self._user_ids)
-                    index[uid] = u
-                    self._user_ids.append(uid)
-                dense[j] = u
-        n = len(self._user_ids)
+    def _register_users(self, users: UserIds) -> np.ndarray:
+        """Dense ids of ``users``, registering new ones (ingest lock held)."""
+        known = len(self._users)
+        dense = self._users.register(users)
+        n = len(self._users)
         if n > known:
-            self._status = _grown(self._status, n)
-            self._row_dirty = _grown(self._row_dirty, n)
-            self._target_dirty = _grown(self._target_dirty, n)
+            self._status = grown(self._status, n)
+            self._row_dirty = grown(self._row_dirty, n)
+            self._target_dirty = grown(self._target_dirty, n)
             self._teleport_dirty = True
         return dense
 
@@ -931,14 +908,14 @@ class Engine:
             need = len(self._pair_index) + min(
                 len(keys) - position, max(2 * len(self._pair_key), 1024)
             )
-            self._pair_key = _grown(self._pair_key, need)
+            self._pair_key = grown(self._pair_key, need)
         n_pairs = len(self._pair_index)
         if n_pairs > first_new:
-            self._pair_key = _grown(self._pair_key, n_pairs)
-            self._pair_fd = _grown(self._pair_fd, len(self._pair_key), 0.0)
-            self._pair_rev = _grown(self._pair_rev, len(self._pair_key), -1)
-            self._pair_p = _grown(self._pair_p, len(self._pair_key), 0.0)
-            self._pair_eslot = _grown(self._pair_eslot, len(self._pair_key), -1)
+            self._pair_key = grown(self._pair_key, n_pairs)
+            self._pair_fd = grown(self._pair_fd, len(self._pair_key), 0.0)
+            self._pair_rev = grown(self._pair_rev, len(self._pair_key), -1)
+            self._pair_p = grown(self._pair_p, len(self._pair_key), 0.0)
+            self._pair_eslot = grown(self._pair_eslot, len(self._pair_key), -1)
             _core.link_reverse(self._pair_index, self._pair_key, first_new, n_pairs, self._pair_rev)
             self._n_pairs = n_pairs
         return slots
@@ -1012,15 +989,15 @@ class Engine:
             position = self._rec_index.get_or_insert(keys, self._rec_key, recs, position)
             if position == len(keys):
                 break
-            self._rec_key = _grown(self._rec_key, len(self._rec_index) + len(keys) - position)
+            self._rec_key = grown(self._rec_key, len(self._rec_index) + len(keys) - position)
         n_rec = len(self._rec_index)
         if n_rec > first_new:
             cap = len(self._rec_key)
-            self._rec_pair = _grown(self._rec_pair, cap)
-            self._rec_topic = _grown(self._rec_topic, cap)
-            self._rec_ts = _grown(self._rec_ts, cap, -np.inf)
-            self._rec_state = _grown(self._rec_state, cap)
-            self._rec_next = _grown(self._rec_next, cap, -1)
+            self._rec_pair = grown(self._rec_pair, cap)
+            self._rec_topic = grown(self._rec_topic, cap)
+            self._rec_ts = grown(self._rec_ts, cap, -np.inf)
+            self._rec_state = grown(self._rec_state, cap)
+            self._rec_next = grown(self._rec_next, cap, -1)
             fresh = slice(first_new, n_rec)
             self._rec_pair[fresh] = (self._rec_key[fresh] >> np.uint64(32)).astype(np.int32)
             self._rec_topic[fresh] = (self._rec_key[fresh] & np.uint64(0xFFFFFFFF)).astype(np.int32)
@@ -1069,8 +1046,8 @@ class Engine:
         new_pairs = np.unique(pairs[self._pair_eslot[pairs] < 0])
         if new_pairs.size:
             n_eslots = self._n_eslots + new_pairs.size
-            self._e_sum = _grown(self._e_sum, n_eslots, 0.0)
-            self._eslot_head = _grown(self._eslot_head, n_eslots, -1)
+            self._e_sum = grown(self._e_sum, n_eslots, 0.0)
+            self._eslot_head = grown(self._eslot_head, n_eslots, -1)
             self._pair_eslot[new_pairs] = np.arange(self._n_eslots, n_eslots, dtype=np.int32)
             self._n_eslots = n_eslots
         slots = self._pair_eslot[pairs]
@@ -1094,7 +1071,7 @@ class Engine:
             ("retracted", retracted),
             ("sequence", np.full(len(src), sequence)),
         ):
-            column = _grown(self._trail[name], n1)
+            column = grown(self._trail[name], n1)
             column[n0:n1] = values
             self._trail[name] = column
         self._n_trail = n1
@@ -1147,8 +1124,8 @@ class Engine:
         with self._ingest_lock:
             if request_id and (done := self._replayed(request_id, fingerprint)):
                 return done
-            a = self._user_index.get(endorser_id)
-            b = self._user_index.get(endorsee_id)
+            a = self._users.index.get(endorser_id)
+            b = self._users.index.get(endorsee_id)
             t = self._topic_index.get(topic)
             if retract and not self._is_live(a, b, t):
                 raise NotFound(
@@ -1164,7 +1141,7 @@ class Engine:
                 "endorsement",
                 {"topic": topic, "ts": ts, "retract": retract, "received_at": now},
                 {},
-                [endorser_id, endorsee_id],
+                UserIds.of([endorser_id, endorsee_id]),
                 request_id,
                 fingerprint,
             )
@@ -1234,7 +1211,7 @@ class Engine:
             ("_r", 0.0),
             ("_teleport", 0),
         ):
-            setattr(self, name, _grown(getattr(self, name), n, fill))
+            setattr(self, name, grown(getattr(self, name), n, fill))
         self._graph_users = n
 
     def _insert_new_edges(self) -> None:
@@ -1263,7 +1240,7 @@ class Engine:
                 )
                 if used >= 0:
                     break
-                setattr(self, f"_{side}_pair", _grown(getattr(self, f"_{side}_pair"), -used))
+                setattr(self, f"_{side}_pair", grown(getattr(self, f"_{side}_pair"), -used))
             setattr(self, f"_{side}_used", used)
             _core.csr_insert(rows, pairs, start, length, getattr(self, f"_{side}_pair"))
             self._compact_if_sparse(side)

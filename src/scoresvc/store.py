@@ -27,21 +27,25 @@ import numpy as np
 
 from .engine import Engine, WriteRecord
 from .errors import StorageError
+from .users import UserIds
 
 log = logging.getLogger("scoresvc.store")
 
 DB_NAME = "scoresvc.db"
-FORMAT = b"SVW1"  # version of the payload encoding below
+FORMAT = b"SVW2"  # version of the payload encoding below
+OLD_FORMATS = (b"SVW1",)  # SVW1 kept the user ids in the JSON header
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 
 
 def encode(record: WriteRecord) -> bytes:
-    """``SVW1``, a 4-byte header length, a JSON header, then the raw arrays."""
+    """``SVW2``, a 4-byte header length, a JSON header, then the raw arrays (the
+    user ids among them, as UTF-8 bytes and offsets)."""
     arrays = {name: np.ascontiguousarray(a) for name, a in record.arrays.items()}
+    arrays["user_offsets"] = record.users.offsets
+    arrays["user_blob"] = record.users.blob
     header = json.dumps(
         {
             "fields": record.fields,
-            "users": record.users,
             "request_id": record.request_id,
             "fingerprint": list(record.fingerprint),
             "arrays": [[name, a.dtype.str, len(a)] for name, a in arrays.items()],
@@ -54,8 +58,9 @@ def encode(record: WriteRecord) -> bytes:
 
 
 def decode(sequence: int, kind: str, payload: bytes) -> WriteRecord:
-    if payload[:4] != FORMAT:
-        raise ValueError(f"write {sequence}: unknown payload format {payload[:4]!r}")
+    version = payload[:4]
+    if version != FORMAT and version not in OLD_FORMATS:
+        raise ValueError(f"write {sequence}: unknown payload format {version!r}")
     (size,) = struct.unpack_from("<I", payload, 4)
     header = json.loads(payload[8 : 8 + size])
     offset = 8 + size
@@ -66,12 +71,16 @@ def decode(sequence: int, kind: str, payload: bytes) -> WriteRecord:
         offset += dt.itemsize * length
     if offset != len(payload):
         raise ValueError(f"write {sequence}: payload has {len(payload) - offset} extra bytes")
+    if version == b"SVW1":
+        users = UserIds.of(header["users"])
+    else:
+        users = UserIds(arrays.pop("user_blob"), arrays.pop("user_offsets"))
     return WriteRecord(
         sequence,
         kind,
         header["fields"],
         arrays,
-        header["users"],
+        users,
         header["request_id"],
         tuple(header["fingerprint"]),
     )

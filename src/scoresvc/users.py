@@ -1,0 +1,201 @@
+"""User ids: the columnar form batches carry them in, and the table that gives each a
+dense number.
+
+Ids travel as UTF-8 bytes with offsets (``UserIds``): that is how they sit on the
+wire and in the journal, and a batch of 100k known ids is looked up in the compiled
+table without building a Python string for any of them. The table keeps the ids as
+Python strings too (``ids``, ``index``), for readers, which are asked by string.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+from .arrays import grown
+
+#: The longest id accepted, in bytes of UTF-8 (the contract's limit).
+MAX_ID_BYTES = 128
+
+_CONTINUATION_MASK, _CONTINUATION = 0xC0, 0x80
+
+
+@dataclass(frozen=True, eq=False)
+class UserIds:
+    """A column of user ids: id ``i`` is ``blob[offsets[i]:offsets[i + 1]]`` (UTF-8).
+
+    ``strings`` holds the same ids as ``str`` when the caller had them, so they are
+    not decoded again.
+    """
+
+    blob: np.ndarray  # uint8
+    offsets: np.ndarray  # int64, one more than there are ids
+    strings: Sequence[str] | None = None
+
+    @classmethod
+    def of(cls, strings: Sequence[str]) -> UserIds:
+        """Encode ``strings``; lone surrogates are kept (``surrogatepass``) so that
+        ``invalid()`` reports them instead of this raising."""
+        try:
+            encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
+        except AttributeError:  # not a str: encoded empty, so reported as missing
+            encoded = [
+                s.encode("utf-8", "surrogatepass") if isinstance(s, str) else b"" for s in strings
+            ]
+        offsets = np.zeros(len(encoded) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+        blob = np.frombuffer(b"".join(encoded), np.uint8)
+        return cls(blob, offsets, strings)
+
+    @classmethod
+    def empty(cls) -> UserIds:
+        return cls(np.zeros(0, np.uint8), np.zeros(1, np.int64), [])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def decoded(self, positions: np.ndarray | None = None) -> list[str]:
+        """The ids at ``positions`` (all by default) as strings; they must be valid."""
+        if self.strings is not None:
+            if positions is None:
+                return list(self.strings)
+            return [self.strings[int(j)] for j in positions]
+        raw = self.blob.tobytes()
+        bounds = self.offsets.tolist()
+        chosen = range(len(self)) if positions is None else positions.tolist()
+        return [raw[bounds[j] : bounds[j + 1]].decode("utf-8") for j in chosen]
+
+    def invalid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of ids that are empty or too long, and of ids that are not UTF-8."""
+        lengths = self.lengths()
+        bad_length = np.flatnonzero((lengths == 0) | (lengths > MAX_ID_BYTES))
+        raw = self.blob.tobytes()
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bounds = self.offsets.tolist()
+            bad_text = [j for j in range(len(self)) if not _is_utf8(raw[bounds[j] : bounds[j + 1]])]
+            return bad_length, np.asarray(bad_text, np.int64)
+        # The whole is valid UTF-8, so each id is too unless it starts inside a
+        # character (character boundaries are exactly the non-continuation bytes).
+        starts = self.offsets[:-1][lengths > 0]
+        inside = (self.blob[starts] & _CONTINUATION_MASK) == _CONTINUATION
+        return bad_length, np.flatnonzero(lengths > 0)[inside]
+
+    def digest_into(self, h: object) -> None:
+        """Feed the ids to a hashlib object (request fingerprints)."""
+        h.update(self.offsets.tobytes())  # type: ignore[attr-defined]
+        h.update(self.blob.tobytes())  # type: ignore[attr-defined]
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class UserTable:
+    """Every user ever seen, numbered densely in order of first appearance.
+
+    The UTF-8 bytes of all ids sit in one arena with offsets and hashes, indexed by
+    ``_core.BytesIndex``; ``ids`` and ``index`` mirror it as Python strings. Ids are
+    only ever added (by the engine, under its ingest lock).
+    """
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self._lookup = _core.BytesIndex()
+        self._hash = np.zeros(0, np.uint64)
+        self._offsets = np.zeros(1, np.int64)
+        self._blob = np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def nbytes(self) -> int:
+        n = len(self.ids)
+        return int(self._lookup.nbytes + 8 * n + 8 * (n + 1) + self._offsets[n])
+
+    def find(self, users: UserIds) -> np.ndarray:
+        """Dense ids of ``users`` as int32, -1 where unknown."""
+        hashes = np.empty(len(users), np.uint64)
+        _core.hash_ids(users.blob, users.offsets, hashes)
+        return self._find(users, hashes)
+
+    def register(self, users: UserIds) -> np.ndarray:
+        """Dense ids of ``users`` (int64), adding the unknown ones (valid ids only)."""
+        hashes = np.empty(len(users), np.uint64)
+        _core.hash_ids(users.blob, users.offsets, hashes)
+        dense = self._find(users, hashes).astype(np.int64)
+        new = np.flatnonzero(dense < 0)
+        if len(new) == 0:
+            return dense
+        names = users.decoded(new)
+        first = len(self.ids)
+        # The same new id may appear twice in one batch: number it once.
+        fresh = list(dict.fromkeys(names)) if len(set(names)) < len(names) else names
+        self.index.update(zip(fresh, range(first, first + len(fresh))))
+        self.ids.extend(fresh)
+        dense[new] = np.fromiter(map(self.index.__getitem__, names), np.int64, len(names))
+        if len(fresh) < len(names):
+            chosen = new[np.unique(dense[new] - first, return_index=True)[1]]
+        else:
+            chosen = new
+        self._append(users, chosen, hashes[chosen])
+        return dense
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The table as arrays (for checkpoints): hashes, offsets and the bytes."""
+        n = len(self.ids)
+        return {
+            "user_hash": self._hash[:n].copy(),
+            "user_offsets": self._offsets[: n + 1].copy(),
+            "user_blob": self._blob[: self._offsets[n]].copy(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> UserTable:
+        table = cls()
+        users = UserIds(arrays["user_blob"], arrays["user_offsets"])
+        table.ids = users.decoded()
+        table.index = dict(zip(table.ids, range(len(table.ids))))
+        table._hash = arrays["user_hash"].copy()
+        table._offsets = users.offsets.copy()
+        table._blob = users.blob.copy()
+        table._lookup.add_ids(table._hash, 0, len(table.ids))
+        return table
+
+    def _find(self, users: UserIds, hashes: np.ndarray) -> np.ndarray:
+        out = np.empty(len(users), np.int32)
+        self._lookup.lookup_ids(
+            hashes, users.blob, users.offsets, self._hash, self._blob, self._offsets, out
+        )
+        return out
+
+    def _append(self, users: UserIds, positions: np.ndarray, hashes: np.ndarray) -> None:
+        first = len(self._lookup)
+        n = first + len(positions)
+        starts, ends = users.offsets[positions], users.offsets[positions + 1]
+        lengths = ends - starts
+        used = int(self._offsets[first])
+        need = used + int(lengths.sum())
+        self._hash = grown(self._hash, n)
+        self._offsets = grown(self._offsets, n + 1)
+        self._blob = grown(self._blob, need)
+        self._hash[first:n] = hashes
+        np.cumsum(lengths, out=self._offsets[first + 1 : n + 1])
+        self._offsets[first + 1 : n + 1] += used
+        # Gather the new ids' bytes: one index array over the source blob.
+        take = np.repeat(starts - self._offsets[first:n], lengths) + np.arange(used, need)
+        self._blob[used:need] = users.blob[take]
+        self._lookup.add_ids(self._hash, first, n)
