@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -14,10 +15,11 @@ import grpc
 import numpy as np
 import pytest
 
+from scoresvc import checkpoint
 from scoresvc.client import ScoreClient
-from scoresvc.engine import Engine
+from scoresvc.engine import Engine, WriteResult
 from scoresvc.errors import StorageError
-from scoresvc.model import AccountStatus, InteractionKind
+from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.store import Store, decode, encode
 from scoresvc.synthetic import community
 
@@ -44,7 +46,7 @@ def _write_everything(engine: Engine) -> None:
 def test_every_kind_of_write_round_trips_through_the_encoding(tmp_path):
     store = Store(tmp_path)
     engine = Engine()
-    engine.attach_journal(store.append)
+    store.load_into(engine)
     _write_everything(engine)
     records = list(store.records())
     assert [r.sequence for r in records] == list(range(1, engine.sequence + 1))
@@ -58,12 +60,14 @@ def test_every_kind_of_write_round_trips_through_the_encoding(tmp_path):
 
 def test_a_restart_gives_the_same_scores_and_remembers_request_ids(tmp_path):
     first = Engine()
-    Store(tmp_path).replay_into(first)
+    store = Store(tmp_path)
+    store.load_into(first)
     _write_everything(first)
     before = first.refresh(NOW)
+    store.close(final_checkpoint=False)  # all from the journal
 
     second = Engine()
-    assert Store(tmp_path).replay_into(second) == first.sequence
+    assert Store(tmp_path).load_into(second) == first.sequence
     after = second.refresh(NOW)
     assert after.sequence == before.sequence
     np.testing.assert_array_equal(after.influence, before.influence)
@@ -84,7 +88,7 @@ def test_a_restart_gives_the_same_scores_and_remembers_request_ids(tmp_path):
 def test_a_write_that_cannot_be_stored_is_not_applied(tmp_path):
     store = Store(tmp_path)
     engine = Engine()
-    store.replay_into(engine)
+    store.load_into(engine)
     engine.record_interactions([("a", "b", LIKE, None)])
     sequence, pairs = engine.sequence, engine.n_pairs
     store.close()  # the disk is gone
@@ -103,6 +107,171 @@ def test_an_unusable_data_directory_is_a_clear_error(tmp_path):
         Store(blocker / "data")
 
 
+def _same_snapshots(a: Engine, b: Engine) -> None:
+    before, after = a.refresh(NOW), b.refresh(NOW)
+    assert after.sequence == before.sequence
+    np.testing.assert_array_equal(after.influence, before.influence)
+    np.testing.assert_array_equal(after.received, before.received)
+    assert after.score("bo", "python").influence == before.score("bo", "python").influence
+
+
+def test_a_checkpoint_holds_the_whole_state_and_later_writes_follow_it(tmp_path):
+    first = Engine()
+    store = Store(tmp_path)
+    store.load_into(first)
+    _write_everything(first)
+    path = store.checkpoint()
+    assert path is not None and path.name == checkpoint.file_name(first.sequence)
+    first.record_interactions([("dee", "bo", LIKE, NOW - 5)], request_id="after", now=NOW)
+    store.close(final_checkpoint=False)
+    first.attach_journal(None)  # carry on in memory, as the reference
+
+    second = Engine()
+    with Store(tmp_path) as again:
+        assert again.load_into(second) == first.sequence
+        _same_snapshots(first, second)
+        # Request ids from before the checkpoint and from the journal both answer.
+        assert second.endorse("ana", "bo", "python", NOW - 100, request_id="e-1").sequence == 4
+        repeat = second.record_interactions([("dee", "bo", LIKE, NOW - 5)], request_id="after")
+        assert repeat.sequence == first.sequence
+        # The same later write lands the same on both.
+        for engine in (first, second):
+            engine.endorse("dee", "cy", "go", NOW - 1, now=NOW)
+        _same_snapshots(first, second)
+
+
+def test_the_journal_is_compacted_behind_the_older_checkpoint(tmp_path):
+    engine = Engine()
+    store = Store(tmp_path)
+    store.load_into(engine)
+    marks = []
+    for i in range(3):
+        engine.record_interactions([(f"u{i}", "hub", LIKE, NOW)], now=NOW)
+        engine.record_interactions([(f"v{i}", "hub", LIKE, NOW)], now=NOW)
+        store.checkpoint()
+        marks.append(engine.sequence)
+    # Two checkpoints kept (at marks[1] and marks[2]); rows up to marks[1] are gone.
+    assert [seq for seq, _ in checkpoint.checkpoints(store.checkpoint_dir)] == marks[:0:-1]
+    assert [r.sequence for r in store.records()] == list(range(marks[1] + 1, marks[2] + 1))
+    assert store.integrity_check() == "ok"
+    store.close()
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    first = Engine()
+    store = Store(tmp_path)
+    store.load_into(first)
+    _write_everything(first)
+    store.checkpoint()
+    first.record_interactions([("dee", "bo", LIKE, NOW - 5)], now=NOW)
+    newest = store.checkpoint()
+    store.close(final_checkpoint=False)
+    assert newest is not None
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped bit in the middle
+    newest.write_bytes(bytes(data))
+
+    second = Engine()
+    with Store(tmp_path) as again:
+        assert again.load_into(second) == first.sequence
+    assert "checksum mismatch" in caplog.text
+    _same_snapshots(first, second)
+
+
+def test_a_truncated_checkpoint_and_a_compacted_journal_refuse_to_start(tmp_path):
+    engine = Engine()
+    store = Store(tmp_path, keep_checkpoints=1)
+    store.load_into(engine)
+    _write_everything(engine)
+    path = store.checkpoint()
+    engine.record_interactions([("dee", "bo", LIKE, NOW - 5)], now=NOW)
+    store.checkpoint()
+    store.close(final_checkpoint=False)
+    for _, path in checkpoint.checkpoints(tmp_path / "checkpoints"):
+        path.write_bytes(path.read_bytes()[:-100])
+    with Store(tmp_path) as again, pytest.raises(StorageError, match="restore from an export"):
+        again.load_into(Engine())
+
+
+def test_changed_weights_rescale_the_stored_sums_and_a_changed_half_life_is_refused(tmp_path):
+    engine = Engine()
+    _write_everything(engine)
+    state = engine.state()
+    heavier = ModelParams(kind_weights=(2.0, 1.0, 3.0, 0.5), endorsement_weight=7.0)
+    restored, fresh = Engine(heavier), Engine(heavier)
+    restored.restore(state)
+    _write_everything(fresh)
+    np.testing.assert_allclose(
+        restored.refresh(NOW).influence, fresh.refresh(NOW).influence, rtol=1e-9
+    )
+    with pytest.raises(ValueError, match="half-life"):
+        Engine(ModelParams(half_life_seconds=86_400.0)).restore(state)
+
+
+def test_concurrent_writers_share_commits(tmp_path):
+    engine = Engine()
+    store = Store(tmp_path)
+    store.load_into(engine)
+    writers, per_writer = 8, 25
+
+    def write(w: int) -> None:
+        for i in range(per_writer):
+            engine.record_interactions([(f"w{w}", f"t{i}", LIKE, None)], request_id=f"{w}-{i}")
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert engine.sequence == store.records_committed == writers * per_writer
+    assert store.commits < store.records_committed  # some commits carried several writes
+    store.close()
+
+
+def test_a_request_id_in_flight_is_applied_once(tmp_path):
+    """A retry that arrives while the first attempt is still being journaled waits
+    for that attempt's answer instead of writing again."""
+    engine = Engine()
+    queued: list = []
+    release = threading.Event()
+
+    def slow_journal(record):
+        queued.append(record)
+        applied: list[WriteResult] = []
+        lock = threading.Lock()
+
+        def wait() -> WriteResult:  # like the store's: every waiter gets the one result
+            release.wait()
+            with lock:
+                if not applied:
+                    applied.append(engine.replay(record))
+            return applied[0]
+
+        return wait
+
+    engine.attach_journal(slow_journal)
+    answers: list[WriteResult] = []
+    rows = [("ana", "bo", LIKE, NOW)]
+    threads = [
+        threading.Thread(
+            target=lambda: answers.append(engine.record_interactions(rows, request_id="r"))
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)
+    release.set()
+    for t in threads:
+        t.join()
+    assert len(queued) == 1 and answers == [WriteResult(1, 1)] * 2
+
+
+def test_a_data_directory_in_use_is_refused(tmp_path):
+    with Store(tmp_path), pytest.raises(StorageError, match="in use"):
+        Store(tmp_path)
+
+
 def _start(data_dir) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [
@@ -116,6 +285,8 @@ def _start(data_dir) -> tuple[subprocess.Popen, str]:
             str(data_dir),
             "--refresh-gap",
             "0.01",
+            "--checkpoint-events",
+            "40",  # checkpoints (and compactions) happen between the kills too
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -190,3 +361,90 @@ def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_pa
     assert round(got) == len(present) + 1
     assert Store(tmp_path).integrity_check() == "ok"
     assert os.path.exists(tmp_path / "scoresvc.db")
+
+
+LIMITS_SCRIPT = r"""
+import json, os, sys
+from scoresvc.engine import Engine
+from scoresvc.errors import StorageError
+from scoresvc.store import Store
+
+data = sys.argv[1]
+out = {}
+store = Store(data, checkpoint_events=10**9, checkpoint_seconds=1e9)
+engine = Engine()
+store.load_into(engine)
+acknowledged, i = [], 0
+while i < 10_000:
+    rows = [(f"u{i}-{k}", f"hub{k % 7}", 1, None) for k in range(100)]
+    try:
+        engine.record_interactions(rows, request_id=f"b{i}")
+    except StorageError as exc:
+        out["full"] = str(exc)
+        break
+    acknowledged.append(i)
+    i += 1
+out["acknowledged"] = len(acknowledged)
+sequence, pairs = engine.sequence, engine.n_pairs
+try:  # the same batch again: still no room, still nothing applied
+    engine.record_interactions(rows, request_id=f"b{i}")
+except StorageError as exc:
+    out["still_full"] = str(exc)
+out["unchanged"] = (engine.sequence, engine.n_pairs) == (sequence, pairs)
+try:
+    store.checkpoint()
+except StorageError as exc:
+    out["checkpoint"] = str(exc)
+out["stray"] = [p for p in os.listdir(data + "/checkpoints") if p.endswith(".tmp")]
+store.close(final_checkpoint=False)
+
+again = Engine()
+with Store(data) as reopened:
+    out["integrity"] = reopened.integrity_check()
+    reopened.load_into(again)
+    out["restored"] = again.sequence == sequence
+    out["all_there"] = all(again.has_user(f"u{j}-99") for j in acknowledged)
+    out["not_applied"] = not again.has_user(f"u{i}-0")
+
+os.system(f"mount -o remount,ro {data}")
+try:
+    Store(data)
+except StorageError as exc:
+    out["read_only"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_a_full_disk_or_read_only_directory_is_a_clear_error_and_corrupts_nothing(tmp_path):
+    """On a 1 MiB tmpfs (mounted in a user and mount namespace of its own), writes run
+    until the disk is full: that write and later ones fail with a clear StorageError,
+    nothing unacknowledged is applied, a checkpoint that does not fit leaves no trace,
+    and a restart finds every acknowledged write with the database intact. Then the
+    file system goes read-only and opening it says so."""
+    data = tmp_path / "small"
+    data.mkdir()
+    script = tmp_path / "limits.py"
+    script.write_text(LIMITS_SCRIPT)
+    done = subprocess.run(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            f"mount -t tmpfs -o size=1m tmpfs {data} && exec {sys.executable} {script} {data}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["acknowledged"] > 5
+    assert "disk is full" in got["full"] and "disk is full" in got["still_full"]
+    assert got["unchanged"]
+    assert "No space left" in got["checkpoint"] and got["stray"] == []
+    assert got["integrity"] == "ok" and got["restored"] and got["all_there"]
+    assert got["not_applied"]
+    assert "Read-only file system" in got["read_only"]

@@ -51,6 +51,20 @@ def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
         "full",
         "full: a write survives power loss; normal: it survives a process crash",
     )
+    _add(
+        parser,
+        "--checkpoint-events",
+        int,
+        5_000_000,
+        "checkpoint the state after this many events (restarts replay less)",
+    )
+    _add(
+        parser,
+        "--checkpoint-seconds",
+        float,
+        600.0,
+        "checkpoint the state at least this often while writes arrive",
+    )
     _add(parser, "--port", int, 50051, "port to listen on (0 picks a free one)")
     _add(parser, "--workers", int, defaults.workers, "RPC worker threads")
     _add(parser, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
@@ -149,10 +163,13 @@ def _open_store(args: argparse.Namespace, engine: Engine) -> Store | None:
     if not args.data_dir:
         log.warning("no --data-dir: writes are kept in memory only")
         return None
-    store = Store(args.data_dir, args.durability)
-    store.replay_into(
-        engine, lambda done, total: log.info("replaying writes: %d of %d", done, total)
+    store = Store(
+        args.data_dir,
+        args.durability,
+        checkpoint_events=args.checkpoint_events,
+        checkpoint_seconds=args.checkpoint_seconds,
     )
+    store.load_into(engine, lambda done, total: log.info("replaying writes: %d of %d", done, total))
     return store
 
 

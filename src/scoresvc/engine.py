@@ -90,6 +90,21 @@ class WriteResult:
     accepted: int = 1
 
 
+@dataclass(frozen=True)
+class EngineState:
+    """What ``Engine.state()`` captures: numpy arrays and JSON-able metadata, as of
+    ``sequence``."""
+
+    sequence: int
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+
+#: Queues a record for the journal; the returned wait gives its result (see
+#: ``Engine.attach_journal``).
+Journal = Callable[[WriteRecord], Callable[[], WriteResult]]
+
+
 def _digest(users: UserIds, *columns: np.ndarray) -> str:
     """A fingerprint of a batch, so a reused request id with other content is caught."""
     h = hashlib.blake2b(digest_size=16)
@@ -196,11 +211,11 @@ class Engine:
         self._n_trail = 0
         self._landmark: float | None = None
         self._landmark_moved = False
-        self._sequence = 0
+        self._sequence = 0  # of the last write applied
+        self._assigned = 0  # of the last write given a number (applied or journaling)
         self._requests: dict[str, tuple[tuple[Any, ...], WriteResult]] = {}
-        # Called with each WriteRecord before it is applied (ingest lock held); if it
-        # raises, nothing is applied and the sequence number is not used.
-        self._journal: Callable[[WriteRecord], None] | None = None
+        self._pending: dict[str, tuple[tuple[Any, ...], Callable[[], WriteResult]]] = {}
+        self._journal: Journal | None = None
         self._endorse_times: dict[int, deque[float]] = {}
 
         # Graph side (refresh only): slack CSR out and in, credibility state.
@@ -480,7 +495,7 @@ class Engine:
             sent = np.empty(0) if given_ts is None else given_ts
             fingerprint = ("interactions", _digest(users, actor_index, target_index, kind, sent))
             if done := self._replayed(request_id, fingerprint):
-                return done
+                return done()
         violations, total = self._check_columns(actor_index, target_index, kind, ts, now)
         bad_users = (
             []
@@ -496,24 +511,19 @@ class Engine:
         if violations or bad_users or bad_index:
             everything = bad_users + bad_index + violations
             raise _violation_list(everything, total + len(bad_users) + int(out_of_range.sum()))
-        with self._ingest_lock:
-            if request_id and (done := self._replayed(request_id, fingerprint)):
-                return done
-            record = WriteRecord(
-                self._sequence + 1,
-                "interactions",
-                {},
-                {
-                    "actor": actor_index.astype(np.int64),
-                    "target": target_index.astype(np.int64),
-                    "kind": kind.astype(np.int8),
-                    "ts": ts,
-                },
-                users,
-                request_id,
-                fingerprint,
-            )
-            return self._commit(record)
+        arrays: dict[str, np.ndarray] = {
+            "actor": actor_index.astype(np.int64),
+            "target": target_index.astype(np.int64),
+            "kind": kind.astype(np.int8),
+            "ts": ts,
+        }
+        return self._write(
+            request_id,
+            fingerprint,
+            lambda sequence: WriteRecord(
+                sequence, "interactions", {}, arrays, users, request_id, fingerprint
+            ),
+        )
 
     def load_events(self, log: EventLog) -> WriteResult:
         """Bulk-load an ``EventLog`` (trusted input: an import, a replay, a benchmark).
@@ -536,15 +546,18 @@ class Engine:
                 "status",
             )
         }
-        with self._ingest_lock:
-            record = WriteRecord(
-                self._sequence + 1,
+        users = UserIds.of(log.user_ids or [])
+        return self._write(
+            "",
+            (),
+            lambda sequence: WriteRecord(
+                sequence,
                 "log",
                 {"topics": list(log.topics)},
                 {k: np.asarray(v) for k, v in arrays.items()},
-                UserIds.of(log.user_ids or []),
-            )
-            return self._commit(record)
+                users,
+            ),
+        )
 
     def endorse(
         self,
@@ -581,19 +594,14 @@ class Engine:
             raise InvalidArgument([bad])
         status = AccountStatus(status)
         fingerprint = ("status", user_id, int(status))
-        with self._ingest_lock:
-            if request_id and (done := self._replayed(request_id, fingerprint)):
-                return done
-            record = WriteRecord(
-                self._sequence + 1,
-                "status",
-                {"status": int(status)},
-                {},
-                UserIds.of([user_id]),
-                request_id,
-                fingerprint,
-            )
-            return self._commit(record)
+        users = UserIds.of([user_id])
+        return self._write(
+            request_id,
+            fingerprint,
+            lambda sequence: WriteRecord(
+                sequence, "status", {"status": int(status)}, {}, users, request_id, fingerprint
+            ),
+        )
 
     def list_endorsements(
         self, user_id: str, given: bool, offset: int, limit: int
@@ -623,6 +631,121 @@ class Engine:
             ]
         following = offset + limit
         return entries, (following if following < len(hits) else None)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state(self) -> EngineState:
+        """A consistent copy of everything the writes have built, as of one sequence
+        number (for checkpoints). The refresh-side graph is not in it: it is rebuilt
+        from the pair sums by the first refresh."""
+        with self._ingest_lock:
+            n_pairs, n_eslots, n_rec, n_trail = (
+                self._n_pairs,
+                self._n_eslots,
+                self._n_rec,
+                self._n_trail,
+            )
+            arrays = self._users.arrays()
+            arrays.update(
+                status=self._status[: len(self._users)].copy(),
+                pair_key=self._pair_key[:n_pairs].copy(),
+                pair_fd=self._pair_fd[:n_pairs].copy(),
+                pair_eslot=self._pair_eslot[:n_pairs].copy(),
+                e_sum=self._e_sum[:n_eslots].copy(),
+                eslot_head=self._eslot_head[:n_eslots].copy(),
+                rec_key=self._rec_key[:n_rec].copy(),
+                rec_ts=self._rec_ts[:n_rec].copy(),
+                rec_state=self._rec_state[:n_rec].copy(),
+                rec_next=self._rec_next[:n_rec].copy(),
+            )
+            arrays.update({f"trail_{k}": v[:n_trail].copy() for k, v in self._trail.items()})
+            endorsers = list(self._endorse_times)
+            arrays["rate_endorser"] = np.repeat(
+                np.asarray(endorsers, np.int64),
+                [len(self._endorse_times[e]) for e in endorsers],
+            )
+            arrays["rate_time"] = np.fromiter(
+                itertools.chain.from_iterable(self._endorse_times.values()), np.float64
+            )
+            meta = {
+                "landmark": self._landmark,
+                "topics": list(self._topics),
+                "aggregation": self._aggregation_params(),
+                "requests": [
+                    [rid, list(fp), result.sequence, result.accepted]
+                    for rid, (fp, result) in self._requests.items()
+                ],
+            }
+            return EngineState(self._sequence, arrays, meta)
+
+    def restore(self, state: EngineState) -> None:
+        """Load ``state`` (from ``state()``) into this engine, which must be new; the
+        writes after it can then be replayed.
+
+        Kind and endorsement weights may differ from the state's (the sums scale
+        exactly); a different half-life cannot be applied to decayed sums.
+        """
+        if self._assigned or len(self._users):
+            raise ValueError("restore needs an engine that has seen no writes")
+        engine = self
+        a, meta = state.arrays, state.meta
+        was = meta["aggregation"]
+        if was["half_life_seconds"] != engine.params.half_life_seconds:
+            raise ValueError(
+                f"the state was aggregated with a half-life of {was['half_life_seconds']} s,"
+                f" not {engine.params.half_life_seconds} s: rebuild it from an export"
+            )
+        engine._users = UserTable.from_arrays(a)
+        n = len(engine._users)
+        engine._status = a["status"].copy()
+        engine._row_dirty = np.ones(n, np.uint8)
+        engine._target_dirty = np.ones(n, np.uint8)
+        engine._teleport_dirty = True
+        engine._topics = list(meta["topics"])
+        engine._topic_index = {t: i for i, t in enumerate(engine._topics)}
+        n_pairs = len(a["pair_key"])
+        engine._pair_key = a["pair_key"].copy()
+        engine._pair_fd = a["pair_fd"] * (engine._kind_weights / np.asarray(was["kind_weights"]))
+        engine._pair_eslot = a["pair_eslot"].copy()
+        engine._pair_p = np.zeros(n_pairs)
+        engine._pair_rev = np.full(n_pairs, -1, np.int32)
+        slots = np.empty(n_pairs, np.int32)
+        engine._pair_index.get_or_insert(engine._pair_key, engine._pair_key, slots)
+        _core.link_reverse(engine._pair_index, engine._pair_key, 0, n_pairs, engine._pair_rev)
+        engine._n_pairs = n_pairs
+        engine._e_sum = a["e_sum"] * (engine.params.endorsement_weight / was["endorsement_weight"])
+        engine._eslot_head = a["eslot_head"].copy()
+        engine._n_eslots = len(engine._e_sum)
+        n_rec = len(a["rec_key"])
+        engine._rec_key = a["rec_key"].copy()
+        engine._rec_index.get_or_insert(engine._rec_key, engine._rec_key, np.empty(n_rec, np.int32))
+        engine._rec_pair = (engine._rec_key >> np.uint64(32)).astype(np.int32)
+        engine._rec_topic = (engine._rec_key & np.uint64(0xFFFFFFFF)).astype(np.int32)
+        engine._rec_ts = a["rec_ts"].copy()
+        engine._rec_state = a["rec_state"].copy()
+        engine._rec_next = a["rec_next"].copy()
+        engine._n_rec = n_rec
+        engine._trail = {k: a[f"trail_{k}"].copy() for k in engine._trail}
+        engine._n_trail = len(engine._trail["endorser"])
+        for endorser, at in zip(a["rate_endorser"].tolist(), a["rate_time"].tolist()):
+            engine._endorse_times.setdefault(endorser, deque()).append(at)
+        engine._landmark = meta["landmark"]
+        engine._sequence = engine._assigned = state.sequence
+        engine._requests = {
+            rid: (tuple(fp), WriteResult(sequence, accepted))
+            for rid, fp, sequence, accepted in meta["requests"]
+        }
+        engine._snapshot = Snapshot.empty(
+            engine._users.ids, engine._users.index, engine._topic_index
+        )
+
+    def _aggregation_params(self) -> dict[str, Any]:
+        """The parameters baked into the stored sums."""
+        return {
+            "half_life_seconds": self.params.half_life_seconds,
+            "kind_weights": list(self.params.kind_weights),
+            "endorsement_weight": self.params.endorsement_weight,
+        }
 
     # ------------------------------------------------------------------ refresh
 
@@ -736,22 +859,49 @@ class Engine:
 
     # ------------------------------------------------------------------ internals
 
-    def attach_journal(self, journal: Callable[[WriteRecord], None] | None) -> None:
-        """Have ``journal`` persist every write before it is applied (write-ahead)."""
+    def attach_journal(self, journal: Journal | None) -> None:
+        """Have ``journal`` persist every write before it is applied (write-ahead).
+
+        ``journal(record)`` queues the record and returns a wait: the journal commits
+        records in sequence order (in groups), then applies each with ``replay`` or,
+        when it could not store it, drops it with ``discard``; the wait returns
+        ``replay``'s result or raises the storage error. Writers wait without the
+        ingest lock, so concurrent writes share a commit.
+        """
         self._journal = journal
 
     def replay(self, record: WriteRecord) -> WriteResult:
-        """Apply a journaled write again, exactly as first applied (start-up)."""
+        """Apply a journaled write: at start-up, and as the journal commits each one."""
         with self._ingest_lock:
             if record.sequence <= self._sequence:
                 raise ValueError(f"record {record.sequence} is not after sequence {self._sequence}")
             return self._apply(record)
 
-    def _commit(self, record: WriteRecord) -> WriteResult:
-        """Journal, then apply (ingest lock held)."""
-        if self._journal is not None:
-            self._journal(record)
-        return self._apply(record)
+    def discard(self, record: WriteRecord) -> None:
+        """Forget a queued write the journal could not store (it is never applied)."""
+        if record.request_id:
+            self._pending.pop(record.request_id, None)
+
+    def _write(
+        self,
+        request_id: str,
+        fingerprint: tuple[Any, ...],
+        make_record: Callable[[int], WriteRecord],
+    ) -> WriteResult:
+        """Give ``make_record`` the next sequence number (under the ingest lock, where
+        it may check the state and raise), journal and apply the record, and wait for
+        it outside the lock; a repeated request id gets the first answer."""
+        with self._ingest_lock:
+            wait = self._replayed(request_id, fingerprint) if request_id else None
+            if wait is None:
+                record = make_record(self._assigned + 1)
+                if self._journal is None:
+                    return self._apply(record)
+                wait = self._journal(record)
+                self._assigned = record.sequence
+                if request_id:
+                    self._pending[request_id] = (fingerprint, wait)
+        return wait()
 
     def _apply(self, record: WriteRecord) -> WriteResult:
         a = record.arrays
@@ -783,6 +933,9 @@ class Engine:
         else:
             raise ValueError(f"unknown write record kind {record.kind!r}")
         self._sequence = record.sequence
+        self._assigned = max(self._assigned, record.sequence)
+        if record.request_id:
+            self._pending.pop(record.request_id, None)
         return self._acknowledge(
             record.request_id, record.fingerprint, WriteResult(record.sequence, accepted)
         )
@@ -816,13 +969,22 @@ class Engine:
         self._trim_pair_arrays()
         return len(a["actor"]) + len(a["endorser"])
 
-    def _replayed(self, request_id: str, fingerprint: tuple[Any, ...]) -> WriteResult | None:
+    def _replayed(
+        self, request_id: str, fingerprint: tuple[Any, ...]
+    ) -> Callable[[], WriteResult] | None:
+        """How to answer a request id seen before (applied, or queued in the journal)."""
         seen = self._requests.get(request_id)
-        if seen is None:
+        if seen is not None:
+            if seen[0] != fingerprint:
+                raise Conflict(f"request_id {request_id!r} was used for a different request")
+            result = seen[1]
+            return lambda: result
+        queued = self._pending.get(request_id)
+        if queued is None:
             return None
-        if seen[0] != fingerprint:
+        if queued[0] != fingerprint:
             raise Conflict(f"request_id {request_id!r} was used for a different request")
-        return seen[1]
+        return queued[1]
 
     def _acknowledge(
         self, request_id: str, fingerprint: tuple[Any, ...], result: WriteResult
@@ -1121,9 +1283,10 @@ class Engine:
             topic,
             requested,
         )
-        with self._ingest_lock:
-            if request_id and (done := self._replayed(request_id, fingerprint)):
-                return done
+        users = UserIds.of([endorser_id, endorsee_id])
+
+        def make_record(sequence: int) -> WriteRecord:
+            """Checks against the state, then the record (ingest lock held)."""
             a = self._users.index.get(endorser_id)
             b = self._users.index.get(endorsee_id)
             t = self._topic_index.get(topic)
@@ -1136,16 +1299,17 @@ class Engine:
                 )
             if not retract:
                 self._check_rate(a, endorser_id, now)
-            record = WriteRecord(
-                self._sequence + 1,
+            return WriteRecord(
+                sequence,
                 "endorsement",
                 {"topic": topic, "ts": ts, "retract": retract, "received_at": now},
                 {},
-                UserIds.of([endorser_id, endorsee_id]),
+                users,
                 request_id,
                 fingerprint,
             )
-            return self._commit(record)
+
+        return self._write(request_id, fingerprint, make_record)
 
     def _is_live(self, a: int | None, b: int | None, t: int | None) -> bool:
         if a is None or b is None or t is None:

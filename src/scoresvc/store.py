@@ -1,19 +1,30 @@
-"""The embedded durable store: a write-ahead journal in SQLite (WAL mode).
+"""The embedded durable store: a data directory holding a write-ahead journal in
+SQLite (WAL mode) and checkpoints of the engine's aggregated state.
 
-Every accepted write is one row, committed before the engine applies it and before
-the caller is answered; start-up replays the rows in sequence order. Durability:
+Every accepted write is a journal row, committed before the engine applies it and
+before the caller is answered. Writers queue their records; one committer thread
+writes everything queued in one transaction (group commit: concurrent writers share
+a commit and its fsync), then applies the records in sequence order and answers
+their writers. A write the journal cannot store is never applied.
 
-* ``full`` (default): ``synchronous=FULL``; a commit is on disk before it returns, so
+Durability (SQLite's ``synchronous`` setting, https://sqlite.org/pragma.html):
+
+* ``full`` (default): ``synchronous=FULL``: the WAL is fsynced at every commit, so
   an acknowledged write survives power loss (as far as the disk honours fsync).
-* ``normal``: ``synchronous=NORMAL`` in WAL mode; commits survive a crash of the
-  process, but the last ones may be lost if the machine loses power.
+* ``normal``: ``synchronous=NORMAL`` in WAL mode: a commit is in the operating
+  system's hands before it returns, so it survives a crash of the process; the last
+  commits before a power loss may be lost. The database is not corrupted in either.
 
-Not here yet (issue 4): checkpoints of the aggregated state with compaction of the
-journal, group commit across concurrent writers, export and import.
+Checkpoints (``scoresvc.checkpoint``) hold the engine's state as of a sequence
+number; start-up loads the newest good one and replays the journal after it. Journal
+rows covered by the older of the two checkpoints kept are deleted, so a corrupt
+newest checkpoint still has the journal it needs in the previous one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import sqlite3
@@ -25,13 +36,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Engine, WriteRecord
+from . import checkpoint
+from .engine import Engine, WriteRecord, WriteResult
 from .errors import StorageError
 from .users import UserIds
 
 log = logging.getLogger("scoresvc.store")
 
 DB_NAME = "scoresvc.db"
+LOCK_NAME = "LOCK"
 FORMAT = b"SVW2"  # version of the payload encoding below
 OLD_FORMATS = (b"SVW1",)  # SVW1 kept the user ids in the JSON header
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
@@ -87,75 +100,340 @@ def decode(sequence: int, kind: str, payload: bytes) -> WriteRecord:
 
 
 class Store:
-    """A data directory holding the journal of every accepted write."""
+    """A data directory: the journal, the checkpoints and a lock held while open.
 
-    def __init__(self, data_dir: str | Path, durability: str = "full") -> None:
+    ``load_into(engine)`` restores the newest checkpoint, replays the journal after
+    it and from then on journals the engine's writes. Checkpoints are taken when
+    ``checkpoint_events`` events or ``checkpoint_seconds`` have passed since the last
+    one (and at ``close``), by a background thread.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        durability: str = "full",
+        *,
+        checkpoint_events: int = 5_000_000,
+        checkpoint_seconds: float = 600.0,
+        keep_checkpoints: int = 2,
+    ) -> None:
         if durability not in SYNCHRONOUS:
             raise ValueError("durability must be 'full' or 'normal'")
+        if keep_checkpoints < 1:
+            raise ValueError("keep_checkpoints must be at least 1")
         self.path = Path(data_dir)
+        self.checkpoint_dir = self.path / "checkpoints"
+        self.durability = durability
+        self.checkpoint_events = checkpoint_events
+        self.checkpoint_seconds = checkpoint_seconds
+        self.keep_checkpoints = keep_checkpoints
         try:
             self.path.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115
+        except OSError as exc:
+            raise StorageError(f"cannot open the data directory {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            raise StorageError(
+                f"the data directory {self.path} is in use by another scoresvc process"
+            ) from None
+        try:
             self._db = sqlite3.connect(
                 self.path / DB_NAME, isolation_level=None, check_same_thread=False
             )
+            # Space freed by compaction goes back to the file system (new files only).
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={SYNCHRONOUS[durability]}")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS writes ("
                 " sequence INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload BLOB NOT NULL)"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value NOT NULL)"
+            )
         except (OSError, sqlite3.Error) as exc:
+            self._lock_file.close()
             raise StorageError(f"cannot open the data directory {self.path}: {exc}") from exc
-        self._lock = threading.Lock()
-        self.durability = durability
+        self._db_lock = threading.Lock()
+        self._queue: list[tuple[WriteRecord, _Ticket]] = []
+        self._queued = threading.Condition()
+        self._closing = False
+        self._engine: Engine | None = None
+        self._committer: threading.Thread | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._events_since_checkpoint = 0
+        self._last_checkpoint = (0, time.monotonic())  # (sequence, when)
+        self.commits = 0  # transactions, for tests and metrics
+        self.records_committed = 0
 
-    def append(self, record: WriteRecord) -> None:
-        """Commit one write (called by the engine before it applies the write)."""
-        payload = encode(record)
-        with self._lock:
-            try:
-                self._db.execute(
-                    "INSERT INTO writes (sequence, kind, payload) VALUES (?, ?, ?)",
-                    (record.sequence, record.kind, payload),
-                )
-            except sqlite3.Error as exc:
-                log.error("write %d not stored: %s", record.sequence, exc)
-                raise StorageError(f"the write could not be stored: {exc}") from exc
+    # ------------------------------------------------------------------ start-up
 
-    def records(self) -> Iterator[WriteRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT sequence, kind, payload FROM writes ORDER BY sequence"
-            ).fetchall()
-        for sequence, kind, payload in rows:
-            yield decode(sequence, kind, payload)
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM writes").fetchone()[0])
-
-    def integrity_check(self) -> str:
-        with self._lock:
-            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
-
-    def replay_into(
-        self, engine: Engine, progress: Callable[[int, int], None] | None = None
-    ) -> int:
-        """Apply every stored write to a fresh engine, then journal new ones here."""
-        total = self.count()
+    def load_into(self, engine: Engine, progress: Callable[[int, int], None] | None = None) -> int:
+        """Restore the newest good checkpoint into a new ``engine``, replay the journal
+        after it, then journal the engine's writes here. Returns the sequence reached."""
         started = time.perf_counter()
+        state = checkpoint.latest(self.checkpoint_dir)
+        base = 0
+        if state is not None:
+            engine.restore(state)
+            base = state.sequence
+            log.info("loaded checkpoint at write %d in %.1f s", base, time.perf_counter() - started)
+        compacted = self._setting("compacted_through", 0)
+        if compacted > base:
+            raise StorageError(
+                f"the journal was compacted through write {compacted} but no checkpoint at or"
+                f" after it checks out (newest good: {base}); restore from an export"
+            )
+        total = self._count_after(base)
         done = 0
-        for record in self.records():
+        for record in self._records_after(base):
             engine.replay(record)
             done += 1
             if progress is not None and (done % 1000 == 0 or done == total):
                 progress(done, total)
-        engine.attach_journal(self.append)
-        log.info(
-            "replayed %d writes from %s in %.1f s", done, self.path, time.perf_counter() - started
+        self._engine = engine
+        self._last_checkpoint = (base, time.monotonic())
+        self._events_since_checkpoint = done
+        engine.attach_journal(self.submit)
+        self._committer = threading.Thread(
+            target=self._commit_loop, name="scoresvc-journal", daemon=True
         )
-        return done
+        self._committer.start()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="scoresvc-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
+        log.info(
+            "data directory %s: at write %d (%d replayed) in %.1f s",
+            self.path,
+            engine.sequence,
+            done,
+            time.perf_counter() - started,
+        )
+        return engine.sequence
 
-    def close(self) -> None:
-        with self._lock:
+    # ------------------------------------------------------------------ journal
+
+    def submit(self, record: WriteRecord) -> Callable[[], WriteResult]:
+        """Queue ``record`` (the engine's journal hook); the wait returns once it is
+        committed and applied, or raises StorageError."""
+        ticket = _Ticket()
+        with self._queued:
+            if self._closing:
+                raise StorageError("the store is closed")
+            self._queue.append((record, ticket))
+            self._queued.notify()
+        return ticket.wait
+
+    def _commit_loop(self) -> None:
+        engine = self._engine
+        assert engine is not None
+        while True:
+            with self._queued:
+                while not self._queue and not self._closing:
+                    self._queued.wait()
+                group, self._queue = self._queue, []
+                if not group and self._closing:
+                    return
+            try:
+                self._append([record for record, _ in group])
+            except StorageError as exc:
+                for record, ticket in group:
+                    engine.discard(record)
+                    ticket.fail(exc)
+                continue
+            for record, ticket in group:
+                try:
+                    ticket.done(engine.replay(record))
+                except Exception as exc:  # a bug: its writer hears of it, the loop goes on
+                    log.exception("write %d stored but not applied", record.sequence)
+                    ticket.fail(exc)
+                self._events_since_checkpoint += _events_in(record)
+
+    def _append(self, records: list[WriteRecord]) -> None:
+        """Commit ``records`` in one transaction."""
+        rows = [(r.sequence, r.kind, encode(r)) for r in records]
+        with self._db_lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT INTO writes (sequence, kind, payload) VALUES (?, ?, ?)", rows
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                log.error("writes %d-%d not stored: %s", rows[0][0], rows[-1][0], exc)
+                raise StorageError(f"the write could not be stored: {exc}") from exc
+            self.commits += 1
+            self.records_committed += len(rows)
+
+    def append(self, record: WriteRecord) -> None:
+        """Commit one record directly (tests); the engine's writes use ``submit``."""
+        self._append([record])
+
+    def records(self) -> Iterator[WriteRecord]:
+        """Every record in the journal, in sequence order."""
+        return self._records_after(0)
+
+    def _records_after(self, sequence: int) -> Iterator[WriteRecord]:
+        # Read in pages: a journal can hold more than memory should at once.
+        last = sequence
+        while True:
+            with self._db_lock:
+                rows = self._db.execute(
+                    "SELECT sequence, kind, payload FROM writes WHERE sequence > ?"
+                    " ORDER BY sequence LIMIT 256",
+                    (last,),
+                ).fetchall()
+            if not rows:
+                return
+            for row_sequence, kind, payload in rows:
+                yield decode(row_sequence, kind, payload)
+            last = rows[-1][0]
+
+    def _count_after(self, sequence: int) -> int:
+        with self._db_lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM writes WHERE sequence > ?", (sequence,)
+            ).fetchone()
+        return int(row[0])
+
+    def count(self) -> int:
+        return self._count_after(0)
+
+    def integrity_check(self) -> str:
+        with self._db_lock:
+            return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the database, its WAL and the checkpoints."""
+        files = [self.path / DB_NAME, self.path / f"{DB_NAME}-wal"]
+        files += [p for _, p in checkpoint.checkpoints(self.checkpoint_dir)]
+        return sum(p.stat().st_size for p in files if p.exists())
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> Path | None:
+        """Write a checkpoint of the engine now and compact the journal behind the
+        older kept checkpoint. Returns its path (None when nothing changed)."""
+        assert self._engine is not None, "load_into first"
+        with self._checkpoint_lock:
+            if self._engine.sequence == self._last_checkpoint[0]:
+                return None
+            started = time.perf_counter()
+            self._events_since_checkpoint = 0
+            state = self._engine.state()
+            try:
+                path = checkpoint.write(self.checkpoint_dir, state)
+            except OSError as exc:
+                log.error("checkpoint at write %d failed: %s", state.sequence, exc)
+                raise StorageError(f"the checkpoint could not be written: {exc}") from exc
+            self._last_checkpoint = (state.sequence, time.monotonic())
+            kept = checkpoint.prune(self.checkpoint_dir, self.keep_checkpoints)
+            through = kept[-1] if len(kept) >= self.keep_checkpoints else 0
+            if through:
+                self._compact(through)
+            log.info(
+                "checkpoint at write %d: %.1f MB in %.2f s; journal compacted through %d",
+                state.sequence,
+                path.stat().st_size / 1e6,
+                time.perf_counter() - started,
+                through,
+            )
+            return path
+
+    def _compact(self, through: int) -> None:
+        with self._db_lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM writes WHERE sequence <= ?", (through,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO settings (name, value) VALUES ('compacted_through', ?)",
+                    (through,),
+                )
+                self._db.execute("COMMIT")
+                self._db.execute("PRAGMA incremental_vacuum")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                log.error("journal compaction failed (the journal keeps its rows): %s", exc)
+
+    def _checkpoint_loop(self) -> None:
+        while not self._closing:
+            time.sleep(0.5)
+            due = self._events_since_checkpoint >= self.checkpoint_events or (
+                time.monotonic() - self._last_checkpoint[1] >= self.checkpoint_seconds
+            )
+            if due and not self._closing:
+                with contextlib.suppress(StorageError):  # logged; the journal has it all
+                    self.checkpoint()
+
+    def _setting(self, name: str, default: int) -> int:
+        with self._db_lock:
+            row = self._db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+        return default if row is None else int(row[0])
+
+    # ------------------------------------------------------------------ shutdown
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self, final_checkpoint: bool = True) -> None:
+        """Stop the journal (queued writes are committed first), take a last checkpoint
+        so the next start replays nothing, and release the directory."""
+        with self._queued:
+            self._closing = True
+            self._queued.notify_all()
+        if self._committer is not None:
+            self._committer.join()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+        if final_checkpoint and self._engine is not None:
+            with contextlib.suppress(StorageError):  # logged; the journal has it all
+                self.checkpoint()
+        with self._db_lock:
             self._db.close()
+        self._lock_file.close()
+
+
+class _Ticket:
+    """One queued write's outcome, waited for by its writer."""
+
+    __slots__ = ("_error", "_event", "_result")
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._result: WriteResult | None = None
+        self._error: BaseException | None = None
+
+    def done(self, result: WriteResult) -> None:
+        self._result = result
+        self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+        self._event.set()
+
+    def wait(self) -> WriteResult:
+        self._event.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+
+def _events_in(record: WriteRecord) -> int:
+    if record.kind in ("interactions", "log"):
+        return sum(len(record.arrays[k]) for k in ("actor", "endorser") if k in record.arrays)
+    return 1

@@ -1,0 +1,159 @@
+"""Checkpoint files: an ``EngineState`` on disk, atomic, versioned and checksummed.
+
+Layout of ``checkpoint-<sequence>.svck``::
+
+    b"SVCK" | format version (u32) | header length (u64) | JSON header
+    | each array's bytes, each starting at a multiple of 64
+    | BLAKE2b-256 of everything before it
+
+A checkpoint is written to a temporary file, flushed and fsynced, then renamed into
+place and the directory fsynced: a crash leaves either the whole file or none of it.
+Reading checks the magic, the version, the sizes and the digest; a file failing any
+of them is reported and the next older one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .engine import EngineState
+
+log = logging.getLogger("scoresvc.checkpoint")
+
+MAGIC = b"SVCK"
+VERSION = 1
+ALIGN = 64
+DIGEST_SIZE = 32
+_PREFIX = struct.Struct("<4sIQ")
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint file that is truncated, altered or of an unknown version."""
+
+
+def file_name(sequence: int) -> str:
+    return f"checkpoint-{sequence:020d}.svck"
+
+
+def checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """``(sequence, path)`` of the checkpoint files in ``directory``, newest first."""
+    found = []
+    for path in directory.glob("checkpoint-*.svck"):
+        try:
+            found.append((int(path.stem.split("-", 1)[1]), path))
+        except ValueError:
+            continue
+    return sorted(found, reverse=True)
+
+
+def write(directory: Path, state: EngineState) -> Path:
+    """Write ``state`` atomically; returns the final path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {name: np.ascontiguousarray(a) for name, a in state.arrays.items()}
+    header = json.dumps(
+        {
+            "sequence": state.sequence,
+            "meta": state.meta,
+            "arrays": [[name, a.dtype.str, list(a.shape)] for name, a in arrays.items()],
+        },
+        separators=(",", ":"),
+    ).encode("utf-8")
+    final = directory / file_name(state.sequence)
+    temporary = directory / f".{final.name}.tmp"
+    digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    try:
+        with open(temporary, "wb") as f:
+
+            def put(data: bytes | memoryview) -> None:
+                f.write(data)
+                digest.update(data)
+
+            put(_PREFIX.pack(MAGIC, VERSION, len(header)) + header)
+            position = _PREFIX.size + len(header)
+            for a in arrays.values():
+                pad = -position % ALIGN
+                put(b"\0" * pad)
+                put(a.reshape(-1).view(np.uint8).data if a.size else memoryview(b""))
+                position += pad + a.nbytes
+            f.write(digest.digest())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, final)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_directory(directory)
+    return final
+
+
+def read(path: Path) -> EngineState:
+    """The state in ``path``; ``CorruptCheckpoint`` if the file does not check out."""
+    size = path.stat().st_size
+    if size < _PREFIX.size + DIGEST_SIZE:
+        raise CorruptCheckpoint(f"{path.name}: {size} bytes is too short")
+    buffer = bytearray(size)
+    with open(path, "rb") as f:
+        if f.readinto(buffer) != size:
+            raise CorruptCheckpoint(f"{path.name}: shorter than its size")
+    body = memoryview(buffer)[:-DIGEST_SIZE]
+    magic, version, header_size = _PREFIX.unpack_from(buffer)
+    if magic != MAGIC:
+        raise CorruptCheckpoint(f"{path.name}: not a checkpoint (magic {magic!r})")
+    if version != VERSION:
+        raise CorruptCheckpoint(f"{path.name}: format version {version}, expected {VERSION}")
+    expected = hashlib.blake2b(body, digest_size=DIGEST_SIZE).digest()
+    if expected != bytes(buffer[-DIGEST_SIZE:]):
+        raise CorruptCheckpoint(f"{path.name}: checksum mismatch (truncated or altered)")
+    try:
+        header = json.loads(bytes(body[_PREFIX.size : _PREFIX.size + header_size]))
+        position = _PREFIX.size + header_size
+        arrays: dict[str, np.ndarray] = {}
+        for name, dtype, shape in header["arrays"]:
+            dt = np.dtype(dtype)
+            position += -position % ALIGN
+            count = int(np.prod(shape, dtype=np.int64))
+            arrays[name] = np.frombuffer(buffer, dt, count, position).reshape(shape)
+            position += count * dt.itemsize
+        if position != len(body):
+            raise CorruptCheckpoint(f"{path.name}: {len(body) - position} bytes unaccounted for")
+        return EngineState(int(header["sequence"]), arrays, header["meta"])
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, CorruptCheckpoint):
+            raise
+        raise CorruptCheckpoint(f"{path.name}: bad header: {exc}") from exc
+
+
+def latest(directory: Path) -> EngineState | None:
+    """The newest checkpoint that checks out (older ones when newer are corrupt)."""
+    for _, path in checkpoints(directory):
+        try:
+            return read(path)
+        except (CorruptCheckpoint, OSError) as exc:
+            log.error("skipping checkpoint %s: %s", path, exc)
+    return None
+
+
+def prune(directory: Path, keep: int) -> list[int]:
+    """Delete all but the ``keep`` newest checkpoints (and stray temporary files);
+    returns the sequences of those kept, newest first."""
+    for stray in directory.glob(".checkpoint-*.tmp"):
+        stray.unlink(missing_ok=True)
+    found = checkpoints(directory)
+    for _, path in found[keep:]:
+        path.unlink(missing_ok=True)
+    return [sequence for sequence, _ in found[:keep]]
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
