@@ -81,3 +81,33 @@ def test_service_benchmark_runs_against_both_servers():
         assert result[kind]["row_ingest_per_second"] > 0
         assert result[kind]["column_ingest_per_second"] > 0
     assert set(result["ratios"]) == {"score_qps", "score_p99", "batch", "rows", "columns"}
+
+
+def test_store_benchmark_runs_every_mode():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_store
+
+        result = bench_store.main(
+            [
+                "--users",
+                "200",
+                "--events",
+                "3000",
+                "--batch",
+                "500",
+                "--batches",
+                "4",
+                "--rounds",
+                "1",
+                "--tail-events",
+                "1000",
+            ]
+        )
+    finally:
+        sys.path.remove(str(BENCH))
+    assert set(result["ingest_rows_per_second"]) == {"memory", "normal", "full"}
+    assert all(rate > 0 for rate in result["ingest_rows_per_second"].values())
+    assert result["checkpoint"]["bytes_per_pair"] > 0
+    assert result["restart"]["tail_events"] == 1000
+    assert result["restart"]["seconds"] > 0

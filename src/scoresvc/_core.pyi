@@ -37,6 +37,7 @@ def accumulate(
     pair: I32,
     channel: I8,
     ts: F64,
+    count: F64,
     channel_weight: F64,
     landmark: float,
     half_life: float,

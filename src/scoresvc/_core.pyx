@@ -304,20 +304,24 @@ def pack_pair_keys(const int64_t[::1] dense, const int64_t[::1] actor,
 
 
 def accumulate(const int32_t[::1] pair, const int8_t[::1] channel,
-               const double[::1] ts, const double[::1] channel_weight,
-               double landmark, double half_life, double[:, ::1] pair_fd):
+               const double[::1] ts, const double[::1] count,
+               const double[::1] channel_weight, double landmark, double half_life,
+               double[:, ::1] pair_fd):
     """Add events to the forward-decayed pair sums.
 
-    ``pair_fd[pair[i], channel[i]] += channel_weight[channel[i]] * 2^((ts[i] - L) / H)``
-    (pair_fd is INOUT). Sequential: pairs repeat, and a scatter with atomics would
-    cost more than it saves on two cores.
+    ``pair_fd[pair[i], channel[i]] += count[i] * channel_weight[channel[i]]
+    * 2^((ts[i] - L) / H)`` (pair_fd is INOUT), with ``count`` empty meaning 1 for
+    every event. Sequential: pairs repeat, and a scatter with atomics would cost more
+    than it saves on two cores.
     """
     cdef int64_t i, n = pair.shape[0]
     cdef double inv_h = 1.0 / half_life
+    cdef bint counted = count.shape[0] > 0
     with nogil:
         for i in range(n):
             pair_fd[pair[i], channel[i]] += (
-                channel_weight[channel[i]] * exp2((ts[i] - landmark) * inv_h))
+                (count[i] if counted else 1.0)
+                * channel_weight[channel[i]] * exp2((ts[i] - landmark) * inv_h))
 
 
 def mark_dirty(const int32_t[::1] pair, const uint64_t[::1] pair_key,

@@ -1,4 +1,4 @@
-"""``scoresvc``: serve, demo.
+"""``scoresvc``: serve, demo, export, import.
 
 Every flag can also be set with an environment variable: ``--time-step`` is
 ``SCORESVC_TIME_STEP`` and so on; a flag on the command line wins.
@@ -14,7 +14,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from . import archive
 from .engine import Engine
 from .model import AccountStatus, ModelParams
 from .server import ScoreServer, ServerSettings
@@ -217,6 +219,75 @@ def demo(args: argparse.Namespace) -> int:
     return _run(server, load)
 
 
+class _ProgressBars:
+    """A tqdm bar per table for export and import (on stderr; plain when not a TTY)."""
+
+    def __init__(self, verb: str) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._verb = verb
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, table: str, done: int, total: int) -> None:
+        bar = self._bars.get(table)
+        if bar is None:
+            bar = self._tqdm(
+                desc=f"{self._verb} {table}",
+                total=total if total >= 0 else None,
+                unit=" rows",
+                unit_scale=True,
+                file=sys.stderr,
+                mininterval=0.5,
+            )
+            self._bars[table] = bar
+        bar.update(done - bar.n)
+        if total >= 0 and bar.total != total:
+            bar.total = total
+            bar.refresh()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def export_(args: argparse.Namespace) -> int:
+    """Export every event of a data directory (a running server may keep serving)."""
+    engine = _engine(args)
+    with Store(args.data_dir, read_only=True) as store:
+        store.load_into(engine)
+    bars = _ProgressBars("export")
+    try:
+        manifest = archive.export(engine, args.out, args.format, bars)
+    finally:
+        bars.close()
+    rows = ", ".join(f"{t['rows']:,} {name}" for name, t in manifest["tables"].items())
+    log.info("exported write %d to %s: %s", manifest["sequence"], args.out, rows)
+    return 0
+
+
+def import_(args: argparse.Namespace) -> int:
+    """Import an archive into a data directory (no server may be running on it)."""
+    engine = _engine(args)
+    store = Store(args.data_dir, args.durability)
+    bars = _ProgressBars("import")
+    try:
+        store.load_into(engine)
+        before = engine.sequence
+        applied = archive.import_into(engine, args.input, bars)
+    finally:
+        bars.close()
+        store.close()  # with a checkpoint: the next start replays nothing
+    log.info(
+        "imported %d events from %s as writes %d-%d",
+        applied,
+        args.input,
+        before + 1,
+        engine.sequence,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scoresvc", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +301,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add(p_demo, "--seeds", int, 0, "how many of the first users are seed accounts")
     _add(p_demo, "--seed", int, 7, "random seed of the generator")
     p_demo.set_defaults(run=demo)
+    p_export = commands.add_parser("export", help="export every event as Parquet or CSV")
+    _add(p_export, "--data-dir", str, "scoresvc-data", "the data directory to export")
+    _add(p_export, "--out", str, "scoresvc-export", "directory to write the archive to")
+    _add(p_export, "--format", str, "parquet", "parquet, or csv for small data")
+    _add(p_export, "--daily-endorsement-limit", int, 20, "as for serve")
+    _add(p_export, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
+    _add(p_export, "--log-level", str, "INFO", "logging level")
+    p_export.set_defaults(run=export_)
+    p_import = commands.add_parser("import", help="import an archive into a data directory")
+    _add(p_import, "--data-dir", str, "scoresvc-data", "the data directory to import into")
+    _add(p_import, "--input", str, "scoresvc-export", "the archive directory to read")
+    _add(p_import, "--durability", str, "full", "as for serve")
+    _add(p_import, "--daily-endorsement-limit", int, 20, "as for serve")
+    _add(p_import, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
+    _add(p_import, "--log-level", str, "INFO", "logging level")
+    p_import.set_defaults(run=import_)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),

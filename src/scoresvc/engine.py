@@ -210,6 +210,7 @@ class Engine:
         }
         self._n_trail = 0
         self._landmark: float | None = None
+        self._latest_event = -math.inf  # the latest event time applied
         self._landmark_moved = False
         self._sequence = 0  # of the last write applied
         self._assigned = 0  # of the last write given a number (applied or journaling)
@@ -546,6 +547,8 @@ class Engine:
                 "status",
             )
         }
+        if log.weight is not None:
+            arrays["weight"] = log.weight
         users = UserIds.of(log.user_ids or [])
         return self._write(
             "",
@@ -669,6 +672,7 @@ class Engine:
             )
             meta = {
                 "landmark": self._landmark,
+                "latest_event": self._latest_event if math.isfinite(self._latest_event) else None,
                 "topics": list(self._topics),
                 "aggregation": self._aggregation_params(),
                 "requests": [
@@ -730,6 +734,8 @@ class Engine:
         for endorser, at in zip(a["rate_endorser"].tolist(), a["rate_time"].tolist()):
             engine._endorse_times.setdefault(endorser, deque()).append(at)
         engine._landmark = meta["landmark"]
+        latest = meta.get("latest_event")
+        engine._latest_event = -math.inf if latest is None else float(latest)
         engine._sequence = engine._assigned = state.sequence
         engine._requests = {
             rid: (tuple(fp), WriteResult(sequence, accepted))
@@ -738,6 +744,46 @@ class Engine:
         engine._snapshot = Snapshot.empty(
             engine._users.ids, engine._users.index, engine._topic_index
         )
+
+    def compacted_log(self, at: float | None = None) -> tuple[EventLog, float]:
+        """Everything applied, as the shortest event log that rebuilds the same state:
+        per (actor, target, kind) one interaction at time ``at`` whose ``weight`` is the
+        decayed count (the pair's sum at ``at`` over the kind's weight), the whole
+        endorsement trail, every user with their status. ``at`` defaults to the later of
+        now and the latest event; returns the log and ``at``.
+
+        Replaying it gives the same pair sums (to rounding) whatever the landmark, and
+        the same scores at any time from ``at`` on: decay is exponential, so a sum of
+        decayed events is one event of that weight.
+        """
+        with self._ingest_lock:
+            latest = self._latest_event if math.isfinite(self._latest_event) else 0.0
+            at = max(time.time(), latest) if at is None else float(at)
+            n_pairs, n_trail = self._n_pairs, self._n_trail
+            keys = self._pair_key[:n_pairs]
+            scale = 1.0
+            if self._landmark is not None:
+                scale = math.exp2((self._landmark - at) / self.params.half_life_seconds)
+            weight = self._pair_fd[:n_pairs] * (scale / self._kind_weights)
+            pair, channel = np.nonzero(weight > 0)
+            trail = {k: v[:n_trail].copy() for k, v in self._trail.items()}
+            log = EventLog(
+                n_users=len(self._users),
+                actor=(keys[pair] >> np.uint64(32)).astype(np.int64),
+                target=(keys[pair] & np.uint64(0xFFFFFFFF)).astype(np.int64),
+                kind=(channel + 1).astype(np.int8),
+                ts=np.full(len(pair), at),
+                weight=weight[pair, channel],
+                endorser=trail["endorser"],
+                endorsee=trail["endorsee"],
+                topic=trail["topic"],
+                endorse_ts=trail["ts"],
+                retracted=trail["retracted"],
+                status=self._status[: len(self._users)].copy(),
+                user_ids=list(self._users.ids),
+                topics=list(self._topics),
+            )
+        return log, at
 
     def _aggregation_params(self) -> dict[str, Any]:
         """The parameters baked into the stored sums."""
@@ -953,6 +999,7 @@ class Engine:
                 a["target"],
                 (np.asarray(a["kind"]) - 1).astype(np.int8),
                 a["ts"],
+                a.get("weight"),
             )
         if len(a["endorser"]):
             self._apply_endorsements(
@@ -1045,6 +1092,11 @@ class Engine:
             self._topics.append(topic)
         return t
 
+    def _note_time(self, ts_max: float) -> None:
+        """Track the latest event time, and keep the landmark near it."""
+        self._latest_event = max(self._latest_event, ts_max)
+        self._keep_landmark_near(ts_max)
+
     def _keep_landmark_near(self, ts_max: float) -> None:
         """Move the landmark forward when an exponent could overflow (lock held)."""
         h = self.params.half_life_seconds
@@ -1101,13 +1153,15 @@ class Engine:
         target: np.ndarray,
         channel: np.ndarray,
         ts: np.ndarray,
+        weight: np.ndarray | None = None,
     ) -> None:
-        """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``."""
+        """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``, each
+        counting ``weight[i]`` times (once when None)."""
         if len(actor) == 0:
             return
         if self._landmark is None:
             self._landmark = float(ts.min())
-        self._keep_landmark_near(float(ts.max()))
+        self._note_time(float(ts.max()))
         keys = np.empty(len(actor), np.uint64)
         _core.pack_pair_keys(
             np.ascontiguousarray(dense, np.int64),
@@ -1120,6 +1174,7 @@ class Engine:
             slots,
             channel,
             np.ascontiguousarray(ts),
+            np.empty(0) if weight is None else np.ascontiguousarray(weight, np.float64),
             self._kind_weights,
             self._landmark,
             self.params.half_life_seconds,
@@ -1140,7 +1195,7 @@ class Engine:
         by time wins, a retraction beating an endorsement at the same second."""
         if self._landmark is None:
             self._landmark = float(ts.min())
-        self._keep_landmark_near(float(ts.max()))
+        self._note_time(float(ts.max()))
         self._append_trail(src, dst, topic, ts, retracted, sequence)
         slots = self._pair_slots((src.astype(np.uint64) << np.uint64(32)) | dst.astype(np.uint64))
         keys = (slots.astype(np.uint64) << np.uint64(32)) | topic.astype(np.uint64)

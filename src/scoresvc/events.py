@@ -22,6 +22,8 @@ class EventLog:
     """Interactions, endorsement events and account statuses of ``n_users`` users.
 
     User ``i`` is named ``user_ids[i]``; topic ``j`` is ``topics[j]`` (0 is general).
+    ``weight[i]``, when given, makes interaction ``i`` count that many times (a
+    compacted log's interactions carry fractional weights; raw ones count once).
     """
 
     n_users: int
@@ -37,6 +39,7 @@ class EventLog:
     status: np.ndarray | None = None
     user_ids: list[str] | None = None
     topics: list[str] = field(default_factory=lambda: [""])
+    weight: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.actor = _ints(self.actor)
@@ -48,6 +51,8 @@ class EventLog:
         self.topic = _ints(self.topic)
         self.endorse_ts = np.ascontiguousarray(self.endorse_ts, dtype=np.float64)
         self.retracted = np.ascontiguousarray(self.retracted, dtype=bool)
+        if self.weight is not None:
+            self.weight = np.ascontiguousarray(self.weight, dtype=np.float64)
         if self.status is None:
             self.status = np.full(self.n_users, AccountStatus.NORMAL, np.uint8)
         if self.user_ids is None:

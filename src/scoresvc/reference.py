@@ -121,7 +121,10 @@ def compute(
     W = np.zeros((n_pairs, 4))
     weights = np.asarray(p.kind_weights)
     decay = np.exp2(-(now - log.ts) / half_life)
-    np.add.at(W, (of_interaction, log.kind.astype(np.int64) - 1), weights[log.kind - 1] * decay)
+    counts = 1.0 if log.weight is None else log.weight
+    np.add.at(
+        W, (of_interaction, log.kind.astype(np.int64) - 1), weights[log.kind - 1] * decay * counts
+    )
     endorse_value = p.endorsement_weight * np.exp2(-(now - log.endorse_ts[live]) / half_life)
     E = np.bincount(of_endorsement, weights=endorse_value, minlength=n_pairs)
 

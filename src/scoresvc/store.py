@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -116,6 +117,7 @@ class Store:
         checkpoint_events: int = 5_000_000,
         checkpoint_seconds: float = 600.0,
         keep_checkpoints: int = 2,
+        read_only: bool = False,
     ) -> None:
         if durability not in SYNCHRONOUS:
             raise ValueError("durability must be 'full' or 'normal'")
@@ -127,18 +129,24 @@ class Store:
         self.checkpoint_events = checkpoint_events
         self.checkpoint_seconds = checkpoint_seconds
         self.keep_checkpoints = keep_checkpoints
+        self.read_only = read_only
+        self._lock_file: IO[str] | None = None
+        if read_only:
+            self._open_read_only()
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._lock_file = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115
+            lock_file = open(self.path / LOCK_NAME, "a+")  # noqa: SIM115
         except OSError as exc:
             raise StorageError(f"cannot open the data directory {self.path}: {exc}") from exc
         try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            self._lock_file.close()
+            lock_file.close()
             raise StorageError(
                 f"the data directory {self.path} is in use by another scoresvc process"
             ) from None
+        self._lock_file = lock_file
         try:
             self._db = sqlite3.connect(
                 self.path / DB_NAME, isolation_level=None, check_same_thread=False
@@ -155,12 +163,29 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value NOT NULL)"
             )
         except (OSError, sqlite3.Error) as exc:
-            self._lock_file.close()
+            lock_file.close()
             raise StorageError(f"cannot open the data directory {self.path}: {exc}") from exc
+        self._init_state()
+
+    def _open_read_only(self) -> None:
+        """A reader beside a running server: no lock, no journal of its own."""
+        database = self.path / DB_NAME
+        if not database.exists():
+            raise StorageError(f"{self.path} holds no scoresvc data")
+        try:
+            self._db = sqlite3.connect(
+                f"{database.as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read the data directory {self.path}: {exc}") from exc
+        self._init_state()
+
+    def _init_state(self) -> None:
         self._db_lock = threading.Lock()
         self._queue: list[tuple[WriteRecord, _Ticket]] = []
         self._queued = threading.Condition()
         self._closing = False
+        self._closed = False
         self._engine: Engine | None = None
         self._committer: threading.Thread | None = None
         self._checkpointer: threading.Thread | None = None
@@ -174,7 +199,10 @@ class Store:
 
     def load_into(self, engine: Engine, progress: Callable[[int, int], None] | None = None) -> int:
         """Restore the newest good checkpoint into a new ``engine``, replay the journal
-        after it, then journal the engine's writes here. Returns the sequence reached."""
+        after it, then journal the engine's writes here (read-only: leave the engine
+        in memory). Returns the sequence reached."""
+        if self.read_only:
+            return self._read_into(engine, progress)
         started = time.perf_counter()
         state = checkpoint.latest(self.checkpoint_dir)
         base = 0
@@ -188,13 +216,7 @@ class Store:
                 f"the journal was compacted through write {compacted} but no checkpoint at or"
                 f" after it checks out (newest good: {base}); restore from an export"
             )
-        total = self._count_after(base)
-        done = 0
-        for record in self._records_after(base):
-            engine.replay(record)
-            done += 1
-            if progress is not None and (done % 1000 == 0 or done == total):
-                progress(done, total)
+        done = self._replay_after(base, engine, progress)
         self._engine = engine
         self._last_checkpoint = (base, time.monotonic())
         self._events_since_checkpoint = done
@@ -215,6 +237,35 @@ class Store:
             time.perf_counter() - started,
         )
         return engine.sequence
+
+    def _replay_after(
+        self, base: int, engine: Engine, progress: Callable[[int, int], None] | None
+    ) -> int:
+        total = self._count_after(base)
+        done = 0
+        for record in self._records_after(base):
+            engine.replay(record)
+            done += 1
+            if progress is not None and (done % 1000 == 0 or done == total):
+                progress(done, total)
+        return done
+
+    def _read_into(self, engine: Engine, progress: Callable[[int, int], None] | None) -> int:
+        # A running server may checkpoint and compact meanwhile: if it compacted past
+        # the checkpoint read here, the replay missed rows, so read again.
+        for _attempt in range(5):
+            state = checkpoint.latest(self.checkpoint_dir)
+            base = 0 if state is None else state.sequence
+            if self._setting("compacted_through", 0) > base:
+                continue
+            candidate = Engine(engine.params, threads=engine.threads, solver=engine.solver)
+            if state is not None:
+                candidate.restore(state)
+            self._replay_after(base, candidate, progress)
+            if self._setting("compacted_through", 0) <= base:
+                engine.restore(candidate.state())
+                return engine.sequence
+        raise StorageError(f"{self.path} kept changing under the reader; try again")
 
     # ------------------------------------------------------------------ journal
 
@@ -391,8 +442,11 @@ class Store:
 
     def close(self, final_checkpoint: bool = True) -> None:
         """Stop the journal (queued writes are committed first), take a last checkpoint
-        so the next start replays nothing, and release the directory."""
+        so the next start replays nothing, and release the directory. Idempotent."""
         with self._queued:
+            if self._closed:
+                return
+            self._closed = True
             self._closing = True
             self._queued.notify_all()
         if self._committer is not None:
@@ -404,7 +458,8 @@ class Store:
                 self.checkpoint()
         with self._db_lock:
             self._db.close()
-        self._lock_file.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
 
 
 class _Ticket:

@@ -1,0 +1,326 @@
+"""Event archives: what ``scoresvc export`` writes and ``scoresvc import`` (and the
+batch engine) read.
+
+An archive is a directory of three tables and a manifest::
+
+    accounts.parquet      user_id, status (NORMAL, SEED, SUSPENDED): every user
+    interactions.parquet  actor_id, target_id, kind (LIKE ...), event_time_seconds, weight
+    endorsements.parquet  endorser_id, endorsee_id, topic, event_time_seconds, retracted
+    manifest.json         format, version, tables and row counts, the compaction time
+
+or the same tables as ``.csv`` (for small data; needs nothing beyond the standard
+library). Parquet needs pyarrow (the ``parquet`` extra).
+
+Interactions covered by a checkpoint exist only as decayed sums, so an export writes
+the compacted log (``Engine.compacted_log``): one row per (actor, target, kind) at the
+compaction time, ``weight`` being how many events at that time weigh the same. The
+endorsement trail is exported whole. Importing an archive rebuilds the same scores.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engine import Engine
+from .events import EventLog
+from .model import AccountStatus, InteractionKind
+
+FORMAT = "scoresvc-archive"
+VERSION = 1
+TABLES = ("accounts", "interactions", "endorsements")
+KIND_NAMES = [k.name for k in InteractionKind]  # index = kind - 1
+STATUS_NAMES = [s.name for s in AccountStatus]  # index = status
+#: Rows per chunk read or written: bounds memory whatever the archive's size.
+CHUNK_ROWS = 1_000_000
+
+Progress = Callable[[str, int, int], None]  # (table, rows done, rows in all)
+
+
+class ArchiveError(ValueError):
+    """An archive that cannot be read: missing files, unknown columns or values."""
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:  # pragma: no cover - the extra is in the test install
+        raise ArchiveError(
+            "Parquet needs pyarrow: pip install 'scoresvc[parquet]' (or use --format csv)"
+        ) from exc
+    return pa, pq
+
+
+# ---------------------------------------------------------------------- export
+
+
+def export(
+    engine: Engine, directory: str | Path, fmt: str = "parquet", progress: Progress | None = None
+) -> dict[str, Any]:
+    """Write everything ``engine`` holds to ``directory`` as an archive; returns the
+    manifest."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError("format must be 'parquet' or 'csv'")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    log, at = engine.compacted_log()
+    names = np.asarray(log.user_ids, dtype=object)
+    topics = np.asarray(log.topics, dtype=object)
+    tables: dict[str, dict[str, np.ndarray]] = {
+        "accounts": {
+            "user_id": names,
+            "status": np.asarray(STATUS_NAMES, dtype=object)[log.status],
+        },
+        "interactions": {
+            "actor_id": names[log.actor],
+            "target_id": names[log.target],
+            "kind": np.asarray(KIND_NAMES, dtype=object)[log.kind - 1],
+            "event_time_seconds": log.ts,
+            "weight": log.weight if log.weight is not None else np.ones(len(log.actor)),
+        },
+        "endorsements": {
+            "endorser_id": names[log.endorser],
+            "endorsee_id": names[log.endorsee],
+            "topic": topics[log.topic],
+            "event_time_seconds": log.endorse_ts,
+            "retracted": log.retracted,
+        },
+    }
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "sequence": engine.sequence,
+        "exported_at": time.time(),
+        "compacted_at": at,
+        "tables": {},
+    }
+    for name, columns in tables.items():
+        rows = len(next(iter(columns.values())))
+        path = out / f"{name}.{fmt}"
+        (_write_parquet if fmt == "parquet" else _write_csv)(path, name, columns, progress)
+        manifest["tables"][name] = {"file": path.name, "rows": rows}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _chunks(rows: int) -> Iterator[slice]:
+    for start in range(0, max(rows, 1), CHUNK_ROWS):
+        yield slice(start, min(start + CHUNK_ROWS, rows))
+
+
+def _write_parquet(
+    path: Path, name: str, columns: dict[str, np.ndarray], progress: Progress | None
+) -> None:
+    pa, pq = _pyarrow()
+    rows = len(next(iter(columns.values())))
+    schema = pa.schema(
+        [
+            (
+                column,
+                pa.string()
+                if values.dtype == object
+                else pa.bool_()
+                if values.dtype == bool
+                else pa.float64(),
+            )
+            for column, values in columns.items()
+        ]
+    )
+    # Ids repeat: dictionary encoding stores each once per row group.
+    with pq.ParquetWriter(path, schema, use_dictionary=True, compression="zstd") as writer:
+        for part in _chunks(rows):
+            writer.write_table(
+                pa.table(
+                    {c: pa.array(v[part], type=schema.field(c).type) for c, v in columns.items()},
+                    schema=schema,
+                )
+            )
+            if progress is not None:
+                progress(name, part.stop, rows)
+
+
+def _write_csv(
+    path: Path, name: str, columns: dict[str, np.ndarray], progress: Progress | None
+) -> None:
+    rows = len(next(iter(columns.values())))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for part in _chunks(rows):
+            values = [
+                [repr(float(x)) for x in v[part]] if v.dtype == np.float64 else v[part].tolist()
+                for v in columns.values()
+            ]
+            writer.writerows(zip(*values))
+            if progress is not None:
+                progress(name, part.stop, rows)
+
+
+# ---------------------------------------------------------------------- import
+
+
+def read(directory: str | Path, progress: Progress | None = None) -> Iterator[EventLog]:
+    """The archive in ``directory`` as event logs of at most ``CHUNK_ROWS`` rows each:
+    accounts first, then interactions, then endorsements. Each log names only the users
+    it uses (``user_ids``), so chunks stay small whatever the number of users."""
+    base = Path(directory)
+    manifest_path = base / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+            raise ArchiveError(
+                f"{manifest_path}: not a {FORMAT} version {VERSION} manifest"
+                f" ({manifest.get('format')!r} version {manifest.get('version')!r})"
+            )
+        files = {name: base / t["file"] for name, t in manifest["tables"].items()}
+    else:
+        files = {}
+        for name in TABLES:
+            for ext in ("parquet", "csv"):
+                if (base / f"{name}.{ext}").exists():
+                    files[name] = base / f"{name}.{ext}"
+    if not files:
+        raise ArchiveError(f"{base}: no accounts, interactions or endorsements tables")
+    for name in TABLES:
+        path = files.get(name)
+        if path is None:
+            continue
+        for columns, done, total in _read_table(path):
+            try:
+                yield _CONVERT[name](columns)
+            except (KeyError, ValueError) as exc:
+                raise ArchiveError(f"{path}: {exc}") from exc
+            if progress is not None:
+                progress(name, done, total)
+
+
+def _read_table(path: Path) -> Iterator[tuple[dict[str, np.ndarray], int, int]]:
+    """Chunks of a table as numpy columns (strings as object arrays)."""
+    if path.suffix == ".parquet":
+        pa, pq = _pyarrow()
+        table = pq.ParquetFile(path)
+        total = table.metadata.num_rows
+        done = 0
+        for batch in table.iter_batches(batch_size=CHUNK_ROWS):
+            columns = {}
+            for field, values in zip(batch.schema, batch.columns):
+                if pa.types.is_dictionary(field.type):
+                    values = values.cast(field.type.value_type)
+                columns[field.name] = values.to_numpy(zero_copy_only=False)
+            done += batch.num_rows
+            yield columns, done, total
+        return
+    if path.suffix != ".csv":
+        raise ArchiveError(f"{path}: not a .parquet or .csv table")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return
+        chunk: list[list[str]] = []
+        done = 0
+        for row in reader:
+            chunk.append(row)
+            if len(chunk) == CHUNK_ROWS:
+                done += len(chunk)
+                yield _csv_columns(header, chunk), done, -1
+                chunk = []
+        done += len(chunk)
+        yield _csv_columns(header, chunk), done, done
+
+
+def _csv_columns(header: list[str], rows: list[list[str]]) -> dict[str, np.ndarray]:
+    columns = list(zip(*rows)) if rows else [() for _ in header]
+    return {name: np.asarray(values, dtype=object) for name, values in zip(header, columns)}
+
+
+def _dense(*id_columns: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+    """Dictionary-encode id columns together: the distinct ids in order of first use,
+    and each column's indexes into them."""
+    joined = [str(v) for column in id_columns for v in column]
+    index: dict[str, int] = {}
+    for name in joined:
+        index.setdefault(name, len(index))
+    codes = np.fromiter(map(index.__getitem__, joined), np.int64, len(joined))
+    bounds = np.cumsum([0] + [len(c) for c in id_columns])
+    return list(index), [codes[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def _codes(values: np.ndarray, names: list[str], column: str) -> np.ndarray:
+    lookup = {name: i for i, name in enumerate(names)}
+    try:
+        return np.fromiter((lookup[str(v)] for v in values), np.int64, len(values))
+    except KeyError as exc:
+        raise ValueError(f"{column}: unknown value {exc.args[0]!r} (one of {names})") from None
+
+
+def _floats(values: np.ndarray, column: str) -> np.ndarray:
+    out = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{column}: times and weights must be finite numbers")
+    return out
+
+
+def _accounts(c: dict[str, np.ndarray]) -> EventLog:
+    users, (codes,) = _dense(c["user_id"])
+    if len(users) != len(codes):
+        raise ValueError("user_id: an account is listed twice")
+    status = _codes(c["status"], STATUS_NAMES, "status").astype(np.uint8)
+    return EventLog(n_users=len(users), user_ids=users, status=status)
+
+
+def _interactions(c: dict[str, np.ndarray]) -> EventLog:
+    users, (actor, target) = _dense(c["actor_id"], c["target_id"])
+    weight = c.get("weight")
+    return EventLog(
+        n_users=len(users),
+        user_ids=users,
+        actor=actor,
+        target=target,
+        kind=(_codes(c["kind"], KIND_NAMES, "kind") + 1).astype(np.int8),
+        ts=_floats(c["event_time_seconds"], "event_time_seconds"),
+        weight=None if weight is None else _floats(weight, "weight"),
+    )
+
+
+def _endorsements(c: dict[str, np.ndarray]) -> EventLog:
+    users, (endorser, endorsee) = _dense(c["endorser_id"], c["endorsee_id"])
+    topics, (topic,) = _dense(c["topic"])
+    retracted = c["retracted"]
+    if retracted.dtype == object:  # CSV: True / False as text
+        retracted = _codes(retracted, ["False", "True"], "retracted").astype(bool)
+    return EventLog(
+        n_users=len(users),
+        user_ids=users,
+        endorser=endorser,
+        endorsee=endorsee,
+        topic=topic,
+        endorse_ts=_floats(c["event_time_seconds"], "event_time_seconds"),
+        retracted=retracted,
+        topics=topics or [""],
+    )
+
+
+_CONVERT: dict[str, Callable[[dict[str, np.ndarray]], EventLog]] = {
+    "accounts": _accounts,
+    "interactions": _interactions,
+    "endorsements": _endorsements,
+}
+
+
+def import_into(engine: Engine, directory: str | Path, progress: Progress | None = None) -> int:
+    """Apply the archive in ``directory`` to ``engine``, one write per chunk (each
+    journaled when the engine has a store). Returns the events applied."""
+    applied = 0
+    for log in read(directory, progress):
+        if log.n_interactions or log.n_endorsement_events or log.n_users:
+            applied += engine.load_events(log).accepted
+    return applied
