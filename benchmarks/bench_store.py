@@ -3,9 +3,10 @@
     python benchmarks/bench_store.py                      # 10M events, 1M users
     python benchmarks/bench_store.py --events 1e6 --users 1e5 --batches 6
 
-(a) columnar ingest (batches of --batch rows from two writer threads) into an engine
-    holding the loaded community: in memory, and journaled with durability normal and
-    full, measured in alternating rounds; target: normal >= half the in-memory rate;
+(a) columnar ingest (batches of --batch rows of fresh community traffic, from two
+    writer threads) into an engine holding the loaded community: in memory, and
+    journaled with durability normal and full, measured in alternating rounds;
+    target: normal >= half the in-memory rate;
 (b) a checkpoint of the loaded state: seconds and bytes per distinct pair;
 (c) restart with the events stored: the newest checkpoint plus a journal tail of
     --tail-events (the most a tail holds with the default --checkpoint-events), until
@@ -34,17 +35,27 @@ from scoresvc.users import UserIds
 TARGETS = {"normal_ratio": 0.5, "restart_seconds": 10.0}
 
 
-def _batches(users: int, batch: int, count: int, now: float, seed: int = 0) -> list[tuple]:
-    """Columnar batches over 100k distinct known users, as the service harness sends."""
-    rng = np.random.default_rng(seed)
-    names = sorted({f"user{i:07d}" for i in rng.integers(0, users, min(users, 100_000))})
-    ids = UserIds.of(names)
+def _batches(users: int, batch: int, count: int, now: float, seed: int = 2) -> list[tuple]:
+    """Columnar batches of fresh traffic in the same community (its power-law actors
+    and circles repeat pairs as real traffic does), each naming only its users."""
+    log = community(batch * count, users, seed=seed, end=now)
+    names = np.asarray(log.user_ids, dtype=object)
     out = []
-    for _ in range(count):
-        actor = rng.integers(0, len(names), batch)
-        target = (actor + rng.integers(1, len(names), batch)) % len(names)
-        kind = rng.integers(1, 5, batch).astype(np.uint8)
-        out.append((ids, actor, target, kind, np.full(batch, now - 1.0)))
+    for start in range(0, batch * count, batch):
+        part = slice(start, start + batch)
+        used, codes = np.unique(
+            np.concatenate([log.actor[part], log.target[part]]), return_inverse=True
+        )
+        n = len(codes) // 2
+        out.append(
+            (
+                UserIds.of(names[used].tolist()),
+                codes[:n],
+                codes[n:],
+                log.kind[part].astype(np.uint8),
+                np.minimum(log.ts[part], now),
+            )
+        )
     return out
 
 
@@ -105,19 +116,29 @@ def run(users: int, events: int, batch: int, batches: int, rounds: int, tail: in
         assert path is not None
         checkpoint_bytes = path.stat().st_size
 
-        # (c) restart: the checkpoint plus a journal tail of about ``tail`` events.
-        for _ in range(max(tail // batch, 1)):
-            engine.record_interaction_columns(*work[_ % len(work)])
         store.close(final_checkpoint=False)
         del engine
-        started = time.perf_counter()
-        again = Engine()
-        with Store(root / "checkpoint", checkpoint_events=10**12) as reopened:
-            reopened.load_into(again)
-            again.refresh(now)
-            restart = time.perf_counter() - started
-            tail_events = (again.sequence - checkpointed) * batch
-        del again
+
+        # (c) restart from the checkpoint alone (as after a clean shutdown), then with a
+        # journal tail of ``tail`` events (as after a crash just before a checkpoint).
+        def restart() -> tuple[float, Engine, Store]:
+            started = time.perf_counter()
+            engine = Engine()
+            reopened = Store(root / "checkpoint", checkpoint_events=10**12)
+            reopened.load_into(engine)
+            engine.refresh(now)
+            return time.perf_counter() - started, engine, reopened
+
+        clean_restart, engine, store = restart()
+        for i in range(max(tail // batch, 1)):
+            engine.record_interaction_columns(*work[i % len(work)])
+        tail_events = engine.sequence - checkpointed
+        tail_events *= batch
+        store.close(final_checkpoint=False)
+        del engine
+        tail_restart, engine, store = restart()
+        store.close(final_checkpoint=False)
+        del engine
 
         # Beside it: no checkpoint, every event replayed from the journal.
         cold_dir = root / "journal-only"
@@ -154,7 +175,8 @@ def run(users: int, events: int, batch: int, batches: int, rounds: int, tail: in
             "bytes_per_pair": checkpoint_bytes / n_pairs,
         },
         "restart": {
-            "seconds": restart,
+            "clean_seconds": clean_restart,
+            "seconds": tail_restart,
             "tail_events": tail_events,
             "journal_only_seconds": cold_restart,
         },
@@ -175,7 +197,9 @@ def table(r: dict) -> str:
         f"(b) checkpoint      {r['checkpoint']['seconds']:.2f} s,"
         f" {r['checkpoint']['bytes'] / 1e6:.1f} MB"
         f" = {r['checkpoint']['bytes_per_pair']:.1f} B/pair",
-        f"(c) restart         {r['restart']['seconds']:.2f} s (checkpoint +"
+        f"(c) restart         {r['restart']['clean_seconds']:.2f} s (checkpoint only,"
+        " to the first snapshot)",
+        f"                    {r['restart']['seconds']:.2f} s (checkpoint +"
         f" {r['restart']['tail_events']:,} events of journal, to the first snapshot)"
         f"  <=10 s {ok(r['restart']['seconds'] <= TARGETS['restart_seconds'])}",
         f"    journal only    {r['restart']['journal_only_seconds']:.2f} s (no checkpoint)",

@@ -12,6 +12,12 @@ def grown(array: np.ndarray, needed: int, fill: Any = 0) -> np.ndarray:
     if len(array) >= needed:
         return array
     capacity = max(needed, int(len(array) * 1.25) + 16)
-    fresh = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
+    shape = (capacity, *array.shape[1:])
+    if fill == 0:
+        # calloc: the new pages come zeroed from the OS, touched only when used.
+        fresh = np.zeros(shape, dtype=array.dtype)
+    else:
+        fresh = np.empty(shape, dtype=array.dtype)
+        fresh[len(array) :] = fill
     fresh[: len(array)] = array
     return fresh

@@ -662,6 +662,9 @@ class Engine:
                 rec_next=self._rec_next[:n_rec].copy(),
             )
             arrays.update({f"trail_{k}": v[:n_trail].copy() for k, v in self._trail.items()})
+            # The last published credibility: a warm start for the first refresh after
+            # a restore (never written again, so no lock is needed to read it).
+            arrays["warm_x"] = self._snapshot.x.copy()
             endorsers = list(self._endorse_times)
             arrays["rate_endorser"] = np.repeat(
                 np.asarray(endorsers, np.int64),
@@ -682,9 +685,12 @@ class Engine:
             }
             return EngineState(self._sequence, arrays, meta)
 
-    def restore(self, state: EngineState) -> None:
+    def restore(self, state: EngineState, spare_pairs: int = 0) -> None:
         """Load ``state`` (from ``state()``) into this engine, which must be new; the
-        writes after it can then be replayed.
+        writes after it can then be replayed. ``spare_pairs``: room for that many new
+        pairs (the events about to be replayed), so the replay never copies the pair
+        arrays to grow them (the room is zeroed lazily by the OS: it costs no memory
+        until used).
 
         Kind and endorsement weights may differ from the state's (the sums scale
         exactly); a different half-life cannot be applied to decayed sums.
@@ -708,13 +714,18 @@ class Engine:
         engine._topics = list(meta["topics"])
         engine._topic_index = {t: i for i, t in enumerate(engine._topics)}
         n_pairs = len(a["pair_key"])
-        engine._pair_key = a["pair_key"].copy()
-        engine._pair_fd = a["pair_fd"] * (engine._kind_weights / np.asarray(was["kind_weights"]))
-        engine._pair_eslot = a["pair_eslot"].copy()
-        engine._pair_p = np.zeros(n_pairs)
-        engine._pair_rev = np.full(n_pairs, -1, np.int32)
+        # Headroom for the writes replayed next, so they do not copy every pair array.
+        room = n_pairs + max(spare_pairs, n_pairs // 4) + 1024
+        engine._pair_key = grown(a["pair_key"], room)
+        engine._pair_fd = grown(a["pair_fd"], room, 0.0)
+        rescale = engine._kind_weights / np.asarray(was["kind_weights"])
+        if (rescale != 1.0).any():
+            engine._pair_fd *= rescale
+        engine._pair_eslot = grown(a["pair_eslot"], room, -1)
+        engine._pair_p = np.zeros(len(engine._pair_key))
+        engine._pair_rev = np.full(len(engine._pair_key), -1, np.int32)
         slots = np.empty(n_pairs, np.int32)
-        engine._pair_index.get_or_insert(engine._pair_key, engine._pair_key, slots)
+        engine._pair_index.get_or_insert(engine._pair_key[:n_pairs], engine._pair_key, slots)
         _core.link_reverse(engine._pair_index, engine._pair_key, 0, n_pairs, engine._pair_rev)
         engine._n_pairs = n_pairs
         engine._e_sum = a["e_sum"] * (engine.params.endorsement_weight / was["endorsement_weight"])
@@ -733,6 +744,9 @@ class Engine:
         engine._n_trail = len(engine._trail["endorser"])
         for endorser, at in zip(a["rate_endorser"].tolist(), a["rate_time"].tolist()):
             engine._endorse_times.setdefault(endorser, deque()).append(at)
+        warm = a.get("warm_x")
+        if warm is not None and len(warm):
+            engine._x = grown(warm, n, 0.0).copy()
         engine._landmark = meta["landmark"]
         latest = meta.get("latest_event")
         engine._latest_event = -math.inf if latest is None else float(latest)

@@ -156,8 +156,8 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={SYNCHRONOUS[durability]}")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS writes ("
-                " sequence INTEGER PRIMARY KEY, kind TEXT NOT NULL, payload BLOB NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS writes (sequence INTEGER PRIMARY KEY,"
+                " kind TEXT NOT NULL, payload BLOB NOT NULL, events INTEGER NOT NULL DEFAULT 1)"
             )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value NOT NULL)"
@@ -207,8 +207,8 @@ class Store:
         state = checkpoint.latest(self.checkpoint_dir)
         base = 0
         if state is not None:
-            engine.restore(state)
             base = state.sequence
+            engine.restore(state, spare_pairs=self._events_after(base))
             log.info("loaded checkpoint at write %d in %.1f s", base, time.perf_counter() - started)
         compacted = self._setting("compacted_through", 0)
         if compacted > base:
@@ -260,7 +260,7 @@ class Store:
                 continue
             candidate = Engine(engine.params, threads=engine.threads, solver=engine.solver)
             if state is not None:
-                candidate.restore(state)
+                candidate.restore(state, spare_pairs=self._events_after(base))
             self._replay_after(base, candidate, progress)
             if self._setting("compacted_through", 0) <= base:
                 engine.restore(candidate.state())
@@ -307,13 +307,14 @@ class Store:
 
     def _append(self, records: list[WriteRecord]) -> None:
         """Commit ``records`` in one transaction."""
-        rows = [(r.sequence, r.kind, encode(r)) for r in records]
+        rows = [(r.sequence, r.kind, encode(r), _events_in(r)) for r in records]
         with self._db_lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     self._db.executemany(
-                        "INSERT INTO writes (sequence, kind, payload) VALUES (?, ?, ?)", rows
+                        "INSERT INTO writes (sequence, kind, payload, events) VALUES (?, ?, ?, ?)",
+                        rows,
                     )
                     self._db.execute("COMMIT")
                 except BaseException:
@@ -354,6 +355,13 @@ class Store:
         with self._db_lock:
             row = self._db.execute(
                 "SELECT count(*) FROM writes WHERE sequence > ?", (sequence,)
+            ).fetchone()
+        return int(row[0])
+
+    def _events_after(self, sequence: int) -> int:
+        with self._db_lock:
+            row = self._db.execute(
+                "SELECT coalesce(sum(events), 0) FROM writes WHERE sequence > ?", (sequence,)
             ).fetchone()
         return int(row[0])
 
