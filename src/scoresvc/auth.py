@@ -124,18 +124,24 @@ class TokenStore:
 
 class Authenticator:
     """Checks ``authorization: Bearer <token>`` against a ``TokenStore``, reloading
-    the file when it changes."""
+    the file when it changes. It enforces while the store holds a token, or always
+    with ``required`` (a server on a non-loopback address)."""
 
-    def __init__(self, tokens: TokenStore) -> None:
+    def __init__(self, tokens: TokenStore, required: bool = False) -> None:
         self.tokens = tokens
+        self.required = required
         self._lock = threading.Lock()
         self._by_id: dict[str, tuple[str, Caller]] = {}
-        self._stamp: tuple[float, int] | None = None
+        self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
         self._reload()
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def enforcing(self) -> bool:
+        self._maybe_reload()
+        return self.required or bool(self._by_id)
 
     def caller(self, authorization: str | None) -> Caller:
         """The caller a header names; ``AuthError`` when it names none."""
@@ -148,6 +154,9 @@ class Authenticator:
         prefix, _, rest = token.strip().partition(".")
         token_id, _, secret = rest.partition(".")
         found = self._by_id.get(token_id) if prefix == _PREFIX else None
+        if found is None and prefix == _PREFIX:
+            self._reload()  # a token made a moment ago (a stat() unless the file changed)
+            found = self._by_id.get(token_id)
         # Compare against something even for an unknown id, so timing tells nothing.
         expected, caller = found or ("0" * 64, None)
         if not hmac.compare_digest(_digest(secret), expected) or caller is None:
@@ -173,7 +182,7 @@ class Authenticator:
             stamp = None
             with contextlib.suppress(FileNotFoundError):
                 st = self.tokens.path.stat()
-                stamp = (st.st_mtime, st.st_size)
+                stamp = (st.st_mtime_ns, st.st_size)
             if stamp == self._stamp:
                 return
             self._by_id = {

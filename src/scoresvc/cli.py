@@ -7,6 +7,7 @@ Every flag can also be set with an environment variable: ``--time-step`` is
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -14,10 +15,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import grpc
+
 from . import archive
+from .auth import ROLES, Authenticator, TokenStore
 from .engine import Engine
+from .metrics import Metrics
 from .model import AccountStatus, ModelParams
 from .server import ScoreServer, ServerSettings
 from .store import Store
@@ -113,6 +119,39 @@ def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
         "endorsements per endorser per 24 hours (0 turns the limit off)",
     )
     _add(parser, "--log-level", str, "INFO", "logging level")
+    _add(parser, "--log-format", str, "text", "text, or json (one object a line)")
+    _add(parser, "--tls-cert", str, "", "PEM certificate chain: serve TLS")
+    _add(parser, "--tls-key", str, "", "PEM private key of --tls-cert")
+    _add(parser, "--tls-client-ca", str, "", "PEM CA bundle: require client certificates")
+    _add(parser, "--metrics-port", int, 0, "serve Prometheus metrics on this port (0: off)")
+    _add(parser, "--metrics-host", str, "127.0.0.1", "address of the metrics endpoint")
+    _add(
+        parser,
+        "--max-concurrent-rpcs",
+        int,
+        defaults.max_concurrent_rpcs,
+        "calls in progress at once (more: RESOURCE_EXHAUSTED)",
+    )
+    _add(
+        parser,
+        "--max-batch-rows",
+        int,
+        defaults.max_batch_rows,
+        "interactions in one RecordInteractions call",
+    )
+    _add(
+        parser,
+        "--rate-limit",
+        float,
+        defaults.rate_per_caller,
+        "requests per second per caller, bursts of twice that (0: no limit)",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        default=str(_env("insecure-no-auth", "")).lower() in ("1", "true", "yes"),
+        help="serve a non-loopback address without tokens (env SCORESVC_INSECURE_NO_AUTH)",
+    )
 
 
 def _settings(args: argparse.Namespace) -> ServerSettings:
@@ -123,7 +162,61 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         time_step_seconds=args.time_step,
         max_receive_message_bytes=args.max_message_bytes,
         grace_seconds=args.grace,
+        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_batch_rows=args.max_batch_rows,
+        rate_per_caller=args.rate_limit,
     )
+
+
+LOOPBACK = ("127.0.0.1", "::1", "[::1]", "localhost")
+
+
+class _UsageError(Exception):
+    """A configuration the CLI refuses, with what to do instead."""
+
+
+def _server(args: argparse.Namespace, engine: Engine) -> ScoreServer:
+    """The server the flags describe: auth, TLS, metrics."""
+    loopback = args.host in LOOPBACK or args.host.startswith("127.")
+    required = not loopback and not args.insecure_no_auth
+    authenticator = None
+    if args.data_dir:
+        authenticator = Authenticator(TokenStore(args.data_dir), required=required)
+    if required and (authenticator is None or len(authenticator) == 0):
+        raise _UsageError(
+            f"serving {args.host} needs tokens: create one with 'scoresvc token create"
+            f" --data-dir DIR --name NAME --role ROLE', or pass --insecure-no-auth"
+        )
+    if not loopback and args.insecure_no_auth and (authenticator is None or not len(authenticator)):
+        log.warning(
+            "*** --insecure-no-auth: anyone who can reach %s may read and write scores ***",
+            args.host,
+        )
+    credentials = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise _UsageError("--tls-cert and --tls-key go together")
+        client_ca = Path(args.tls_client_ca).read_bytes() if args.tls_client_ca else None
+        credentials = grpc.ssl_server_credentials(
+            [(Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())],
+            root_certificates=client_ca,
+            require_client_auth=client_ca is not None,
+        )
+    elif args.tls_client_ca:
+        raise _UsageError("--tls-client-ca needs --tls-cert and --tls-key")
+    metrics = Metrics(engine) if args.metrics_port else None
+    server = ScoreServer(
+        engine,
+        f"{args.host}:{args.port}",
+        _settings(args),
+        authenticator=authenticator,
+        credentials=credentials,
+        metrics=metrics,
+    )
+    if metrics is not None:
+        endpoint = metrics.serve(args.metrics_port, args.metrics_host)
+        log.info("metrics on http://%s:%d/metrics", args.metrics_host, endpoint.server_port)
+    return server
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -177,13 +270,15 @@ def _open_store(args: argparse.Namespace, engine: Engine) -> Store | None:
 
 def serve(args: argparse.Namespace) -> int:
     engine = _engine(args)
-    server = ScoreServer(engine, f"{args.host}:{args.port}", _settings(args))
+    server = _server(args, engine)
     stores: list[Store] = []
 
     def prepare() -> None:
         store = _open_store(args, engine)
         if store is not None:
             stores.append(store)
+            if server.metrics is not None:
+                server.metrics.watch_store(store.size_bytes)
 
     try:
         return _run(server, prepare)
@@ -196,7 +291,7 @@ def demo(args: argparse.Namespace) -> int:
     """Serve a seeded synthetic community so scores mean something at once. With a
     data directory the community is generated once and replayed afterwards."""
     engine = _engine(args)
-    server = ScoreServer(engine, f"{args.host}:{args.port}", _settings(args))
+    server = _server(args, engine)
 
     def load() -> None:
         started = time.perf_counter()
@@ -288,6 +383,42 @@ def import_(args: argparse.Namespace) -> int:
     return 0
 
 
+def token(args: argparse.Namespace) -> int:
+    """Create, list or revoke the bearer tokens of a data directory."""
+    tokens = TokenStore(args.data_dir)
+    if args.action == "create":
+        created = tokens.create(args.name, args.role)
+        print(f"token for {args.name!r} ({args.role}); shown once, store it now:")
+        print(created)
+    elif args.action == "list":
+        for entry in tokens.entries():
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["created"]))
+            print(f"{entry['name']}\t{entry['role']}\t{entry['id']}\t{created}")
+    elif not tokens.revoke(args.name):
+        raise _UsageError(f"no token named {args.name!r}")
+    else:
+        print(f"revoked {args.name!r}")
+    return 0
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and a call's fields."""
+
+    FIELDS = ("method", "code", "caller", "ms", "request_id")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scoresvc", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -317,13 +448,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add(p_import, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
     _add(p_import, "--log-level", str, "INFO", "logging level")
     p_import.set_defaults(run=import_)
+    p_token = commands.add_parser("token", help="manage bearer tokens")
+    p_token.add_argument("action", choices=["create", "list", "revoke"])
+    _add(p_token, "--data-dir", str, "scoresvc-data", "the data directory the tokens guard")
+    _add(p_token, "--name", str, "", "who the token is for (create, revoke)")
+    p_token.add_argument("--role", choices=ROLES, default="reader", help="create: the role")
+    _add(p_token, "--log-level", str, "WARNING", "logging level")
+    p_token.set_defaults(run=token)
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    if getattr(args, "log_format", "text") == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO), handlers=[handler]
     )
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (_UsageError, ValueError) as exc:
+        print(f"scoresvc {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

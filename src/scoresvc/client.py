@@ -69,7 +69,12 @@ class ScoreClient:
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
     ) -> None:
+        """``credentials``: TLS (``grpc.ssl_channel_credentials``), else plaintext;
+        ``token``: sent as ``authorization: Bearer <token>`` on every call."""
+        if token:
+            metadata = [*metadata, ("authorization", f"Bearer {token}")]
         if credentials is None:
             self.channel = grpc.insecure_channel(target, options=list(options))
         else:

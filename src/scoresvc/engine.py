@@ -212,6 +212,8 @@ class Engine:
         self._landmark: float | None = None
         self._latest_event = -math.inf  # the latest event time applied
         self._landmark_moved = False
+        self.events_accepted = 0  # since this process started
+        self._published_at = time.time()
         self._sequence = 0  # of the last write applied
         self._assigned = 0  # of the last write given a number (applied or journaling)
         self._requests: dict[str, tuple[tuple[Any, ...], WriteResult]] = {}
@@ -256,6 +258,11 @@ class Engine:
     def landmark(self) -> float | None:
         """The forward-decay landmark L (moves forward as time does)."""
         return self._landmark
+
+    @property
+    def snapshot_age_seconds(self) -> float:
+        """Wall-clock seconds since the latest snapshot was published."""
+        return max(time.time() - self._published_at, 0.0)
 
     @property
     def n_users(self) -> int:
@@ -915,6 +922,7 @@ class Engine:
                 },
             )
             self._snapshot = snapshot
+            self._published_at = time.time()
         return snapshot
 
     # ------------------------------------------------------------------ internals
@@ -994,6 +1002,7 @@ class Engine:
             raise ValueError(f"unknown write record kind {record.kind!r}")
         self._sequence = record.sequence
         self._assigned = max(self._assigned, record.sequence)
+        self.events_accepted += accepted
         if record.request_id:
             self._pending.pop(record.request_id, None)
         return self._acknowledge(

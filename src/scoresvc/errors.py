@@ -49,8 +49,10 @@ class NotFound(ScoreError):
 class RateLimited(ScoreError):
     reason = "ENDORSEMENT_LIMIT_EXCEEDED"
 
-    def __init__(self, message: str, retry_after_seconds: float):
+    def __init__(self, message: str, retry_after_seconds: float, reason: str | None = None):
         self.retry_after_seconds = retry_after_seconds
+        if reason is not None:
+            self.reason = reason
         super().__init__(message)
 
 

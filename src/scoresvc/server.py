@@ -19,9 +19,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from .auth import Authenticator
 from .engine import Engine
+from .interceptor import CallInterceptor, CallPolicy
+from .metrics import Metrics
 from .service import ScoreServicer, SnapshotSource, generic_handler
-from .status import ErrorInterceptor
 from .v1 import score_service_pb2 as pb
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ScoreService"].full_name
@@ -48,6 +50,13 @@ class ServerSettings:
     time_step_seconds: float = 60.0
     max_receive_message_bytes: int = 64 * 1024 * 1024
     grace_seconds: float = 10.0
+    # Calls in progress at once; more are refused with RESOURCE_EXHAUSTED by grpcio.
+    max_concurrent_rpcs: int = 256
+    # Interactions in one RecordInteractions call (INVALID_ARGUMENT past it).
+    max_batch_rows: int = 1_000_000
+    # Requests per second per caller (token name, or peer address without auth),
+    # bursts of twice that; RESOURCE_EXHAUSTED with RetryInfo past it. 0: no limit.
+    rate_per_caller: float = 0.0
 
 
 class Refresher(SnapshotSource):
@@ -68,6 +77,7 @@ class Refresher(SnapshotSource):
         self._thread = threading.Thread(target=self._run, name="scoresvc-refresher", daemon=True)
         self.refreshes = 0
         self._last_duration = 0.0
+        self.on_refresh: Callable[[float], None] | None = None
 
     def written(self) -> None:
         self._wake.set()
@@ -96,6 +106,8 @@ class Refresher(SnapshotSource):
         snap = self.engine.refresh(self.evaluation_time())
         self._last_duration = time.perf_counter() - started
         self.refreshes += 1
+        if self.on_refresh is not None:
+            self.on_refresh(self._last_duration)
         self.published()
         log.debug(
             "refreshed to sequence %d in %.1f ms (%s)",
@@ -111,8 +123,8 @@ class Refresher(SnapshotSource):
             if self._stop.is_set():
                 break
             self._wake.clear()
-            if woken:  # let a burst gather
-                time.sleep(self.gap())
+            if woken and self._stop.wait(self.gap()):  # let a burst gather
+                break
             try:
                 self.refresh_now()
             except Exception:  # keep serving the last snapshot; the next write retries
@@ -123,30 +135,52 @@ class ScoreServer:
     """A ScoreService on one address with health and reflection."""
 
     def __init__(
-        self, engine: Engine, address: str, settings: ServerSettings | None = None
+        self,
+        engine: Engine,
+        address: str,
+        settings: ServerSettings | None = None,
+        *,
+        authenticator: Authenticator | None = None,
+        credentials: grpc.ServerCredentials | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``authenticator`` None: no auth; ``credentials``: TLS (else plaintext);
+        ``metrics``: count calls and refreshes there."""
         self.engine = engine
         self.settings = settings or ServerSettings()
         self.refresher = Refresher(engine, self.settings)
+        self.metrics = metrics
+        if metrics is not None:
+            self.refresher.on_refresh = metrics.observe_refresh
         self.health = health.HealthServicer()
+        policy = CallPolicy(
+            authenticator=authenticator,
+            rate_per_caller=self.settings.rate_per_caller,
+            observer=None if metrics is None else metrics.observe_call,
+        )
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=self.settings.workers, thread_name_prefix="scoresvc-rpc"
             ),
-            interceptors=[ErrorInterceptor()],
+            interceptors=[CallInterceptor(policy)],
             options=[
                 ("grpc.max_receive_message_length", self.settings.max_receive_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
+            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
         )
-        self._grpc.add_generic_rpc_handlers((generic_handler(ScoreServicer(self.refresher)),))
+        servicer = ScoreServicer(self.refresher, max_batch_rows=self.settings.max_batch_rows)
+        self._grpc.add_generic_rpc_handlers((generic_handler(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
         )
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self._grpc.add_insecure_port(address)
+        if credentials is None:
+            self.port = self._grpc.add_insecure_port(address)
+        else:
+            self.port = self._grpc.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"could not bind {address}")
         self.address = address.rsplit(":", 1)[0] + f":{self.port}"

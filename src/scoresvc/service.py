@@ -1,8 +1,9 @@
 """The ScoreService servicer: wire to domain and back, no maths.
 
-Each method checks what only the wire knows (presence, paging, enum numbers), calls
-the engine, and builds the response. Domain errors propagate to ``ErrorInterceptor``;
-field violations are renamed here to the request's dotted paths.
+Each method checks what only the wire knows (presence, paging, enum numbers, sizes),
+calls the engine, and builds the response. Domain errors propagate to
+``scoresvc.interceptor``; field violations are renamed here to the request's dotted
+paths. Request ids are scoped to the caller, so two callers' ids never collide.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from google.protobuf import timestamp_pb2
 from . import _wire
 from .engine import Engine, WriteResult
 from .errors import FieldViolation, InvalidArgument
+from .interceptor import current_caller
 from .model import AccountStatus
 from .snapshot import Snapshot, UserScore, log_scale_one
 from .status import RpcError, invalid
@@ -127,6 +129,38 @@ def parse_record_interactions(
 DESERIALIZERS: dict[str, Callable[[bytes], Any]] = {"RecordInteractions": parse_record_interactions}
 
 
+@dataclass(frozen=True)
+class MalformedRequest:
+    """What a deserializer returns for bytes that are not its message; the handler
+    answers INVALID_ARGUMENT (grpcio itself would answer INTERNAL)."""
+
+    message: str
+    reason: str
+
+
+def _tolerant(parse: Callable[[bytes], Any], message: str) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # any failure to parse is the sender's
+            return MalformedRequest(message, str(exc) or type(exc).__name__)
+
+    return deserialize
+
+
+def _rejecting_malformed(behaviour: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def handle(request: Any, context: Any) -> Any:
+        if type(request) is MalformedRequest:
+            raise invalid(
+                "request",
+                f"is not a valid {request.message}: {request.reason}",
+                "MALFORMED_REQUEST",
+            )
+        return behaviour(request, context)
+
+    return handle
+
+
 def generic_handler(servicer: ScoreServiceServicer) -> grpc.GenericRpcHandler:
     """The service's handlers, built from its descriptor (the contract)."""
     service = pb.DESCRIPTOR.services_by_name["ScoreService"]
@@ -134,9 +168,10 @@ def generic_handler(servicer: ScoreServiceServicer) -> grpc.GenericRpcHandler:
     for method in service.methods:
         request = getattr(pb, method.input_type.name)
         response = getattr(pb, method.output_type.name)
+        parse = DESERIALIZERS.get(method.name, request.FromString)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=DESERIALIZERS.get(method.name, request.FromString),
+            _rejecting_malformed(getattr(servicer, method.name)),
+            request_deserializer=_tolerant(parse, method.input_type.full_name),
             response_serializer=response.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
@@ -206,6 +241,12 @@ def _fill_explanation(
     e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
 
 
+def _scoped(request_id: str) -> str:
+    """A request id in the caller's own namespace (token names hold no '/')."""
+    caller = current_caller.get()
+    return f"{caller.name}/{request_id}" if request_id and caller.name else request_id
+
+
 def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], str]) -> WriteResult:
     try:
         return call()
@@ -217,9 +258,10 @@ ScoreServiceServicer = pb_grpc.ScoreServiceServicer
 
 
 class ScoreServicer(ScoreServiceServicer):
-    def __init__(self, source: SnapshotSource) -> None:
+    def __init__(self, source: SnapshotSource, max_batch_rows: int = 1_000_000) -> None:
         self.source = source
         self.engine = source.engine
+        self.max_batch_rows = max_batch_rows
 
     # ------------------------------------------------------------------ reads
 
@@ -371,6 +413,7 @@ class ScoreServicer(ScoreServiceServicer):
         if isinstance(request, RowBatch):
             if len(request.actor) == 0:
                 raise invalid("interactions", "a batch needs interactions or columns")
+            self._check_rows("interactions", len(request.actor))
             done = _renamed(
                 lambda: self.engine.record_interaction_rows(
                     request.users,
@@ -378,7 +421,7 @@ class ScoreServicer(ScoreServiceServicer):
                     request.target,
                     request.kind,
                     request.ts,
-                    request_id=request.request_id,
+                    request_id=_scoped(request.request_id),
                 ),
                 lambda v: f"interactions[{v.index}].{v.field}",
             )
@@ -391,6 +434,7 @@ class ScoreServicer(ScoreServiceServicer):
                 raise invalid("columns", "set interactions or columns, not both")
             done = self._record_columns(ColumnBatch.of(request))
         elif len(request.interactions):
+            self._check_rows("interactions", len(request.interactions))
             # Flat comprehensions over materialised messages are the fastest way out
             # of protobuf (each access to the repeated field wraps its elements anew);
             # only a zero time needs asking whether it was set at all.
@@ -407,7 +451,7 @@ class ScoreServicer(ScoreServiceServicer):
                     [m.target_id for m in rows],
                     [m.kind for m in rows],
                     times,
-                    request_id=request.request_id,
+                    request_id=_scoped(request.request_id),
                 ),
                 lambda v: f"interactions[{v.index}].{v.field}",
             )
@@ -427,7 +471,9 @@ class ScoreServicer(ScoreServiceServicer):
         ):
             raise invalid("status", "must be NORMAL, SEED or SUSPENDED")
         done = self.engine.set_status(
-            request.user_id, AccountStatus(request.status - 1), request_id=request.request_id
+            request.user_id,
+            AccountStatus(request.status - 1),
+            request_id=_scoped(request.request_id),
         )
         self.source.written()
         return pb.SetAccountStatusResponse(sequence=done.sequence)
@@ -442,10 +488,16 @@ class ScoreServicer(ScoreServiceServicer):
             request.endorsee_id,
             request.topic,
             seconds_of(request),
-            request_id=request.request_id,
+            request_id=_scoped(request.request_id),
         )
         self.source.written()
         return done.sequence
+
+    def _check_rows(self, field: str, rows: int) -> None:
+        if rows > self.max_batch_rows:
+            raise invalid(
+                field, f"holds {rows} interactions; at most {self.max_batch_rows} per call"
+            )
 
     def _check_ready(self) -> None:
         if not self.source.ready.is_set():
@@ -468,6 +520,7 @@ class ScoreServicer(ScoreServiceServicer):
                 )
         if n == 0:
             raise invalid("columns.kind", "a batch needs at least one interaction")
+        self._check_rows("columns.kind", n)
         kind = np.frombuffer(columns.kind, np.uint8)
         actor = np.frombuffer(columns.actor_index, "<u4").astype(np.int64)
         target = np.frombuffer(columns.target_index, "<u4").astype(np.int64)
@@ -482,7 +535,7 @@ class ScoreServicer(ScoreServiceServicer):
 
         return _renamed(
             lambda: self.engine.record_interaction_columns(
-                columns.users, actor, target, kind, ts, request_id=columns.request_id
+                columns.users, actor, target, kind, ts, request_id=_scoped(columns.request_id)
             ),
             path,
         )

@@ -1,0 +1,199 @@
+"""What every ScoreService call goes through, in one wrapper per method.
+
+In order: authentication and the method's role (when auth is on), the caller's request
+rate, then the handler; domain errors become their status (``scoresvc.status``),
+anything else ``INTERNAL`` with nothing internal leaked. Each call is counted and timed
+for the metrics and logged with its request id (``x-request-id`` metadata, or one made
+up): writes and failures at INFO, reads at DEBUG (page-view traffic). The caller is
+available to the handler as ``current_caller``. Health and reflection pass untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from .auth import ANONYMOUS, Authenticator, AuthError, Caller
+from .errors import RateLimited, ScoreError
+from .status import status, status_of
+
+REQUEST_ID_HEADER = "x-request-id"
+SERVICE_PREFIX = "/scoresvc.v1.ScoreService/"
+WRITES = frozenset({"Endorse", "RetractEndorsement", "RecordInteractions", "SetAccountStatus"})
+
+current_caller: ContextVar[Caller] = ContextVar("scoresvc_caller", default=ANONYMOUS)
+access_log = logging.getLogger("scoresvc.access")
+
+#: Called with (method, status code name, seconds) after every call.
+CallObserver = Callable[[str, str, float], None]
+
+
+@dataclass
+class CallPolicy:
+    """How calls are admitted: ``authenticator`` None turns auth off;
+    ``rate_per_caller`` requests per second per caller (0: no limit), with bursts of
+    twice that."""
+
+    authenticator: Authenticator | None = None
+    rate_per_caller: float = 0.0
+    observer: CallObserver | None = None
+
+
+class CallInterceptor(grpc.ServerInterceptor):
+    def __init__(self, policy: CallPolicy | None = None) -> None:
+        self.policy = policy or CallPolicy()
+        self._limiter = (
+            _RateLimiter(self.policy.rate_per_caller) if self.policy.rate_per_caller > 0 else None
+        )
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or not method.startswith(SERVICE_PREFIX):
+            return handler  # health, reflection: open, as they are
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._wrap(method[len(SERVICE_PREFIX) :], handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, name: str, inner: Any) -> Any:
+        authenticator = self.policy.authenticator
+        limiter = self._limiter
+        observer = self.policy.observer
+        write = name in WRITES
+
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = "OK"
+            caller = ANONYMOUS
+            try:
+                if authenticator is not None and authenticator.enforcing():
+                    caller = authenticator.caller(_metadata(context, "authorization"))
+                    authenticator.authorize(caller, name)
+                if limiter is not None:
+                    limiter.take(caller.name or context.peer())
+                token = current_caller.set(caller)
+                try:
+                    return inner(request, context)
+                finally:
+                    current_caller.reset(token)
+            except AuthError as error:
+                code = "PERMISSION_DENIED" if error.permission else "UNAUTHENTICATED"
+                _abort(context, status(getattr(grpc.StatusCode, code), str(error), code))
+            except ScoreError as error:
+                found = status_of(error)
+                code = _CODE_BY_NUMBER[found.code].name
+                _abort(context, found)
+            except Exception:
+                if context.code() is not None:  # an abort already in flight
+                    raise
+                code = "INTERNAL"
+                request_id = _request_id(context)
+                access_log.exception("%s request_id=%s failed", name, request_id)
+                _abort(
+                    context,
+                    status(
+                        grpc.StatusCode.INTERNAL,
+                        f"internal error (request id {request_id})",
+                        "INTERNAL",
+                        metadata={"request_id": request_id},
+                    ),
+                    request_id,
+                )
+            finally:
+                seconds = time.perf_counter() - started
+                if observer is not None:
+                    observer(name, code, seconds)
+                level = logging.INFO if (write or code != "OK") else logging.DEBUG
+                if access_log.isEnabledFor(level):
+                    request_id = _request_id(context)
+                    access_log.log(
+                        level,
+                        "%s %s caller=%s %.2f ms request_id=%s",
+                        name,
+                        code,
+                        caller.name or "-",
+                        seconds * 1e3,
+                        request_id,
+                        extra={
+                            "method": name,
+                            "code": code,
+                            "caller": caller.name,
+                            "ms": round(seconds * 1e3, 3),
+                            "request_id": request_id,
+                        },
+                    )
+
+        return call
+
+
+_CODE_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
+    for k, v in context.invocation_metadata():
+        if k == key:
+            return str(v)
+    return None
+
+
+def _request_id(context: grpc.ServicerContext) -> str:
+    """The caller's ``x-request-id``, or one made up once per call."""
+    found = getattr(context, "_scoresvc_request_id", None)
+    if found is None:
+        found = (_metadata(context, REQUEST_ID_HEADER) or uuid.uuid4().hex)[:128]
+        with contextlib.suppress(AttributeError):
+            context._scoresvc_request_id = found  # type: ignore[attr-defined]
+    return str(found)
+
+
+def _abort(context: grpc.ServicerContext, found: Any, request_id: str | None = None) -> None:
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id or _request_id(context)),))
+    context.abort_with_status(rpc_status.to_status(found))
+
+
+class _RateLimiter:
+    """A token bucket per caller: ``rate`` a second, bursts of ``2 * rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.burst = 2.0 * rate
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                raise RateLimited(
+                    f"{key!r} is over its {self.rate:g} requests per second",
+                    retry_after_seconds=(1.0 - tokens) / self.rate,
+                    reason="CALLER_RATE_LIMITED",
+                )
+            self._buckets[key] = (tokens - 1.0, now)
+            if len(self._buckets) > 100_000:  # forget idle callers (full buckets)
+                self._buckets = {
+                    k: (t, at)
+                    for k, (t, at) in self._buckets.items()
+                    if t + (now - at) * self.rate < self.burst
+                }

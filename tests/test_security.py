@@ -1,0 +1,395 @@
+"""Safe to expose: tokens and roles, TLS and mutual TLS, limits, metrics, logs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import grpc
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from scoresvc import cli
+from scoresvc.auth import Authenticator, TokenStore
+from scoresvc.client import ScoreClient, error_details
+from scoresvc.engine import Engine
+from scoresvc.metrics import Metrics
+from scoresvc.model import AccountStatus, InteractionKind
+from scoresvc.server import ScoreServer, ServerSettings
+from scoresvc.v1 import score_service_pb2 as pb
+
+LIKE = InteractionKind.LIKE
+FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=3600)
+
+
+def rejected(call, *args, **kwargs):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(*args, **kwargs)
+    return error_details(caught.value)
+
+
+@pytest.fixture
+def tokens(tmp_path):
+    store = TokenStore(tmp_path)
+    return store, {
+        role: store.create(f"svc-{role}", role) for role in ("reader", "writer", "admin")
+    }
+
+
+@pytest.fixture
+def guarded(tokens):
+    store, _ = tokens
+    server = ScoreServer(Engine(), "127.0.0.1:0", FAST, authenticator=Authenticator(store)).start()
+    yield server
+    server.stop(0)
+
+
+def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
+    _, token = tokens
+    with ScoreClient(guarded.address, token=token["writer"]) as writer:
+        seq = writer.record_interactions([("ana", "bo", LIKE, None)]).sequence
+        assert writer.score("bo", min_sequence=seq).user_id == "bo"
+        denied = rejected(writer.set_account_status, "bo", AccountStatus.SEED)
+        assert denied.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "needs admin" in denied.message
+    with ScoreClient(guarded.address, token=token["reader"]) as reader:
+        assert reader.score("bo").user_id == "bo"
+        assert rejected(reader.endorse, "ana", "bo").code == grpc.StatusCode.PERMISSION_DENIED
+    with ScoreClient(guarded.address, token=token["admin"]) as admin:
+        admin.set_account_status("bo", AccountStatus.SEED)
+        admin.endorse("ana", "bo")
+
+
+def test_missing_or_bad_tokens_are_unauthenticated_but_health_stays_open(guarded, tokens):
+    _, token = tokens
+    with ScoreClient(guarded.address) as anonymous:
+        got = rejected(anonymous.score, "bo")
+        assert got.code == grpc.StatusCode.UNAUTHENTICATED and "Bearer" in got.message
+    forged = token["admin"][:-4] + "AAAA"
+    for bad in (forged, "sv1.nope.nope", "not-a-token"):
+        with ScoreClient(guarded.address, token=bad) as client:
+            assert rejected(client.score, "bo").code == grpc.StatusCode.UNAUTHENTICATED
+    with grpc.insecure_channel(guarded.address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_revoked_token_stops_working_without_a_restart(guarded, tokens):
+    store, token = tokens
+    with ScoreClient(guarded.address, token=token["reader"]) as reader:
+        rejected(reader.score, "nobody")  # NOT_FOUND: the token works
+        assert store.revoke("svc-reader")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            code = rejected(reader.score, "nobody").code
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                break
+            time.sleep(0.1)
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_request_ids_are_scoped_to_the_caller(guarded, tokens):
+    store, token = tokens
+    other = store.create("svc-other-writer", "writer")
+    with (
+        ScoreClient(guarded.address, token=token["writer"]) as a,
+        ScoreClient(guarded.address, token=other) as b,
+    ):
+        first = a.record_interactions([("ana", "bo", LIKE, None)], request_id="r1").sequence
+        second = b.record_interactions([("cy", "dee", LIKE, None)], request_id="r1").sequence
+        assert second > first  # not the first caller's answer: applied
+        again = a.record_interactions([("ana", "bo", LIKE, None)], request_id="r1")
+        assert again.sequence == first
+        clash = rejected(a.record_interactions, [("x", "y", LIKE, None)], request_id="r1")
+        assert clash.reason == "REQUEST_ID_REUSED"
+
+
+def test_token_cli_prints_the_token_last_and_stores_only_its_hash(tmp_path, capsys):
+    data = str(tmp_path)
+    assert (
+        cli.main(["token", "create", "--data-dir", data, "--name", "ci", "--role", "writer"]) == 0
+    )
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed.startswith("sv1.")
+    stored = (tmp_path / "tokens.json").read_text()
+    assert printed.split(".")[2] not in stored and "sha256" in stored
+    assert (tmp_path / "tokens.json").stat().st_mode & 0o077 == 0
+    assert cli.main(["token", "list", "--data-dir", data]) == 0
+    assert "ci\twriter" in capsys.readouterr().out
+    assert cli.main(["token", "create", "--data-dir", data, "--name", "ci"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert cli.main(["token", "revoke", "--data-dir", data, "--name", "ci"]) == 0
+    assert cli.main(["token", "revoke", "--data-dir", data, "--name", "ci"]) == 2
+    assert Authenticator(TokenStore(tmp_path)).enforcing() is False
+
+
+def test_a_public_address_without_tokens_is_refused_unless_told(tmp_path):
+    base = [sys.executable, "-m", "scoresvc", "serve", "--port", "0", "--host", "0.0.0.0"]
+    refused = subprocess.run(
+        [*base, "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2 and "needs tokens" in refused.stderr
+    proc = subprocess.Popen(
+        [*base, "--data-dir", "", "--insecure-no-auth"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "listening on" in (proc.stdout.readline() if proc.stdout else "")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "--insecure-no-auth: anyone who can reach 0.0.0.0" in err
+
+
+# ---------------------------------------------------------------------- TLS
+
+
+def _certificate(name: str, issuer=None, issuer_key=None, ca: bool = False):
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+    cert = builder.sign(issuer_key or key, hashes.SHA256())
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert, key, cert.public_bytes(serialization.Encoding.PEM), pem_key
+
+
+@pytest.fixture(scope="module")
+def pki():
+    ca, ca_key, ca_pem, _ = _certificate("scoresvc test CA", ca=True)
+    _, _, server_pem, server_key = _certificate("localhost", ca, ca_key)
+    _, _, client_pem, client_key = _certificate("a client", ca, ca_key)
+    return {
+        "ca": ca_pem,
+        "server": (server_pem, server_key),
+        "client": (client_pem, client_key),
+    }
+
+
+def _tls_server(pki, mutual: bool) -> ScoreServer:
+    cert, key = pki["server"]
+    credentials = grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=pki["ca"] if mutual else None, require_client_auth=mutual
+    )
+    return ScoreServer(Engine(), "127.0.0.1:0", FAST, credentials=credentials).start()
+
+
+def _tls_client(server: ScoreServer, pki, with_certificate: bool) -> ScoreClient:
+    cert, key = pki["client"]
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pki["ca"],
+        private_key=key if with_certificate else None,
+        certificate_chain=cert if with_certificate else None,
+    )
+    return ScoreClient(
+        f"localhost:{server.port}",
+        credentials=credentials,
+        timeout=5,
+        options=[("grpc.ssl_target_name_override", "localhost")],
+    )
+
+
+def test_tls_serves_and_plaintext_is_refused(pki):
+    server = _tls_server(pki, mutual=False)
+    try:
+        with _tls_client(server, pki, with_certificate=False) as client:
+            seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
+            assert client.score("bo", min_sequence=seq).user_id == "bo"
+        with ScoreClient(server.address, timeout=2) as plain:
+            assert rejected(plain.score, "bo").code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(0)
+
+
+def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki):
+    server = _tls_server(pki, mutual=True)
+    try:
+        with _tls_client(server, pki, with_certificate=True) as client:
+            rejected(client.score, "nobody")  # NOT_FOUND: through the handshake
+            assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
+        with _tls_client(server, pki, with_certificate=False) as client:
+            assert rejected(client.score, "nobody").code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(0)
+
+
+# ---------------------------------------------------------------------- limits
+
+
+def test_batches_over_the_row_limit_are_invalid():
+    settings = ServerSettings(workers=4, max_batch_rows=3, time_step_seconds=3600)
+    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
+    try:
+        with ScoreClient(server.address) as client:
+            rows = [(f"a{i}", "hub", LIKE, None) for i in range(4)]
+            got = rejected(client.record_interactions, rows)
+            assert got.field_violations[0][0] == "interactions"
+            assert "at most 3" in got.field_violations[0][1]
+            got = rejected(client.record_interaction_columns, ["a", "b"], [0] * 4, [1] * 4, [1] * 4)
+            assert got.field_violations[0][0] == "columns.kind"
+            assert client.record_interactions(rows[:3]).sequence == 1
+    finally:
+        server.stop(0)
+
+
+def test_a_caller_over_its_rate_is_told_when_to_retry():
+    settings = ServerSettings(workers=4, rate_per_caller=5.0, time_step_seconds=3600)
+    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
+    try:
+        with ScoreClient(server.address) as client:
+            codes = []
+            for _ in range(15):
+                try:
+                    client.score("nobody")
+                except grpc.RpcError as exc:
+                    codes.append(error_details(exc))
+            limited = [d for d in codes if d.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
+            assert limited and limited[0].reason == "CALLER_RATE_LIMITED"
+            assert 0 < limited[0].retry_after_seconds <= 0.2
+            time.sleep(0.5)
+            assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
+    finally:
+        server.stop(0)
+
+
+def test_calls_past_the_concurrency_limit_are_refused_and_deadlines_end_waits():
+    # No refresh for a minute: a read for the next write's sequence waits, holding
+    # the only slot.
+    settings = ServerSettings(
+        workers=4,
+        max_concurrent_rpcs=1,
+        refresh_gap_seconds=60,
+        max_staleness_seconds=60,
+        time_step_seconds=3600,
+    )
+    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
+    try:
+        with ScoreClient(server.address) as client:
+            seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
+            waiting: list = []
+            waiter = threading.Thread(
+                target=lambda: waiting.append(
+                    rejected(client.score, "bo", min_sequence=seq, timeout=1.5)
+                )
+            )
+            waiter.start()
+            time.sleep(0.4)
+            busy = rejected(client.score, "bo")
+            assert busy.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            waiter.join()
+            assert waiting[0].code == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        server.stop(0)
+
+
+# ---------------------------------------------------------------------- observability
+
+
+def test_metrics_count_calls_and_report_the_state():
+    engine = Engine()
+    metrics = Metrics(engine)
+    server = ScoreServer(engine, "127.0.0.1:0", FAST, metrics=metrics).start()
+    endpoint = metrics.serve(0)
+    try:
+        with ScoreClient(server.address) as client:
+            rows = [("ana", "bo", LIKE, None), ("cy", "bo", LIKE, None)]
+            seq = client.record_interactions(rows).sequence
+            client.score("bo", min_sequence=seq)
+            rejected(client.score, "nobody")
+        text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{endpoint.server_port}/metrics", timeout=10)
+            .read()
+            .decode()
+        )
+    finally:
+        server.stop(0)
+        endpoint.shutdown()
+    assert 'scoresvc_rpcs_total{code="OK",method="Score"} 1.0' in text
+    assert 'scoresvc_rpcs_total{code="NOT_FOUND",method="Score"} 1.0' in text
+    assert 'scoresvc_rpc_duration_seconds_bucket{le="10.0",method="RecordInteractions"} 1.0' in text
+    assert "scoresvc_events_ingested_total 2.0" in text
+    assert "scoresvc_users 3.0" in text and "scoresvc_pairs 2.0" in text
+    assert "scoresvc_refresh_duration_seconds_count" in text
+    assert "scoresvc_snapshot_age_seconds" in text
+
+
+def test_json_logs_carry_the_request_id_of_each_write(tmp_path):
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scoresvc",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            "",
+            "--log-format",
+            "json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address = (proc.stdout.readline() if proc.stdout else "").split()[-1]
+        with ScoreClient(address, metadata=[("x-request-id", "trace-42")]) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    client.record_interactions([("ana", "bo", LIKE, None)])
+                    break
+                except grpc.RpcError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    calls = [json.loads(line) for line in err.splitlines() if '"method"' in line]
+    ok = [c for c in calls if c["code"] == "OK"]
+    assert ok and ok[0]["method"] == "RecordInteractions" and ok[0]["request_id"] == "trace-42"
+
+
+def test_bytes_that_are_not_the_message_are_invalid_not_internal(guarded, tokens):
+    _, token = tokens
+    with grpc.insecure_channel(guarded.address) as channel:
+        call = channel.unary_unary(
+            "/scoresvc.v1.ScoreService/Score",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.ScoreResponse.FromString,
+        )
+        got = rejected(
+            call,
+            b"\xff\xff\xff",
+            timeout=5,
+            metadata=[("authorization", f"Bearer {token['reader']}")],
+        )
+    assert got.code == grpc.StatusCode.INVALID_ARGUMENT and got.reason == "MALFORMED_REQUEST"
