@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
 from scoresvc import reference
@@ -148,3 +156,49 @@ def assert_matches_reference(
             got_value = snap.score(log.user_ids[u], topic).influence
             assert abs(got_value - value) <= max(CRED_REL * value, 1e-12), (topic, u)
     return ref
+
+
+class CliServer:
+    """``python -m scoresvc <args>`` started for a test: ``address`` once it listens,
+    its log in a file (a pipe nobody reads would fill and stall it)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the server)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "scoresvc", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if "listening on" not in line:
+            self.proc.kill()
+            raise AssertionError(f"the server did not start: {line}{self.log()}")
+        self.address = line.split()[-1]
+        self.pid = self.proc.pid
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
+
+    def wait_serving(self, timeout: float = 60) -> None:
+        deadline = time.time() + timeout
+        with grpc.insecure_channel(self.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            while time.time() < deadline:
+                status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                time.sleep(0.05)
+        raise AssertionError(f"not serving after {timeout} s: {self.log()}")
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, then the exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

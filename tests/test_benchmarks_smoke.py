@@ -111,3 +111,16 @@ def test_store_benchmark_runs_every_mode():
     assert result["checkpoint"]["bytes_per_pair"] > 0
     assert result["restart"]["tail_events"] == 1000
     assert result["restart"]["seconds"] > 0
+
+
+def test_batch_benchmark_runs_on_a_local_cluster():
+    pytest.importorskip("distributed")
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_batch
+
+        result = bench_batch.main(["--users", "200", "--events", "3000", "--workers", "2"])
+    finally:
+        sys.path.remove(str(BENCH))
+    assert result["batch_seconds"] > 0 and result["in_process_seconds"] > 0
+    assert result["worst_relative_difference"] < 1e-5

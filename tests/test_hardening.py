@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
 import threading
 import time
 
@@ -23,6 +21,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import CliServer
 
 from scoresvc.client import ScoreClient
 from scoresvc.engine import Engine
@@ -201,26 +200,18 @@ def _rss_bytes(pid: int) -> int:
 
 def test_soak_of_mixed_readers_and_writers(tmp_path):
     seconds = float(os.environ.get("SCORESVC_SOAK_SECONDS", "60"))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scoresvc",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(tmp_path),
-            "--durability",
-            "normal",
-            "--log-level",
-            "WARNING",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    server = CliServer(
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+        "--durability",
+        "normal",
+        "--log-level",
+        "WARNING",
     )
-    address = (proc.stdout.readline() if proc.stdout else "").split()[-1]
+    address = server.address
     stop = threading.Event()
     acknowledged: list[tuple[str, int]] = []  # (batch prefix, rows)
     endorsed: list[tuple[str, str]] = []
@@ -271,13 +262,13 @@ def test_soak_of_mixed_readers_and_writers(tmp_path):
         for t in threads:
             t.start()
         time.sleep(min(5.0, seconds / 4))  # warmed up: code loaded, caches filled
-        rss_start = _rss_bytes(proc.pid)
+        rss_start = _rss_bytes(server.pid)
         events_start = sum(n for _, n in acknowledged)
         time.sleep(seconds)
         stop.set()
         for t in threads:
             t.join()
-        rss_end = _rss_bytes(proc.pid)
+        rss_end = _rss_bytes(server.pid)
         events = sum(n for _, n in acknowledged) - events_start
         with ScoreClient(address, timeout=30) as client:
             seq = client.record_interactions([("last", "hub0", LIKE, None)]).sequence
@@ -293,8 +284,7 @@ def test_soak_of_mixed_readers_and_writers(tmp_path):
                 for e in client.list_endorsements(hub, given=False, page_size=1000)
             }
     finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
+        server.stop(timeout=60)
     assert unexpected == []
     assert len(acknowledged) > 50
     assert missing == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import CliServer
 
 from scoresvc.client import ScoreClient
 from scoresvc.engine import Engine
@@ -91,33 +90,8 @@ def test_grpcurl_score_and_an_endorsement_with_an_rfc3339_time(server):
     assert int(json.loads(out)["sequence"]) > 0
 
 
-def _start(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scoresvc", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    assert "listening on" in line, proc.stderr.read() if proc.stderr else line
-    return proc, line.split()[-1]
-
-
-def _wait_serving(address: str, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    with grpc.insecure_channel(address) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.time() < deadline:
-            status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return
-            time.sleep(0.05)
-    raise AssertionError("never SERVING")
-
-
 def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm(tmp_path):
-    proc, address = _start(
+    server = CliServer(
         "serve",
         env={
             "SCORESVC_PORT": "0",
@@ -126,8 +100,8 @@ def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm(tmp_path):
         },
     )
     try:
-        _wait_serving(address)
-        with ScoreClient(address) as c:
+        server.wait_serving()
+        with ScoreClient(server.address) as c:
             seq = c.record_interactions([("ana", "bo", InteractionKind.LIKE, None)]).sequence
             result: dict[str, object] = {}
 
@@ -140,24 +114,23 @@ def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm(tmp_path):
             reader = threading.Thread(target=slow_read)
             reader.start()
             time.sleep(0.3)
-            proc.send_signal(signal.SIGTERM)
+            server.proc.send_signal(signal.SIGTERM)
             reader.join()
         assert "score" in result, result
-        assert proc.wait(timeout=30) == 0
+        assert server.stop(timeout=30) == 0
         assert (tmp_path / "scoresvc.db").exists()
-        assert "draining" in (proc.stderr.read() if proc.stderr else "")
+        assert "draining" in server.log()
     finally:
-        proc.kill()
+        server.kill()
 
 
 def test_demo_serves_a_community_with_meaningful_scores():
-    proc, address = _start("demo", "--port", "0", "--users", "400", "--events", "6000")
+    server = CliServer("demo", "--port", "0", "--users", "400", "--events", "6000")
     try:
-        _wait_serving(address)
-        with ScoreClient(address) as c:
+        server.wait_serving()
+        with ScoreClient(server.address) as c:
             top = c.top_users(5)
             assert len(top.users) == 5 and top.users[0].score == pytest.approx(100)
             assert top.users[-1].score < top.users[0].score
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert server.stop(timeout=30) == 0

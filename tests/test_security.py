@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import CliServer
 
 from scoresvc import cli
 from scoresvc.auth import Authenticator, TokenStore
@@ -138,18 +139,9 @@ def test_a_public_address_without_tokens_is_refused_unless_told(tmp_path):
         [*base, "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=60
     )
     assert refused.returncode == 2 and "needs tokens" in refused.stderr
-    proc = subprocess.Popen(
-        [*base, "--data-dir", "", "--insecure-no-auth"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert "listening on" in (proc.stdout.readline() if proc.stdout else "")
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert "--insecure-no-auth: anyone who can reach 0.0.0.0" in err
+    server = CliServer(*base[3:], "--data-dir", "", "--insecure-no-auth")
+    server.stop(timeout=30)
+    assert "--insecure-no-auth: anyone who can reach 0.0.0.0" in server.log()
 
 
 # ---------------------------------------------------------------------- TLS
@@ -341,39 +333,15 @@ def test_metrics_count_calls_and_report_the_state():
     assert "scoresvc_snapshot_age_seconds" in text
 
 
-def test_json_logs_carry_the_request_id_of_each_write(tmp_path):
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scoresvc",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            "",
-            "--log-format",
-            "json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def test_json_logs_carry_the_request_id_of_each_write():
+    server = CliServer("serve", "--port", "0", "--data-dir", "", "--log-format", "json")
     try:
-        address = (proc.stdout.readline() if proc.stdout else "").split()[-1]
-        with ScoreClient(address, metadata=[("x-request-id", "trace-42")]) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    client.record_interactions([("ana", "bo", LIKE, None)])
-                    break
-                except grpc.RpcError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.1)
+        server.wait_serving()
+        with ScoreClient(server.address, metadata=[("x-request-id", "trace-42")]) as client:
+            client.record_interactions([("ana", "bo", LIKE, None)])
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    calls = [json.loads(line) for line in err.splitlines() if '"method"' in line]
+        server.stop(timeout=30)
+    calls = [json.loads(line) for line in server.log().splitlines() if '"method"' in line]
     ok = [c for c in calls if c["code"] == "OK"]
     assert ok and ok[0]["method"] == "RecordInteractions" and ok[0]["request_id"] == "trace-42"
 

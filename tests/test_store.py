@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from support import CliServer
 
 from scoresvc import checkpoint
 from scoresvc.client import ScoreClient
@@ -272,29 +272,18 @@ def test_a_data_directory_in_use_is_refused(tmp_path):
         Store(tmp_path)
 
 
-def _start(data_dir) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scoresvc",
-            "serve",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--refresh-gap",
-            "0.01",
-            "--checkpoint-events",
-            "40",  # checkpoints (and compactions) happen between the kills too
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+def _start(data_dir) -> CliServer:
+    return CliServer(
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        "--refresh-gap",
+        "0.01",
+        "--checkpoint-events",
+        "40",  # checkpoints (and compactions) happen between the kills too
     )
-    line = proc.stdout.readline() if proc.stdout else ""
-    assert "listening on" in line
-    return proc, line.split()[-1]
 
 
 def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_path):
@@ -305,7 +294,8 @@ def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_pa
     batch = 3
     next_batch = 0
     for _round in range(3):
-        proc, address = _start(tmp_path)
+        server = _start(tmp_path)
+        address = server.address
         stop = threading.Event()
 
         def write(address: str = address, stop: threading.Event = stop) -> None:
@@ -330,15 +320,14 @@ def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_pa
         time.sleep(0.5)  # replay and become ready
         writer.start()
         time.sleep(rng.uniform(0.3, 1.0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        server.kill()
         stop.set()
         writer.join()
         next_batch += 1  # the batch in flight may or may not have landed: skip its id
-    proc, address = _start(tmp_path)
+    server = _start(tmp_path)
     try:
         time.sleep(0.5)
-        with ScoreClient(address, timeout=10) as c:
+        with ScoreClient(server.address, timeout=10) as c:
             seq = c.record_interactions([("final", "hub", LIKE, None)]).sequence
             got = c.score("hub", min_sequence=seq).explanation.engagement_received
             present = {
@@ -349,8 +338,7 @@ def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_pa
                 if e.found
             }
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+        server.stop(timeout=30)
     assert len(acknowledged) > 10
     for i in acknowledged:
         assert {f"w{i}-{k}" for k in range(batch)} <= present

@@ -1,4 +1,4 @@
-"""``scoresvc``: serve, demo, export, import.
+"""``scoresvc``: serve, demo, export, import, batch, token.
 
 Every flag can also be set with an environment variable: ``--time-step`` is
 ``SCORESVC_TIME_STEP`` and so on; a flag on the command line wins.
@@ -20,9 +20,9 @@ from typing import Any
 
 import grpc
 
-from . import archive
+from . import archive, batch, checkpoint
 from .auth import ROLES, Authenticator, TokenStore
-from .engine import Engine
+from .engine import Engine, EngineState
 from .metrics import Metrics
 from .model import AccountStatus, ModelParams
 from .server import ScoreServer, ServerSettings
@@ -154,6 +154,19 @@ def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
     )
 
 
+def _offline_flags(parser: argparse.ArgumentParser) -> None:
+    """What the commands that build an engine without serving share with serve."""
+    _add(
+        parser,
+        "--daily-endorsement-limit",
+        int,
+        ModelParams().daily_endorsement_limit,
+        "as for serve",
+    )
+    _add(parser, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
+    _add(parser, "--log-level", str, "INFO", "logging level")
+
+
 def _settings(args: argparse.Namespace) -> ServerSettings:
     return ServerSettings(
         workers=args.workers,
@@ -229,6 +242,7 @@ def _run(server: ScoreServer, prepare: Callable[[], None]) -> int:
     """Serve until SIGTERM or SIGINT, then drain in-flight calls. ``prepare`` runs
     after the port is bound (health says NOT_SERVING until it returns)."""
     stopping = threading.Event()
+    failed: list[BaseException] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         log.info("received %s, draining", signal.Signals(signum).name)
@@ -238,8 +252,9 @@ def _run(server: ScoreServer, prepare: Callable[[], None]) -> int:
         try:
             prepare()
             server.mark_ready()
-        except Exception:
+        except Exception as exc:
             log.exception("start-up failed")
+            failed.append(exc)
             stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -251,13 +266,22 @@ def _run(server: ScoreServer, prepare: Callable[[], None]) -> int:
     stopping.wait()
     server.stop()
     log.info("stopped")
-    return 0
+    return 1 if failed else 0
 
 
-def _open_store(args: argparse.Namespace, engine: Engine) -> Store | None:
+def _open_store(
+    args: argparse.Namespace, engine: Engine, snapshot: EngineState | None = None
+) -> Store | None:
+    """The data directory opened and loaded into ``engine`` (None: in memory), with
+    ``snapshot`` (a batch run's state) as its starting point when given."""
     if not args.data_dir:
         log.warning("no --data-dir: writes are kept in memory only")
+        if snapshot is not None:
+            engine.restore(snapshot)
         return None
+    if snapshot is not None:
+        with Store(args.data_dir) as empty:
+            checkpoint.write(empty.checkpoint_dir, snapshot)
     store = Store(
         args.data_dir,
         args.durability,
@@ -268,13 +292,35 @@ def _open_store(args: argparse.Namespace, engine: Engine) -> Store | None:
     return store
 
 
+def _batch_snapshot(args: argparse.Namespace) -> EngineState | None:
+    """The state a batch run wrote beside ``--snapshot`` (None without the flag),
+    checked before the server starts: the data directory must hold nothing yet."""
+    if not getattr(args, "snapshot", ""):
+        return None
+    if args.data_dir and Path(args.data_dir).exists():
+        with Store(args.data_dir) as existing:
+            if existing.count() or checkpoint.checkpoints(existing.checkpoint_dir):
+                raise _UsageError(
+                    f"--snapshot needs an empty data directory; {args.data_dir} holds data"
+                )
+    directory = batch.state_dir(args.snapshot)
+    state = checkpoint.latest(directory)
+    if state is None:
+        raise _UsageError(
+            f"{directory} holds no state: run 'scoresvc batch' with --out {args.snapshot}"
+        )
+    log.info("serving the batch snapshot %s (write %d)", args.snapshot, state.sequence)
+    return state
+
+
 def serve(args: argparse.Namespace) -> int:
     engine = _engine(args)
+    snapshot = _batch_snapshot(args)
     server = _server(args, engine)
     stores: list[Store] = []
 
     def prepare() -> None:
-        store = _open_store(args, engine)
+        store = _open_store(args, engine, snapshot)
         if store is not None:
             stores.append(store)
             if server.metrics is not None:
@@ -419,11 +465,64 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def batch_(args: argparse.Namespace) -> int:
+    """Recompute every score from an archive on Dask distributed."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise _UsageError("batch needs Dask: pip install 'scoresvc[distributed]'") from None
+    from tqdm import tqdm
+
+    as_of = batch.parse_time(args.as_of) if args.as_of else time.time()
+    if args.scheduler:
+        client = Client(args.scheduler)
+        cluster = None
+    else:
+        cluster = LocalCluster(
+            n_workers=args.local_workers, threads_per_worker=1, dashboard_address=":0"
+        )
+        client = Client(cluster)
+    steps = tqdm(desc="batch", unit=" steps", file=sys.stderr, mininterval=0.5)
+    try:
+
+        def progress(message: str) -> None:
+            steps.set_postfix_str(message)
+            steps.update()
+            log.info("%s", message)
+
+        result = batch.run(
+            client,
+            args.input,
+            as_of,
+            ModelParams(daily_endorsement_limit=args.daily_endorsement_limit),
+            tolerance=args.tolerance,
+            topics=args.topics,
+            state=True,
+            progress=progress,
+        )
+        written = batch.write_scores(result, args.out)
+    finally:
+        steps.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    log.info(
+        "%d users scored at %s in %.1f s (%d iterations): %s",
+        len(result.user_ids),
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(as_of)),
+        result.seconds,
+        result.iterations,
+        ", ".join(str(w) for w in written),
+    )
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scoresvc", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p_serve = commands.add_parser("serve", help="serve the ScoreService API")
     _server_flags(p_serve, "scoresvc-data")
+    _add(p_serve, "--snapshot", str, "", "serve a batch run's scores.parquet, then new events")
     p_serve.set_defaults(run=serve)
     p_demo = commands.add_parser("demo", help="serve a seeded synthetic community")
     _server_flags(p_demo, "")
@@ -436,18 +535,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add(p_export, "--data-dir", str, "scoresvc-data", "the data directory to export")
     _add(p_export, "--out", str, "scoresvc-export", "directory to write the archive to")
     _add(p_export, "--format", str, "parquet", "parquet, or csv for small data")
-    _add(p_export, "--daily-endorsement-limit", int, 20, "as for serve")
-    _add(p_export, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
-    _add(p_export, "--log-level", str, "INFO", "logging level")
+    _offline_flags(p_export)
     p_export.set_defaults(run=export_)
     p_import = commands.add_parser("import", help="import an archive into a data directory")
     _add(p_import, "--data-dir", str, "scoresvc-data", "the data directory to import into")
     _add(p_import, "--input", str, "scoresvc-export", "the archive directory to read")
     _add(p_import, "--durability", str, "full", "as for serve")
-    _add(p_import, "--daily-endorsement-limit", int, 20, "as for serve")
-    _add(p_import, "--threads", int, os.cpu_count() or 1, "threads of the parallel kernels")
-    _add(p_import, "--log-level", str, "INFO", "logging level")
+    _offline_flags(p_import)
     p_import.set_defaults(run=import_)
+    p_batch = commands.add_parser("batch", help="recompute every score on Dask from an archive")
+    _add(p_batch, "--input", str, "scoresvc-export", "the archive directory (scoresvc export)")
+    _add(p_batch, "--as-of", str, "", "evaluation time, RFC 3339 or unix seconds (default now)")
+    _add(p_batch, "--out", str, "scores.parquet", "the scores file to write")
+    _add(p_batch, "--scheduler", str, "", "a Dask scheduler, tcp://HOST:PORT")
+    _add(p_batch, "--local-workers", int, 2, "without --scheduler: local worker processes")
+    p_batch.add_argument("--topics", action="store_true", help="also write topic scores")
+    _add(p_batch, "--tolerance", float, 1e-13, "stop iterating when the L1 change is below")
+    _offline_flags(p_batch)
+    p_batch.set_defaults(run=batch_)
     p_token = commands.add_parser("token", help="manage bearer tokens")
     p_token.add_argument("action", choices=["create", "list", "revoke"])
     _add(p_token, "--data-dir", str, "scoresvc-data", "the data directory the tokens guard")
@@ -455,7 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_token.add_argument("--role", choices=ROLES, default="reader", help="create: the role")
     _add(p_token, "--log-level", str, "WARNING", "logging level")
     p_token.set_defaults(run=token)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     if getattr(args, "log_format", "text") == "json":
         handler.setFormatter(_JsonFormatter())

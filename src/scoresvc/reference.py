@@ -5,6 +5,7 @@ each step is numbered as in docs/model.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,21 +54,60 @@ class ReferenceSnapshot:
         return [(int(self.pair_src[into[i]]), float(contribution[i] / cu)) for i in order]
 
 
-def live_endorsements(log: EventLog) -> np.ndarray:
-    """Indexes of the endorsement events that are live.
-
-    Per (endorser, endorsee, topic) the latest event by time wins, a retraction beating
-    an endorsement at the same second; the key is live when the winner is an
-    endorsement. Order of arrival does not matter.
-    """
-    if log.n_endorsement_events == 0:
+def latest_endorsement_events(
+    endorser: np.ndarray,
+    endorsee: np.ndarray,
+    topic: np.ndarray,
+    ts: np.ndarray,
+    retracted: np.ndarray,
+) -> np.ndarray:
+    """Indexes of the event that decides each (endorser, endorsee, topic): the latest
+    by time, a retraction beating an endorsement at the same second. Order of arrival
+    does not matter."""
+    if len(endorser) == 0:
         return np.empty(0, np.int64)
-    order = np.lexsort((log.retracted, log.endorse_ts, log.topic, log.endorsee, log.endorser))
-    key = np.stack([log.endorser, log.endorsee, log.topic])[:, order]
+    order = np.lexsort((retracted, ts, topic, endorsee, endorser))
+    key = np.stack([endorser, endorsee, topic])[:, order]
     last = np.ones(len(order), bool)
     last[:-1] = np.any(key[:, 1:] != key[:, :-1], axis=0)
-    winners = order[last]
-    return np.sort(winners[~log.retracted[winners]])
+    return np.sort(order[last])
+
+
+def live_endorsements(log: EventLog) -> np.ndarray:
+    """Indexes of the endorsement events that are live: their key's deciding event
+    (``latest_endorsement_events``) is an endorsement, not a retraction."""
+    winners = latest_endorsement_events(
+        log.endorser, log.endorsee, log.topic, log.endorse_ts, log.retracted
+    )
+    return winners[~log.retracted[winners]]
+
+
+def personalised_pagerank(
+    flow: Callable[[np.ndarray], np.ndarray],
+    status: np.ndarray,
+    tolerance: float,
+    max_iterations: int,
+) -> tuple[np.ndarray, int]:
+    """MODEL.md step 7 by plain power iteration from the teleport vector: ``flow(c)``
+    is ``d P^T c``; what the damping and the suspended lose returns by teleport.
+    Returns the credibility (summing to 1, or all 0 with nobody to teleport to) and the
+    iterations taken."""
+    suspended = status == AccountStatus.SUSPENDED
+    seeds = (status == AccountStatus.SEED) & ~suspended
+    teleport = (seeds if seeds.any() else ~suspended).astype(np.float64)
+    if teleport.sum() == 0:
+        return np.zeros(len(status)), 0
+    teleport /= teleport.sum()
+    c = teleport.copy()
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007
+        moved = flow(c)
+        c_next = moved + (1.0 - moved.sum()) * teleport
+        change = float(np.abs(c_next - c).sum())
+        c = c_next
+        if change < tolerance:
+            break
+    return c, iterations
 
 
 def _rank_lower(values: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -153,21 +193,12 @@ def compute(
     P[suspended[src] | suspended[dst]] = 0.0
 
     # 7. Credibility: personalised PageRank by plain power iteration from p.
-    seeds = (status == AccountStatus.SEED) & ~suspended
-    teleport = (seeds if seeds.any() else ~suspended).astype(np.float64)
-    credibility = np.zeros(n)
-    iterations = 0
-    if teleport.sum() > 0:
-        teleport /= teleport.sum()
-        c = teleport.copy()
-        for iterations in range(1, max_iterations + 1):  # noqa: B007
-            flow = p.damping * np.bincount(dst, weights=P * c[src], minlength=n)
-            c_next = flow + (1.0 - flow.sum()) * teleport
-            change = np.abs(c_next - c).sum()
-            c = c_next
-            if change < tolerance:
-                break
-        credibility = c
+    credibility, iterations = personalised_pagerank(
+        lambda c: p.damping * np.bincount(dst, weights=P * c[src], minlength=n),
+        status,
+        tolerance,
+        max_iterations,
+    )
 
     # 8. Influence and score.
     members = np.flatnonzero(~suspended)

@@ -1,0 +1,646 @@
+"""Batch recompute on Dask distributed: MODEL.md over an event archive, beyond one
+machine when it must be.
+
+The job is a chain of map and reduce steps on ``distributed`` futures, numpy arrays
+between them (``docs/batch.md`` tells the scaling story):
+
+1. users and topics: each archive partition's distinct ids, merged on the client into
+   sorted dictionaries, broadcast to the workers;
+2. per interaction partition, the pair sums at ``as_of`` with the engine's compiled
+   kernels (``U64Index``, ``accumulate``), split by unordered pair;
+3. per unordered-pair bucket (the shuffle that brings a pair and its reverse together):
+   sums merged, endorsements resolved (latest event wins), reciprocity (MODEL.md 1-3);
+4. per source bucket: saturation, budgets, transition probabilities (MODEL.md 4-6);
+5. per destination range: the edges, kept on the workers for the power iterations of
+   personalised PageRank (MODEL.md 7), each iteration one task per range;
+6. on the client: influence, scores, percentiles (MODEL.md 8) and, optionally, topics.
+
+Every step is the numpy reference's arithmetic (``scoresvc.reference``), partitioned,
+so the result is the in-process engine's to rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _core, archive
+from .engine import Engine, EngineState
+from .events import EventLog
+from .model import AccountStatus, ModelParams
+from .reference import (
+    _log_scale,
+    _rank_lower,
+    latest_endorsement_events,
+    personalised_pagerank,
+)
+
+log = logging.getLogger("scoresvc.batch")
+
+#: Output columns besides user_id, in order.
+SCORE_COLUMNS = (
+    "influence",
+    "score",
+    "percentile",
+    "credibility",
+    "engagement_received",
+    "engagement_saturated",
+    "endorsements_received",
+    "endorsements_effective",
+    "reciprocity_removed",
+    "teleport_share",
+)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What ``run`` computed (all in user order of ``user_ids``)."""
+
+    user_ids: np.ndarray
+    columns: dict[str, np.ndarray]
+    iterations: int
+    seconds: float
+    topics: dict[str, np.ndarray] | None = None
+    state: EngineState | None = None
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _partitions(directory: Path, table: str) -> list[tuple[str, int | None]]:
+    """(file, row group) per partition of a table; a CSV file is one partition."""
+    for ext in ("parquet", "csv"):
+        path = directory / f"{table}.{ext}"
+        if path.exists():
+            if ext == "csv":
+                return [(str(path), None)]
+            _, pq = archive._pyarrow()
+            groups = pq.ParquetFile(path).metadata.num_row_groups
+            return [(str(path), g) for g in range(groups)]
+    return []
+
+
+def _read(part: tuple[str, int | None]) -> dict[str, np.ndarray]:
+    path, group = part
+    if group is None:
+        chunks = [c for c, _, _ in archive._read_table(Path(path))]
+        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
+    _, pq = archive._pyarrow()
+    table = pq.ParquetFile(path).read_row_group(group)
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+
+
+def _strings(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values).astype(str)
+
+
+def _distinct(part: tuple[str, int | None], columns: Sequence[str]) -> np.ndarray:
+    data = _read(part)
+    if not data:
+        return np.zeros(0, dtype=str)
+    return np.unique(np.concatenate([_strings(data[c]) for c in columns]))
+
+
+def _codes(names: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.searchsorted(names, _strings(values)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------- steps
+
+
+def _bucket_of(a: np.ndarray, b: np.ndarray, buckets: int) -> np.ndarray:
+    """The bucket of the unordered pair {a, b}: both directions land together."""
+    lo, hi = np.minimum(a, b).astype(np.uint64), np.maximum(a, b).astype(np.uint64)
+    mixed = (lo * np.uint64(0x9E3779B97F4A7C15)) ^ (hi * np.uint64(0xC2B2AE3D27D4EB4F))
+    return ((mixed >> np.uint64(29)) % np.uint64(buckets)).astype(np.int64)
+
+
+def _split(bucket: np.ndarray, buckets: int, arrays: dict[str, np.ndarray]) -> list[dict]:
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
+    return [
+        {k: v[order[bounds[i] : bounds[i + 1]]] for k, v in arrays.items()} for i in range(buckets)
+    ]
+
+
+def _aggregate_pairs(keys: np.ndarray, channel: np.ndarray, value: np.ndarray) -> tuple:
+    """Sum ``value`` per (key, channel) with the engine's hash index and accumulator
+    (at landmark = evaluation time, the weights are already decayed: ts = L)."""
+    index = _core.U64Index()
+    stored = np.zeros(max(len(keys), 1), np.uint64)
+    slots = np.empty(len(keys), np.int32)
+    index.get_or_insert(keys, stored, slots)
+    n = len(index)
+    sums = np.zeros((max(n, 1), 4))
+    _core.accumulate(slots, channel, np.zeros(len(keys)), value, np.ones(4), 0.0, 1.0, sums)
+    return stored[:n].copy(), sums[:n]
+
+
+def _interaction_part(
+    part: tuple[str, int | None],
+    names: np.ndarray,
+    as_of: float,
+    params: ModelParams,
+    buckets: int,
+) -> list[dict]:
+    """Step 2: one partition's pair sums at ``as_of``, split by unordered pair."""
+    data = _read(part)
+    if not data or len(data["actor_id"]) == 0:
+        return [{} for _ in range(buckets)]
+    ts = np.asarray(data["event_time_seconds"], np.float64)
+    keep = ts <= as_of
+    a = _codes(names, data["actor_id"][keep])
+    b = _codes(names, data["target_id"][keep])
+    kind = archive._codes(data["kind"][keep], archive.KIND_NAMES, "kind")
+    weight = data.get("weight")
+    count = np.ones(int(keep.sum())) if weight is None else np.asarray(weight, np.float64)[keep]
+    value = (
+        np.asarray(params.kind_weights)[kind]
+        * count
+        * np.exp2((ts[keep] - as_of) / params.half_life_seconds)
+    )
+    keys, sums = _aggregate_pairs(
+        (a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64), kind.astype(np.int8), value
+    )
+    src = (keys >> np.uint64(32)).astype(np.int64)
+    dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return _split(_bucket_of(src, dst, buckets), buckets, {"key": keys, "W": sums})
+
+
+def _endorsement_part(
+    part: tuple[str, int | None],
+    names: np.ndarray,
+    topics: np.ndarray,
+    as_of: float,
+    buckets: int,
+) -> list[dict]:
+    data = _read(part)
+    if not data or len(data["endorser_id"]) == 0:
+        return [{} for _ in range(buckets)]
+    ts = np.asarray(data["event_time_seconds"], np.float64)
+    keep = ts <= as_of
+    retracted = data["retracted"][keep]
+    if retracted.dtype == object:
+        retracted = archive._codes(retracted, ["False", "True"], "retracted").astype(bool)
+    a = _codes(names, data["endorser_id"][keep])
+    b = _codes(names, data["endorsee_id"][keep])
+    arrays = {
+        "src": a,
+        "dst": b,
+        "topic": _codes(topics, data["topic"][keep]),
+        "ts": ts[keep],
+        "retracted": np.asarray(retracted, bool),
+    }
+    return _split(_bucket_of(a, b, buckets), buckets, arrays)
+
+
+def _concat(pieces: Sequence[dict]) -> dict[str, np.ndarray]:
+    pieces = [p for p in pieces if p]
+    if not pieces:
+        return {}
+    return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+
+
+def _reciprocity(
+    interactions: Sequence[dict],
+    endorsements: Sequence[dict],
+    n_users: int,
+    as_of: float,
+    params: ModelParams,
+    buckets: int,
+) -> dict[str, Any]:
+    """Step 3 for one unordered-pair bucket: merged sums, live endorsements, the
+    reciprocity penalties; the pairs split by source bucket for step 4."""
+    inter = _concat(interactions)
+    endo = _concat(endorsements)
+    keys = inter.get("key", np.zeros(0, np.uint64))
+    W_parts = inter.get("W", np.zeros((0, 4)))
+    # The same pair from several partitions: merge with the same kernels.
+    if len(keys):
+        keys, W = _aggregate_pairs(
+            np.repeat(keys, 4),
+            np.tile(np.arange(4, dtype=np.int8), len(keys)),
+            W_parts.reshape(-1),
+        )
+    else:
+        W = W_parts
+    winners = _winners(endo)
+    live = winners[~endo["retracted"][winners]] if len(winners) else winners
+    if len(live):
+        e_keys = (endo["src"][live].astype(np.uint64) << np.uint64(32)) | endo["dst"][live].astype(
+            np.uint64
+        )
+        e_value = params.endorsement_weight * np.exp2(
+            (endo["ts"][live] - as_of) / params.half_life_seconds
+        )
+    else:
+        e_keys, e_value = np.zeros(0, np.uint64), np.zeros(0)
+    all_keys = np.union1d(keys, e_keys)
+    W_all = np.zeros((len(all_keys), 4))
+    W_all[np.searchsorted(all_keys, keys)] = W
+    E = np.bincount(np.searchsorted(all_keys, e_keys), weights=e_value, minlength=len(all_keys))
+    rev_keys = (all_keys << np.uint64(32)) | (all_keys >> np.uint64(32))
+    rev = np.searchsorted(all_keys, rev_keys)
+    rev[rev >= len(all_keys)] = 0
+    has_rev = all_keys[rev] == rev_keys if len(all_keys) else np.zeros(0, bool)
+    W_rev = np.where(has_rev[:, None], W_all[rev], 0.0)
+    E_rev = np.where(has_rev, E[rev], 0.0)
+    W_pen = W_all - np.asarray(params.kind_reciprocity) * np.minimum(W_all, W_rev)
+    E_pen = E - params.endorsement_reciprocity * np.minimum(E, E_rev)
+    src = (all_keys >> np.uint64(32)).astype(np.int64)
+    dst = (all_keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    pairs = {
+        "src": src,
+        "dst": dst,
+        "W": W_all,
+        "raw": W_all.sum(axis=1),
+        "s": np.log1p(W_pen.sum(axis=1)),
+        "E": E,
+        "E_pen": E_pen,
+        "removed": (W_all - W_pen).sum(axis=1) + (E - E_pen),
+    }
+    with np.errstate(divide="ignore", invalid="ignore"):
+        discount = np.where(E > 0, E_pen / E, 0.0)
+    live_pair = np.searchsorted(all_keys, e_keys)
+    records = (
+        {k: endo[k][winners] for k in ("src", "dst", "topic", "ts", "retracted")}
+        if len(winners)
+        else {}
+    )
+    topic_rows = {
+        "src": endo["src"][live] if len(live) else np.zeros(0, np.int64),
+        "dst": endo["dst"][live] if len(live) else np.zeros(0, np.int64),
+        "topic": endo["topic"][live] if len(live) else np.zeros(0, np.int64),
+        "value": e_value * discount[live_pair] if len(live) else np.zeros(0),
+    }
+    by_source = _split(src % buckets, buckets, pairs)
+    return {"by_source": by_source, "records": records, "topic_rows": topic_rows}
+
+
+def _winners(endo: dict[str, np.ndarray]) -> np.ndarray:
+    """Each (endorser, endorsee, topic) key's deciding event, live or retracted."""
+    if not endo:
+        return np.zeros(0, np.int64)
+    return latest_endorsement_events(
+        endo["src"], endo["dst"], endo["topic"], endo["ts"], endo["retracted"]
+    )
+
+
+def _budgets(
+    pieces: Sequence[dict],
+    status: np.ndarray,
+    params: ModelParams,
+    n_users: int,
+    ranges: np.ndarray,
+) -> dict[str, Any]:
+    """Step 4: one source bucket's saturation, budgets and transition probabilities;
+    the edges split by destination range for the iterations."""
+    pairs = _concat(pieces)
+    if not pairs:
+        return {"by_destination": [{} for _ in range(len(ranges) - 1)], "beta": {}}
+    src, dst = pairs["src"], pairs["dst"]
+    sources, at = np.unique(src, return_inverse=True)
+    given = np.bincount(at, weights=pairs["E"], minlength=len(sources))
+    beta_source = np.where(
+        given > params.endorsement_budget,
+        params.endorsement_budget / np.maximum(given, 1e-300),
+        1.0,
+    )
+    beta = beta_source[at]
+    e = beta * pairs["E_pen"]
+    D = np.bincount(at, weights=np.log1p(pairs["raw"]) + beta * pairs["E"], minlength=len(sources))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        P = np.where(D[at] > 0, (pairs["s"] + e) / D[at], 0.0)
+    suspended = status == AccountStatus.SUSPENDED
+    P[suspended[src] | suspended[dst]] = 0.0
+    edges = {
+        "src": src,
+        "dst": dst,
+        "P": P,
+        "raw": pairs["raw"],
+        "s": pairs["s"],
+        "E": pairs["E"],
+        "e": e,
+        "removed": pairs["removed"],
+        "W": pairs["W"],
+    }
+    part = np.searchsorted(ranges, dst, side="right") - 1
+    return {
+        "by_destination": _split(part, len(ranges) - 1, edges),
+        "beta": {"user": sources, "beta": beta_source},
+    }
+
+
+def _flow(edges: dict[str, np.ndarray], lo: int, hi: int, c: np.ndarray, damping: float):
+    """Step 5, one iteration on one destination range: d * sum_a P(a->b) c_a."""
+    if not edges:
+        return np.zeros(hi - lo)
+    return damping * np.bincount(
+        edges["dst"] - lo, weights=edges["P"] * c[edges["src"]], minlength=hi - lo
+    )
+
+
+def _received(edges: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
+    out = np.zeros((hi - lo, 5))
+    if not edges:
+        return out
+    at = edges["dst"] - lo
+    for column, values in enumerate(
+        (edges["raw"], edges["s"], edges["E"], edges["e"], edges["removed"])
+    ):
+        out[:, column] = np.bincount(at, weights=values, minlength=hi - lo)
+    return out
+
+
+# ---------------------------------------------------------------------- the job
+
+
+def run(
+    client: Any,
+    input_dir: str | Path,
+    as_of: float,
+    params: ModelParams | None = None,
+    *,
+    tolerance: float = 1e-13,
+    max_iterations: int = 2000,
+    topics: bool = False,
+    state: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> BatchResult:
+    """Compute a snapshot of the archive in ``input_dir`` at ``as_of`` on ``client``'s
+    cluster (a ``distributed.Client``)."""
+    from distributed import wait
+
+    p = params or ModelParams()
+    started = time.perf_counter()
+    say = progress or (lambda message: log.info("%s", message))
+    base = Path(input_dir)
+    parts = {t: _partitions(base, t) for t in archive.TABLES}
+    if not any(parts.values()):
+        raise archive.ArchiveError(f"{base}: no accounts, interactions or endorsements tables")
+    workers = max(len(client.scheduler_info().get("workers", {})), 1)
+    buckets = max(2 * workers, 2)
+
+    # 1. Dictionaries of users and topics.
+    id_columns = {
+        "accounts": ["user_id"],
+        "interactions": ["actor_id", "target_id"],
+        "endorsements": ["endorser_id", "endorsee_id"],
+    }
+    distinct = [
+        client.submit(_distinct, part, id_columns[table], pure=False)
+        for table in archive.TABLES
+        for part in parts[table]
+    ]
+    names = np.unique(np.concatenate([np.zeros(0, dtype=str), *client.gather(distinct)]))
+    topic_names = np.unique(
+        np.concatenate(
+            [
+                np.array([""]),
+                *client.gather(
+                    [
+                        client.submit(_distinct, part, ["topic"], pure=False)
+                        for part in parts["endorsements"]
+                    ]
+                ),
+            ]
+        )
+    )
+    n = len(names)
+    say(f"{n:,} users, {len(topic_names) - 1} topics")
+    status = np.zeros(n, np.uint8)
+    for part in parts["accounts"]:
+        data = _read(part)
+        if data:
+            status[_codes(names, data["user_id"])] = archive._codes(
+                data["status"], archive.STATUS_NAMES, "status"
+            )
+    names_f = client.scatter(names, broadcast=True)
+    topics_f = client.scatter(topic_names, broadcast=True)
+    status_f = client.scatter(status, broadcast=True)
+
+    # 2. Pair sums per partition, split by unordered pair.
+    inter = [
+        client.submit(_interaction_part, part, names_f, as_of, p, buckets, pure=False)
+        for part in parts["interactions"]
+    ]
+    endo = [
+        client.submit(_endorsement_part, part, names_f, topics_f, as_of, buckets, pure=False)
+        for part in parts["endorsements"]
+    ]
+
+    # 3. The shuffle by unordered pair: reciprocity.
+    def pieces(futures: list, b: int) -> list:
+        return [client.submit(operator.getitem, f, b) for f in futures]
+
+    recip = [
+        client.submit(
+            _reciprocity, pieces(inter, b), pieces(endo, b), n, as_of, p, buckets, pure=False
+        )
+        for b in range(buckets)
+    ]
+
+    # 4. The shuffle by source: budgets and transitions.
+    ranges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    by_source = [client.submit(operator.getitem, r, "by_source") for r in recip]
+    budget = [
+        client.submit(_budgets, pieces(by_source, b), status_f, p, n, ranges, pure=False)
+        for b in range(buckets)
+    ]
+    by_destination = [client.submit(operator.getitem, f, "by_destination") for f in budget]
+    edges = [client.submit(_concat, pieces(by_destination, b), pure=False) for b in range(buckets)]
+    wait(edges)
+    say(f"graph built in {time.perf_counter() - started:.1f} s")
+
+    # 5. Personalised PageRank, one task per destination range each iteration.
+    def per_range(task: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+        """``task(edges, lo, hi, *args)`` on every destination range, concatenated."""
+        return np.concatenate(
+            client.gather(
+                [
+                    client.submit(
+                        task, edges[b], int(ranges[b]), int(ranges[b + 1]), *args, pure=False
+                    )
+                    for b in range(buckets)
+                ]
+            )
+        )
+
+    def flow(c: np.ndarray) -> np.ndarray:
+        return per_range(_flow, client.scatter(c, broadcast=True), p.damping)
+
+    credibility, iterations = personalised_pagerank(flow, status, tolerance, max_iterations)
+    say(f"credibility after {iterations} iterations")
+
+    # 6. Scores and the explanation.
+    received = per_range(_received)
+    inflow = flow(credibility)
+    suspended = status == AccountStatus.SUSPENDED
+    members = np.flatnonzero(~suspended)
+    influence = np.where(suspended, 0.0, members.size * credibility)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        teleport_share = np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
+    columns = {
+        "influence": influence,
+        "score": _log_scale(influence),
+        "percentile": _rank_lower(influence, members),
+        "credibility": credibility,
+        "engagement_received": received[:, 0],
+        "engagement_saturated": received[:, 1],
+        "endorsements_received": received[:, 2],
+        "endorsements_effective": received[:, 3],
+        "reciprocity_removed": received[:, 4],
+        "teleport_share": teleport_share,
+    }
+    topic_table = None
+    if topics:
+        topic_table = _topic_scores(client, recip, budget, influence, topic_names)
+    engine_state = None
+    if state:
+        engine_state = _state(
+            client, recip, edges, names, topic_names, status, as_of, p, credibility
+        )
+    return BatchResult(
+        names, columns, iterations, time.perf_counter() - started, topic_table, engine_state
+    )
+
+
+def _topic_scores(
+    client: Any, recip: list, budget: list, influence: np.ndarray, topic_names: np.ndarray
+) -> dict[str, np.ndarray]:
+    """MODEL.md 9 on the client: live endorsements are a few percent of the events."""
+    rows = _concat(client.gather([client.submit(operator.getitem, r, "topic_rows") for r in recip]))
+    betas = _concat(client.gather([client.submit(operator.getitem, b, "beta") for b in budget]))
+    beta = np.ones(len(influence))
+    if betas:
+        beta[betas["user"]] = betas["beta"]
+    out: dict[str, list] = {"user": [], "topic": [], "value": [], "score": [], "percentile": []}
+    if rows and len(rows["src"]):
+        contribution = influence[rows["src"]] * beta[rows["src"]] * rows["value"]
+        for t in np.unique(rows["topic"]):
+            if topic_names[t] == "":
+                continue  # general endorsements: part of the overall score, not a topic
+            mask = rows["topic"] == t
+            users, at = np.unique(rows["dst"][mask], return_inverse=True)
+            value = np.bincount(at, weights=contribution[mask], minlength=len(users))
+            full = np.zeros(len(influence))
+            full[users] = value
+            out["user"].append(users)
+            out["topic"].append(np.full(len(users), t))
+            out["value"].append(value)
+            out["score"].append(_log_scale(value))
+            out["percentile"].append(_rank_lower(full, users)[users])
+    return {
+        "user": np.concatenate(out["user"]) if out["user"] else np.zeros(0, np.int64),
+        "topic": topic_names[np.concatenate(out["topic"])] if out["topic"] else np.zeros(0, str),
+        "value": np.concatenate(out["value"]) if out["value"] else np.zeros(0),
+        "score": np.concatenate(out["score"]) if out["score"] else np.zeros(0),
+        "percentile": np.concatenate(out["percentile"]) if out["percentile"] else np.zeros(0),
+    }
+
+
+def _state(
+    client: Any,
+    recip: list,
+    edges: list,
+    names: np.ndarray,
+    topic_names: np.ndarray,
+    status: np.ndarray,
+    as_of: float,
+    p: ModelParams,
+    credibility: np.ndarray,
+) -> EngineState:
+    """The engine state that serves this snapshot and takes new events on top: the
+    pair sums as a compacted log at ``as_of``, each endorsement key's latest event."""
+    pairs = _concat(client.gather(edges))
+    records = _concat(client.gather([client.submit(operator.getitem, r, "records") for r in recip]))
+    kinds = np.asarray(p.kind_weights)
+    W = pairs.get("W", np.zeros((0, 4)))
+    pair, channel = np.nonzero(W > 0)
+    log = EventLog(
+        n_users=len(names),
+        actor=pairs["src"][pair] if len(pair) else np.zeros(0, np.int64),
+        target=pairs["dst"][pair] if len(pair) else np.zeros(0, np.int64),
+        kind=(channel + 1).astype(np.int8),
+        ts=np.full(len(pair), as_of),
+        weight=W[pair, channel] / kinds[channel],
+        endorser=records.get("src", np.zeros(0, np.int64)),
+        endorsee=records.get("dst", np.zeros(0, np.int64)),
+        topic=records.get("topic", np.zeros(0, np.int64)),
+        endorse_ts=records.get("ts", np.zeros(0)),
+        retracted=records.get("retracted", np.zeros(0, bool)),
+        status=status,
+        user_ids=names.tolist(),
+        topics=topic_names.tolist(),
+    )
+    engine = Engine(p, threads=1)
+    engine.load_events(log)
+    state = engine.state()
+    state.arrays["warm_x"] = credibility.copy()
+    return state
+
+
+# ---------------------------------------------------------------------- output
+
+
+def write_scores(result: BatchResult, out: str | Path) -> list[Path]:
+    """Write the scores (and topic scores, and the serving state when computed)."""
+    pa, pq = archive._pyarrow()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = {"user_id": pa.array(result.user_ids.tolist(), pa.string())}
+    table.update({k: pa.array(result.columns[k]) for k in SCORE_COLUMNS})
+    pq.write_table(pa.table(table), out, compression="zstd")
+    written = [out]
+    if result.topics is not None:
+        t = result.topics
+        path = out.with_name(out.stem + ".topics.parquet")
+        pq.write_table(
+            pa.table(
+                {
+                    "user_id": pa.array(result.user_ids[t["user"]].tolist(), pa.string()),
+                    "topic": pa.array(t["topic"].tolist(), pa.string()),
+                    "value": pa.array(t["value"]),
+                    "score": pa.array(t["score"]),
+                    "percentile": pa.array(t["percentile"]),
+                }
+            ),
+            path,
+        )
+        written.append(path)
+    if result.state is not None:
+        from . import checkpoint
+
+        written.append(checkpoint.write(state_dir(out), result.state))
+    return written
+
+
+def state_dir(scores: str | Path) -> Path:
+    """Where a batch run keeps the state that ``serve --snapshot`` loads."""
+    scores = Path(scores)
+    return scores.with_name(scores.name + ".state")
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds from a number or an RFC 3339 time."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    import datetime
+
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    value = moment.timestamp()
+    if not math.isfinite(value):
+        raise ValueError(f"not a time: {text!r}")
+    return value
