@@ -302,6 +302,36 @@ def test_calls_past_the_concurrency_limit_are_refused_and_deadlines_end_waits():
         server.stop(0)
 
 
+def test_a_caller_that_goes_away_frees_its_slot_at_once():
+    settings = ServerSettings(
+        workers=4,
+        max_concurrent_rpcs=1,
+        refresh_gap_seconds=60,
+        max_staleness_seconds=60,
+        time_step_seconds=3600,
+    )
+    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
+    try:
+        with ScoreClient(server.address) as client:
+            seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
+            waiting = client.stub.Score.future(
+                pb.ScoreRequest(user_id="bo", min_sequence=seq), timeout=60
+            )
+            time.sleep(0.3)
+            assert rejected(client.score, "bo").code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            waiting.cancel()
+            deadline = time.monotonic() + 5
+            while True:  # the slot frees as soon as the server sees the cancellation
+                code = rejected(client.score, "bo").code
+                if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert code == grpc.StatusCode.NOT_FOUND  # served (no refresh has run yet)
+    finally:
+        server.stop(0)
+
+
 # ---------------------------------------------------------------------- observability
 
 

@@ -214,10 +214,15 @@ class SnapshotSource:
             )
         remaining = context.time_remaining()
         timeout = MAX_WAIT_SECONDS if remaining is None else max(remaining - 0.01, 0.0)
+        # A caller that goes away ends the wait too: its slot is freed at once.
+        context.add_callback(self.published)
         with self._published:
             ok = self._published.wait_for(
-                lambda: self.engine.snapshot.sequence >= min_sequence, timeout
+                lambda: self.engine.snapshot.sequence >= min_sequence or not context.is_active(),
+                timeout,
             )
+        if not context.is_active():
+            raise RpcError(grpc.StatusCode.CANCELLED, "the caller went away", "CANCELLED")
         if not ok:
             raise RpcError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
