@@ -89,6 +89,8 @@ class CallInterceptor(grpc.ServerInterceptor):
                     authenticator.authorize(caller, name)
                 if limiter is not None:
                     limiter.take(caller.name or context.peer())
+                if caller is ANONYMOUS:  # the default: nothing to set (the page-view path)
+                    return inner(request, context)
                 token = current_caller.set(caller)
                 try:
                     return inner(request, context)
