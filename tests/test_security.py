@@ -252,6 +252,19 @@ def test_batches_over_the_row_limit_are_invalid():
         server.stop(0)
 
 
+def test_a_request_over_the_size_limit_is_refused():
+    settings = ServerSettings(workers=4, max_receive_message_bytes=2000, time_step_seconds=3600)
+    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
+    try:
+        with ScoreClient(server.address) as client:
+            rows = [(f"actor-{i:04d}", "hub", LIKE, None) for i in range(200)]
+            got = rejected(client.record_interactions, rows)
+            assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert client.record_interactions(rows[:5]).sequence == 1
+    finally:
+        server.stop(0)
+
+
 def test_a_caller_over_its_rate_is_told_when_to_retry():
     settings = ServerSettings(workers=4, rate_per_caller=5.0, time_step_seconds=3600)
     server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
