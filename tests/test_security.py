@@ -285,9 +285,10 @@ def test_a_caller_over_its_rate_is_told_when_to_retry():
         server.stop(0)
 
 
-def test_calls_past_the_concurrency_limit_are_refused_and_deadlines_end_waits():
-    # No refresh for a minute: a read for the next write's sequence waits, holding
-    # the only slot.
+@pytest.fixture
+def one_slot():
+    """A server taking one call at a time that does not refresh for a minute, and the
+    sequence of a write to it: a read for that sequence waits, holding the only slot."""
     settings = ServerSettings(
         workers=4,
         max_concurrent_rpcs=1,
@@ -299,50 +300,38 @@ def test_calls_past_the_concurrency_limit_are_refused_and_deadlines_end_waits():
     try:
         with ScoreClient(server.address) as client:
             seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
-            waiting: list = []
-            waiter = threading.Thread(
-                target=lambda: waiting.append(
-                    rejected(client.score, "bo", min_sequence=seq, timeout=1.5)
-                )
-            )
-            waiter.start()
-            time.sleep(0.4)
-            busy = rejected(client.score, "bo")
-            assert busy.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-            waiter.join()
-            assert waiting[0].code == grpc.StatusCode.DEADLINE_EXCEEDED
+            yield client, seq
     finally:
         server.stop(0)
 
 
-def test_a_caller_that_goes_away_frees_its_slot_at_once():
-    settings = ServerSettings(
-        workers=4,
-        max_concurrent_rpcs=1,
-        refresh_gap_seconds=60,
-        max_staleness_seconds=60,
-        time_step_seconds=3600,
+def test_calls_past_the_concurrency_limit_are_refused_and_deadlines_end_waits(one_slot):
+    client, seq = one_slot
+    waiting: list = []
+    waiter = threading.Thread(
+        target=lambda: waiting.append(rejected(client.score, "bo", min_sequence=seq, timeout=1.5))
     )
-    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
-    try:
-        with ScoreClient(server.address) as client:
-            seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
-            waiting = client.stub.Score.future(
-                pb.ScoreRequest(user_id="bo", min_sequence=seq), timeout=60
-            )
-            time.sleep(0.3)
-            assert rejected(client.score, "bo").code == grpc.StatusCode.RESOURCE_EXHAUSTED
-            waiting.cancel()
-            deadline = time.monotonic() + 5
-            while True:  # the slot frees as soon as the server sees the cancellation
-                code = rejected(client.score, "bo").code
-                if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    break
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            assert code == grpc.StatusCode.NOT_FOUND  # served (no refresh has run yet)
-    finally:
-        server.stop(0)
+    waiter.start()
+    time.sleep(0.4)
+    assert rejected(client.score, "bo").code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    waiter.join()
+    assert waiting[0].code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_caller_that_goes_away_frees_its_slot_at_once(one_slot):
+    client, seq = one_slot
+    waiting = client.stub.Score.future(pb.ScoreRequest(user_id="bo", min_sequence=seq), timeout=60)
+    time.sleep(0.3)
+    assert rejected(client.score, "bo").code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    waiting.cancel()
+    deadline = time.monotonic() + 5
+    while True:  # the slot frees as soon as the server sees the cancellation
+        code = rejected(client.score, "bo").code
+        if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert code == grpc.StatusCode.NOT_FOUND  # served (no refresh has run yet)
 
 
 # ---------------------------------------------------------------------- observability
