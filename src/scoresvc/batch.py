@@ -10,13 +10,15 @@ between them (``docs/batch.md`` tells the scaling story):
    kernels (``U64Index``, ``accumulate``), split by unordered pair;
 3. per unordered-pair bucket (the shuffle that brings a pair and its reverse together):
    sums merged, endorsements resolved (latest event wins), reciprocity (MODEL.md 1-3);
-4. per source bucket: saturation, budgets, transition probabilities (MODEL.md 4-6);
-5. per destination range: the edges, kept on the workers for the power iterations of
-   personalised PageRank (MODEL.md 7), each iteration one task per range;
+4. per source bucket: saturation, budgets, transition probabilities (MODEL.md 4-6) with
+   the engine's row kernel (``compute_rows``);
+5. per destination range: the edges in the pull form, kept on the workers for the power
+   iterations of personalised PageRank (MODEL.md 7), each iteration one task per range
+   running the engine's power step (``ppr_power_step``);
 6. on the client: influence, scores, percentiles (MODEL.md 8) and, optionally, topics.
 
-Every step is the numpy reference's arithmetic (``scoresvc.reference``), partitioned,
-so the result is the in-process engine's to rounding.
+The explanation sums and topic scores follow the numpy reference (``scoresvc.reference``);
+the result is the in-process engine's to rounding.
 """
 
 from __future__ import annotations
@@ -261,9 +263,12 @@ def _reciprocity(
         "src": src,
         "dst": dst,
         "W": W_all,
+        "W_rev": W_rev,
+        "E": E,
+        "E_rev": E_rev,
+        "has_rev": has_rev,
         "raw": W_all.sum(axis=1),
         "s": np.log1p(W_pen.sum(axis=1)),
-        "E": E,
         "E_pen": E_pen,
         "removed": (W_all - W_pen).sum(axis=1) + (E - E_pen),
     }
@@ -295,32 +300,46 @@ def _winners(endo: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _budgets(
-    pieces: Sequence[dict],
-    status: np.ndarray,
-    params: ModelParams,
-    n_users: int,
-    ranges: np.ndarray,
+    pieces: Sequence[dict], status: np.ndarray, params: ModelParams, ranges: np.ndarray
 ) -> dict[str, Any]:
-    """Step 4: one source bucket's saturation, budgets and transition probabilities;
-    the edges split by destination range for the iterations."""
+    """Step 4: one source bucket's saturation, budgets and transition probabilities,
+    by the engine's own row kernel (``_core.compute_rows``); the edges split by
+    destination range for the iterations.
+
+    The kernel reads a pair's reverse through ``pair_rev``: each pair's reverse sums
+    (carried from step 3) sit after the pairs as a ghost row the kernel only reads.
+    """
     pairs = _concat(pieces)
     if not pairs:
         return {"by_destination": [{} for _ in range(len(ranges) - 1)], "beta": {}}
-    src, dst = pairs["src"], pairs["dst"]
-    sources, at = np.unique(src, return_inverse=True)
-    given = np.bincount(at, weights=pairs["E"], minlength=len(sources))
-    beta_source = np.where(
-        given > params.endorsement_budget,
-        params.endorsement_budget / np.maximum(given, 1e-300),
-        1.0,
+    order = np.argsort(pairs["src"], kind="stable")
+    pairs = {k: v[order] for k, v in pairs.items()}
+    src, dst, m = pairs["src"], pairs["dst"], len(pairs["src"])
+    sources, first, count = np.unique(src, return_index=True, return_counts=True)
+    ghost = np.arange(m, 2 * m, dtype=np.int32)
+    pair_p = np.zeros(2 * m)
+    beta = np.ones(len(sources))
+    _core.compute_rows(
+        np.arange(len(sources), dtype=np.int32),
+        first.astype(np.int32),
+        count.astype(np.int32),
+        np.arange(m, dtype=np.int32),
+        np.ascontiguousarray(np.concatenate([pairs["W"], pairs["W_rev"]])),
+        np.where(pairs["has_rev"], ghost, -1).astype(np.int32),
+        np.arange(2 * m, dtype=np.int32),
+        np.concatenate([pairs["E"], pairs["E_rev"]]),
+        np.ascontiguousarray(status[sources], dtype=np.uint8),
+        1.0,  # the sums are already decayed to the evaluation time
+        params.channel_reciprocity(),
+        params.endorsement_budget,
+        pair_p,
+        beta,
+        np.zeros(len(sources)),
+        np.zeros(len(sources), np.uint8),
+        1,
     )
-    beta = beta_source[at]
-    e = beta * pairs["E_pen"]
-    D = np.bincount(at, weights=np.log1p(pairs["raw"]) + beta * pairs["E"], minlength=len(sources))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        P = np.where(D[at] > 0, (pairs["s"] + e) / D[at], 0.0)
-    suspended = status == AccountStatus.SUSPENDED
-    P[suspended[src] | suspended[dst]] = 0.0
+    P = pair_p[:m]
+    P[status[dst] == AccountStatus.SUSPENDED] = 0.0  # trust sent to them is lost
     edges = {
         "src": src,
         "dst": dst,
@@ -328,29 +347,54 @@ def _budgets(
         "raw": pairs["raw"],
         "s": pairs["s"],
         "E": pairs["E"],
-        "e": e,
+        "e": np.repeat(beta, count) * pairs["E_pen"],
         "removed": pairs["removed"],
         "W": pairs["W"],
     }
     part = np.searchsorted(ranges, dst, side="right") - 1
     return {
         "by_destination": _split(part, len(ranges) - 1, edges),
-        "beta": {"user": sources, "beta": beta_source},
+        "beta": {"user": sources, "beta": beta},
     }
 
 
-def _flow(edges: dict[str, np.ndarray], lo: int, hi: int, c: np.ndarray, damping: float):
-    """Step 5, one iteration on one destination range: d * sum_a P(a->b) c_a."""
+def _pull_graph(pieces: Sequence[dict], lo: int, hi: int) -> dict[str, np.ndarray]:
+    """A destination range's edges, with the pull arrays of the engine's power step:
+    for node ``v``, its in-edges' sources and ``P`` at ``pull_start[v]:pull_start[v+1]``."""
+    edges = _concat(pieces)
     if not edges:
-        return np.zeros(hi - lo)
-    return damping * np.bincount(
-        edges["dst"] - lo, weights=edges["P"] * c[edges["src"]], minlength=hi - lo
+        edges = {"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64), "P": np.zeros(0)}
+    order = np.lexsort((edges["src"], edges["dst"]))
+    edges = {k: v[order] for k, v in edges.items()}
+    pull_start = np.zeros(hi - lo + 1, np.int64)
+    np.cumsum(np.bincount(edges["dst"] - lo, minlength=hi - lo), out=pull_start[1:])
+    edges["pull_start"] = pull_start
+    edges["pull_src"] = edges["src"].astype(np.int32)
+    return edges
+
+
+def _flow(graph: dict[str, np.ndarray], lo: int, hi: int, c: np.ndarray, damping: float):
+    """Step 5, one iteration on one destination range: ``d sum_a P(a->b) c_a``, by the
+    engine's power step (with no teleport on the range, its output is the flow)."""
+    out = np.empty(hi - lo)
+    _core.ppr_power_step(
+        graph["pull_start"],
+        graph["pull_src"],
+        graph["P"],
+        np.zeros(hi - lo),
+        damping,
+        c,
+        out,
+        0.0,
+        0.0,
+        1,
     )
+    return out
 
 
 def _received(edges: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
     out = np.zeros((hi - lo, 5))
-    if not edges:
+    if len(edges["dst"]) == 0:
         return out
     at = edges["dst"] - lo
     for column, values in enumerate(
@@ -452,11 +496,16 @@ def run(
     ranges = np.linspace(0, n, buckets + 1).astype(np.int64)
     by_source = [client.submit(operator.getitem, r, "by_source") for r in recip]
     budget = [
-        client.submit(_budgets, pieces(by_source, b), status_f, p, n, ranges, pure=False)
+        client.submit(_budgets, pieces(by_source, b), status_f, p, ranges, pure=False)
         for b in range(buckets)
     ]
     by_destination = [client.submit(operator.getitem, f, "by_destination") for f in budget]
-    edges = [client.submit(_concat, pieces(by_destination, b), pure=False) for b in range(buckets)]
+    edges = [
+        client.submit(
+            _pull_graph, pieces(by_destination, b), int(ranges[b]), int(ranges[b + 1]), pure=False
+        )
+        for b in range(buckets)
+    ]
     wait(edges)
     say(f"graph built in {time.perf_counter() - started:.1f} s")
 
@@ -560,7 +609,7 @@ def _state(
 ) -> EngineState:
     """The engine state that serves this snapshot and takes new events on top: the
     pair sums as a compacted log at ``as_of``, each endorsement key's latest event."""
-    pairs = _concat(client.gather(edges))
+    pairs = _concat([g for g in client.gather(edges) if len(g["src"])])
     records = _concat(client.gather([client.submit(operator.getitem, r, "records") for r in recip]))
     kinds = np.asarray(p.kind_weights)
     W = pairs.get("W", np.zeros((0, 4)))
