@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import subprocess
@@ -236,73 +237,57 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki):
 # ---------------------------------------------------------------------- limits
 
 
-def test_batches_over_the_row_limit_are_invalid():
-    settings = ServerSettings(workers=4, max_batch_rows=3, time_step_seconds=3600)
+@contextlib.contextmanager
+def _limited(**limits):
+    """A client of a server with ``limits`` (ServerSettings fields) on loopback."""
+    settings = ServerSettings(workers=4, time_step_seconds=3600, **limits)
     server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
     try:
         with ScoreClient(server.address) as client:
-            rows = [(f"a{i}", "hub", LIKE, None) for i in range(4)]
-            got = rejected(client.record_interactions, rows)
-            assert got.field_violations[0][0] == "interactions"
-            assert "at most 3" in got.field_violations[0][1]
-            got = rejected(client.record_interaction_columns, ["a", "b"], [0] * 4, [1] * 4, [1] * 4)
-            assert got.field_violations[0][0] == "columns.kind"
-            assert client.record_interactions(rows[:3]).sequence == 1
+            yield client
     finally:
         server.stop(0)
+
+
+def test_batches_over_the_row_limit_are_invalid():
+    with _limited(max_batch_rows=3) as client:
+        rows = [(f"a{i}", "hub", LIKE, None) for i in range(4)]
+        got = rejected(client.record_interactions, rows)
+        assert got.field_violations[0][0] == "interactions"
+        assert "at most 3" in got.field_violations[0][1]
+        got = rejected(client.record_interaction_columns, ["a", "b"], [0] * 4, [1] * 4, [1] * 4)
+        assert got.field_violations[0][0] == "columns.kind"
+        assert client.record_interactions(rows[:3]).sequence == 1
 
 
 def test_a_request_over_the_size_limit_is_refused():
-    settings = ServerSettings(workers=4, max_receive_message_bytes=2000, time_step_seconds=3600)
-    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
-    try:
-        with ScoreClient(server.address) as client:
-            rows = [(f"actor-{i:04d}", "hub", LIKE, None) for i in range(200)]
-            got = rejected(client.record_interactions, rows)
-            assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert client.record_interactions(rows[:5]).sequence == 1
-    finally:
-        server.stop(0)
+    with _limited(max_receive_message_bytes=2000) as client:
+        rows = [(f"actor-{i:04d}", "hub", LIKE, None) for i in range(200)]
+        assert rejected(client.record_interactions, rows).code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert client.record_interactions(rows[:5]).sequence == 1
 
 
 def test_a_caller_over_its_rate_is_told_when_to_retry():
-    settings = ServerSettings(workers=4, rate_per_caller=5.0, time_step_seconds=3600)
-    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
-    try:
-        with ScoreClient(server.address) as client:
-            codes = []
-            for _ in range(15):
-                try:
-                    client.score("nobody")
-                except grpc.RpcError as exc:
-                    codes.append(error_details(exc))
-            limited = [d for d in codes if d.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
-            assert limited and limited[0].reason == "CALLER_RATE_LIMITED"
-            assert 0 < limited[0].retry_after_seconds <= 0.2
-            time.sleep(0.5)
-            assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
-    finally:
-        server.stop(0)
+    with _limited(rate_per_caller=5.0) as client:
+        codes = []
+        for _ in range(15):
+            try:
+                client.score("nobody")
+            except grpc.RpcError as exc:
+                codes.append(error_details(exc))
+        limited = [d for d in codes if d.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        assert limited and limited[0].reason == "CALLER_RATE_LIMITED"
+        assert 0 < limited[0].retry_after_seconds <= 0.2
+        time.sleep(0.5)
+        assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture
 def one_slot():
     """A server taking one call at a time that does not refresh for a minute, and the
     sequence of a write to it: a read for that sequence waits, holding the only slot."""
-    settings = ServerSettings(
-        workers=4,
-        max_concurrent_rpcs=1,
-        refresh_gap_seconds=60,
-        max_staleness_seconds=60,
-        time_step_seconds=3600,
-    )
-    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
-    try:
-        with ScoreClient(server.address) as client:
-            seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
-            yield client, seq
-    finally:
-        server.stop(0)
+    with _limited(max_concurrent_rpcs=1, refresh_gap_seconds=60, max_staleness_seconds=60) as c:
+        yield c, c.record_interactions([("ana", "bo", LIKE, None)]).sequence
 
 
 def test_calls_past_the_concurrency_limit_are_refused_and_deadlines_end_waits(one_slot):
