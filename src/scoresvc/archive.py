@@ -167,10 +167,8 @@ def _write_csv(
 # ---------------------------------------------------------------------- import
 
 
-def read(directory: str | Path, progress: Progress | None = None) -> Iterator[EventLog]:
-    """The archive in ``directory`` as event logs of at most ``CHUNK_ROWS`` rows each:
-    accounts first, then interactions, then endorsements. Each log names only the users
-    it uses (``user_ids``), so chunks stay small whatever the number of users."""
+def table_files(directory: str | Path) -> dict[str, Path]:
+    """The archive's table files by table name (from its manifest when it has one)."""
     base = Path(directory)
     manifest_path = base / "manifest.json"
     if manifest_path.exists():
@@ -189,34 +187,84 @@ def read(directory: str | Path, progress: Progress | None = None) -> Iterator[Ev
                     files[name] = base / f"{name}.{ext}"
     if not files:
         raise ArchiveError(f"{base}: no accounts, interactions or endorsements tables")
+    return files
+
+
+def read(directory: str | Path, progress: Progress | None = None) -> Iterator[EventLog]:
+    """The archive in ``directory`` as event logs of at most ``CHUNK_ROWS`` rows each:
+    accounts first, then interactions, then endorsements. Each log names only the users
+    it uses (``user_ids``), so chunks stay small whatever the number of users."""
+    files = table_files(directory)
     for name in TABLES:
         path = files.get(name)
         if path is None:
             continue
         for columns, done, total in _read_table(path):
-            try:
-                yield _CONVERT[name](columns)
-            except (KeyError, ValueError) as exc:
-                raise ArchiveError(f"{path}: {exc}") from exc
+            yield _convert(name, path, columns)
             if progress is not None:
                 progress(name, done, total)
 
 
-def _read_table(path: Path) -> Iterator[tuple[dict[str, np.ndarray], int, int]]:
-    """Chunks of a table as numpy columns (strings as object arrays)."""
+def partitions(directory: str | Path) -> dict[str, list[tuple[Path, int | None]]]:
+    """Each table's partitions for parallel readers: a Parquet row group each, or a
+    whole CSV file."""
+    out: dict[str, list[tuple[Path, int | None]]] = {name: [] for name in TABLES}
+    for name, path in table_files(directory).items():
+        if path.suffix == ".parquet":
+            _, pq = _pyarrow()
+            groups = pq.ParquetFile(path).metadata.num_row_groups
+            out[name] = [(path, g) for g in range(groups)]
+        else:
+            out[name] = [(path, None)]
+    return out
+
+
+def read_partition(table: str, path: Path, group: int | None) -> EventLog:
+    """One partition (from ``partitions``) of a table as an event log."""
+    if group is None:
+        chunks = [columns for columns, _, _ in _read_table(path)]
+        if not chunks:
+            return EventLog(n_users=0, user_ids=[])
+        columns = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+        return _convert(table, path, columns)
+    _, pq = _pyarrow()
+    return _convert(table, path, _arrow_columns(pq.ParquetFile(path).read_row_group(group)))
+
+
+def _convert(table: str, path: Path, columns: dict[str, Any]) -> EventLog:
+    try:
+        return _CONVERT[table](columns)
+    except (KeyError, ValueError) as exc:
+        raise ArchiveError(f"{path}: {exc}") from exc
+
+
+def _arrow_columns(batch: Any) -> dict[str, Any]:
+    """Columns of an Arrow batch or table: strings stay Arrow arrays (encoded in C++ by
+    ``_dense`` and ``_codes``), numbers and flags become numpy."""
+    pa, _ = _pyarrow()
+    columns = {}
+    for name, values in zip(batch.schema.names, batch.columns):
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if pa.types.is_dictionary(values.type):
+            values = values.cast(values.type.value_type)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            columns[name] = values
+        else:
+            columns[name] = values.to_numpy(zero_copy_only=False)
+    return columns
+
+
+def _read_table(path: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
+    """Chunks of a table: Parquet strings as Arrow arrays, CSV as object arrays."""
     if path.suffix == ".parquet":
-        pa, pq = _pyarrow()
+        _, pq = _pyarrow()
         table = pq.ParquetFile(path)
         total = table.metadata.num_rows
         done = 0
         for batch in table.iter_batches(batch_size=CHUNK_ROWS):
-            columns = {}
-            for field, values in zip(batch.schema, batch.columns):
-                if pa.types.is_dictionary(field.type):
-                    values = values.cast(field.type.value_type)
-                columns[field.name] = values.to_numpy(zero_copy_only=False)
             done += batch.num_rows
-            yield columns, done, total
+            yield _arrow_columns(batch), done, total
         return
     if path.suffix != ".csv":
         raise ArchiveError(f"{path}: not a .parquet or .csv table")
@@ -242,24 +290,40 @@ def _csv_columns(header: list[str], rows: list[list[str]]) -> dict[str, np.ndarr
     return {name: np.asarray(values, dtype=object) for name, values in zip(header, columns)}
 
 
-def _dense(*id_columns: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
+def _encoded(values: Any) -> tuple[list[str], np.ndarray]:
+    """The distinct strings of a column in order of first use, and each row's index."""
+    if isinstance(values, np.ndarray):  # CSV: object arrays
+        joined = [str(v) for v in values.tolist()]
+        names = list(dict.fromkeys(joined))
+        index = dict(zip(names, range(len(names))))
+        return names, np.fromiter(map(index.__getitem__, joined), np.int64, len(joined))
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(values)  # hashed in C++, no Python string per row
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy().astype(np.int64)
+
+
+def _dense(*id_columns: Any) -> tuple[list[str], list[np.ndarray]]:
     """Dictionary-encode id columns together: the distinct ids in order of first use,
     and each column's indexes into them."""
-    joined = [str(v) for column in id_columns for v in column]
-    index: dict[str, int] = {}
-    for name in joined:
-        index.setdefault(name, len(index))
-    codes = np.fromiter(map(index.__getitem__, joined), np.int64, len(joined))
+    if all(isinstance(c, np.ndarray) for c in id_columns):
+        joined: Any = np.concatenate(id_columns)
+    else:
+        pa, _ = _pyarrow()
+        joined = pa.concat_arrays([c.cast(pa.string()) for c in id_columns])
+    names, codes = _encoded(joined)
     bounds = np.cumsum([0] + [len(c) for c in id_columns])
-    return list(index), [codes[a:b] for a, b in itertools.pairwise(bounds)]
+    return names, [codes[a:b] for a, b in itertools.pairwise(bounds)]
 
 
-def _codes(values: np.ndarray, names: list[str], column: str) -> np.ndarray:
+def _codes(values: Any, names: list[str], column: str) -> np.ndarray:
+    """Indexes into ``names`` of a column's values (each distinct value looked up once)."""
+    distinct, at = _encoded(values)
     lookup = {name: i for i, name in enumerate(names)}
-    try:
-        return np.fromiter((lookup[str(v)] for v in values), np.int64, len(values))
-    except KeyError as exc:
-        raise ValueError(f"{column}: unknown value {exc.args[0]!r} (one of {names})") from None
+    unknown = [v for v in distinct if v not in lookup]
+    if unknown:
+        raise ValueError(f"{column}: unknown value {unknown[0]!r} (one of {names})")
+    return np.asarray([lookup[v] for v in distinct], np.int64)[at] if len(at) else at
 
 
 def _floats(values: np.ndarray, column: str) -> np.ndarray:

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import _core, archive
 from .engine import Engine, EngineState
-from .events import EventLog
+from .events import EventLog, compacted_interactions
 from .model import AccountStatus, ModelParams
 from .reference import (
     _log_scale,
@@ -77,42 +77,21 @@ class BatchResult:
 # ---------------------------------------------------------------------- reading
 
 
-def _partitions(directory: Path, table: str) -> list[tuple[str, int | None]]:
-    """(file, row group) per partition of a table; a CSV file is one partition."""
-    for ext in ("parquet", "csv"):
-        path = directory / f"{table}.{ext}"
-        if path.exists():
-            if ext == "csv":
-                return [(str(path), None)]
-            _, pq = archive._pyarrow()
-            groups = pq.ParquetFile(path).metadata.num_row_groups
-            return [(str(path), g) for g in range(groups)]
-    return []
+Part = tuple[Path, int | None]  # a table file and its Parquet row group (None: CSV)
 
 
-def _read(part: tuple[str, int | None]) -> dict[str, np.ndarray]:
-    path, group = part
-    if group is None:
-        chunks = [c for c, _, _ in archive._read_table(Path(path))]
-        return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
-    _, pq = archive._pyarrow()
-    table = pq.ParquetFile(path).read_row_group(group)
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+def _distinct(table: str, part: Part) -> tuple[np.ndarray, np.ndarray]:
+    """The user ids and topics a partition names, sorted."""
+    events = archive.read_partition(table, *part)
+    return (
+        np.unique(np.asarray(events.user_ids, dtype=str)),
+        np.unique(np.asarray(events.topics, dtype=str)),
+    )
 
 
-def _strings(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values).astype(str)
-
-
-def _distinct(part: tuple[str, int | None], columns: Sequence[str]) -> np.ndarray:
-    data = _read(part)
-    if not data:
-        return np.zeros(0, dtype=str)
-    return np.unique(np.concatenate([_strings(data[c]) for c in columns]))
-
-
-def _codes(names: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return np.searchsorted(names, _strings(values)).astype(np.int64)
+def _global(names: np.ndarray, local: Sequence[str]) -> np.ndarray:
+    """Positions in the sorted dictionary ``names`` of a partition's own ids."""
+    return np.searchsorted(names, np.asarray(local, dtype=str)).astype(np.int64)
 
 
 # ---------------------------------------------------------------------- steps
@@ -147,30 +126,22 @@ def _aggregate_pairs(keys: np.ndarray, channel: np.ndarray, value: np.ndarray) -
 
 
 def _interaction_part(
-    part: tuple[str, int | None],
-    names: np.ndarray,
-    as_of: float,
-    params: ModelParams,
-    buckets: int,
+    part: Part, names: np.ndarray, as_of: float, params: ModelParams, buckets: int
 ) -> list[dict]:
     """Step 2: one partition's pair sums at ``as_of``, split by unordered pair."""
-    data = _read(part)
-    if not data or len(data["actor_id"]) == 0:
-        return [{} for _ in range(buckets)]
-    ts = np.asarray(data["event_time_seconds"], np.float64)
-    keep = ts <= as_of
-    a = _codes(names, data["actor_id"][keep])
-    b = _codes(names, data["target_id"][keep])
-    kind = archive._codes(data["kind"][keep], archive.KIND_NAMES, "kind")
-    weight = data.get("weight")
-    count = np.ones(int(keep.sum())) if weight is None else np.asarray(weight, np.float64)[keep]
+    events = archive.read_partition("interactions", *part)
+    keep = events.ts <= as_of
+    lookup = _global(names, events.user_ids or [])
+    a, b = lookup[events.actor[keep]], lookup[events.target[keep]]
+    channel = (events.kind[keep] - 1).astype(np.int8)
+    count = 1.0 if events.weight is None else events.weight[keep]
     value = (
-        np.asarray(params.kind_weights)[kind]
+        np.asarray(params.kind_weights)[channel]
         * count
-        * np.exp2((ts[keep] - as_of) / params.half_life_seconds)
+        * np.exp2((events.ts[keep] - as_of) / params.half_life_seconds)
     )
     keys, sums = _aggregate_pairs(
-        (a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64), kind.astype(np.int8), value
+        (a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64), channel, value
     )
     src = (keys >> np.uint64(32)).astype(np.int64)
     dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
@@ -178,28 +149,18 @@ def _interaction_part(
 
 
 def _endorsement_part(
-    part: tuple[str, int | None],
-    names: np.ndarray,
-    topics: np.ndarray,
-    as_of: float,
-    buckets: int,
+    part: Part, names: np.ndarray, topics: np.ndarray, as_of: float, buckets: int
 ) -> list[dict]:
-    data = _read(part)
-    if not data or len(data["endorser_id"]) == 0:
-        return [{} for _ in range(buckets)]
-    ts = np.asarray(data["event_time_seconds"], np.float64)
-    keep = ts <= as_of
-    retracted = data["retracted"][keep]
-    if retracted.dtype == object:
-        retracted = archive._codes(retracted, ["False", "True"], "retracted").astype(bool)
-    a = _codes(names, data["endorser_id"][keep])
-    b = _codes(names, data["endorsee_id"][keep])
+    events = archive.read_partition("endorsements", *part)
+    keep = events.endorse_ts <= as_of
+    lookup = _global(names, events.user_ids or [])
+    a, b = lookup[events.endorser[keep]], lookup[events.endorsee[keep]]
     arrays = {
         "src": a,
         "dst": b,
-        "topic": _codes(topics, data["topic"][keep]),
-        "ts": ts[keep],
-        "retracted": np.asarray(retracted, bool),
+        "topic": _global(topics, events.topics)[events.topic[keep]],
+        "ts": events.endorse_ts[keep],
+        "retracted": events.retracted[keep],
     }
     return _split(_bucket_of(a, b, buckets), buckets, arrays)
 
@@ -426,47 +387,26 @@ def run(
     p = params or ModelParams()
     started = time.perf_counter()
     say = progress or (lambda message: log.info("%s", message))
-    base = Path(input_dir)
-    parts = {t: _partitions(base, t) for t in archive.TABLES}
-    if not any(parts.values()):
-        raise archive.ArchiveError(f"{base}: no accounts, interactions or endorsements tables")
+    parts = archive.partitions(input_dir)
     workers = max(len(client.scheduler_info().get("workers", {})), 1)
     buckets = max(2 * workers, 2)
 
     # 1. Dictionaries of users and topics.
-    id_columns = {
-        "accounts": ["user_id"],
-        "interactions": ["actor_id", "target_id"],
-        "endorsements": ["endorser_id", "endorsee_id"],
-    }
-    distinct = [
-        client.submit(_distinct, part, id_columns[table], pure=False)
-        for table in archive.TABLES
-        for part in parts[table]
-    ]
-    names = np.unique(np.concatenate([np.zeros(0, dtype=str), *client.gather(distinct)]))
-    topic_names = np.unique(
-        np.concatenate(
-            [
-                np.array([""]),
-                *client.gather(
-                    [
-                        client.submit(_distinct, part, ["topic"], pure=False)
-                        for part in parts["endorsements"]
-                    ]
-                ),
-            ]
-        )
+    found = client.gather(
+        [
+            client.submit(_distinct, table, part, pure=False)
+            for table in archive.TABLES
+            for part in parts[table]
+        ]
     )
+    names = np.unique(np.concatenate([np.zeros(0, dtype=str), *(u for u, _ in found)]))
+    topic_names = np.unique(np.concatenate([np.array([""]), *(t for _, t in found)]))
     n = len(names)
     say(f"{n:,} users, {len(topic_names) - 1} topics")
     status = np.zeros(n, np.uint8)
     for part in parts["accounts"]:
-        data = _read(part)
-        if data:
-            status[_codes(names, data["user_id"])] = archive._codes(
-                data["status"], archive.STATUS_NAMES, "status"
-            )
+        accounts = archive.read_partition("accounts", *part)
+        status[_global(names, accounts.user_ids or [])] = np.asarray(accounts.status)
     names_f = client.scatter(names, broadcast=True)
     topics_f = client.scatter(topic_names, broadcast=True)
     status_f = client.scatter(status, broadcast=True)
@@ -611,16 +551,16 @@ def _state(
     pair sums as a compacted log at ``as_of``, each endorsement key's latest event."""
     pairs = _concat([g for g in client.gather(edges) if len(g["src"])])
     records = _concat(client.gather([client.submit(operator.getitem, r, "records") for r in recip]))
-    kinds = np.asarray(p.kind_weights)
-    W = pairs.get("W", np.zeros((0, 4)))
-    pair, channel = np.nonzero(W > 0)
+    interactions = compacted_interactions(
+        pairs.get("src", np.zeros(0, np.int64)),
+        pairs.get("dst", np.zeros(0, np.int64)),
+        pairs.get("W", np.zeros((0, 4))),
+        np.asarray(p.kind_weights),
+        as_of,
+    )
     log = EventLog(
         n_users=len(names),
-        actor=pairs["src"][pair] if len(pair) else np.zeros(0, np.int64),
-        target=pairs["dst"][pair] if len(pair) else np.zeros(0, np.int64),
-        kind=(channel + 1).astype(np.int8),
-        ts=np.full(len(pair), as_of),
-        weight=W[pair, channel] / kinds[channel],
+        **interactions,
         endorser=records.get("src", np.zeros(0, np.int64)),
         endorsee=records.get("dst", np.zeros(0, np.int64)),
         topic=records.get("topic", np.zeros(0, np.int64)),

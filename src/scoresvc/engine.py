@@ -28,7 +28,7 @@ import numpy as np
 from . import _core
 from .arrays import grown
 from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
-from .events import EventLog
+from .events import EventLog, compacted_interactions
 from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
 from .snapshot import Snapshot, build_snapshot
 from .users import MAX_ID_BYTES, UserIds, UserTable
@@ -785,16 +785,17 @@ class Engine:
             scale = 1.0
             if self._landmark is not None:
                 scale = math.exp2((self._landmark - at) / self.params.half_life_seconds)
-            weight = self._pair_fd[:n_pairs] * (scale / self._kind_weights)
-            pair, channel = np.nonzero(weight > 0)
+            interactions = compacted_interactions(
+                (keys >> np.uint64(32)).astype(np.int64),
+                (keys & np.uint64(0xFFFFFFFF)).astype(np.int64),
+                self._pair_fd[:n_pairs] * scale,
+                self._kind_weights,
+                at,
+            )
             trail = {k: v[:n_trail].copy() for k, v in self._trail.items()}
             log = EventLog(
                 n_users=len(self._users),
-                actor=(keys[pair] >> np.uint64(32)).astype(np.int64),
-                target=(keys[pair] & np.uint64(0xFFFFFFFF)).astype(np.int64),
-                kind=(channel + 1).astype(np.int8),
-                ts=np.full(len(pair), at),
-                weight=weight[pair, channel],
+                **interactions,
                 endorser=trail["endorser"],
                 endorsee=trail["endorsee"],
                 topic=trail["topic"],

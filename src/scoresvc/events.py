@@ -65,3 +65,20 @@ class EventLog:
     @property
     def n_endorsement_events(self) -> int:
         return len(self.endorser)
+
+
+def compacted_interactions(
+    src: np.ndarray, dst: np.ndarray, sums: np.ndarray, kind_weights: np.ndarray, at: float
+) -> dict[str, np.ndarray]:
+    """Interactions that rebuild decayed pair sums exactly: per pair and kind with a
+    positive sum ``sums[p, k]`` (decayed to ``at``), one interaction at ``at`` of
+    weight ``sums[p, k] / kind_weights[k]``. EventLog keyword arguments."""
+    weight = sums / np.asarray(kind_weights)
+    pair, channel = np.nonzero(weight > 0)
+    return {
+        "actor": np.asarray(src)[pair],
+        "target": np.asarray(dst)[pair],
+        "kind": (channel + 1).astype(np.int8),
+        "ts": np.full(len(pair), at),
+        "weight": weight[pair, channel],
+    }

@@ -208,7 +208,7 @@ class Store:
         base = 0
         if state is not None:
             base = state.sequence
-            engine.restore(state, spare_pairs=self._events_after(base))
+            engine.restore(state, spare_pairs=self._tail(base)[1])
             log.info("loaded checkpoint at write %d in %.1f s", base, time.perf_counter() - started)
         compacted = self._setting("compacted_through", 0)
         if compacted > base:
@@ -241,7 +241,7 @@ class Store:
     def _replay_after(
         self, base: int, engine: Engine, progress: Callable[[int, int], None] | None
     ) -> int:
-        total = self._count_after(base)
+        total = self._tail(base)[0]
         done = 0
         for record in self._records_after(base):
             engine.replay(record)
@@ -260,7 +260,7 @@ class Store:
                 continue
             candidate = Engine(engine.params, threads=engine.threads, solver=engine.solver)
             if state is not None:
-                candidate.restore(state, spare_pairs=self._events_after(base))
+                candidate.restore(state, spare_pairs=self._tail(base)[1])
             self._replay_after(base, candidate, progress)
             if self._setting("compacted_through", 0) <= base:
                 engine.restore(candidate.state())
@@ -351,22 +351,17 @@ class Store:
                 yield decode(row_sequence, kind, payload)
             last = rows[-1][0]
 
-    def _count_after(self, sequence: int) -> int:
+    def _tail(self, sequence: int) -> tuple[int, int]:
+        """How many writes, and how many events, the journal holds after ``sequence``."""
         with self._db_lock:
-            row = self._db.execute(
-                "SELECT count(*) FROM writes WHERE sequence > ?", (sequence,)
+            writes, events = self._db.execute(
+                "SELECT count(*), coalesce(sum(events), 0) FROM writes WHERE sequence > ?",
+                (sequence,),
             ).fetchone()
-        return int(row[0])
-
-    def _events_after(self, sequence: int) -> int:
-        with self._db_lock:
-            row = self._db.execute(
-                "SELECT coalesce(sum(events), 0) FROM writes WHERE sequence > ?", (sequence,)
-            ).fetchone()
-        return int(row[0])
+        return int(writes), int(events)
 
     def count(self) -> int:
-        return self._count_after(0)
+        return self._tail(0)[0]
 
     def integrity_check(self) -> str:
         with self._db_lock:
