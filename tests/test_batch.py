@@ -122,7 +122,7 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
         ]
     )
     assert code == 0
-    _, pq = archive._pyarrow()
+    _, pq = archive.pyarrow_modules()
     scores = pq.read_table(out).to_pydict()
     assert set(batch.SCORE_COLUMNS) <= set(scores) and len(scores["user_id"]) == 200
     assert (tmp_path / "scores.topics.parquet").exists()

@@ -48,7 +48,8 @@ class ArchiveError(ValueError):
     """An archive that cannot be read: missing files, unknown columns or values."""
 
 
-def _pyarrow() -> Any:
+def pyarrow_modules() -> Any:
+    """``(pyarrow, pyarrow.parquet)``, or a clear error naming the extra to install."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -119,7 +120,7 @@ def _chunks(rows: int) -> Iterator[slice]:
 def _write_parquet(
     path: Path, name: str, columns: dict[str, np.ndarray], progress: Progress | None
 ) -> None:
-    pa, pq = _pyarrow()
+    pa, pq = pyarrow_modules()
     rows = len(next(iter(columns.values())))
     schema = pa.schema(
         [
@@ -211,7 +212,7 @@ def partitions(directory: str | Path) -> dict[str, list[tuple[Path, int | None]]
     out: dict[str, list[tuple[Path, int | None]]] = {name: [] for name in TABLES}
     for name, path in table_files(directory).items():
         if path.suffix == ".parquet":
-            _, pq = _pyarrow()
+            _, pq = pyarrow_modules()
             groups = pq.ParquetFile(path).metadata.num_row_groups
             out[name] = [(path, g) for g in range(groups)]
         else:
@@ -227,7 +228,7 @@ def read_partition(table: str, path: Path, group: int | None) -> EventLog:
             return EventLog(n_users=0, user_ids=[])
         columns = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         return _convert(table, path, columns)
-    _, pq = _pyarrow()
+    _, pq = pyarrow_modules()
     return _convert(table, path, _arrow_columns(pq.ParquetFile(path).read_row_group(group)))
 
 
@@ -241,7 +242,7 @@ def _convert(table: str, path: Path, columns: dict[str, Any]) -> EventLog:
 def _arrow_columns(batch: Any) -> dict[str, Any]:
     """Columns of an Arrow batch or table: strings stay Arrow arrays (encoded in C++ by
     ``_dense`` and ``_codes``), numbers and flags become numpy."""
-    pa, _ = _pyarrow()
+    pa, _ = pyarrow_modules()
     columns = {}
     for name, values in zip(batch.schema.names, batch.columns):
         if isinstance(values, pa.ChunkedArray):
@@ -258,7 +259,7 @@ def _arrow_columns(batch: Any) -> dict[str, Any]:
 def _read_table(path: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
     """Chunks of a table: Parquet strings as Arrow arrays, CSV as object arrays."""
     if path.suffix == ".parquet":
-        _, pq = _pyarrow()
+        _, pq = pyarrow_modules()
         table = pq.ParquetFile(path)
         total = table.metadata.num_rows
         done = 0
@@ -309,7 +310,7 @@ def _dense(*id_columns: Any) -> tuple[list[str], list[np.ndarray]]:
     if all(isinstance(c, np.ndarray) for c in id_columns):
         joined: Any = np.concatenate(id_columns)
     else:
-        pa, _ = _pyarrow()
+        pa, _ = pyarrow_modules()
         joined = pa.concat_arrays([c.cast(pa.string()) for c in id_columns])
     names, codes = _encoded(joined)
     bounds = np.cumsum([0] + [len(c) for c in id_columns])

@@ -582,7 +582,7 @@ def _state(
 
 def write_scores(result: BatchResult, out: str | Path) -> list[Path]:
     """Write the scores (and topic scores, and the serving state when computed)."""
-    pa, pq = archive._pyarrow()
+    pa, pq = archive.pyarrow_modules()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table = {"user_id": pa.array(result.user_ids.tolist(), pa.string())}
