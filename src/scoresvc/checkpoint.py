@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import EngineState
+from .records import EngineState
 
 log = logging.getLogger("scoresvc.checkpoint")
 

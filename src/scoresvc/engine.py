@@ -30,6 +30,7 @@ from .arrays import grown
 from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
 from .events import EventLog, compacted_interactions
 from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
+from .records import EngineState, Journal, WriteRecord, WriteResult
 from .snapshot import Snapshot, build_snapshot
 from .users import MAX_ID_BYTES, UserIds, UserTable
 
@@ -61,48 +62,6 @@ class SolverSettings:
 
     relative: float = 1e-8
     absolute: float = 1e-18
-
-
-@dataclass(frozen=True)
-class WriteRecord:
-    """One accepted write as the engine applies it, with every server-side choice
-    (sequence, resolved times, request id) made: what a journal stores and replays.
-
-    ``kind`` is "interactions" (arrays: actor, target, kind, ts; users), "endorsement"
-    (fields: endorser, endorsee, topic, ts, retract, received_at), "status" (fields:
-    user, status) or "log" (arrays and users of an EventLog bulk load).
-    """
-
-    sequence: int
-    kind: str
-    fields: dict[str, Any]
-    arrays: dict[str, np.ndarray]
-    users: UserIds
-    request_id: str = ""
-    fingerprint: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What a write returns: its sequence number and how many events it carried."""
-
-    sequence: int
-    accepted: int = 1
-
-
-@dataclass(frozen=True)
-class EngineState:
-    """What ``Engine.state()`` captures: numpy arrays and JSON-able metadata, as of
-    ``sequence``."""
-
-    sequence: int
-    arrays: dict[str, np.ndarray]
-    meta: dict[str, Any]
-
-
-#: Queues a record for the journal; the returned wait gives its result (see
-#: ``Engine.attach_journal``).
-Journal = Callable[[WriteRecord], Callable[[], WriteResult]]
 
 
 def _digest(users: UserIds, *columns: np.ndarray) -> str:
@@ -177,7 +136,6 @@ class Engine:
         self._status = np.zeros(0, np.uint8)
         self._row_dirty = np.zeros(0, np.uint8)
         self._target_dirty = np.zeros(0, np.uint8)
-        self._teleport_dirty = False
         self._pair_index = _core.U64Index()
         self._pair_key = np.zeros(0, np.uint64)
         self._pair_fd = np.zeros((0, 4), np.float64)
@@ -225,7 +183,6 @@ class Engine:
         self._graph_users = 0
         self._graph_pairs = 0
         self._graph_time: float | None = None
-        self._graph_version = 0
         self._out_start = np.zeros(0, np.int32)
         self._out_len = np.zeros(0, np.int32)
         self._out_cap = np.zeros(0, np.int32)
@@ -271,11 +228,6 @@ class Engine:
     @property
     def n_pairs(self) -> int:
         return self._n_pairs
-
-    @property
-    def pending(self) -> bool:
-        """True when writes were accepted after the latest snapshot."""
-        return self._sequence > self._snapshot.sequence
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._users.index
@@ -717,7 +669,6 @@ class Engine:
         engine._status = a["status"].copy()
         engine._row_dirty = np.ones(n, np.uint8)
         engine._target_dirty = np.ones(n, np.uint8)
-        engine._teleport_dirty = True
         engine._topics = list(meta["topics"])
         engine._topic_index = {t: i for i, t in enumerate(engine._topics)}
         n_pairs = len(a["pair_key"])
@@ -867,7 +818,6 @@ class Engine:
                     rows = np.flatnonzero(self._row_dirty[:n]).astype(np.int32)
                     self._row_dirty[rows] = 0
                 scale = math.exp2((self._landmark - now) / p.half_life_seconds)
-                self._teleport_dirty = False
                 if not full:
                     self._scatter_rows(rows, -p.damping)
                 beta_changed = np.zeros(n, np.uint8)
@@ -895,7 +845,6 @@ class Engine:
                 received = self._received(n, full, beta_changed, scale)
                 topic_records = self._topic_records(scale)
             self._graph_time = now
-            self._graph_version += 1
             self._teleport[:n] = teleport.astype(np.uint8)
             sweeps, pushes, work = self._solve(n, teleport, old_teleport, full)
             snapshot = build_snapshot(
@@ -905,13 +854,11 @@ class Engine:
                 user_ids=self._users.ids,
                 user_index=self._users.index,
                 topics=self._topic_index,
-                topic_names=self._topics,
                 status=status,
                 x=self._x[:n],
                 teleport=teleport,
                 received=received,
                 topic_records=topic_records,
-                graph_version=self._graph_version,
                 stats={
                     "full": full,
                     "rows": len(rows),
@@ -1105,7 +1052,6 @@ class Engine:
             self._status = grown(self._status, n)
             self._row_dirty = grown(self._row_dirty, n)
             self._target_dirty = grown(self._target_dirty, n)
-            self._teleport_dirty = True
         return dense
 
     def _topic_id(self, topic: str) -> int:
@@ -1420,7 +1366,6 @@ class Engine:
         if self._status[u] != status:
             self._status[u] = status
             self._row_dirty[u] = 1
-            self._teleport_dirty = True
 
     # -- graph side (graph lock held; ingest lock too where pair sums are read)
 

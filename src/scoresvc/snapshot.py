@@ -104,7 +104,6 @@ class Snapshot:
     topic_value: np.ndarray
     topic_percentile: np.ndarray
     topic_bounds: Mapping[int, tuple[int, int, float]]  # topic -> (lo, hi, max value)
-    graph_version: int = 0
     stats: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -182,10 +181,6 @@ class Snapshot:
         if u is None or u >= self.n_users:
             raise NotFound(f"user {user_id!r} has never been seen", "user_id")
         return u
-
-    def has(self, user_id: str) -> bool:
-        u = self.user_index.get(user_id)
-        return u is not None and u < self.n_users
 
     def percentile(self, u: int) -> float:
         """The percentage of members with strictly lower influence."""
@@ -340,13 +335,11 @@ def build_snapshot(
     user_ids: Sequence[str],
     user_index: Mapping[str, int],
     topics: Mapping[str, int],
-    topic_names: Sequence[str],
     status: np.ndarray,
     x: np.ndarray,
     teleport: np.ndarray,
     received: np.ndarray,
     topic_records: Mapping[str, np.ndarray],
-    graph_version: int,
     stats: Mapping[str, Any],
 ) -> Snapshot:
     """Normalise the solver's ``x`` into credibility and influence, and index topics."""
@@ -389,6 +382,5 @@ def build_snapshot(
         topic_value=value,
         topic_percentile=lower_share(value, key_topic),
         topic_bounds=bounds,
-        graph_version=graph_version,
         stats=dict(stats),
     )

@@ -33,14 +33,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from . import checkpoint
-from .engine import Engine, WriteRecord, WriteResult
 from .errors import StorageError
+from .records import WriteRecord, WriteResult
 from .users import UserIds
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 log = logging.getLogger("scoresvc.store")
 
@@ -258,7 +261,7 @@ class Store:
             base = 0 if state is None else state.sequence
             if self._setting("compacted_through", 0) > base:
                 continue
-            candidate = Engine(engine.params, threads=engine.threads, solver=engine.solver)
+            candidate = type(engine)(engine.params, threads=engine.threads, solver=engine.solver)
             if state is not None:
                 candidate.restore(state, spare_pairs=self._tail(base)[1])
             self._replay_after(base, candidate, progress)
