@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -18,7 +20,7 @@ from support import CliServer
 from scoresvc import checkpoint
 from scoresvc.client import ScoreClient
 from scoresvc.engine import Engine, WriteResult
-from scoresvc.errors import StorageError
+from scoresvc.errors import Conflict, StorageError
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.store import Store, decode, encode
 from scoresvc.synthetic import community
@@ -83,6 +85,44 @@ def test_a_restart_gives_the_same_scores_and_remembers_request_ids(tmp_path):
     assert second.endorse("ana", "bo", "python", NOW - 100, request_id="e-1").sequence == 4
     trail, _ = second.list_endorsements("bo", False, 0, 10)
     assert [e["retracted"] for e in trail][:2] == [True, False]
+
+
+def _write_a_little(engine: Engine) -> None:
+    """The writes in tests/data/checkpoint-version-1.svck (refreshed at NOW)."""
+    engine.record_interactions(
+        [
+            ("ana", "bo", LIKE, NOW - 60),
+            ("bo", "ana", InteractionKind.REPLY, NOW - 30),
+            ("cy", "bo", InteractionKind.RESHARE, NOW - 10),
+        ],
+        request_id="rows-1",
+        now=NOW,
+    )
+    engine.endorse("ana", "bo", "python", NOW - 100, request_id="e-1", now=NOW)
+    engine.endorse("cy", "bo", "", NOW - 50, now=NOW)
+    engine.retract("cy", "bo", "", NOW - 5, request_id="r-1", now=NOW)
+    engine.set_status("ana", AccountStatus.SEED, request_id="s-1")
+
+
+def test_a_version_1_checkpoint_is_read_with_its_clock_topics_and_request_ids(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    fixture = Path(__file__).parent / "data" / "checkpoint-version-1.svck"
+    shutil.copy(fixture, tmp_path / "checkpoints" / checkpoint.file_name(5))
+    fresh, restored = Engine(), Engine()
+    _write_a_little(fresh)
+    with Store(tmp_path) as store:
+        assert store.load_into(restored) == fresh.sequence == 5
+        assert restored.landmark == fresh.landmark
+        before, after = fresh.refresh(NOW), restored.refresh(NOW)
+        # Within the solver's tolerance: the restored engine starts warm, the fresh cold.
+        np.testing.assert_allclose(after.influence, before.influence, rtol=1e-6)
+        topic = after.score("bo", "python").influence
+        assert topic > 0
+        assert topic == pytest.approx(before.score("bo", "python").influence, rel=1e-6)
+        assert restored.endorse("ana", "bo", "python", NOW - 100, request_id="e-1").sequence == 2
+        with pytest.raises(Conflict):
+            restored.set_status("bo", AccountStatus.SEED, request_id="s-1")
+        assert restored.sequence == 5
 
 
 def test_a_write_that_cannot_be_stored_is_not_applied(tmp_path):

@@ -10,6 +10,10 @@ A checkpoint is written to a temporary file, flushed and fsynced, then renamed i
 place and the directory fsynced: a crash leaves either the whole file or none of it.
 Reading checks the magic, the version, the sizes and the digest; a file failing any
 of them is reported and the next older one is used.
+
+Version 2 keeps all state in arrays (the header's ``meta`` is free for notes); version 1
+kept the decay clock, the topics, the aggregation parameters and the request ids in the
+header, and is still read (converted on reading).
 """
 
 from __future__ import annotations
@@ -19,16 +23,21 @@ import json
 import logging
 import os
 import struct
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .ledger import RequestLedger
 from .records import EngineState
+from .users import UserIds
 
 log = logging.getLogger("scoresvc.checkpoint")
 
 MAGIC = b"SVCK"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 ALIGN = 64
 DIGEST_SIZE = 32
 _PREFIX = struct.Struct("<4sIQ")
@@ -106,8 +115,11 @@ def read(path: Path) -> EngineState:
     magic, version, header_size = _PREFIX.unpack_from(buffer)
     if magic != MAGIC:
         raise CorruptCheckpoint(f"{path.name}: not a checkpoint (magic {magic!r})")
-    if version != VERSION:
-        raise CorruptCheckpoint(f"{path.name}: format version {version}, expected {VERSION}")
+    if version not in READABLE_VERSIONS:
+        raise CorruptCheckpoint(
+            f"{path.name}: format version {version}; this scoresvc reads versions"
+            f" {', '.join(map(str, READABLE_VERSIONS))}"
+        )
     expected = hashlib.blake2b(body, digest_size=DIGEST_SIZE).digest()
     if expected != bytes(buffer[-DIGEST_SIZE:]):
         raise CorruptCheckpoint(f"{path.name}: checksum mismatch (truncated or altered)")
@@ -123,11 +135,36 @@ def read(path: Path) -> EngineState:
             position += count * dt.itemsize
         if position != len(body):
             raise CorruptCheckpoint(f"{path.name}: {len(body) - position} bytes unaccounted for")
-        return EngineState(int(header["sequence"]), arrays, header["meta"])
+        meta = header["meta"]
+        if version == 1:
+            arrays, meta = _from_version_1(arrays, meta), {}
+        return EngineState(int(header["sequence"]), arrays, meta)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, CorruptCheckpoint):
             raise
         raise CorruptCheckpoint(f"{path.name}: bad header: {exc}") from exc
+
+
+def _from_version_1(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A version 1 state's header fields as the arrays version 2 keeps them in (its
+    request ids count as accepted now, so they are remembered for the ledger's age)."""
+    was = meta["aggregation"]
+    landmark, latest_event = meta["landmark"], meta.get("latest_event")
+    topics = UserIds.of(meta["topics"])
+    converted = dict(arrays)
+    converted["pair_clock"] = np.array(
+        [
+            np.nan if landmark is None else landmark,
+            -np.inf if latest_event is None else latest_event,
+        ]
+    )
+    converted["pair_aggregation"] = np.array(
+        [was["half_life_seconds"], *was["kind_weights"], was["endorsement_weight"]], np.float64
+    )
+    converted["topic_blob"], converted["topic_offsets"] = topics.blob, topics.offsets
+    requests = [(rid, tuple(fp), seq, accepted) for rid, fp, seq, accepted in meta["requests"]]
+    converted.update(RequestLedger.arrays_of(requests, time.time()))
+    return converted
 
 
 def latest(directory: Path) -> EngineState | None:

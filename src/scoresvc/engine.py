@@ -1,7 +1,10 @@
 """The scoring engine: validated writes in, immutable snapshots out.
 
-The engine owns all state as numpy arrays and hands them to the typed kernels in
-``scoresvc._core``. It knows nothing of gRPC or storage.
+The engine sequences writes and orchestrates refreshes over parts that each own their
+arrays: the users (``UserTable``), the pairs and their sums (``PairTable``), the
+endorsement records, trail and rate windows (``EndorsementBook``), the request ledger
+(``RequestLedger``), the trust graph (``TrustGraph``) and the credibility solver
+(``Solver``). It knows nothing of gRPC or storage.
 
 Concurrency: writes take ``_ingest_lock`` (short: validation happens before it);
 ``refresh`` takes ``_graph_lock`` for its whole run and ``_ingest_lock`` only while
@@ -12,94 +15,46 @@ graph under ``_graph_lock``.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import validation
 from .arrays import grown
-from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
+from .endorsements import EndorsementBook
+from .errors import FieldViolation, InvalidArgument, NotFound
 from .events import EventLog, compacted_interactions
-from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
+from .graph import Changes, TrustGraph
+from .ledger import RequestLedger, digest_batch
+from .model import AccountStatus, ModelParams
+from .pairs import PairTable
 from .records import EngineState, Journal, WriteRecord, WriteResult
 from .snapshot import Snapshot, build_snapshot
-from .users import MAX_ID_BYTES, UserIds, UserTable
+from .solver import Solver, SolverSettings, teleport_vector
+from .users import UserIds, UserTable
 
-MAX_VIOLATIONS = 100
-TOO_LONG = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
-# Keep every forward-decay exponent within +-512 half-lives of the landmark: 2^512
-# times any realistic count stays far from the float64 limit (2^1024).
-LANDMARK_SPAN_HALF_LIVES = 512.0
-
-# A cap on full-refresh power steps; the push finishes whatever is left.
-MAX_POWER_STEPS = 500
-# Edge passes an incremental refresh may spend pushing before it switches to
-# warm-started power steps (see Engine._solve). Small bursts finish well within it.
-PUSH_BUDGET_PASSES = 0.25
-
-# Endorsement record states (the core's REC_LIVE is 1).
-REC_RETRACTED = 2
-REC_LIVE = 1
+__all__ = ["Engine", "EngineState", "SolverSettings", "WriteRecord", "WriteResult"]
 
 
 @dataclass(frozen=True)
-class SolverSettings:
-    """How closely the credibility solver converges (docs/model.md, "Tolerance").
+class _RowUpdate:
+    """What a refresh read and recomputed under the ingest lock."""
 
-    A node stops being pushed once ``|r_u| <= relative * x_u + absolute * |p|``;
-    ``relative = 1e-8`` keeps every node within MODEL.md's 1e-5 with a margin of
-    two orders of magnitude for paths up to thousands of hops deep.
-    """
-
-    relative: float = 1e-8
-    absolute: float = 1e-18
-
-
-def _digest(users: UserIds, *columns: np.ndarray) -> str:
-    """A fingerprint of a batch, so a reused request id with other content is caught."""
-    h = hashlib.blake2b(digest_size=16)
-    users.digest_into(h)
-    for column in columns:
-        h.update(np.ascontiguousarray(column).tobytes())
-    return h.hexdigest()
-
-
-def _id_violations(users: UserIds) -> list[tuple[int, str]]:
-    """``(position, description)`` of each invalid id, in position order."""
-    bad_length, bad_text = users.invalid()
-    if len(bad_length) == 0 and len(bad_text) == 0:
-        return []
-    lengths = users.lengths()
-    found = [
-        (int(j), "must be a non-empty string" if lengths[j] == 0 else TOO_LONG) for j in bad_length
-    ]
-    found += [(int(j), "must be valid UTF-8") for j in bad_text]
-    return sorted(found)
-
-
-def _violation_list(found: list[FieldViolation], total: int) -> InvalidArgument:
-    return InvalidArgument(found[:MAX_VIOLATIONS], total=total)
-
-
-def check_user_id(user_id: str, field: str, index: int | None = None) -> FieldViolation | None:
-    if not isinstance(user_id, str) or not user_id:
-        return FieldViolation(field, "must be a non-empty string", index)
-    try:
-        size = len(user_id.encode("utf-8"))
-    except UnicodeEncodeError:
-        return FieldViolation(field, "must be valid UTF-8", index)
-    if size > MAX_ID_BYTES:
-        return FieldViolation(field, TOO_LONG, index)
-    return None
+    sequence: int
+    n: int
+    status: np.ndarray
+    teleport: np.ndarray
+    full: bool
+    rows: int
+    received: np.ndarray
+    topic_records: dict[str, np.ndarray]
 
 
 class Engine:
@@ -124,80 +79,28 @@ class Engine:
         self.solver = solver or SolverSettings()
         env_threads = os.environ.get("SCORESVC_THREADS")
         self.threads = int(threads or env_threads or os.cpu_count() or 1)
-        self._kind_weights = self.params.channel_weights()[:4].copy()
         self._channel_rho = self.params.channel_reciprocity()
         self._ingest_lock = threading.Lock()
         self._graph_lock = threading.Lock()
-
-        # Ingest side: users, topics, pair sums, endorsement records, dirty flags.
+        # Ingest side (ingest lock).
         self._users = UserTable()
-        self._topic_index: dict[str, int] = {"": 0}
-        self._topics: list[str] = [""]
         self._status = np.zeros(0, np.uint8)
-        self._row_dirty = np.zeros(0, np.uint8)
-        self._target_dirty = np.zeros(0, np.uint8)
-        self._pair_index = _core.U64Index()
-        self._pair_key = np.zeros(0, np.uint64)
-        self._pair_fd = np.zeros((0, 4), np.float64)
-        # Endorsement sums are sparse: a pair's eslot indexes _e_sum, or is -1.
-        self._pair_eslot = np.zeros(0, np.int32)
-        self._e_sum = np.zeros(0, np.float64)
-        # Each endorsed pair's records, linked: _eslot_head[eslot] -> _rec_next -> -1.
-        self._eslot_head = np.zeros(0, np.int32)
-        self._n_eslots = 0
-        self._pair_rev = np.zeros(0, np.int32)
-        # P(src -> dst) as of the last refresh (written by refresh only).
-        self._pair_p = np.zeros(0, np.float64)
-        self._n_pairs = 0
-        self._rec_index = _core.U64Index()
-        self._rec_key = np.zeros(0, np.uint64)
-        self._rec_pair = np.zeros(0, np.int32)
-        self._rec_topic = np.zeros(0, np.int32)
-        self._rec_ts = np.zeros(0, np.float64)
-        self._rec_state = np.zeros(0, np.uint8)
-        self._rec_next = np.zeros(0, np.int32)
-        self._n_rec = 0
-        # The endorsement audit trail: every endorse and retract, in acceptance order.
-        self._trail: dict[str, np.ndarray] = {
-            "endorser": np.zeros(0, np.int32),
-            "endorsee": np.zeros(0, np.int32),
-            "topic": np.zeros(0, np.int32),
-            "ts": np.zeros(0, np.float64),
-            "retracted": np.zeros(0, bool),
-            "sequence": np.zeros(0, np.int64),
-        }
-        self._n_trail = 0
-        self._landmark: float | None = None
-        self._latest_event = -math.inf  # the latest event time applied
-        self._landmark_moved = False
+        self._pairs = PairTable(self.params)
+        self._book = EndorsementBook()
+        self._changes = Changes()
+        self._requests = RequestLedger()
         self.events_accepted = 0  # since this process started
-        self._published_at = time.time()
         self._sequence = 0  # of the last write applied
         self._assigned = 0  # of the last write given a number (applied or journaling)
-        self._requests: dict[str, tuple[tuple[Any, ...], WriteResult]] = {}
-        self._pending: dict[str, tuple[tuple[Any, ...], Callable[[], WriteResult]]] = {}
         self._journal: Journal | None = None
-        self._endorse_times: dict[int, deque[float]] = {}
+        # Refresh side (graph lock).
+        self._graph = TrustGraph()
+        self._credibility = Solver(self.solver, self.params.damping, self.threads)
+        self._published_at = time.time()
+        self._snapshot = self._empty_snapshot()
 
-        # Graph side (refresh only): slack CSR out and in, credibility state.
-        self._graph_users = 0
-        self._graph_pairs = 0
-        self._graph_time: float | None = None
-        self._out_start = np.zeros(0, np.int32)
-        self._out_len = np.zeros(0, np.int32)
-        self._out_cap = np.zeros(0, np.int32)
-        self._out_pair = np.zeros(0, np.int32)
-        self._out_used = 0
-        self._in_start = np.zeros(0, np.int32)
-        self._in_len = np.zeros(0, np.int32)
-        self._in_cap = np.zeros(0, np.int32)
-        self._in_pair = np.zeros(0, np.int32)
-        self._in_used = 0
-        self._beta = np.zeros(0, np.float64)
-        self._x = np.zeros(0, np.float64)
-        self._r = np.zeros(0, np.float64)
-        self._teleport = np.zeros(0, np.uint8)
-        self._snapshot = Snapshot.empty(self._users.ids, self._users.index, self._topic_index)
+    def _empty_snapshot(self) -> Snapshot:
+        return Snapshot.empty(self._users.ids, self._users.index, self._book.topic_index)
 
     # ------------------------------------------------------------------ reading
 
@@ -214,7 +117,7 @@ class Engine:
     @property
     def landmark(self) -> float | None:
         """The forward-decay landmark L (moves forward as time does)."""
-        return self._landmark
+        return self._pairs.landmark
 
     @property
     def snapshot_age_seconds(self) -> float:
@@ -227,7 +130,7 @@ class Engine:
 
     @property
     def n_pairs(self) -> int:
-        return self._n_pairs
+        return self._pairs.n
 
     def has_user(self, user_id: str) -> bool:
         return user_id in self._users.index
@@ -240,16 +143,8 @@ class Engine:
             u = snap.user(user_id)
             if limit <= 0 or snap.credibility_of(u) <= 0:
                 return snap, []
-            sources, contribution = _core.top_in_edges(
-                u,
-                self._in_start,
-                self._in_len,
-                self._in_pair,
-                self._pair_key,
-                self._pair_p,
-                snap.x,
-                self.params.damping,
-                limit,
+            sources, contribution = self._graph.top_in_edges(
+                u, self._pairs, snap.x, self.params.damping, limit
             )
         share = contribution / snap.x[u]
         return snap, [(self._users.ids[a], float(s)) for a, s in zip(sources, share)]
@@ -259,66 +154,49 @@ class Engine:
         tooling: decayed sums at the refresh's time, ``P(a->b)`` and ``beta`` per user.
         Pair sums include any write accepted since that refresh."""
         with self._graph_lock, self._ingest_lock:
-            m, n = self._graph_pairs, self._graph_users
-            if self._graph_time is None or self._landmark is None:
+            pairs, graph = self._pairs, self._graph
+            m, n = graph.n_pairs, graph.n_users
+            if graph.time is None or pairs.landmark is None:
                 return {"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64)}
-            keys = self._pair_key[:m]
-            scale = math.exp2((self._landmark - self._graph_time) / self.params.half_life_seconds)
+            scale = pairs.decay_to(graph.time)
+            src, dst = pairs.src_dst(slice(0, m))
             return {
-                "src": (keys >> np.uint64(32)).astype(np.int64),
-                "dst": (keys & np.uint64(0xFFFFFFFF)).astype(np.int64),
-                "interaction_sums": self._pair_fd[:m] * scale,
-                "endorsement_sums": self._endorsement_sums(np.arange(m)) * scale,
-                "transition": self._pair_p[:m].copy(),
-                "budget_factor": self._beta[:n].copy(),
+                "src": src,
+                "dst": dst,
+                "interaction_sums": pairs.fd[:m] * scale,
+                "endorsement_sums": pairs.endorsement_sums(np.arange(m)) * scale,
+                "transition": pairs.p[:m].copy(),
+                "budget_factor": graph.beta[:n].copy(),
             }
 
     def memory_bytes(self) -> dict[str, int]:
         """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
-        pair_arrays = (
-            self._pair_key,
-            self._pair_fd,
-            self._pair_rev,
-            self._pair_p,
-            self._pair_eslot,
-            self._e_sum,
-        )
-        graph_pair = (self._out_pair, self._in_pair)
-        node_arrays = (
-            self._status,
-            self._row_dirty,
-            self._target_dirty,
-            self._out_start,
-            self._out_len,
-            self._out_cap,
-            self._in_start,
-            self._in_len,
-            self._in_cap,
-            self._beta,
-            self._x,
-            self._r,
-            self._teleport,
-        )
-        records = (
-            self._rec_key,
-            self._rec_pair,
-            self._rec_topic,
-            self._rec_ts,
-            self._rec_state,
-            self._rec_next,
-            self._eslot_head,
-        )
+        snapshot = self._snapshot
+        # x is shared between the solver and the published snapshot.
+        shared = np.shares_memory(snapshot.x, self._credibility.x)
         return {
-            "pairs": sum(a.nbytes for a in pair_arrays) + self._pair_index.nbytes,
-            "graph": sum(a.nbytes for a in graph_pair),
-            "users": sum(a.nbytes for a in node_arrays),
-            "endorsements": sum(a.nbytes for a in records)
-            + self._rec_index.nbytes
-            + sum(a.nbytes for a in self._trail.values()),
-            # x is shared between the solver and the published snapshot.
-            "snapshot": self._snapshot.nbytes
-            - (self._snapshot.x.nbytes if np.shares_memory(self._snapshot.x, self._x) else 0),
+            "pairs": self._pairs.nbytes,
+            "graph": self._graph.edge_nbytes,
+            "users": self._status.nbytes
+            + self._changes.nbytes
+            + self._graph.node_nbytes
+            + self._credibility.nbytes,
+            "endorsements": self._book.nbytes,
+            "snapshot": snapshot.nbytes - (snapshot.x.nbytes if shared else 0),
         }
+
+    def list_endorsements(
+        self, user_id: str, given: bool, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the audit trail given or received by a user, newest first.
+
+        Returns the entries and the offset of the next page (None at the end).
+        """
+        u = self._users.index.get(user_id)
+        if u is None:
+            raise NotFound(f"user {user_id!r} has never been seen", "user_id")
+        with self._ingest_lock:
+            return self._book.trail_page(self._users.ids, u, given, offset, limit)
 
     # ------------------------------------------------------------------ writing
 
@@ -389,19 +267,8 @@ class Engine:
         now = time.time() if now is None else now
         users = users if isinstance(users, UserIds) else UserIds.of(users)
         ts = np.where(np.isnan(given), now, given)
-        bad = _id_violations(users)
-        if bad:
-            found: list[tuple[int, FieldViolation]] = []
-            for j, description in bad:
-                for side, column in (("actor_id", actor), ("target_id", target)):
-                    found.extend(
-                        (int(i), FieldViolation(side, description, int(i)))
-                        for i in np.flatnonzero(column == j)[:MAX_VIOLATIONS]
-                    )
-            more, more_total = self._check_columns(actor, target, kind, ts, now)
-            found.sort(key=lambda item: item[0])
-            listed = [v for _, v in found][:MAX_VIOLATIONS]
-            raise _violation_list(listed + more, len(found) + more_total)
+        skew = self.params.max_future_skew_seconds
+        validation.check_rows(users, actor, target, kind, ts, now, skew)
         return self._record_columns(
             users, actor, target, kind, ts, given, request_id, now, users_checked=True
         )
@@ -445,32 +312,28 @@ class Engine:
         actor_index = np.asarray(actor_index, np.int64)
         target_index = np.asarray(target_index, np.int64)
         kind = np.asarray(kind)
-        n = len(actor_index)
-        if not (len(target_index) == len(kind) == len(ts) == n):
-            raise InvalidArgument(
-                [FieldViolation("columns", "all columns must have the same length")]
-            )
+        validation.check_lengths(actor_index, target_index, kind, ts)
         fingerprint: tuple[Any, ...] = ()
         if request_id:
             sent = np.empty(0) if given_ts is None else given_ts
-            fingerprint = ("interactions", _digest(users, actor_index, target_index, kind, sent))
-            if done := self._replayed(request_id, fingerprint):
+            fingerprint = (
+                "interactions",
+                digest_batch(users, actor_index, target_index, kind, sent),
+            )
+            with self._ingest_lock:
+                done = self._requests.answer(request_id, fingerprint)
+            if done:
                 return done()
-        violations, total = self._check_columns(actor_index, target_index, kind, ts, now)
-        bad_users = (
-            []
-            if users_checked
-            else [FieldViolation("user_ids", d, j) for j, d in _id_violations(users)]
+        validation.check_columns(
+            users,
+            actor_index,
+            target_index,
+            kind,
+            ts,
+            now,
+            self.params.max_future_skew_seconds,
+            users_checked,
         )
-        out_of_range = (actor_index < 0) | (actor_index >= len(users))
-        out_of_range |= (target_index < 0) | (target_index >= len(users))
-        bad_index = [
-            FieldViolation("actor_index", "must index user_ids", int(i))
-            for i in np.flatnonzero(out_of_range)[:MAX_VIOLATIONS]
-        ]
-        if violations or bad_users or bad_index:
-            everything = bad_users + bad_index + violations
-            raise _violation_list(everything, total + len(bad_users) + int(out_of_range.sum()))
         arrays: dict[str, np.ndarray] = {
             "actor": actor_index.astype(np.int64),
             "target": target_index.astype(np.int64),
@@ -547,11 +410,62 @@ class Engine:
         """Retract a live endorsement (``NotFound`` when there is none)."""
         return self._endorsement_event(endorser_id, endorsee_id, topic, ts, True, request_id, now)
 
+    def _endorsement_event(
+        self,
+        endorser_id: str,
+        endorsee_id: str,
+        topic: str,
+        ts: float | None,
+        retract: bool,
+        request_id: str,
+        now: float | None,
+    ) -> WriteResult:
+        now = time.time() if now is None else now
+        requested = ts
+        ts = now if ts is None else float(ts)
+        skew = self.params.max_future_skew_seconds
+        validation.check_endorsement(endorser_id, endorsee_id, topic, ts, now, skew)
+        fingerprint = (
+            "retract" if retract else "endorse",
+            endorser_id,
+            endorsee_id,
+            topic,
+            requested,
+        )
+        users = UserIds.of([endorser_id, endorsee_id])
+
+        def make_record(sequence: int) -> WriteRecord:
+            """Checks against the state, then the record (ingest lock held)."""
+            a = self._users.index.get(endorser_id)
+            b = self._users.index.get(endorsee_id)
+            t = self._book.topic_index.get(topic)
+            if retract and not self._book.is_live(self._pairs, a, b, t):
+                raise NotFound(
+                    f"{endorser_id!r} has no live endorsement of {endorsee_id!r}"
+                    f" for topic {topic!r}",
+                    "endorsee_id",
+                    reason="ENDORSEMENT_NOT_FOUND",
+                )
+            if not retract:
+                limit = self.params.daily_endorsement_limit
+                self._book.check_rate(a, endorser_id, now, limit)
+            return WriteRecord(
+                sequence,
+                "endorsement",
+                {"topic": topic, "ts": ts, "retract": retract, "received_at": now},
+                {},
+                users,
+                request_id,
+                fingerprint,
+            )
+
+        return self._write(request_id, fingerprint, make_record)
+
     def set_status(
         self, user_id: str, status: AccountStatus, *, request_id: str = ""
     ) -> WriteResult:
         """Make an account NORMAL, SEED or SUSPENDED (a new id is registered)."""
-        bad = check_user_id(user_id, "user_id")
+        bad = validation.check_user_id(user_id, "user_id")
         if bad:
             raise InvalidArgument([bad])
         status = AccountStatus(status)
@@ -565,315 +479,7 @@ class Engine:
             ),
         )
 
-    def list_endorsements(
-        self, user_id: str, given: bool, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """A page of the audit trail given or received by a user, newest first.
-
-        Returns the entries and the offset of the next page (None at the end).
-        """
-        u = self._users.index.get(user_id)
-        if u is None:
-            raise NotFound(f"user {user_id!r} has never been seen", "user_id")
-        with self._ingest_lock:
-            n = self._n_trail
-            side = self._trail["endorser" if given else "endorsee"][:n]
-            hits = np.flatnonzero(side == u)[::-1]
-            page = hits[offset : offset + limit]
-            entries = [
-                {
-                    "endorser_id": self._users.ids[self._trail["endorser"][i]],
-                    "endorsee_id": self._users.ids[self._trail["endorsee"][i]],
-                    "topic": self._topics[self._trail["topic"][i]],
-                    "ts": float(self._trail["ts"][i]),
-                    "retracted": bool(self._trail["retracted"][i]),
-                    "sequence": int(self._trail["sequence"][i]),
-                }
-                for i in page
-            ]
-        following = offset + limit
-        return entries, (following if following < len(hits) else None)
-
-    # ------------------------------------------------------------------ checkpoints
-
-    def state(self) -> EngineState:
-        """A consistent copy of everything the writes have built, as of one sequence
-        number (for checkpoints). The refresh-side graph is not in it: it is rebuilt
-        from the pair sums by the first refresh."""
-        with self._ingest_lock:
-            n_pairs, n_eslots, n_rec, n_trail = (
-                self._n_pairs,
-                self._n_eslots,
-                self._n_rec,
-                self._n_trail,
-            )
-            arrays = self._users.arrays()
-            arrays.update(
-                status=self._status[: len(self._users)].copy(),
-                pair_key=self._pair_key[:n_pairs].copy(),
-                pair_fd=self._pair_fd[:n_pairs].copy(),
-                pair_eslot=self._pair_eslot[:n_pairs].copy(),
-                e_sum=self._e_sum[:n_eslots].copy(),
-                eslot_head=self._eslot_head[:n_eslots].copy(),
-                rec_key=self._rec_key[:n_rec].copy(),
-                rec_ts=self._rec_ts[:n_rec].copy(),
-                rec_state=self._rec_state[:n_rec].copy(),
-                rec_next=self._rec_next[:n_rec].copy(),
-            )
-            arrays.update({f"trail_{k}": v[:n_trail].copy() for k, v in self._trail.items()})
-            # The last published credibility: a warm start for the first refresh after
-            # a restore (never written again, so no lock is needed to read it).
-            arrays["warm_x"] = self._snapshot.x.copy()
-            endorsers = list(self._endorse_times)
-            arrays["rate_endorser"] = np.repeat(
-                np.asarray(endorsers, np.int64),
-                [len(self._endorse_times[e]) for e in endorsers],
-            )
-            arrays["rate_time"] = np.fromiter(
-                itertools.chain.from_iterable(self._endorse_times.values()), np.float64
-            )
-            meta = {
-                "landmark": self._landmark,
-                "latest_event": self._latest_event if math.isfinite(self._latest_event) else None,
-                "topics": list(self._topics),
-                "aggregation": self._aggregation_params(),
-                "requests": [
-                    [rid, list(fp), result.sequence, result.accepted]
-                    for rid, (fp, result) in self._requests.items()
-                ],
-            }
-            return EngineState(self._sequence, arrays, meta)
-
-    def restore(self, state: EngineState, spare_pairs: int = 0) -> None:
-        """Load ``state`` (from ``state()``) into this engine, which must be new; the
-        writes after it can then be replayed. ``spare_pairs``: room for that many new
-        pairs (the events about to be replayed), so the replay never copies the pair
-        arrays to grow them (the room is zeroed lazily by the OS: it costs no memory
-        until used).
-
-        Kind and endorsement weights may differ from the state's (the sums scale
-        exactly); a different half-life cannot be applied to decayed sums.
-        """
-        if self._assigned or len(self._users):
-            raise ValueError("restore needs an engine that has seen no writes")
-        engine = self
-        a, meta = state.arrays, state.meta
-        was = meta["aggregation"]
-        if was["half_life_seconds"] != engine.params.half_life_seconds:
-            raise ValueError(
-                f"the state was aggregated with a half-life of {was['half_life_seconds']} s,"
-                f" not {engine.params.half_life_seconds} s: rebuild it from an export"
-            )
-        engine._users = UserTable.from_arrays(a)
-        n = len(engine._users)
-        engine._status = a["status"].copy()
-        engine._row_dirty = np.ones(n, np.uint8)
-        engine._target_dirty = np.ones(n, np.uint8)
-        engine._topics = list(meta["topics"])
-        engine._topic_index = {t: i for i, t in enumerate(engine._topics)}
-        n_pairs = len(a["pair_key"])
-        # Headroom for the writes replayed next, so they do not copy every pair array.
-        room = n_pairs + max(spare_pairs, n_pairs // 4) + 1024
-        engine._pair_key = grown(a["pair_key"], room)
-        engine._pair_fd = grown(a["pair_fd"], room, 0.0)
-        rescale = engine._kind_weights / np.asarray(was["kind_weights"])
-        if (rescale != 1.0).any():
-            engine._pair_fd *= rescale
-        engine._pair_eslot = grown(a["pair_eslot"], room, -1)
-        engine._pair_p = np.zeros(len(engine._pair_key))
-        engine._pair_rev = np.full(len(engine._pair_key), -1, np.int32)
-        slots = np.empty(n_pairs, np.int32)
-        engine._pair_index.get_or_insert(engine._pair_key[:n_pairs], engine._pair_key, slots)
-        _core.link_reverse(engine._pair_index, engine._pair_key, 0, n_pairs, engine._pair_rev)
-        engine._n_pairs = n_pairs
-        engine._e_sum = a["e_sum"] * (engine.params.endorsement_weight / was["endorsement_weight"])
-        engine._eslot_head = a["eslot_head"].copy()
-        engine._n_eslots = len(engine._e_sum)
-        n_rec = len(a["rec_key"])
-        engine._rec_key = a["rec_key"].copy()
-        engine._rec_index.get_or_insert(engine._rec_key, engine._rec_key, np.empty(n_rec, np.int32))
-        engine._rec_pair = (engine._rec_key >> np.uint64(32)).astype(np.int32)
-        engine._rec_topic = (engine._rec_key & np.uint64(0xFFFFFFFF)).astype(np.int32)
-        engine._rec_ts = a["rec_ts"].copy()
-        engine._rec_state = a["rec_state"].copy()
-        engine._rec_next = a["rec_next"].copy()
-        engine._n_rec = n_rec
-        engine._trail = {k: a[f"trail_{k}"].copy() for k in engine._trail}
-        engine._n_trail = len(engine._trail["endorser"])
-        for endorser, at in zip(a["rate_endorser"].tolist(), a["rate_time"].tolist()):
-            engine._endorse_times.setdefault(endorser, deque()).append(at)
-        warm = a.get("warm_x")
-        if warm is not None and len(warm):
-            engine._x = grown(warm, n, 0.0).copy()
-        engine._landmark = meta["landmark"]
-        latest = meta.get("latest_event")
-        engine._latest_event = -math.inf if latest is None else float(latest)
-        engine._sequence = engine._assigned = state.sequence
-        engine._requests = {
-            rid: (tuple(fp), WriteResult(sequence, accepted))
-            for rid, fp, sequence, accepted in meta["requests"]
-        }
-        engine._snapshot = Snapshot.empty(
-            engine._users.ids, engine._users.index, engine._topic_index
-        )
-
-    def compacted_log(self, at: float | None = None) -> tuple[EventLog, float]:
-        """Everything applied, as the shortest event log that rebuilds the same state:
-        per (actor, target, kind) one interaction at time ``at`` whose ``weight`` is the
-        decayed count (the pair's sum at ``at`` over the kind's weight), the whole
-        endorsement trail, every user with their status. ``at`` defaults to the later of
-        now and the latest event; returns the log and ``at``.
-
-        Replaying it gives the same pair sums (to rounding) whatever the landmark, and
-        the same scores at any time from ``at`` on: decay is exponential, so a sum of
-        decayed events is one event of that weight.
-        """
-        with self._ingest_lock:
-            latest = self._latest_event if math.isfinite(self._latest_event) else 0.0
-            at = max(time.time(), latest) if at is None else float(at)
-            n_pairs, n_trail = self._n_pairs, self._n_trail
-            keys = self._pair_key[:n_pairs]
-            scale = 1.0
-            if self._landmark is not None:
-                scale = math.exp2((self._landmark - at) / self.params.half_life_seconds)
-            interactions = compacted_interactions(
-                (keys >> np.uint64(32)).astype(np.int64),
-                (keys & np.uint64(0xFFFFFFFF)).astype(np.int64),
-                self._pair_fd[:n_pairs] * scale,
-                self._kind_weights,
-                at,
-            )
-            trail = {k: v[:n_trail].copy() for k, v in self._trail.items()}
-            log = EventLog(
-                n_users=len(self._users),
-                **interactions,
-                endorser=trail["endorser"],
-                endorsee=trail["endorsee"],
-                topic=trail["topic"],
-                endorse_ts=trail["ts"],
-                retracted=trail["retracted"],
-                status=self._status[: len(self._users)].copy(),
-                user_ids=list(self._users.ids),
-                topics=list(self._topics),
-            )
-        return log, at
-
-    def _aggregation_params(self) -> dict[str, Any]:
-        """The parameters baked into the stored sums."""
-        return {
-            "half_life_seconds": self.params.half_life_seconds,
-            "kind_weights": list(self.params.kind_weights),
-            "endorsement_weight": self.params.endorsement_weight,
-        }
-
-    # ------------------------------------------------------------------ refresh
-
-    def refresh(self, now: float | None = None) -> Snapshot:
-        """Bring the credibility up to date at ``now`` and publish a snapshot.
-
-        When ``now`` equals the previous refresh's time, only rows touched by new
-        events are recomputed and the solver pushes from where it stopped. When time
-        moved, every edge's weight changed (saturation is not linear in the decay), so
-        all rows are recomputed in parallel and the solver restarts from the previous
-        credibility (a warm start).
-        """
-        now = time.time() if now is None else float(now)
-        p = self.params
-        started = time.perf_counter()
-        with self._graph_lock:
-            # The published snapshot shares x; work on a copy so it never changes.
-            self._x = self._x.copy()
-            with self._ingest_lock:
-                sequence = self._sequence
-                n = len(self._users.ids)
-                if self._landmark is None:
-                    self._landmark = now
-                self._keep_landmark_near(now)
-                self._grow_graph(n)
-                status = self._status[:n].copy()
-                old_teleport = self._teleport[:n].astype(np.float64)
-                teleport = self._teleport_vector(status)
-                # Seeds changed: a warm start would leave traces of trust at users no
-                # seed reaches any more, which MODEL.md wants at exactly 0. Rare
-                # (operator actions), so solve from scratch.
-                cold = bool(
-                    (status == AccountStatus.SEED).any()
-                    and ((old_teleport > 0) & (teleport == 0)).any()
-                )
-                if cold:
-                    self._x[:n] = 0.0
-                    self._r[:n] = 0.0
-                full = (
-                    cold
-                    or self._graph_time != now
-                    or self._landmark_moved
-                    or self._graph_users == 0
-                )
-                self._landmark_moved = False
-                self._insert_new_edges()
-                if full:
-                    rows = np.arange(n, dtype=np.int32)
-                    self._row_dirty[:n] = 0
-                else:
-                    rows = np.flatnonzero(self._row_dirty[:n]).astype(np.int32)
-                    self._row_dirty[rows] = 0
-                scale = math.exp2((self._landmark - now) / p.half_life_seconds)
-                if not full:
-                    self._scatter_rows(rows, -p.damping)
-                beta_changed = np.zeros(n, np.uint8)
-                _core.compute_rows(
-                    rows,
-                    self._out_start,
-                    self._out_len,
-                    self._out_pair,
-                    self._pair_fd,
-                    self._pair_rev,
-                    self._pair_eslot,
-                    self._e_sum,
-                    self._status,
-                    scale,
-                    self._channel_rho,
-                    p.endorsement_budget,
-                    self._pair_p,
-                    self._beta,
-                    np.empty(n),
-                    beta_changed,
-                    self.threads,
-                )
-                if not full:
-                    self._scatter_rows(rows, p.damping)
-                received = self._received(n, full, beta_changed, scale)
-                topic_records = self._topic_records(scale)
-            self._graph_time = now
-            self._teleport[:n] = teleport.astype(np.uint8)
-            sweeps, pushes, work = self._solve(n, teleport, old_teleport, full)
-            snapshot = build_snapshot(
-                previous=self._snapshot,
-                time=now,
-                sequence=sequence,
-                user_ids=self._users.ids,
-                user_index=self._users.index,
-                topics=self._topic_index,
-                status=status,
-                x=self._x[:n],
-                teleport=teleport,
-                received=received,
-                topic_records=topic_records,
-                stats={
-                    "full": full,
-                    "rows": len(rows),
-                    "sweeps": sweeps,
-                    "pushes": pushes,
-                    "edge_work": work,
-                    "edges": int(self._out_len[:n].sum()),
-                    "seconds": time.perf_counter() - started,
-                },
-            )
-            self._snapshot = snapshot
-            self._published_at = time.time()
-        return snapshot
-
-    # ------------------------------------------------------------------ internals
+    # ------------------------------------------------------------------ sequencing
 
     def attach_journal(self, journal: Journal | None) -> None:
         """Have ``journal`` persist every write before it is applied (write-ahead).
@@ -896,7 +502,8 @@ class Engine:
     def discard(self, record: WriteRecord) -> None:
         """Forget a queued write the journal could not store (it is never applied)."""
         if record.request_id:
-            self._pending.pop(record.request_id, None)
+            with self._ingest_lock:
+                self._requests.forget(record.request_id)
 
     def _write(
         self,
@@ -908,7 +515,7 @@ class Engine:
         it may check the state and raise), journal and apply the record, and wait for
         it outside the lock; a repeated request id gets the first answer."""
         with self._ingest_lock:
-            wait = self._replayed(request_id, fingerprint) if request_id else None
+            wait = self._requests.answer(request_id, fingerprint) if request_id else None
             if wait is None:
                 record = make_record(self._assigned + 1)
                 if self._journal is None:
@@ -916,10 +523,11 @@ class Engine:
                 wait = self._journal(record)
                 self._assigned = record.sequence
                 if request_id:
-                    self._pending[request_id] = (fingerprint, wait)
+                    self._requests.queue(request_id, fingerprint, wait)
         return wait()
 
     def _apply(self, record: WriteRecord) -> WriteResult:
+        """Apply a numbered record (ingest lock held)."""
         a = record.arrays
         if record.kind == "interactions":
             dense = self._register_users(record.users)
@@ -932,13 +540,13 @@ class Engine:
             self._apply_endorsements(
                 dense[:1],
                 dense[1:],
-                np.array([self._topic_id(f["topic"])]),
+                np.array([self._book.topic_id(f["topic"])]),
                 np.array([float(f["ts"])]),
                 np.array([bool(f["retract"])]),
                 record.sequence,
             )
             if not f["retract"]:
-                self._endorse_times.setdefault(int(dense[0]), deque()).append(f["received_at"])
+                self._book.note_endorsement(int(dense[0]), f["received_at"])
             accepted = 1
         elif record.kind == "status":
             u = int(self._register_users(record.users)[0])
@@ -951,27 +559,25 @@ class Engine:
         self._sequence = record.sequence
         self._assigned = max(self._assigned, record.sequence)
         self.events_accepted += accepted
+        result = WriteResult(record.sequence, accepted)
         if record.request_id:
-            self._pending.pop(record.request_id, None)
-        return self._acknowledge(
-            record.request_id, record.fingerprint, WriteResult(record.sequence, accepted)
-        )
+            self._requests.remember(record.request_id, record.fingerprint, result)
+        return result
 
     def _apply_log(self, record: WriteRecord) -> int:
         a = record.arrays
         dense = self._register_users(record.users)
         topic_dense = np.array(
-            [self._topic_id(name) for name in record.fields["topics"]], dtype=np.int64
+            [self._book.topic_id(name) for name in record.fields["topics"]], dtype=np.int64
         )
-        if len(a["actor"]):
-            self._apply_interactions(
-                dense,
-                a["actor"],
-                a["target"],
-                (np.asarray(a["kind"]) - 1).astype(np.int8),
-                a["ts"],
-                a.get("weight"),
-            )
+        self._apply_interactions(
+            dense,
+            a["actor"],
+            a["target"],
+            (np.asarray(a["kind"]) - 1).astype(np.int8),
+            a["ts"],
+            a.get("weight"),
+        )
         if len(a["endorser"]):
             self._apply_endorsements(
                 dense[a["endorser"]],
@@ -984,64 +590,8 @@ class Engine:
         status = np.asarray(a["status"])
         for i in np.flatnonzero(status != AccountStatus.NORMAL):
             self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
-        self._trim_pair_arrays()
+        self._pairs.trim()
         return len(a["actor"]) + len(a["endorser"])
-
-    def _replayed(
-        self, request_id: str, fingerprint: tuple[Any, ...]
-    ) -> Callable[[], WriteResult] | None:
-        """How to answer a request id seen before (applied, or queued in the journal)."""
-        seen = self._requests.get(request_id)
-        if seen is not None:
-            if seen[0] != fingerprint:
-                raise Conflict(f"request_id {request_id!r} was used for a different request")
-            result = seen[1]
-            return lambda: result
-        queued = self._pending.get(request_id)
-        if queued is None:
-            return None
-        if queued[0] != fingerprint:
-            raise Conflict(f"request_id {request_id!r} was used for a different request")
-        return queued[1]
-
-    def _acknowledge(
-        self, request_id: str, fingerprint: tuple[Any, ...], result: WriteResult
-    ) -> WriteResult:
-        if request_id:
-            self._requests[request_id] = (fingerprint, result)
-        return result
-
-    def _check_columns(
-        self,
-        actor: np.ndarray,
-        target: np.ndarray,
-        kind: np.ndarray,
-        ts: np.ndarray,
-        now: float,
-    ) -> tuple[list[FieldViolation], int]:
-        """The first 100 violations of a columnar batch in row order, and the count
-        of all of them."""
-        skew = self.params.max_future_skew_seconds
-        checks = [
-            ("target_id", actor == target, "must differ from actor_id"),
-            (
-                "kind",
-                (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
-                "must be LIKE, MENTION, REPLY or RESHARE",
-            ),
-            ("event_time", ~np.isfinite(ts) | (ts < 0), "must be a time after 1970"),
-            ("event_time", ts > now + skew, f"is more than {skew:g} s in the future"),
-        ]
-        found: list[tuple[int, FieldViolation]] = []
-        total = 0
-        for field, mask, description in checks:
-            bad = np.flatnonzero(mask)
-            total += len(bad)
-            found.extend(
-                (int(i), FieldViolation(field, description, int(i))) for i in bad[:MAX_VIOLATIONS]
-            )
-        found.sort(key=lambda item: item[0])
-        return [v for _, v in found[:MAX_VIOLATIONS]], total
 
     def _register_users(self, users: UserIds) -> np.ndarray:
         """Dense ids of ``users``, registering new ones (ingest lock held)."""
@@ -1050,71 +600,8 @@ class Engine:
         n = len(self._users)
         if n > known:
             self._status = grown(self._status, n)
-            self._row_dirty = grown(self._row_dirty, n)
-            self._target_dirty = grown(self._target_dirty, n)
+            self._changes.grow(n)
         return dense
-
-    def _topic_id(self, topic: str) -> int:
-        t = self._topic_index.get(topic)
-        if t is None:
-            t = len(self._topics)
-            self._topic_index[topic] = t
-            self._topics.append(topic)
-        return t
-
-    def _note_time(self, ts_max: float) -> None:
-        """Track the latest event time, and keep the landmark near it."""
-        self._latest_event = max(self._latest_event, ts_max)
-        self._keep_landmark_near(ts_max)
-
-    def _keep_landmark_near(self, ts_max: float) -> None:
-        """Move the landmark forward when an exponent could overflow (lock held)."""
-        h = self.params.half_life_seconds
-        assert self._landmark is not None
-        if (ts_max - self._landmark) / h <= LANDMARK_SPAN_HALF_LIVES:
-            return
-        factor = math.exp2((self._landmark - ts_max) / h)
-        self._pair_fd[: self._n_pairs] *= factor
-        self._e_sum[: self._n_eslots] *= factor
-        self._landmark = ts_max
-        self._landmark_moved = True
-
-    def _pair_slots(self, keys: np.ndarray) -> np.ndarray:
-        """Slots of the pairs ``src << 32 | dst``, creating new ones (ingest lock held)."""
-        slots = np.empty(len(keys), np.int32)
-        first_new = self._n_pairs
-        position = 0
-        while True:
-            position = self._pair_index.get_or_insert(keys, self._pair_key, slots, position)
-            if position == len(keys):
-                break
-            # The key store is full: double it (a bulk load trims it afterwards).
-            need = len(self._pair_index) + min(
-                len(keys) - position, max(2 * len(self._pair_key), 1024)
-            )
-            self._pair_key = grown(self._pair_key, need)
-        n_pairs = len(self._pair_index)
-        if n_pairs > first_new:
-            self._pair_key = grown(self._pair_key, n_pairs)
-            self._pair_fd = grown(self._pair_fd, len(self._pair_key), 0.0)
-            self._pair_rev = grown(self._pair_rev, len(self._pair_key), -1)
-            self._pair_p = grown(self._pair_p, len(self._pair_key), 0.0)
-            self._pair_eslot = grown(self._pair_eslot, len(self._pair_key), -1)
-            _core.link_reverse(self._pair_index, self._pair_key, first_new, n_pairs, self._pair_rev)
-            self._n_pairs = n_pairs
-        return slots
-
-    def _trim_pair_arrays(self) -> None:
-        """Give back the growth headroom of the per-pair arrays after a bulk load
-        (they grow by a quarter at a time; at millions of pairs that is megabytes)."""
-        keep = self._n_pairs + self._n_pairs // 32 + 1024
-        if len(self._pair_key) <= keep:
-            return
-        self._pair_key = self._pair_key[:keep].copy()
-        self._pair_fd = self._pair_fd[:keep].copy()
-        self._pair_rev = self._pair_rev[:keep].copy()
-        self._pair_p = self._pair_p[:keep].copy()
-        self._pair_eslot = self._pair_eslot[:keep].copy()
 
     def _apply_interactions(
         self,
@@ -1125,32 +612,10 @@ class Engine:
         ts: np.ndarray,
         weight: np.ndarray | None = None,
     ) -> None:
-        """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``, each
-        counting ``weight[i]`` times (once when None)."""
         if len(actor) == 0:
             return
-        if self._landmark is None:
-            self._landmark = float(ts.min())
-        self._note_time(float(ts.max()))
-        keys = np.empty(len(actor), np.uint64)
-        _core.pack_pair_keys(
-            np.ascontiguousarray(dense, np.int64),
-            np.ascontiguousarray(actor, np.int64),
-            np.ascontiguousarray(target, np.int64),
-            keys,
-        )
-        slots = self._pair_slots(keys)
-        _core.accumulate(
-            slots,
-            channel,
-            np.ascontiguousarray(ts),
-            np.empty(0) if weight is None else np.ascontiguousarray(weight, np.float64),
-            self._kind_weights,
-            self._landmark,
-            self.params.half_life_seconds,
-            self._pair_fd,
-        )
-        _core.mark_dirty(slots, self._pair_key, self._pair_rev, self._row_dirty, self._target_dirty)
+        slots = self._pairs.add_interactions(dense, actor, target, channel, ts, weight)
+        self._changes.mark_pairs(slots, self._pairs)
 
     def _apply_endorsements(
         self,
@@ -1161,464 +626,191 @@ class Engine:
         retracted: np.ndarray,
         sequence: int,
     ) -> None:
-        """Apply endorsement events: per (endorser, endorsee, topic) the latest event
-        by time wins, a retraction beating an endorsement at the same second."""
-        if self._landmark is None:
-            self._landmark = float(ts.min())
-        self._note_time(float(ts.max()))
-        self._append_trail(src, dst, topic, ts, retracted, sequence)
-        slots = self._pair_slots((src.astype(np.uint64) << np.uint64(32)) | dst.astype(np.uint64))
-        keys = (slots.astype(np.uint64) << np.uint64(32)) | topic.astype(np.uint64)
-        recs = np.empty(len(keys), np.int32)
-        first_new = self._n_rec
-        position = 0
-        while True:
-            position = self._rec_index.get_or_insert(keys, self._rec_key, recs, position)
-            if position == len(keys):
-                break
-            self._rec_key = grown(self._rec_key, len(self._rec_index) + len(keys) - position)
-        n_rec = len(self._rec_index)
-        if n_rec > first_new:
-            cap = len(self._rec_key)
-            self._rec_pair = grown(self._rec_pair, cap)
-            self._rec_topic = grown(self._rec_topic, cap)
-            self._rec_ts = grown(self._rec_ts, cap, -np.inf)
-            self._rec_state = grown(self._rec_state, cap)
-            self._rec_next = grown(self._rec_next, cap, -1)
-            fresh = slice(first_new, n_rec)
-            self._rec_pair[fresh] = (self._rec_key[fresh] >> np.uint64(32)).astype(np.int32)
-            self._rec_topic[fresh] = (self._rec_key[fresh] & np.uint64(0xFFFFFFFF)).astype(np.int32)
-            self._n_rec = n_rec
-            self._link_records(np.arange(first_new, n_rec, dtype=np.int32))
-        # Latest (ts, retracted) per record wins; sort so the winner comes last.
-        order = np.lexsort((retracted, ts, recs))
-        last = np.ones(len(order), bool)
-        last[:-1] = recs[order][1:] != recs[order][:-1]
-        win = order[last]
-        rec_w, ts_w, retract_w = recs[win], ts[win], retracted[win]
-        newer = (ts_w > self._rec_ts[rec_w]) | (
-            (ts_w == self._rec_ts[rec_w]) & retract_w & (self._rec_state[rec_w] != REC_RETRACTED)
-        )
-        rec_w, ts_w, retract_w = rec_w[newer], ts_w[newer], retract_w[newer]
-        self._rec_ts[rec_w] = ts_w
-        self._rec_state[rec_w] = np.where(retract_w, REC_RETRACTED, REC_LIVE)
-        touched = np.unique(self._rec_pair[rec_w])
-        if touched.size == 0:
-            return
-        _core.endorsement_sums(
-            touched,
-            self._pair_eslot,
-            self._eslot_head,
-            self._rec_next,
-            self._rec_ts,
-            self._rec_state,
-            self.params.endorsement_weight,
-            self._landmark,
-            self.params.half_life_seconds,
-            self._e_sum,
-        )
-        _core.mark_dirty(
-            touched.astype(np.int32),
-            self._pair_key,
-            self._pair_rev,
-            self._row_dirty,
-            self._target_dirty,
-        )
-
-    def _link_records(self, records: np.ndarray) -> None:
-        """Give new records' pairs an endorsement slot and link each record into its
-        pair's list (vectorised: records of one pair chain to each other, the last to
-        the old head)."""
-        pairs = self._rec_pair[records]
-        new_pairs = np.unique(pairs[self._pair_eslot[pairs] < 0])
-        if new_pairs.size:
-            n_eslots = self._n_eslots + new_pairs.size
-            self._e_sum = grown(self._e_sum, n_eslots, 0.0)
-            self._eslot_head = grown(self._eslot_head, n_eslots, -1)
-            self._pair_eslot[new_pairs] = np.arange(self._n_eslots, n_eslots, dtype=np.int32)
-            self._n_eslots = n_eslots
-        slots = self._pair_eslot[pairs]
-        order = np.argsort(slots, kind="stable")
-        records, slots = records[order], slots[order]
-        same = slots[1:] == slots[:-1]
-        following = np.full(len(records), -2, np.int32)
-        following[:-1] = np.where(same, records[1:], -2)
-        self._rec_next[records] = np.where(following == -2, self._eslot_head[slots], following)
-        first = np.ones(len(records), bool)
-        first[1:] = ~same
-        self._eslot_head[slots[first]] = records[first]
-
-    def _append_trail(self, src, dst, topic, ts, retracted, sequence: int) -> None:  # type: ignore[no-untyped-def]
-        n0, n1 = self._n_trail, self._n_trail + len(src)
-        for name, values in (
-            ("endorser", src),
-            ("endorsee", dst),
-            ("topic", topic),
-            ("ts", ts),
-            ("retracted", retracted),
-            ("sequence", np.full(len(src), sequence)),
-        ):
-            column = grown(self._trail[name], n1)
-            column[n0:n1] = values
-            self._trail[name] = column
-        self._n_trail = n1
-
-    def _endorsement_event(
-        self,
-        endorser_id: str,
-        endorsee_id: str,
-        topic: str,
-        ts: float | None,
-        retract: bool,
-        request_id: str,
-        now: float | None,
-    ) -> WriteResult:
-        now = time.time() if now is None else now
-        requested = ts
-        ts = now if ts is None else float(ts)
-        violations = [
-            v
-            for v in (
-                check_user_id(endorser_id, "endorser_id"),
-                check_user_id(endorsee_id, "endorsee_id"),
-            )
-            if v
-        ]
-        if not violations and endorser_id == endorsee_id:
-            violations.append(FieldViolation("endorsee_id", "must differ from endorser_id"))
-        if not isinstance(topic, str) or len(topic.encode("utf-8")) > MAX_ID_BYTES:
-            violations.append(
-                FieldViolation("topic", f"must be at most {MAX_ID_BYTES} bytes of UTF-8")
-            )
-        if not math.isfinite(ts) or ts < 0:
-            violations.append(FieldViolation("event_time", "must be a time after 1970"))
-        elif ts > now + self.params.max_future_skew_seconds:
-            violations.append(
-                FieldViolation(
-                    "event_time",
-                    f"is more than {self.params.max_future_skew_seconds:g} s in the future",
-                )
-            )
-        if violations:
-            raise InvalidArgument(violations)
-        fingerprint = (
-            "retract" if retract else "endorse",
-            endorser_id,
-            endorsee_id,
-            topic,
-            requested,
-        )
-        users = UserIds.of([endorser_id, endorsee_id])
-
-        def make_record(sequence: int) -> WriteRecord:
-            """Checks against the state, then the record (ingest lock held)."""
-            a = self._users.index.get(endorser_id)
-            b = self._users.index.get(endorsee_id)
-            t = self._topic_index.get(topic)
-            if retract and not self._is_live(a, b, t):
-                raise NotFound(
-                    f"{endorser_id!r} has no live endorsement of {endorsee_id!r}"
-                    f" for topic {topic!r}",
-                    "endorsee_id",
-                    reason="ENDORSEMENT_NOT_FOUND",
-                )
-            if not retract:
-                self._check_rate(a, endorser_id, now)
-            return WriteRecord(
-                sequence,
-                "endorsement",
-                {"topic": topic, "ts": ts, "retract": retract, "received_at": now},
-                {},
-                users,
-                request_id,
-                fingerprint,
-            )
-
-        return self._write(request_id, fingerprint, make_record)
-
-    def _is_live(self, a: int | None, b: int | None, t: int | None) -> bool:
-        if a is None or b is None or t is None:
-            return False
-        out = np.empty(1, np.int32)
-        self._pair_index.lookup(np.array([(a << 32) | b], np.uint64), self._pair_key, out)
-        if out[0] < 0:
-            return False
-        self._rec_index.lookup(np.array([(int(out[0]) << 32) | t], np.uint64), self._rec_key, out)
-        return bool(out[0] >= 0 and self._rec_state[out[0]] == REC_LIVE)
-
-    def _check_rate(self, endorser: int | None, endorser_id: str, now: float) -> None:
-        limit = self.params.daily_endorsement_limit
-        if limit <= 0 or endorser is None:
-            return
-        times = self._endorse_times.get(endorser)
-        if times is None:
-            return
-        while times and times[0] <= now - SECONDS_PER_DAY:
-            times.popleft()
-        if len(times) >= limit:
-            retry = times[0] + SECONDS_PER_DAY - now
-            raise RateLimited(
-                f"{endorser_id!r} has made {limit} endorsements in the last 24 hours",
-                retry_after_seconds=max(retry, 1.0),
-            )
+        touched = self._book.apply(self._pairs, src, dst, topic, ts, retracted, sequence)
+        if touched.size:
+            self._changes.mark_pairs(touched, self._pairs)
 
     def _apply_status(self, u: int, status: AccountStatus) -> None:
         if self._status[u] != status:
             self._status[u] = status
-            self._row_dirty[u] = 1
+            self._changes.rows[u] = 1
 
-    # -- graph side (graph lock held; ingest lock too where pair sums are read)
+    # ------------------------------------------------------------------ checkpoints
 
-    def _scatter_rows(self, rows: np.ndarray, factor: float) -> None:
-        """``r += factor x_a P(a -> .)`` over ``rows``: -d before rows change, +d after,
-        which keeps the push invariant exact for the new graph (docs/model.md)."""
-        _core.scatter_rows(
-            rows,
-            self._out_start,
-            self._out_len,
-            self._out_pair,
-            self._pair_key,
-            self._pair_p,
-            self._x,
-            factor,
-            self._r,
-        )
+    def state(self) -> EngineState:
+        """A consistent copy of everything the writes have built, as of one sequence
+        number (for checkpoints). The refresh-side graph is not in it: it is rebuilt
+        from the pair sums by the first refresh."""
+        with self._ingest_lock:
+            arrays = self._users.arrays()
+            arrays["status"] = self._status[: len(self._users)].copy()
+            arrays.update(self._pairs.arrays())
+            arrays.update(self._book.arrays())
+            arrays.update(self._requests.arrays())
+            # The last published credibility: a warm start for the first refresh after
+            # a restore (never written again, so no lock is needed to read it).
+            arrays["warm_x"] = self._snapshot.x.copy()
+            return EngineState(self._sequence, arrays, {})
 
-    def _grow_graph(self, n: int) -> None:
-        if n == self._graph_users:
-            return
-        for name, fill in (
-            ("_out_start", 0),
-            ("_out_len", 0),
-            ("_out_cap", 0),
-            ("_in_start", 0),
-            ("_in_len", 0),
-            ("_in_cap", 0),
-            ("_beta", 1.0),
-            ("_x", 0.0),
-            ("_r", 0.0),
-            ("_teleport", 0),
-        ):
-            setattr(self, name, grown(getattr(self, name), n, fill))
-        self._graph_users = n
+    def restore(self, state: EngineState, spare_pairs: int = 0) -> None:
+        """Load ``state`` (from ``state()``) into this engine, which must be new; the
+        writes after it can then be replayed. ``spare_pairs``: room for that many new
+        pairs (the events about to be replayed), so the replay never copies the pair
+        arrays to grow them.
 
-    def _insert_new_edges(self) -> None:
-        """Add pairs created since the last refresh to the out- and in-CSR."""
-        first, last = self._graph_pairs, self._n_pairs
-        if last == first:
-            return
-        n = self._graph_users
-        keys = self._pair_key[first:last]
-        src = (keys >> np.uint64(32)).astype(np.int32)
-        dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int32)
-        pairs = np.arange(first, last, dtype=np.int32)
-        for rows, side in ((src, "out"), (dst, "in")):
-            per_row = np.bincount(rows, minlength=n).astype(np.int64)
-            start = getattr(self, f"_{side}_start")
-            length = getattr(self, f"_{side}_len")
-            cap = getattr(self, f"_{side}_cap")
-            while True:
-                used = _core.csr_reserve(
-                    per_row,
-                    start,
-                    length,
-                    cap,
-                    getattr(self, f"_{side}_pair"),
-                    getattr(self, f"_{side}_used"),
-                )
-                if used >= 0:
-                    break
-                setattr(self, f"_{side}_pair", grown(getattr(self, f"_{side}_pair"), -used))
-            setattr(self, f"_{side}_used", used)
-            _core.csr_insert(rows, pairs, start, length, getattr(self, f"_{side}_pair"))
-            self._compact_if_sparse(side)
-        self._graph_pairs = last
-
-    def _compact_if_sparse(self, side: str) -> None:
-        """Rewrite the CSR without holes once moved rows left half of it empty."""
-        used = getattr(self, f"_{side}_used")
-        length = getattr(self, f"_{side}_len")[: self._graph_users]
-        live = int(length.sum())
-        if used < 1024 or live * 2 > used:
-            return
-        start = getattr(self, f"_{side}_start")[: self._graph_users]
-        new_start = np.zeros_like(start)
-        np.cumsum(length[:-1], out=new_start[1:])
-        take = np.repeat(start - new_start, length) + np.arange(live)
-        setattr(self, f"_{side}_pair", getattr(self, f"_{side}_pair")[take].copy())
-        start[:] = new_start
-        getattr(self, f"_{side}_cap")[: self._graph_users] = length
-        setattr(self, f"_{side}_used", live)
-
-    def _solve(
-        self, n: int, teleport: np.ndarray, old_teleport: np.ndarray, full: bool
-    ) -> tuple[int, int, int]:
-        """Bring ``x`` within tolerance of ``x = p + d P^T x`` (docs/model.md).
-
-        After a few changed rows, residual push touches only what moved. Yet a burst
-        can shift credibility everywhere by more than the tolerance, and push work
-        grows like 1/tolerance where power steps grow like log(1/tolerance): so the
-        push gets a budget of one pass over the edges, and past it the refresh takes
-        warm-started parallel power steps. A final push certifies every node.
-
-        Returns (power steps, pushes, edges touched by pushes).
+        Kind and endorsement weights may differ from the state's (the sums scale
+        exactly); a different half-life cannot be applied to decayed sums.
         """
-        tol_abs = self.solver.absolute * max(float(teleport.sum()), 1.0)
-        queue, in_queue = np.empty(n, np.int32), np.zeros(n, np.uint8)
-        x, r = self._x[:n], self._r[:n]
-        args = (self._out_start, self._out_len, self._out_pair, self._pair_key, self._pair_p)
-        pushes = work = 0
+        if self._assigned or len(self._users):
+            raise ValueError("restore needs an engine that has seen no writes")
+        a = state.arrays
+        self._pairs = PairTable.from_arrays(a, self.params, spare_pairs)
+        self._users = UserTable.from_arrays(a)
+        n = len(self._users)
+        self._status = a["status"].copy()
+        self._changes.mark_all(n)
+        self._book = EndorsementBook.from_arrays(a)
+        self._requests.restore(a)
+        self._credibility.warm_start(a.get("warm_x", np.zeros(0)), n)
+        self._sequence = self._assigned = state.sequence
+        self._snapshot = self._empty_snapshot()
+
+    def compacted_log(self, at: float | None = None) -> tuple[EventLog, float]:
+        """Everything applied, as the shortest event log that rebuilds the same state:
+        per (actor, target, kind) one interaction at time ``at`` whose ``weight`` is the
+        decayed count (the pair's sum at ``at`` over the kind's weight), the whole
+        endorsement trail, every user with their status. ``at`` defaults to the later of
+        now and the latest event; returns the log and ``at``.
+
+        Replaying it gives the same pair sums (to rounding) whatever the landmark, and
+        the same scores at any time from ``at`` on: decay is exponential, so a sum of
+        decayed events is one event of that weight.
+        """
+        with self._ingest_lock:
+            pairs = self._pairs
+            latest = pairs.latest_event if math.isfinite(pairs.latest_event) else 0.0
+            at = max(time.time(), latest) if at is None else float(at)
+            scale = 1.0 if pairs.landmark is None else pairs.decay_to(at)
+            src, dst = pairs.src_dst()
+            interactions = compacted_interactions(
+                src, dst, pairs.fd[: pairs.n] * scale, pairs.kind_weights, at
+            )
+            trail = self._book.trail()
+            log = EventLog(
+                n_users=len(self._users),
+                **interactions,
+                endorser=trail["endorser"],
+                endorsee=trail["endorsee"],
+                topic=trail["topic"],
+                endorse_ts=trail["ts"],
+                retracted=trail["retracted"],
+                status=self._status[: len(self._users)].copy(),
+                user_ids=list(self._users.ids),
+                topics=list(self._book.topics),
+            )
+        return log, at
+
+    # ------------------------------------------------------------------ refresh
+
+    def refresh(self, now: float | None = None) -> Snapshot:
+        """Bring the credibility up to date at ``now`` and publish a snapshot.
+
+        When ``now`` equals the previous refresh's time, only rows touched by new
+        events are recomputed and the solver pushes from where it stopped. When time
+        moved, every edge's weight changed (saturation is not linear in the decay), so
+        all rows are recomputed in parallel and the solver restarts from the previous
+        credibility (a warm start).
+        """
+        now = time.time() if now is None else float(now)
+        started = time.perf_counter()
+        with self._graph_lock:
+            self._credibility.detach()
+            with self._ingest_lock:
+                update = self._update_rows(now)
+            self._graph.time = now
+            sweeps, pushes, work = self._credibility.solve(
+                self._graph, self._pairs, update.n, update.teleport, update.full
+            )
+            snapshot = build_snapshot(
+                previous=self._snapshot,
+                time=now,
+                sequence=update.sequence,
+                user_ids=self._users.ids,
+                user_index=self._users.index,
+                topics=self._book.topic_index,
+                status=update.status,
+                x=self._credibility.x[: update.n],
+                teleport=update.teleport,
+                received=update.received,
+                topic_records=update.topic_records,
+                stats={
+                    "full": update.full,
+                    "rows": update.rows,
+                    "sweeps": sweeps,
+                    "pushes": pushes,
+                    "edge_work": work,
+                    "edges": self._graph.edges(update.n),
+                    "seconds": time.perf_counter() - started,
+                },
+            )
+            self._snapshot = snapshot
+            self._published_at = time.time()
+        return snapshot
+
+    def _update_rows(self, now: float) -> _RowUpdate:
+        """Bring the graph's rows up to the pair sums at ``now`` and read what the
+        snapshot needs of the ingest side (both locks held)."""
+        p, pairs, graph, solver = self.params, self._pairs, self._graph, self._credibility
+        n = len(self._users.ids)
+        pairs.keep_landmark_near(now)
+        graph.grow(n)
+        solver.grow(n)
+        status = self._status[:n].copy()
+        teleport = teleport_vector(status)
+        # Seeds changed: a warm start would leave traces of trust at users no seed
+        # reaches any more, which MODEL.md wants at exactly 0. Rare (operator actions),
+        # so solve from scratch.
+        lost = (solver.teleport[:n] > 0) & (teleport == 0)
+        cold = bool((status == AccountStatus.SEED).any() and lost.any())
+        if cold:
+            solver.restart(n)
+        moved = pairs.take_landmark_moved()
+        full = cold or graph.time != now or moved or graph.n_users == 0
+        graph.insert_new_edges(pairs)
+        rows = self._changes.take_rows(n, full)
+        scale = pairs.decay_to(now)
         if not full:
-            r += teleport - old_teleport
-            budget = int(max(int(self._out_len[:n].sum()), n) * PUSH_BUDGET_PASSES)
-            pushes, work, done = _core.ppr_push(
-                *args,
-                self.params.damping,
-                self.solver.relative,
-                tol_abs,
-                x,
-                r,
-                queue,
-                in_queue,
-                budget,
-            )
-            if done:
-                return 0, pushes, work
-        steps = self._power_iterate(n, teleport, tol_abs)
-        more_pushes, more_work, _ = _core.ppr_push(
-            *args, self.params.damping, self.solver.relative, tol_abs, x, r, queue, in_queue
+            solver.scatter(rows, graph, pairs, -p.damping)
+        beta_changed = graph.compute_rows(
+            rows, pairs, self._status, scale, self._channel_rho, p.endorsement_budget, self.threads
         )
-        return steps, pushes + more_pushes, work + more_work
-
-    def _power_iterate(self, n: int, teleport: np.ndarray, tol_abs: float) -> int:
-        """Warm-started parallel power iteration for a full refresh; leaves ``x`` and
-        its exact residual ``r`` for the push, which enforces the per-node bound.
-
-        A full refresh changes every edge, so most residuals start above tolerance and
-        a sweep over all edges on both cores beats pushing node by node. Once fewer
-        than ``n / 64`` nodes still move, pushing only those is cheaper.
-        """
-        pull_start = np.zeros(n + 1, np.int64)
-        np.cumsum(self._in_len[:n], out=pull_start[1:])
-        m = int(pull_start[-1])
-        pull_src = np.empty(m, np.int32)
-        pull_w = np.empty(m, np.float64)
-        _core.gather_pull(
-            pull_start,
-            self._in_start,
-            self._in_pair,
-            self._pair_key,
-            self._pair_p,
-            pull_src,
-            pull_w,
-            self.threads,
+        if not full:
+            solver.scatter(rows, graph, pairs, p.damping)
+        return _RowUpdate(
+            sequence=self._sequence,
+            n=n,
+            status=status,
+            teleport=teleport,
+            full=full,
+            rows=len(rows),
+            received=self._received(n, full, beta_changed, scale),
+            topic_records=self._book.topic_records(
+                pairs, graph.beta, scale, p.endorsement_reciprocity
+            ),
         )
-        x, r = self._x[:n], self._r[:n]
-        mass = float(teleport.sum())
-        if mass == 0:
-            x[:] = 0.0
-            r[:] = 0.0
-            return 0
-        p_norm = teleport / mass
-        total = float(x.sum())
-        c = x / total if total > 0 else p_norm.copy()
-        c_next = np.empty(n)
-        flow = 0.0
-        steps = 0
-        for steps in range(1, MAX_POWER_STEPS + 1):  # noqa: B007
-            active, flow = _core.ppr_power_step(
-                pull_start,
-                pull_src,
-                pull_w,
-                p_norm,
-                self.params.damping,
-                c,
-                c_next,
-                self.solver.relative,
-                tol_abs / mass,
-                self.threads,
-            )
-            c, c_next = c_next, c
-            if active * 64 <= n:
-                break
-        # Back to the push's units: l^T x = |p| with l^T c = 1 - flow for sum(c) = 1.
-        x[:] = c * (mass / max(1.0 - flow, 1e-300))
-        _core.ppr_residual_pull(
-            pull_start, pull_src, pull_w, teleport, self.params.damping, x, r, self.threads
-        )
-        return steps
-
-    def _teleport_vector(self, status: np.ndarray) -> np.ndarray:
-        """p: 1 on each non-suspended seed, or on every non-suspended user if none."""
-        active = status != AccountStatus.SUSPENDED
-        seeds = active & (status == AccountStatus.SEED)
-        return (seeds if seeds.any() else active).astype(np.float64)
 
     def _received(self, n: int, full: bool, beta_changed: np.ndarray, scale: float) -> np.ndarray:
         """The explanation sums, recomputed for the targets whose inputs changed."""
         previous = self._snapshot.received
         received = np.zeros((n, 5))
-        if not full:
-            received[: len(previous)] = previous
-            targets = self._target_dirty[:n].copy()
-            for a in np.flatnonzero(beta_changed):
-                s = self._out_start[a]
-                row = self._out_pair[s : s + self._out_len[a]]
-                targets[(self._pair_key[row] & np.uint64(0xFFFFFFFF)).astype(np.int64)] = 1
-            target_ids = np.flatnonzero(targets).astype(np.int32)
-        else:
+        targets = self._changes.take_targets(n)
+        if full:
             target_ids = np.arange(n, dtype=np.int32)
-        self._target_dirty[:n] = 0
-        _core.received_sums(
-            target_ids,
-            self._in_start,
-            self._in_len,
-            self._in_pair,
-            self._pair_key,
-            self._pair_fd,
-            self._pair_rev,
-            self._pair_eslot,
-            self._e_sum,
-            self._beta,
-            scale,
-            self._channel_rho,
-            received,
-            self.threads,
+        else:
+            received[: len(previous)] = previous
+            targets[self._graph.targets_of(np.flatnonzero(beta_changed), self._pairs)] = 1
+            target_ids = np.flatnonzero(targets).astype(np.int32)
+        self._graph.received(
+            target_ids, self._pairs, scale, self._channel_rho, received, self.threads
         )
         return received
-
-    def _endorsement_sums(self, pairs: np.ndarray) -> np.ndarray:
-        """The forward-decayed endorsement sum of each pair (0 where none)."""
-        slot = self._pair_eslot[pairs]
-        if self._n_eslots == 0:
-            return np.zeros(len(slot))
-        return np.where(slot >= 0, self._e_sum[np.maximum(slot, 0)], 0.0)
-
-    def _topic_records(self, scale: float) -> dict[str, np.ndarray]:
-        """Each live endorsement's effective weight ``beta_a E_T (E'/E)`` per topic."""
-        live = np.flatnonzero(self._rec_state[: self._n_rec] == REC_LIVE)
-        pair = self._rec_pair[live]
-        keys = self._pair_key[pair]
-        src = (keys >> np.uint64(32)).astype(np.int64)
-        dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        e_pair = self._endorsement_sums(pair) * scale
-        rev = self._pair_rev[pair]
-        e_rev = np.where(rev >= 0, self._endorsement_sums(np.maximum(rev, 0)) * scale, 0.0)
-        discount = np.where(
-            e_pair > 0,
-            (e_pair - self.params.endorsement_reciprocity * np.minimum(e_pair, e_rev))
-            / np.where(e_pair > 0, e_pair, 1.0),
-            0.0,
-        )
-        assert self._landmark is not None
-        value = (
-            self.params.endorsement_weight
-            * np.exp2((self._rec_ts[live] - self._landmark) / self.params.half_life_seconds)
-            * scale
-        )
-        return {
-            "topic": self._rec_topic[live].astype(np.int64),
-            "src": src,
-            "dst": dst,
-            "weight": self._beta[src] * value * discount,
-        }

@@ -1,0 +1,325 @@
+"""The endorsement book: the topics, one record per (endorser, endorsee, topic) with
+its deciding event, the audit trail of every event, and each endorser's rate window.
+
+Records are numbered in a hash index by the key ``pair << 32 | topic``; each endorsed
+pair's records are linked (``eslot_head[eslot] -> next -> -1``) so the kernel can
+re-sum a pair's endorsements into the pair table.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .arrays import grown
+from .errors import RateLimited
+from .model import SECONDS_PER_DAY
+from .pairs import PairTable, pack_pairs, unpack_pairs
+from .users import UserIds
+
+# Record states (the core's REC_LIVE is 1).
+REC_LIVE = 1
+REC_RETRACTED = 2
+
+_TRAIL_COLUMNS = {
+    "endorser": np.int32,
+    "endorsee": np.int32,
+    "topic": np.int32,
+    "ts": np.float64,
+    "retracted": bool,
+    "sequence": np.int64,
+}
+
+
+class EndorsementBook:
+    """Endorsement records, the trail and rate windows (the engine's ingest lock held
+    by every caller)."""
+
+    def __init__(self) -> None:
+        self.topic_index: dict[str, int] = {"": 0}
+        self.topics: list[str] = [""]
+        self._index = _core.U64Index()
+        self._key = np.zeros(0, np.uint64)
+        self._pair = np.zeros(0, np.int32)
+        self._topic = np.zeros(0, np.int32)
+        self._ts = np.zeros(0, np.float64)
+        self._state = np.zeros(0, np.uint8)
+        self._next = np.zeros(0, np.int32)
+        self._n = 0
+        self._eslot_head = np.zeros(0, np.int32)
+        self._n_slots = 0  # endorsed pairs (the pair table's endorsement slots)
+        # Every endorse and retract, in acceptance order.
+        self._trail = {name: np.zeros(0, dtype) for name, dtype in _TRAIL_COLUMNS.items()}
+        self._n_trail = 0
+        self._endorse_times: dict[int, deque[float]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self._key, self._pair, self._topic, self._ts, self._state, self._next)
+        return (
+            sum(a.nbytes for a in arrays)
+            + self._eslot_head.nbytes
+            + self._index.nbytes
+            + sum(a.nbytes for a in self._trail.values())
+        )
+
+    def topic_id(self, topic: str) -> int:
+        """The topic's number, registering a new one."""
+        t = self.topic_index.get(topic)
+        if t is None:
+            t = len(self.topics)
+            self.topic_index[topic] = t
+            self.topics.append(topic)
+        return t
+
+    # ------------------------------------------------------------------ events
+
+    def apply(
+        self,
+        pairs: PairTable,
+        src: np.ndarray,
+        dst: np.ndarray,
+        topic: np.ndarray,
+        ts: np.ndarray,
+        retracted: np.ndarray,
+        sequence: int,
+    ) -> np.ndarray:
+        """Apply endorsement events: per (endorser, endorsee, topic) the latest event
+        by time wins, a retraction beating an endorsement at the same second. Returns
+        the pairs whose endorsement sums changed (re-summed into ``pairs``)."""
+        pairs.note_times(ts)
+        self._append_trail(src, dst, topic, ts, retracted, sequence)
+        recs = self._records(pairs, pack_pairs(pairs.slots(pack_pairs(src, dst)), topic))
+        # Latest (ts, retracted) per record wins; sort so the winner comes last.
+        order = np.lexsort((retracted, ts, recs))
+        last = np.ones(len(order), bool)
+        last[:-1] = recs[order][1:] != recs[order][:-1]
+        win = order[last]
+        rec_w, ts_w, retract_w = recs[win], ts[win], retracted[win]
+        newer = (ts_w > self._ts[rec_w]) | (
+            (ts_w == self._ts[rec_w]) & retract_w & (self._state[rec_w] != REC_RETRACTED)
+        )
+        rec_w, ts_w, retract_w = rec_w[newer], ts_w[newer], retract_w[newer]
+        self._ts[rec_w] = ts_w
+        self._state[rec_w] = np.where(retract_w, REC_RETRACTED, REC_LIVE)
+        touched = np.unique(self._pair[rec_w]).astype(np.int32)
+        if touched.size:
+            assert pairs.landmark is not None
+            _core.endorsement_sums(
+                touched=touched,
+                pair_eslot=pairs.eslot,
+                eslot_head=self._eslot_head,
+                rec_next=self._next,
+                rec_ts=self._ts,
+                rec_state=self._state,
+                weight=pairs.endorsement_weight,
+                landmark=pairs.landmark,
+                half_life=pairs.half_life,
+                e_sum=pairs.e_sum,
+            )
+        return touched
+
+    def _records(self, pairs: PairTable, keys: np.ndarray) -> np.ndarray:
+        """Record numbers of ``keys``, creating (and linking) new records."""
+        recs = np.empty(len(keys), np.int32)
+        first_new = self._n
+        position = 0
+        while True:
+            position = self._index.get_or_insert(keys, self._key, recs, position)
+            if position == len(keys):
+                break
+            self._key = grown(self._key, len(self._index) + len(keys) - position)
+        n_rec = len(self._index)
+        if n_rec > first_new:
+            cap = len(self._key)
+            self._pair = grown(self._pair, cap)
+            self._topic = grown(self._topic, cap)
+            self._ts = grown(self._ts, cap, -np.inf)
+            self._state = grown(self._state, cap)
+            self._next = grown(self._next, cap, -1)
+            fresh = slice(first_new, n_rec)
+            self._pair[fresh], self._topic[fresh] = unpack_pairs(self._key[fresh], np.int32)
+            self._n = n_rec
+            self._link(pairs, np.arange(first_new, n_rec, dtype=np.int32))
+        return recs
+
+    def _link(self, pairs: PairTable, records: np.ndarray) -> None:
+        """Give new records' pairs an endorsement slot and link each record into its
+        pair's list (vectorised: records of one pair chain to each other, the last to
+        the old head)."""
+        pair = self._pair[records]
+        self._n_slots = pairs.give_endorsement_slots(pair)
+        self._eslot_head = grown(self._eslot_head, self._n_slots, -1)
+        slots = pairs.eslot[pair]
+        order = np.argsort(slots, kind="stable")
+        records, slots = records[order], slots[order]
+        same = slots[1:] == slots[:-1]
+        following = np.full(len(records), -2, np.int32)
+        following[:-1] = np.where(same, records[1:], -2)
+        self._next[records] = np.where(following == -2, self._eslot_head[slots], following)
+        first = np.ones(len(records), bool)
+        first[1:] = ~same
+        self._eslot_head[slots[first]] = records[first]
+
+    def _append_trail(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        topic: np.ndarray,
+        ts: np.ndarray,
+        retracted: np.ndarray,
+        sequence: int,
+    ) -> None:
+        n0, n1 = self._n_trail, self._n_trail + len(src)
+        for name, values in (
+            ("endorser", src),
+            ("endorsee", dst),
+            ("topic", topic),
+            ("ts", ts),
+            ("retracted", retracted),
+            ("sequence", np.full(len(src), sequence)),
+        ):
+            column = grown(self._trail[name], n1)
+            column[n0:n1] = values
+            self._trail[name] = column
+        self._n_trail = n1
+
+    def is_live(self, pairs: PairTable, a: int | None, b: int | None, t: int | None) -> bool:
+        """Whether user ``a`` endorses user ``b`` for topic ``t`` now."""
+        if a is None or b is None or t is None:
+            return False
+        pair = pairs.lookup(pack_pairs([a], [b]))
+        if pair[0] < 0:
+            return False
+        out = np.empty(1, np.int32)
+        self._index.lookup(pack_pairs(pair, [t]), self._key, out)
+        return bool(out[0] >= 0 and self._state[out[0]] == REC_LIVE)
+
+    # ------------------------------------------------------------------ rate
+
+    def note_endorsement(self, endorser: int, received_at: float) -> None:
+        """Count an accepted endorsement in its endorser's rate window."""
+        self._endorse_times.setdefault(endorser, deque()).append(received_at)
+
+    def check_rate(self, endorser: int | None, endorser_id: str, now: float, limit: int) -> None:
+        """``RateLimited`` when ``endorser`` made ``limit`` endorsements in the last day."""
+        if limit <= 0 or endorser is None:
+            return
+        times = self._endorse_times.get(endorser)
+        if times is None:
+            return
+        while times and times[0] <= now - SECONDS_PER_DAY:
+            times.popleft()
+        if len(times) >= limit:
+            retry = times[0] + SECONDS_PER_DAY - now
+            raise RateLimited(
+                f"{endorser_id!r} has made {limit} endorsements in the last 24 hours",
+                retry_after_seconds=max(retry, 1.0),
+            )
+
+    # ------------------------------------------------------------------ reading
+
+    def trail(self) -> dict[str, np.ndarray]:
+        """A copy of the audit trail's columns."""
+        return {k: v[: self._n_trail].copy() for k, v in self._trail.items()}
+
+    def trail_page(
+        self, user_ids: list[str], u: int, given: bool, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the trail given or received by user ``u``, newest first, and the
+        offset of the next page (None at the end)."""
+        trail = self._trail
+        side = trail["endorser" if given else "endorsee"][: self._n_trail]
+        hits = np.flatnonzero(side == u)[::-1]
+        entries = [
+            {
+                "endorser_id": user_ids[trail["endorser"][i]],
+                "endorsee_id": user_ids[trail["endorsee"][i]],
+                "topic": self.topics[trail["topic"][i]],
+                "ts": float(trail["ts"][i]),
+                "retracted": bool(trail["retracted"][i]),
+                "sequence": int(trail["sequence"][i]),
+            }
+            for i in hits[offset : offset + limit]
+        ]
+        following = offset + limit
+        return entries, (following if following < len(hits) else None)
+
+    def topic_records(
+        self, pairs: PairTable, beta: np.ndarray, scale: float, reciprocity: float
+    ) -> dict[str, np.ndarray]:
+        """Each live endorsement's effective weight ``beta_a E_T (E'/E)`` per topic, at
+        the time where the stored sums times ``scale`` apply."""
+        live = np.flatnonzero(self._state[: self._n] == REC_LIVE)
+        pair = self._pair[live]
+        src, dst = pairs.src_dst(pair)
+        e_pair = pairs.endorsement_sums(pair) * scale
+        rev = pairs.rev[pair]
+        e_rev = np.where(rev >= 0, pairs.endorsement_sums(np.maximum(rev, 0)) * scale, 0.0)
+        discount = np.where(
+            e_pair > 0,
+            (e_pair - reciprocity * np.minimum(e_pair, e_rev)) / np.where(e_pair > 0, e_pair, 1.0),
+            0.0,
+        )
+        assert pairs.landmark is not None
+        value = (
+            pairs.endorsement_weight
+            * np.exp2((self._ts[live] - pairs.landmark) / pairs.half_life)
+            * scale
+        )
+        return {
+            "topic": self._topic[live].astype(np.int64),
+            "src": src,
+            "dst": dst,
+            "weight": beta[src] * value * discount,
+        }
+
+    # ------------------------------------------------------------------ state
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of everything (for checkpoints)."""
+        n = self._n
+        topics = UserIds.of(self.topics)
+        arrays = {
+            "topic_blob": topics.blob.copy(),
+            "topic_offsets": topics.offsets,
+            "eslot_head": self._eslot_head[: self._n_slots].copy(),
+            "rec_key": self._key[:n].copy(),
+            "rec_ts": self._ts[:n].copy(),
+            "rec_state": self._state[:n].copy(),
+            "rec_next": self._next[:n].copy(),
+        }
+        arrays.update({f"trail_{k}": v for k, v in self.trail().items()})
+        endorsers = list(self._endorse_times)
+        arrays["rate_endorser"] = np.repeat(
+            np.asarray(endorsers, np.int64), [len(self._endorse_times[e]) for e in endorsers]
+        )
+        arrays["rate_time"] = np.fromiter(
+            itertools.chain.from_iterable(self._endorse_times.values()), np.float64
+        )
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> EndorsementBook:
+        book = cls()
+        book.topics = UserIds(arrays["topic_blob"], arrays["topic_offsets"]).decoded()
+        book.topic_index = {t: i for i, t in enumerate(book.topics)}
+        book._eslot_head = arrays["eslot_head"].copy()
+        book._n_slots = len(book._eslot_head)
+        book._key = arrays["rec_key"].copy()
+        n = len(book._key)
+        book._index.get_or_insert(book._key, book._key, np.empty(n, np.int32))
+        book._pair, book._topic = unpack_pairs(book._key, np.int32)
+        book._ts = arrays["rec_ts"].copy()
+        book._state = arrays["rec_state"].copy()
+        book._next = arrays["rec_next"].copy()
+        book._n = n
+        book._trail = {k: arrays[f"trail_{k}"].copy() for k in _TRAIL_COLUMNS}
+        book._n_trail = len(book._trail["endorser"])
+        for endorser, at in zip(arrays["rate_endorser"].tolist(), arrays["rate_time"].tolist()):
+            book.note_endorsement(endorser, at)
+        return book

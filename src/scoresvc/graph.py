@@ -1,0 +1,244 @@
+"""The trust graph of the last refresh: each user's out-pairs and in-pairs as slack
+CSRs, the budget factors ``beta``, and the marks of what changed since.
+
+The graph is refresh-side state (the engine's graph lock); ``Changes`` is written by
+ingest (the ingest lock) and read by the refresh while it holds both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from .arrays import grown
+from .pairs import PairTable
+
+
+class SlackCSR:
+    """Rows of pair slots with room to grow in place: row ``a`` is
+    ``pair[start[a] : start[a] + length[a]]`` inside a block of ``cap[a]``; a row that
+    outgrows its block moves to the end (``used`` entries are taken)."""
+
+    def __init__(self) -> None:
+        self.start = np.zeros(0, np.int32)
+        self.length = np.zeros(0, np.int32)
+        self.cap = np.zeros(0, np.int32)
+        self.pair = np.zeros(0, np.int32)
+        self.used = 0
+
+    @property
+    def row_nbytes(self) -> int:
+        return self.start.nbytes + self.length.nbytes + self.cap.nbytes
+
+    def grow(self, n: int) -> None:
+        self.start = grown(self.start, n)
+        self.length = grown(self.length, n)
+        self.cap = grown(self.cap, n)
+
+    def row(self, a: int) -> np.ndarray:
+        s = self.start[a]
+        return self.pair[s : s + self.length[a]]
+
+    def insert(self, rows: np.ndarray, pairs: np.ndarray, n: int) -> None:
+        """Append ``pairs[i]`` to row ``rows[i]`` (``n`` rows in all)."""
+        per_row = np.bincount(rows, minlength=n).astype(np.int64)
+        while True:
+            used = _core.csr_reserve(
+                per_row, self.start, self.length, self.cap, self.pair, self.used
+            )
+            if used >= 0:
+                break
+            self.pair = grown(self.pair, -used)
+        self.used = used
+        _core.csr_insert(rows, pairs, self.start, self.length, self.pair)
+        self._compact_if_sparse(n)
+
+    def _compact_if_sparse(self, n: int) -> None:
+        """Rewrite without holes once moved rows left half of it empty."""
+        length = self.length[:n]
+        live = int(length.sum())
+        if self.used < 1024 or live * 2 > self.used:
+            return
+        start = self.start[:n]
+        new_start = np.zeros_like(start)
+        np.cumsum(length[:-1], out=new_start[1:])
+        take = np.repeat(start - new_start, length) + np.arange(live)
+        self.pair = self.pair[take].copy()
+        start[:] = new_start
+        self.cap[:n] = length
+        self.used = live
+
+
+class TrustGraph:
+    """Out- and in-CSR over the pair table's slots, and ``beta`` per user, as of the
+    refresh at ``time``; ``n_users`` and ``n_pairs`` are how many it covers."""
+
+    def __init__(self) -> None:
+        self.out = SlackCSR()
+        self.inward = SlackCSR()
+        self.beta = np.zeros(0, np.float64)
+        self.n_users = 0
+        self.n_pairs = 0
+        self.time: float | None = None
+
+    @property
+    def edge_nbytes(self) -> int:
+        return self.out.pair.nbytes + self.inward.pair.nbytes
+
+    @property
+    def node_nbytes(self) -> int:
+        return self.out.row_nbytes + self.inward.row_nbytes + self.beta.nbytes
+
+    def grow(self, n: int) -> None:
+        if n == self.n_users:
+            return
+        self.out.grow(n)
+        self.inward.grow(n)
+        self.beta = grown(self.beta, n, 1.0)
+        self.n_users = n
+
+    def insert_new_edges(self, pairs: PairTable) -> None:
+        """Add the pairs created since the last refresh."""
+        first, last = self.n_pairs, pairs.n
+        if last == first:
+            return
+        src, dst = pairs.src_dst(slice(first, last), np.int32)
+        slots = np.arange(first, last, dtype=np.int32)
+        self.out.insert(src, slots, self.n_users)
+        self.inward.insert(dst, slots, self.n_users)
+        self.n_pairs = last
+
+    def edges(self, n: int) -> int:
+        """How many edges the first ``n`` users send."""
+        return int(self.out.length[:n].sum())
+
+    def compute_rows(
+        self,
+        rows: np.ndarray,
+        pairs: PairTable,
+        status: np.ndarray,
+        scale: float,
+        rho: np.ndarray,
+        budget: float,
+        threads: int,
+    ) -> np.ndarray:
+        """Recompute ``P`` and ``beta`` of ``rows`` (MODEL.md 4-6) from the pair sums
+        times ``scale``; returns 1 where a user's ``beta`` changed."""
+        n = self.n_users
+        beta_changed = np.zeros(n, np.uint8)
+        _core.compute_rows(
+            rows=rows,
+            start=self.out.start,
+            length=self.out.length,
+            e_pair=self.out.pair,
+            pair_fd=pairs.fd,
+            pair_rev=pairs.rev,
+            pair_eslot=pairs.eslot,
+            e_sum=pairs.e_sum,
+            status=status,
+            scale=scale,
+            rho=rho,
+            budget=budget,
+            pair_p=pairs.p,
+            beta=self.beta,
+            out_d=np.empty(n),
+            beta_changed=beta_changed,
+            num_threads=threads,
+        )
+        return beta_changed
+
+    def received(
+        self,
+        targets: np.ndarray,
+        pairs: PairTable,
+        scale: float,
+        rho: np.ndarray,
+        into: np.ndarray,
+        threads: int,
+    ) -> None:
+        """Write the explanation sums of ``targets`` into their rows of ``into``."""
+        _core.received_sums(
+            targets=targets,
+            in_start=self.inward.start,
+            in_length=self.inward.length,
+            in_pair=self.inward.pair,
+            pair_key=pairs.key,
+            pair_fd=pairs.fd,
+            pair_rev=pairs.rev,
+            pair_eslot=pairs.eslot,
+            e_sum=pairs.e_sum,
+            beta=self.beta,
+            scale=scale,
+            rho=rho,
+            received=into,
+            num_threads=threads,
+        )
+
+    def targets_of(self, sources: np.ndarray, pairs: PairTable) -> np.ndarray:
+        """The users the ``sources`` send to (with repeats)."""
+        if len(sources) == 0:
+            return np.zeros(0, np.int64)
+        sent = np.concatenate([self.out.row(a) for a in sources])
+        return pairs.src_dst(sent)[1]
+
+    def top_in_edges(
+        self, u: int, pairs: PairTable, x: np.ndarray, damping: float, limit: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``limit`` sources sending most credibility to ``u``, and how much."""
+        return _core.top_in_edges(
+            u=u,
+            in_start=self.inward.start,
+            in_length=self.inward.length,
+            in_pair=self.inward.pair,
+            pair_key=pairs.key,
+            pair_p=pairs.p,
+            credibility=x,
+            damping=damping,
+            k=limit,
+        )
+
+
+class Changes:
+    """Per user, whether its out-row must be recomputed and whether its explanation
+    sums changed, since the last refresh."""
+
+    def __init__(self) -> None:
+        self.rows = np.zeros(0, np.uint8)
+        self.targets = np.zeros(0, np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.nbytes + self.targets.nbytes
+
+    def grow(self, n: int) -> None:
+        self.rows = grown(self.rows, n)
+        self.targets = grown(self.targets, n)
+
+    def mark_all(self, n: int) -> None:
+        self.rows = np.ones(n, np.uint8)
+        self.targets = np.ones(n, np.uint8)
+
+    def mark_pairs(self, slots: np.ndarray, pairs: PairTable) -> None:
+        """The pairs at ``slots`` changed: their sources' rows, and both ends' sums."""
+        _core.mark_dirty(
+            pair=slots,
+            pair_key=pairs.key,
+            pair_rev=pairs.rev,
+            row_dirty=self.rows,
+            target_dirty=self.targets,
+        )
+
+    def take_rows(self, n: int, full: bool) -> np.ndarray:
+        """The rows to recompute (all when ``full``), clearing their marks."""
+        if full:
+            self.rows[:n] = 0
+            return np.arange(n, dtype=np.int32)
+        rows = np.flatnonzero(self.rows[:n]).astype(np.int32)
+        self.rows[rows] = 0
+        return rows
+
+    def take_targets(self, n: int) -> np.ndarray:
+        """A copy of the target marks of the first ``n`` users, clearing them."""
+        targets = self.targets[:n].copy()
+        self.targets[:n] = 0
+        return targets

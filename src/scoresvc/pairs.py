@@ -1,0 +1,265 @@
+"""Pair keys and the pair table: every ordered pair of users that ever interacted or
+endorsed, with its forward-decayed sums.
+
+A pair ``(src, dst)`` is the key ``src << 32 | dst`` (``pack_pairs``); the same
+packing numbers endorsement records ``(pair, topic)``. Sums are forward-decayed to the
+table's landmark ``L`` (an event at ``t`` adds ``w 2^((t - L) / h)``), so ``decay_to``
+turns them into sums at any time by one factor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .arrays import grown
+from .model import ModelParams
+
+_SHIFT = np.uint64(32)
+_LOW = np.uint64(0xFFFFFFFF)
+
+# Keep every forward-decay exponent within +-512 half-lives of the landmark: 2^512
+# times any realistic count stays far from the float64 limit (2^1024).
+LANDMARK_SPAN_HALF_LIVES = 512.0
+
+
+def pack_pairs(high: Any, low: Any) -> np.ndarray:
+    """Keys ``high << 32 | low`` (uint64) of two columns of 32-bit ids."""
+    return (np.asarray(high).astype(np.uint64) << _SHIFT) | np.asarray(low).astype(np.uint64)
+
+
+def unpack_pairs(keys: np.ndarray, dtype: Any = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """``(high, low)`` of each key, as ``dtype``."""
+    return (keys >> _SHIFT).astype(dtype), (keys & _LOW).astype(dtype)
+
+
+def reversed_pairs(keys: np.ndarray) -> np.ndarray:
+    """The key of each pair's reverse (``dst << 32 | src``)."""
+    return (keys << _SHIFT) | (keys >> _SHIFT)
+
+
+class PairTable:
+    """Per pair: its key (hash-indexed), interaction sums per channel (``fd``), the
+    slot of its reverse (``rev``, -1 when none), ``P(src -> dst)`` as of the last
+    refresh (``p``) and its endorsement slot (``eslot``: an index into ``e_sum``, or
+    -1; endorsement sums are sparse). Writers hold the engine's ingest lock; ``p`` is
+    written by the refresh only.
+    """
+
+    def __init__(self, params: ModelParams) -> None:
+        self.half_life = params.half_life_seconds
+        self.kind_weights = params.channel_weights()[:4].copy()
+        self.endorsement_weight = params.endorsement_weight
+        self.index = _core.U64Index()
+        self.key = np.zeros(0, np.uint64)
+        self.fd = np.zeros((0, 4), np.float64)
+        self.rev = np.zeros(0, np.int32)
+        self.p = np.zeros(0, np.float64)
+        self.eslot = np.zeros(0, np.int32)
+        self.e_sum = np.zeros(0, np.float64)
+        self.n = 0
+        self.n_eslots = 0
+        self.landmark: float | None = None
+        self.latest_event = -math.inf  # the latest event time applied
+        self._landmark_moved = False
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.key, self.fd, self.rev, self.p, self.eslot, self.e_sum)
+        return sum(a.nbytes for a in arrays) + self.index.nbytes
+
+    # ------------------------------------------------------------------ time
+
+    def note_times(self, ts: np.ndarray) -> None:
+        """Events at ``ts`` are about to be added: start the clock at the first of
+        them, track the latest, keep the landmark near it."""
+        if self.landmark is None:
+            self.landmark = float(ts.min())
+        latest = float(ts.max())
+        self.latest_event = max(self.latest_event, latest)
+        self.keep_landmark_near(latest)
+
+    def keep_landmark_near(self, t: float) -> None:
+        """Move the landmark forward to ``t`` when an exponent could overflow,
+        rescaling every sum (starts the clock at ``t`` when it has not started)."""
+        if self.landmark is None:
+            self.landmark = t
+        if (t - self.landmark) / self.half_life <= LANDMARK_SPAN_HALF_LIVES:
+            return
+        factor = math.exp2((self.landmark - t) / self.half_life)
+        self.fd[: self.n] *= factor
+        self.e_sum[: self.n_eslots] *= factor
+        self.landmark = t
+        self._landmark_moved = True
+
+    def take_landmark_moved(self) -> bool:
+        """Whether the landmark moved since the last call (every weight changed)."""
+        moved, self._landmark_moved = self._landmark_moved, False
+        return moved
+
+    def decay_to(self, t: float) -> float:
+        """The factor that turns the stored sums into sums at time ``t``."""
+        assert self.landmark is not None
+        return math.exp2((self.landmark - t) / self.half_life)
+
+    # ------------------------------------------------------------------ pairs
+
+    def src_dst(
+        self, slots: Any = slice(None), dtype: Any = np.int64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Source and destination users of the pairs at ``slots``."""
+        return unpack_pairs(self.key[: self.n][slots], dtype)
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Slots of the pairs ``keys`` (-1 where unknown)."""
+        out = np.empty(len(keys), np.int32)
+        self.index.lookup(keys, self.key, out)
+        return out
+
+    def slots(self, keys: np.ndarray) -> np.ndarray:
+        """Slots of the pairs ``keys``, creating new ones."""
+        slots = np.empty(len(keys), np.int32)
+        first_new = self.n
+        position = 0
+        while True:
+            position = self.index.get_or_insert(keys, self.key, slots, position)
+            if position == len(keys):
+                break
+            # The key store is full: double it (a bulk load trims it afterwards).
+            need = len(self.index) + min(len(keys) - position, max(2 * len(self.key), 1024))
+            self.key = grown(self.key, need)
+        n_pairs = len(self.index)
+        if n_pairs > first_new:
+            self.key = grown(self.key, n_pairs)
+            self.fd = grown(self.fd, len(self.key), 0.0)
+            self.rev = grown(self.rev, len(self.key), -1)
+            self.p = grown(self.p, len(self.key), 0.0)
+            self.eslot = grown(self.eslot, len(self.key), -1)
+            _core.link_reverse(self.index, self.key, first_new, n_pairs, self.rev)
+            self.n = n_pairs
+        return slots
+
+    def add_interactions(
+        self,
+        dense: np.ndarray,
+        actor: np.ndarray,
+        target: np.ndarray,
+        channel: np.ndarray,
+        ts: np.ndarray,
+        weight: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``, each
+        counting ``weight[i]`` times (once when None); returns their pairs' slots."""
+        self.note_times(ts)
+        keys = np.empty(len(actor), np.uint64)
+        _core.pack_pair_keys(
+            np.ascontiguousarray(dense, np.int64),
+            np.ascontiguousarray(actor, np.int64),
+            np.ascontiguousarray(target, np.int64),
+            keys,
+        )
+        slots = self.slots(keys)
+        assert self.landmark is not None
+        _core.accumulate(
+            pair=slots,
+            channel=channel,
+            ts=np.ascontiguousarray(ts),
+            count=np.empty(0) if weight is None else np.ascontiguousarray(weight, np.float64),
+            channel_weight=self.kind_weights,
+            landmark=self.landmark,
+            half_life=self.half_life,
+            pair_fd=self.fd,
+        )
+        return slots
+
+    def give_endorsement_slots(self, pairs: np.ndarray) -> int:
+        """Give ``pairs`` that have none an endorsement slot; returns how many slots
+        there are now."""
+        new_pairs = np.unique(pairs[self.eslot[pairs] < 0])
+        if new_pairs.size:
+            n_eslots = self.n_eslots + new_pairs.size
+            self.e_sum = grown(self.e_sum, n_eslots, 0.0)
+            self.eslot[new_pairs] = np.arange(self.n_eslots, n_eslots, dtype=np.int32)
+            self.n_eslots = n_eslots
+        return self.n_eslots
+
+    def endorsement_sums(self, pairs: np.ndarray) -> np.ndarray:
+        """The forward-decayed endorsement sum of each pair (0 where none)."""
+        slot = self.eslot[pairs]
+        if self.n_eslots == 0:
+            return np.zeros(len(slot))
+        return np.where(slot >= 0, self.e_sum[np.maximum(slot, 0)], 0.0)
+
+    def trim(self) -> None:
+        """Give back the growth headroom of the per-pair arrays after a bulk load
+        (they grow by a quarter at a time; at millions of pairs that is megabytes)."""
+        keep = self.n + self.n // 32 + 1024
+        if len(self.key) <= keep:
+            return
+        self.key = self.key[:keep].copy()
+        self.fd = self.fd[:keep].copy()
+        self.rev = self.rev[:keep].copy()
+        self.p = self.p[:keep].copy()
+        self.eslot = self.eslot[:keep].copy()
+
+    # ------------------------------------------------------------------ state
+
+    def aggregation(self) -> np.ndarray:
+        """The parameters baked into the sums: half-life, kind and endorsement weights."""
+        return np.array([self.half_life, *self.kind_weights, self.endorsement_weight])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the keys, sums and clock (for checkpoints); ``p`` and ``rev`` are
+        derived (the refresh and ``from_arrays`` rebuild them)."""
+        landmark = math.nan if self.landmark is None else self.landmark
+        return {
+            "pair_key": self.key[: self.n].copy(),
+            "pair_fd": self.fd[: self.n].copy(),
+            "pair_eslot": self.eslot[: self.n].copy(),
+            "e_sum": self.e_sum[: self.n_eslots].copy(),
+            "pair_clock": np.array([landmark, self.latest_event]),
+            "pair_aggregation": self.aggregation(),
+        }
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], params: ModelParams, spare_pairs: int = 0
+    ) -> PairTable:
+        """The table in ``arrays`` under ``params``, with room for ``spare_pairs`` more
+        pairs (zeroed lazily by the OS: it costs no memory until used).
+
+        Kind and endorsement weights may differ from the stored ones (the sums scale
+        exactly); a different half-life cannot be applied to decayed sums.
+        """
+        table = cls(params)
+        was = arrays["pair_aggregation"]
+        if was[0] != table.half_life:
+            raise ValueError(
+                f"the state was aggregated with a half-life of {was[0]:g} s,"
+                f" not {table.half_life:g} s: rebuild it from an export"
+            )
+        n = len(arrays["pair_key"])
+        room = n + max(spare_pairs, n // 4) + 1024
+        table.key = grown(arrays["pair_key"], room)
+        table.fd = grown(arrays["pair_fd"], room, 0.0)
+        rescale = table.kind_weights / was[1:5]
+        if (rescale != 1.0).any():
+            table.fd *= rescale
+        table.eslot = grown(arrays["pair_eslot"], room, -1)
+        table.p = np.zeros(len(table.key))
+        table.rev = np.full(len(table.key), -1, np.int32)
+        table.index.get_or_insert(table.key[:n], table.key, np.empty(n, np.int32))
+        _core.link_reverse(table.index, table.key, 0, n, table.rev)
+        table.n = n
+        table.e_sum = arrays["e_sum"] * (table.endorsement_weight / was[5])
+        table.n_eslots = len(table.e_sum)
+        landmark, latest = (float(v) for v in arrays["pair_clock"])
+        table.landmark = None if math.isnan(landmark) else landmark
+        table.latest_event = latest
+        return table

@@ -1,0 +1,222 @@
+"""The credibility solver: ``x = p + d P^T x`` (docs/model.md) by residual push, with
+warm-started parallel power steps when a refresh changed too much for pushing.
+
+It owns the unnormalised credibility ``x``, its residual ``r`` and the teleport
+vector of the last refresh; the graph and the pair table supply ``P``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+from .arrays import grown
+from .graph import TrustGraph
+from .model import AccountStatus
+from .pairs import PairTable
+
+# A cap on full-refresh power steps; the push finishes whatever is left.
+MAX_POWER_STEPS = 500
+# Edge passes an incremental refresh may spend pushing before it switches to
+# warm-started power steps (see Solver.solve). Small bursts finish well within it.
+PUSH_BUDGET_PASSES = 0.25
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """How closely the credibility solver converges (docs/model.md, "Tolerance").
+
+    A node stops being pushed once ``|r_u| <= relative * x_u + absolute * |p|``;
+    ``relative = 1e-8`` keeps every node within MODEL.md's 1e-5 with a margin of
+    two orders of magnitude for paths up to thousands of hops deep.
+    """
+
+    relative: float = 1e-8
+    absolute: float = 1e-18
+
+
+def teleport_vector(status: np.ndarray) -> np.ndarray:
+    """p: 1 on each non-suspended seed, or on every non-suspended user if none."""
+    active = status != AccountStatus.SUSPENDED
+    seeds = active & (status == AccountStatus.SEED)
+    return (seeds if seeds.any() else active).astype(np.float64)
+
+
+class Solver:
+    """``x``, ``r`` and the teleport vector ``p`` (uint8) per user; refresh-side state
+    (the engine's graph lock)."""
+
+    def __init__(self, settings: SolverSettings, damping: float, threads: int) -> None:
+        self.settings = settings
+        self.damping = damping
+        self.threads = threads
+        self.x = np.zeros(0, np.float64)
+        self.r = np.zeros(0, np.float64)
+        self.teleport = np.zeros(0, np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        return self.x.nbytes + self.r.nbytes + self.teleport.nbytes
+
+    def grow(self, n: int) -> None:
+        self.x = grown(self.x, n, 0.0)
+        self.r = grown(self.r, n, 0.0)
+        self.teleport = grown(self.teleport, n)
+
+    def detach(self) -> None:
+        """Work on a copy of ``x`` from here on: the published snapshot shares it."""
+        self.x = self.x.copy()
+
+    def warm_start(self, x: np.ndarray, n: int) -> None:
+        """Start from a previous solution ``x`` (e.g. a checkpoint's) for ``n`` users."""
+        if len(x):
+            self.x = grown(x, n, 0.0).copy()
+
+    def restart(self, n: int) -> None:
+        """Forget the solution: the next solve starts from zero."""
+        self.x[:n] = 0.0
+        self.r[:n] = 0.0
+
+    def scatter(self, rows: np.ndarray, graph: TrustGraph, pairs: PairTable, factor: float) -> None:
+        """``r += factor x_a P(a -> .)`` over ``rows``: -d before rows change, +d after,
+        which keeps the push invariant exact for the new graph (docs/model.md)."""
+        _core.scatter_rows(
+            rows=rows,
+            start=graph.out.start,
+            length=graph.out.length,
+            e_pair=graph.out.pair,
+            pair_key=pairs.key,
+            pair_p=pairs.p,
+            x=self.x,
+            factor=factor,
+            r=self.r,
+        )
+
+    def solve(
+        self,
+        graph: TrustGraph,
+        pairs: PairTable,
+        n: int,
+        teleport: np.ndarray,
+        full: bool,
+    ) -> tuple[int, int, int]:
+        """Bring ``x`` within tolerance of ``x = p + d P^T x`` for the new ``teleport``
+        (which becomes the solver's).
+
+        After a few changed rows, residual push touches only what moved. Yet a burst
+        can shift credibility everywhere by more than the tolerance, and push work
+        grows like 1/tolerance where power steps grow like log(1/tolerance): so the
+        push gets a budget of one pass over the edges, and past it the refresh takes
+        warm-started parallel power steps. A final push certifies every node.
+
+        Returns (power steps, pushes, edges touched by pushes).
+        """
+        old_teleport = self.teleport[:n].astype(np.float64)
+        self.teleport[:n] = teleport.astype(np.uint8)
+        tol_abs = self.settings.absolute * max(float(teleport.sum()), 1.0)
+        queue, in_queue = np.empty(n, np.int32), np.zeros(n, np.uint8)
+        pushes = work = 0
+        if not full:
+            self.r[:n] += teleport - old_teleport
+            budget = int(max(graph.edges(n), n) * PUSH_BUDGET_PASSES)
+            pushes, work, done = self._push(graph, pairs, n, tol_abs, queue, in_queue, budget)
+            if done:
+                return 0, pushes, work
+        steps = self._power_iterate(graph, pairs, n, teleport, tol_abs)
+        more_pushes, more_work, _ = self._push(graph, pairs, n, tol_abs, queue, in_queue)
+        return steps, pushes + more_pushes, work + more_work
+
+    def _push(
+        self,
+        graph: TrustGraph,
+        pairs: PairTable,
+        n: int,
+        tol_abs: float,
+        queue: np.ndarray,
+        in_queue: np.ndarray,
+        budget: int = -1,
+    ) -> tuple[int, int, bool]:
+        return _core.ppr_push(
+            start=graph.out.start,
+            length=graph.out.length,
+            e_pair=graph.out.pair,
+            pair_key=pairs.key,
+            pair_p=pairs.p,
+            damping=self.damping,
+            tol_rel=self.settings.relative,
+            tol_abs=tol_abs,
+            x=self.x[:n],
+            r=self.r[:n],
+            queue=queue,
+            in_queue=in_queue,
+            max_work=budget,
+        )
+
+    def _power_iterate(
+        self, graph: TrustGraph, pairs: PairTable, n: int, teleport: np.ndarray, tol_abs: float
+    ) -> int:
+        """Warm-started parallel power iteration for a full refresh; leaves ``x`` and
+        its exact residual ``r`` for the push, which enforces the per-node bound.
+
+        A full refresh changes every edge, so most residuals start above tolerance and
+        a sweep over all edges on both cores beats pushing node by node. Once fewer
+        than ``n / 64`` nodes still move, pushing only those is cheaper.
+        """
+        pull_start = np.zeros(n + 1, np.int64)
+        np.cumsum(graph.inward.length[:n], out=pull_start[1:])
+        m = int(pull_start[-1])
+        pull_src = np.empty(m, np.int32)
+        pull_w = np.empty(m, np.float64)
+        _core.gather_pull(
+            pull_start=pull_start,
+            in_start=graph.inward.start,
+            in_pair=graph.inward.pair,
+            pair_key=pairs.key,
+            pair_p=pairs.p,
+            pull_src=pull_src,
+            pull_w=pull_w,
+            num_threads=self.threads,
+        )
+        x, r = self.x[:n], self.r[:n]
+        mass = float(teleport.sum())
+        if mass == 0:
+            x[:] = 0.0
+            r[:] = 0.0
+            return 0
+        p_norm = teleport / mass
+        total = float(x.sum())
+        c = x / total if total > 0 else p_norm.copy()
+        c_next = np.empty(n)
+        flow = 0.0
+        steps = 0
+        for steps in range(1, MAX_POWER_STEPS + 1):  # noqa: B007
+            active, flow = _core.ppr_power_step(
+                pull_start=pull_start,
+                pull_src=pull_src,
+                pull_w=pull_w,
+                teleport=p_norm,
+                damping=self.damping,
+                c=c,
+                c_next=c_next,
+                tol_rel=self.settings.relative,
+                tol_abs=tol_abs / mass,
+                num_threads=self.threads,
+            )
+            c, c_next = c_next, c
+            if active * 64 <= n:
+                break
+        # Back to the push's units: l^T x = |p| with l^T c = 1 - flow for sum(c) = 1.
+        x[:] = c * (mass / max(1.0 - flow, 1e-300))
+        _core.ppr_residual_pull(
+            pull_start=pull_start,
+            pull_src=pull_src,
+            pull_w=pull_w,
+            teleport=teleport,
+            damping=self.damping,
+            x=x,
+            r=r,
+            num_threads=self.threads,
+        )
+        return steps

@@ -1,0 +1,160 @@
+"""Checks of write requests before they reach the engine's state: each raises
+``InvalidArgument`` naming every offending field (the first ``MAX_VIOLATIONS`` of them,
+in row order, with the count of all)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import FieldViolation, InvalidArgument
+from .model import InteractionKind
+from .users import MAX_ID_BYTES, UserIds
+
+MAX_VIOLATIONS = 100
+TOO_LONG = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
+
+
+def id_violations(users: UserIds) -> list[tuple[int, str]]:
+    """``(position, description)`` of each invalid id, in position order."""
+    bad_length, bad_text = users.invalid()
+    if len(bad_length) == 0 and len(bad_text) == 0:
+        return []
+    lengths = users.lengths()
+    found = [
+        (int(j), "must be a non-empty string" if lengths[j] == 0 else TOO_LONG) for j in bad_length
+    ]
+    found += [(int(j), "must be valid UTF-8") for j in bad_text]
+    return sorted(found)
+
+
+def _invalid(found: list[FieldViolation], total: int) -> InvalidArgument:
+    return InvalidArgument(found[:MAX_VIOLATIONS], total=total)
+
+
+def check_user_id(user_id: str, field: str, index: int | None = None) -> FieldViolation | None:
+    if not isinstance(user_id, str) or not user_id:
+        return FieldViolation(field, "must be a non-empty string", index)
+    try:
+        size = len(user_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return FieldViolation(field, "must be valid UTF-8", index)
+    if size > MAX_ID_BYTES:
+        return FieldViolation(field, TOO_LONG, index)
+    return None
+
+
+def column_violations(
+    actor: np.ndarray,
+    target: np.ndarray,
+    kind: np.ndarray,
+    ts: np.ndarray,
+    now: float,
+    skew: float,
+) -> tuple[list[FieldViolation], int]:
+    """The first violations of a columnar batch in row order, and the count of all."""
+    checks = [
+        ("target_id", actor == target, "must differ from actor_id"),
+        (
+            "kind",
+            (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
+            "must be LIKE, MENTION, REPLY or RESHARE",
+        ),
+        ("event_time", ~np.isfinite(ts) | (ts < 0), "must be a time after 1970"),
+        ("event_time", ts > now + skew, f"is more than {skew:g} s in the future"),
+    ]
+    found: list[tuple[int, FieldViolation]] = []
+    total = 0
+    for field, mask, description in checks:
+        bad = np.flatnonzero(mask)
+        total += len(bad)
+        found.extend(
+            (int(i), FieldViolation(field, description, int(i))) for i in bad[:MAX_VIOLATIONS]
+        )
+    found.sort(key=lambda item: item[0])
+    return [v for _, v in found[:MAX_VIOLATIONS]], total
+
+
+def check_rows(
+    users: UserIds,
+    actor: np.ndarray,
+    target: np.ndarray,
+    kind: np.ndarray,
+    ts: np.ndarray,
+    now: float,
+    skew: float,
+) -> None:
+    """Rows dictionary-encoded: a bad id is reported on each row that uses it, as
+    ``actor_id`` or ``target_id``, with the rows' other violations. Only the ids are
+    checked unless one is bad (``check_columns`` checks the rest)."""
+    bad = id_violations(users)
+    if not bad:
+        return
+    found: list[tuple[int, FieldViolation]] = []
+    for j, description in bad:
+        for side, column in (("actor_id", actor), ("target_id", target)):
+            found.extend(
+                (int(i), FieldViolation(side, description, int(i)))
+                for i in np.flatnonzero(column == j)[:MAX_VIOLATIONS]
+            )
+    more, more_total = column_violations(actor, target, kind, ts, now, skew)
+    found.sort(key=lambda item: item[0])
+    listed = [v for _, v in found][:MAX_VIOLATIONS]
+    raise _invalid(listed + more, len(found) + more_total)
+
+
+def check_lengths(*columns: np.ndarray) -> None:
+    if len({len(c) for c in columns}) > 1:
+        raise InvalidArgument([FieldViolation("columns", "all columns must have the same length")])
+
+
+def check_columns(
+    users: UserIds,
+    actor_index: np.ndarray,
+    target_index: np.ndarray,
+    kind: np.ndarray,
+    ts: np.ndarray,
+    now: float,
+    skew: float,
+    users_checked: bool = False,
+) -> None:
+    """Columns of indexes into ``users``, kinds and resolved times (of one length:
+    ``check_lengths``)."""
+    violations, total = column_violations(actor_index, target_index, kind, ts, now, skew)
+    bad_users = (
+        [] if users_checked else [FieldViolation("user_ids", d, j) for j, d in id_violations(users)]
+    )
+    out_of_range = (actor_index < 0) | (actor_index >= len(users))
+    out_of_range |= (target_index < 0) | (target_index >= len(users))
+    bad_index = [
+        FieldViolation("actor_index", "must index user_ids", int(i))
+        for i in np.flatnonzero(out_of_range)[:MAX_VIOLATIONS]
+    ]
+    if violations or bad_users or bad_index:
+        everything = bad_users + bad_index + violations
+        raise _invalid(everything, total + len(bad_users) + int(out_of_range.sum()))
+
+
+def check_endorsement(
+    endorser_id: str, endorsee_id: str, topic: str, ts: float, now: float, skew: float
+) -> None:
+    """One endorsement or retraction at resolved time ``ts``."""
+    violations = [
+        v
+        for v in (
+            check_user_id(endorser_id, "endorser_id"),
+            check_user_id(endorsee_id, "endorsee_id"),
+        )
+        if v
+    ]
+    if not violations and endorser_id == endorsee_id:
+        violations.append(FieldViolation("endorsee_id", "must differ from endorser_id"))
+    if not isinstance(topic, str) or len(topic.encode("utf-8")) > MAX_ID_BYTES:
+        violations.append(FieldViolation("topic", TOO_LONG))
+    if not math.isfinite(ts) or ts < 0:
+        violations.append(FieldViolation("event_time", "must be a time after 1970"))
+    elif ts > now + skew:
+        violations.append(FieldViolation("event_time", f"is more than {skew:g} s in the future"))
+    if violations:
+        raise InvalidArgument(violations)
