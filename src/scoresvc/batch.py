@@ -38,6 +38,7 @@ from . import _core, archive
 from .engine import Engine, EngineState
 from .events import EventLog, compacted_interactions
 from .model import AccountStatus, ModelParams
+from .pairs import pack_pairs, reversed_pairs, unpack_pairs
 from .reference import (
     _log_scale,
     _rank_lower,
@@ -121,7 +122,16 @@ def _aggregate_pairs(keys: np.ndarray, channel: np.ndarray, value: np.ndarray) -
     index.get_or_insert(keys, stored, slots)
     n = len(index)
     sums = np.zeros((max(n, 1), 4))
-    _core.accumulate(slots, channel, np.zeros(len(keys)), value, np.ones(4), 0.0, 1.0, sums)
+    _core.accumulate(
+        pair=slots,
+        channel=channel,
+        ts=np.zeros(len(keys)),
+        count=value,
+        channel_weight=np.ones(4),
+        landmark=0.0,
+        half_life=1.0,
+        pair_fd=sums,
+    )
     return stored[:n].copy(), sums[:n]
 
 
@@ -140,11 +150,8 @@ def _interaction_part(
         * count
         * np.exp2((events.ts[keep] - as_of) / params.half_life_seconds)
     )
-    keys, sums = _aggregate_pairs(
-        (a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64), channel, value
-    )
-    src = (keys >> np.uint64(32)).astype(np.int64)
-    dst = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    keys, sums = _aggregate_pairs(pack_pairs(a, b), channel, value)
+    src, dst = unpack_pairs(keys)
     return _split(_bucket_of(src, dst, buckets), buckets, {"key": keys, "W": sums})
 
 
@@ -198,9 +205,7 @@ def _reciprocity(
     winners = _winners(endo)
     live = winners[~endo["retracted"][winners]] if len(winners) else winners
     if len(live):
-        e_keys = (endo["src"][live].astype(np.uint64) << np.uint64(32)) | endo["dst"][live].astype(
-            np.uint64
-        )
+        e_keys = pack_pairs(endo["src"][live], endo["dst"][live])
         e_value = params.endorsement_weight * np.exp2(
             (endo["ts"][live] - as_of) / params.half_life_seconds
         )
@@ -210,7 +215,7 @@ def _reciprocity(
     W_all = np.zeros((len(all_keys), 4))
     W_all[np.searchsorted(all_keys, keys)] = W
     E = np.bincount(np.searchsorted(all_keys, e_keys), weights=e_value, minlength=len(all_keys))
-    rev_keys = (all_keys << np.uint64(32)) | (all_keys >> np.uint64(32))
+    rev_keys = reversed_pairs(all_keys)
     rev = np.searchsorted(all_keys, rev_keys)
     rev[rev >= len(all_keys)] = 0
     has_rev = all_keys[rev] == rev_keys if len(all_keys) else np.zeros(0, bool)
@@ -218,8 +223,7 @@ def _reciprocity(
     E_rev = np.where(has_rev, E[rev], 0.0)
     W_pen = W_all - np.asarray(params.kind_reciprocity) * np.minimum(W_all, W_rev)
     E_pen = E - params.endorsement_reciprocity * np.minimum(E, E_rev)
-    src = (all_keys >> np.uint64(32)).astype(np.int64)
-    dst = (all_keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    src, dst = unpack_pairs(all_keys)
     pairs = {
         "src": src,
         "dst": dst,
@@ -281,23 +285,23 @@ def _budgets(
     pair_p = np.zeros(2 * m)
     beta = np.ones(len(sources))
     _core.compute_rows(
-        np.arange(len(sources), dtype=np.int32),
-        first.astype(np.int32),
-        count.astype(np.int32),
-        np.arange(m, dtype=np.int32),
-        np.ascontiguousarray(np.concatenate([pairs["W"], pairs["W_rev"]])),
-        np.where(pairs["has_rev"], ghost, -1).astype(np.int32),
-        np.arange(2 * m, dtype=np.int32),
-        np.concatenate([pairs["E"], pairs["E_rev"]]),
-        np.ascontiguousarray(status[sources], dtype=np.uint8),
-        1.0,  # the sums are already decayed to the evaluation time
-        params.channel_reciprocity(),
-        params.endorsement_budget,
-        pair_p,
-        beta,
-        np.zeros(len(sources)),
-        np.zeros(len(sources), np.uint8),
-        1,
+        rows=np.arange(len(sources), dtype=np.int32),
+        start=first.astype(np.int32),
+        length=count.astype(np.int32),
+        e_pair=np.arange(m, dtype=np.int32),
+        pair_fd=np.ascontiguousarray(np.concatenate([pairs["W"], pairs["W_rev"]])),
+        pair_rev=np.where(pairs["has_rev"], ghost, -1).astype(np.int32),
+        pair_eslot=np.arange(2 * m, dtype=np.int32),
+        e_sum=np.concatenate([pairs["E"], pairs["E_rev"]]),
+        status=np.ascontiguousarray(status[sources], dtype=np.uint8),
+        scale=1.0,  # the sums are already decayed to the evaluation time
+        rho=params.channel_reciprocity(),
+        budget=params.endorsement_budget,
+        pair_p=pair_p,
+        beta=beta,
+        out_d=np.zeros(len(sources)),
+        beta_changed=np.zeros(len(sources), np.uint8),
+        num_threads=1,
     )
     P = pair_p[:m]
     P[status[dst] == AccountStatus.SUSPENDED] = 0.0  # trust sent to them is lost
@@ -339,16 +343,16 @@ def _flow(graph: dict[str, np.ndarray], lo: int, hi: int, c: np.ndarray, damping
     engine's power step (with no teleport on the range, its output is the flow)."""
     out = np.empty(hi - lo)
     _core.ppr_power_step(
-        graph["pull_start"],
-        graph["pull_src"],
-        graph["P"],
-        np.zeros(hi - lo),
-        damping,
-        c,
-        out,
-        0.0,
-        0.0,
-        1,
+        pull_start=graph["pull_start"],
+        pull_src=graph["pull_src"],
+        pull_w=graph["P"],
+        teleport=np.zeros(hi - lo),
+        damping=damping,
+        c=c,
+        c_next=out,
+        tol_rel=0.0,
+        tol_abs=0.0,
+        num_threads=1,
     )
     return out
 
