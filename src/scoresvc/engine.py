@@ -15,7 +15,6 @@ graph under ``_graph_lock``.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import threading
@@ -27,18 +26,16 @@ from typing import Any
 import numpy as np
 
 from . import validation
-from .arrays import grown
-from .endorsements import EndorsementBook
-from .errors import FieldViolation, InvalidArgument, NotFound
-from .events import EventLog, compacted_interactions
-from .graph import Changes, TrustGraph
+from .errors import InvalidArgument
+from .events import EventLog
+from .graph import TrustGraph
+from .ingest import IngestState, log_record
 from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
-from .pairs import PairTable
 from .records import EngineState, Journal, WriteRecord, WriteResult
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings, teleport_vector
-from .users import UserIds, UserTable
+from .users import UserIds
 
 __all__ = ["Engine", "EngineState", "SolverSettings", "WriteRecord", "WriteResult"]
 
@@ -83,11 +80,7 @@ class Engine:
         self._ingest_lock = threading.Lock()
         self._graph_lock = threading.Lock()
         # Ingest side (ingest lock).
-        self._users = UserTable()
-        self._status = np.zeros(0, np.uint8)
-        self._pairs = PairTable(self.params)
-        self._book = EndorsementBook()
-        self._changes = Changes()
+        self._ingest = IngestState(self.params)
         self._requests = RequestLedger()
         self.events_accepted = 0  # since this process started
         self._sequence = 0  # of the last write applied
@@ -100,7 +93,9 @@ class Engine:
         self._snapshot = self._empty_snapshot()
 
     def _empty_snapshot(self) -> Snapshot:
-        return Snapshot.empty(self._users.ids, self._users.index, self._book.topic_index)
+        return Snapshot.empty(
+            self._ingest.users.ids, self._ingest.users.index, self._ingest.book.topic_index
+        )
 
     # ------------------------------------------------------------------ reading
 
@@ -117,7 +112,7 @@ class Engine:
     @property
     def landmark(self) -> float | None:
         """The forward-decay landmark L (moves forward as time does)."""
-        return self._pairs.landmark
+        return self._ingest.pairs.landmark
 
     @property
     def snapshot_age_seconds(self) -> float:
@@ -126,14 +121,14 @@ class Engine:
 
     @property
     def n_users(self) -> int:
-        return len(self._users.ids)
+        return len(self._ingest.users.ids)
 
     @property
     def n_pairs(self) -> int:
-        return self._pairs.n
+        return self._ingest.pairs.n
 
     def has_user(self, user_id: str) -> bool:
-        return user_id in self._users.index
+        return user_id in self._ingest.users.index
 
     def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[tuple[str, float]]]:
         """The latest snapshot and the ``limit`` users contributing most to the user's
@@ -144,46 +139,28 @@ class Engine:
             if limit <= 0 or snap.credibility_of(u) <= 0:
                 return snap, []
             sources, contribution = self._graph.top_in_edges(
-                u, self._pairs, snap.x, self.params.damping, limit
+                u, self._ingest.pairs, snap.x, self.params.damping, limit
             )
         share = contribution / snap.x[u]
-        return snap, [(self._users.ids[a], float(s)) for a, s in zip(sources, share)]
+        return snap, [(self._ingest.users.ids[a], float(s)) for a, s in zip(sources, share)]
 
     def edges(self) -> dict[str, np.ndarray]:
         """The trust graph of the latest refresh, one entry per pair, for tests and
         tooling: decayed sums at the refresh's time, ``P(a->b)`` and ``beta`` per user.
         Pair sums include any write accepted since that refresh."""
         with self._graph_lock, self._ingest_lock:
-            pairs, graph = self._pairs, self._graph
-            m, n = graph.n_pairs, graph.n_users
-            if graph.time is None or pairs.landmark is None:
-                return {"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64)}
-            scale = pairs.decay_to(graph.time)
-            src, dst = pairs.src_dst(slice(0, m))
-            return {
-                "src": src,
-                "dst": dst,
-                "interaction_sums": pairs.fd[:m] * scale,
-                "endorsement_sums": pairs.endorsement_sums(np.arange(m)) * scale,
-                "transition": pairs.p[:m].copy(),
-                "budget_factor": graph.beta[:n].copy(),
-            }
+            return self._graph.table(self._ingest.pairs)
 
     def memory_bytes(self) -> dict[str, int]:
         """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
         snapshot = self._snapshot
         # x is shared between the solver and the published snapshot.
         shared = np.shares_memory(snapshot.x, self._credibility.x)
-        return {
-            "pairs": self._pairs.nbytes,
-            "graph": self._graph.edge_nbytes,
-            "users": self._status.nbytes
-            + self._changes.nbytes
-            + self._graph.node_nbytes
-            + self._credibility.nbytes,
-            "endorsements": self._book.nbytes,
-            "snapshot": snapshot.nbytes - (snapshot.x.nbytes if shared else 0),
-        }
+        parts = self._ingest.nbytes
+        parts["graph"] = self._graph.edge_nbytes
+        parts["users"] += self._graph.node_nbytes + self._credibility.nbytes
+        parts["snapshot"] = snapshot.nbytes - (snapshot.x.nbytes if shared else 0)
+        return parts
 
     def list_endorsements(
         self, user_id: str, given: bool, offset: int, limit: int
@@ -192,11 +169,8 @@ class Engine:
 
         Returns the entries and the offset of the next page (None at the end).
         """
-        u = self._users.index.get(user_id)
-        if u is None:
-            raise NotFound(f"user {user_id!r} has never been seen", "user_id")
         with self._ingest_lock:
-            return self._book.trail_page(self._users.ids, u, given, offset, limit)
+            return self._ingest.trail_page(user_id, given, offset, limit)
 
     # ------------------------------------------------------------------ writing
 
@@ -233,21 +207,11 @@ class Engine:
     ) -> WriteResult:
         """The row form as parallel lists (what a servicer builds fastest); a time of
         NaN means server time. Ids are checked once per distinct id, not per row."""
-        n = len(actor_ids)
-        if not (len(target_ids) == len(kinds) == len(times) == n):
-            raise InvalidArgument([FieldViolation("interactions", "lists differ in length")])
-        # Ids in order of first use, actor before target row by row (as the wire parser
-        # builds them), so both routes fingerprint a batch alike.
-        users = list(dict.fromkeys(itertools.chain.from_iterable(zip(actor_ids, target_ids))))
-        index = {u: j for j, u in enumerate(users)}
+        users, actor, target, kind, given = validation.encode_lists(
+            actor_ids, target_ids, kinds, times
+        )
         return self.record_interaction_rows(
-            users,
-            np.fromiter(map(index.__getitem__, actor_ids), np.int64, n),
-            np.fromiter(map(index.__getitem__, target_ids), np.int64, n),
-            np.fromiter(kinds, np.int64, n),
-            np.fromiter(times, np.float64, n),
-            request_id=request_id,
-            now=now,
+            users, actor, target, kind, given, request_id=request_id, now=now
         )
 
     def record_interaction_rows(
@@ -354,35 +318,7 @@ class Engine:
         Interactions and endorsement events are applied without the per-endorser
         rate limit; statuses other than NORMAL are applied too. One sequence number.
         """
-        arrays = {
-            name: getattr(log, name)
-            for name in (
-                "actor",
-                "target",
-                "kind",
-                "ts",
-                "endorser",
-                "endorsee",
-                "topic",
-                "endorse_ts",
-                "retracted",
-                "status",
-            )
-        }
-        if log.weight is not None:
-            arrays["weight"] = log.weight
-        users = UserIds.of(log.user_ids or [])
-        return self._write(
-            "",
-            (),
-            lambda sequence: WriteRecord(
-                sequence,
-                "log",
-                {"topics": list(log.topics)},
-                {k: np.asarray(v) for k, v in arrays.items()},
-                users,
-            ),
-        )
+        return self._write("", (), lambda sequence: log_record(sequence, log))
 
     def endorse(
         self,
@@ -436,19 +372,7 @@ class Engine:
 
         def make_record(sequence: int) -> WriteRecord:
             """Checks against the state, then the record (ingest lock held)."""
-            a = self._users.index.get(endorser_id)
-            b = self._users.index.get(endorsee_id)
-            t = self._book.topic_index.get(topic)
-            if retract and not self._book.is_live(self._pairs, a, b, t):
-                raise NotFound(
-                    f"{endorser_id!r} has no live endorsement of {endorsee_id!r}"
-                    f" for topic {topic!r}",
-                    "endorsee_id",
-                    reason="ENDORSEMENT_NOT_FOUND",
-                )
-            if not retract:
-                limit = self.params.daily_endorsement_limit
-                self._book.check_rate(a, endorser_id, now, limit)
+            self._ingest.check_endorsement(endorser_id, endorsee_id, topic, retract, now)
             return WriteRecord(
                 sequence,
                 "endorsement",
@@ -528,34 +452,7 @@ class Engine:
 
     def _apply(self, record: WriteRecord) -> WriteResult:
         """Apply a numbered record (ingest lock held)."""
-        a = record.arrays
-        if record.kind == "interactions":
-            dense = self._register_users(record.users)
-            channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
-            self._apply_interactions(dense, a["actor"], a["target"], channel, a["ts"])
-            accepted = len(a["actor"])
-        elif record.kind == "endorsement":
-            f = record.fields
-            dense = self._register_users(record.users)
-            self._apply_endorsements(
-                dense[:1],
-                dense[1:],
-                np.array([self._book.topic_id(f["topic"])]),
-                np.array([float(f["ts"])]),
-                np.array([bool(f["retract"])]),
-                record.sequence,
-            )
-            if not f["retract"]:
-                self._book.note_endorsement(int(dense[0]), f["received_at"])
-            accepted = 1
-        elif record.kind == "status":
-            u = int(self._register_users(record.users)[0])
-            self._apply_status(u, AccountStatus(int(record.fields["status"])))
-            accepted = 1
-        elif record.kind == "log":
-            accepted = self._apply_log(record)
-        else:
-            raise ValueError(f"unknown write record kind {record.kind!r}")
+        accepted = self._ingest.apply(record)
         self._sequence = record.sequence
         self._assigned = max(self._assigned, record.sequence)
         self.events_accepted += accepted
@@ -564,77 +461,6 @@ class Engine:
             self._requests.remember(record.request_id, record.fingerprint, result)
         return result
 
-    def _apply_log(self, record: WriteRecord) -> int:
-        a = record.arrays
-        dense = self._register_users(record.users)
-        topic_dense = np.array(
-            [self._book.topic_id(name) for name in record.fields["topics"]], dtype=np.int64
-        )
-        self._apply_interactions(
-            dense,
-            a["actor"],
-            a["target"],
-            (np.asarray(a["kind"]) - 1).astype(np.int8),
-            a["ts"],
-            a.get("weight"),
-        )
-        if len(a["endorser"]):
-            self._apply_endorsements(
-                dense[a["endorser"]],
-                dense[a["endorsee"]],
-                topic_dense[a["topic"]],
-                a["endorse_ts"],
-                np.asarray(a["retracted"], bool),
-                record.sequence,
-            )
-        status = np.asarray(a["status"])
-        for i in np.flatnonzero(status != AccountStatus.NORMAL):
-            self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
-        self._pairs.trim()
-        return len(a["actor"]) + len(a["endorser"])
-
-    def _register_users(self, users: UserIds) -> np.ndarray:
-        """Dense ids of ``users``, registering new ones (ingest lock held)."""
-        known = len(self._users)
-        dense = self._users.register(users)
-        n = len(self._users)
-        if n > known:
-            self._status = grown(self._status, n)
-            self._changes.grow(n)
-        return dense
-
-    def _apply_interactions(
-        self,
-        dense: np.ndarray,
-        actor: np.ndarray,
-        target: np.ndarray,
-        channel: np.ndarray,
-        ts: np.ndarray,
-        weight: np.ndarray | None = None,
-    ) -> None:
-        if len(actor) == 0:
-            return
-        slots = self._pairs.add_interactions(dense, actor, target, channel, ts, weight)
-        self._changes.mark_pairs(slots, self._pairs)
-
-    def _apply_endorsements(
-        self,
-        src: np.ndarray,
-        dst: np.ndarray,
-        topic: np.ndarray,
-        ts: np.ndarray,
-        retracted: np.ndarray,
-        sequence: int,
-    ) -> None:
-        touched = self._book.apply(self._pairs, src, dst, topic, ts, retracted, sequence)
-        if touched.size:
-            self._changes.mark_pairs(touched, self._pairs)
-
-    def _apply_status(self, u: int, status: AccountStatus) -> None:
-        if self._status[u] != status:
-            self._status[u] = status
-            self._changes.rows[u] = 1
-
     # ------------------------------------------------------------------ checkpoints
 
     def state(self) -> EngineState:
@@ -642,10 +468,7 @@ class Engine:
         number (for checkpoints). The refresh-side graph is not in it: it is rebuilt
         from the pair sums by the first refresh."""
         with self._ingest_lock:
-            arrays = self._users.arrays()
-            arrays["status"] = self._status[: len(self._users)].copy()
-            arrays.update(self._pairs.arrays())
-            arrays.update(self._book.arrays())
+            arrays = self._ingest.arrays()
             arrays.update(self._requests.arrays())
             # The last published credibility: a warm start for the first refresh after
             # a restore (never written again, so no lock is needed to read it).
@@ -661,15 +484,11 @@ class Engine:
         Kind and endorsement weights may differ from the state's (the sums scale
         exactly); a different half-life cannot be applied to decayed sums.
         """
-        if self._assigned or len(self._users):
+        if self._assigned or len(self._ingest.users):
             raise ValueError("restore needs an engine that has seen no writes")
         a = state.arrays
-        self._pairs = PairTable.from_arrays(a, self.params, spare_pairs)
-        self._users = UserTable.from_arrays(a)
-        n = len(self._users)
-        self._status = a["status"].copy()
-        self._changes.mark_all(n)
-        self._book = EndorsementBook.from_arrays(a)
+        self._ingest = IngestState.from_arrays(a, self.params, spare_pairs)
+        n = len(self._ingest.users)
         self._requests.restore(a)
         self._credibility.warm_start(a.get("warm_x", np.zeros(0)), n)
         self._sequence = self._assigned = state.sequence
@@ -687,28 +506,7 @@ class Engine:
         decayed events is one event of that weight.
         """
         with self._ingest_lock:
-            pairs = self._pairs
-            latest = pairs.latest_event if math.isfinite(pairs.latest_event) else 0.0
-            at = max(time.time(), latest) if at is None else float(at)
-            scale = 1.0 if pairs.landmark is None else pairs.decay_to(at)
-            src, dst = pairs.src_dst()
-            interactions = compacted_interactions(
-                src, dst, pairs.fd[: pairs.n] * scale, pairs.kind_weights, at
-            )
-            trail = self._book.trail()
-            log = EventLog(
-                n_users=len(self._users),
-                **interactions,
-                endorser=trail["endorser"],
-                endorsee=trail["endorsee"],
-                topic=trail["topic"],
-                endorse_ts=trail["ts"],
-                retracted=trail["retracted"],
-                status=self._status[: len(self._users)].copy(),
-                user_ids=list(self._users.ids),
-                topics=list(self._book.topics),
-            )
-        return log, at
+            return self._ingest.compacted_log(at, time.time())
 
     # ------------------------------------------------------------------ refresh
 
@@ -729,15 +527,15 @@ class Engine:
                 update = self._update_rows(now)
             self._graph.time = now
             sweeps, pushes, work = self._credibility.solve(
-                self._graph, self._pairs, update.n, update.teleport, update.full
+                self._graph, self._ingest.pairs, update.n, update.teleport, update.full
             )
             snapshot = build_snapshot(
                 previous=self._snapshot,
                 time=now,
                 sequence=update.sequence,
-                user_ids=self._users.ids,
-                user_index=self._users.index,
-                topics=self._book.topic_index,
+                user_ids=self._ingest.users.ids,
+                user_index=self._ingest.users.index,
+                topics=self._ingest.book.topic_index,
                 status=update.status,
                 x=self._credibility.x[: update.n],
                 teleport=update.teleport,
@@ -760,12 +558,12 @@ class Engine:
     def _update_rows(self, now: float) -> _RowUpdate:
         """Bring the graph's rows up to the pair sums at ``now`` and read what the
         snapshot needs of the ingest side (both locks held)."""
-        p, pairs, graph, solver = self.params, self._pairs, self._graph, self._credibility
-        n = len(self._users.ids)
+        p, ingest, graph, solver = self.params, self._ingest, self._graph, self._credibility
+        pairs, n = ingest.pairs, len(ingest.users)
         pairs.keep_landmark_near(now)
         graph.grow(n)
         solver.grow(n)
-        status = self._status[:n].copy()
+        status = ingest.status[:n].copy()
         teleport = teleport_vector(status)
         # Seeds changed: a warm start would leave traces of trust at users no seed
         # reaches any more, which MODEL.md wants at exactly 0. Rare (operator actions),
@@ -777,12 +575,12 @@ class Engine:
         moved = pairs.take_landmark_moved()
         full = cold or graph.time != now or moved or graph.n_users == 0
         graph.insert_new_edges(pairs)
-        rows = self._changes.take_rows(n, full)
+        rows = ingest.changes.take_rows(n, full)
         scale = pairs.decay_to(now)
         if not full:
             solver.scatter(rows, graph, pairs, -p.damping)
         beta_changed = graph.compute_rows(
-            rows, pairs, self._status, scale, self._channel_rho, p.endorsement_budget, self.threads
+            rows, pairs, ingest.status, scale, self._channel_rho, p.endorsement_budget, self.threads
         )
         if not full:
             solver.scatter(rows, graph, pairs, p.damping)
@@ -793,24 +591,17 @@ class Engine:
             teleport=teleport,
             full=full,
             rows=len(rows),
-            received=self._received(n, full, beta_changed, scale),
-            topic_records=self._book.topic_records(
+            received=graph.received(
+                self._snapshot.received,
+                ingest.changes.take_targets(n),
+                beta_changed,
+                full,
+                pairs,
+                scale,
+                self._channel_rho,
+                self.threads,
+            ),
+            topic_records=ingest.book.topic_records(
                 pairs, graph.beta, scale, p.endorsement_reciprocity
             ),
         )
-
-    def _received(self, n: int, full: bool, beta_changed: np.ndarray, scale: float) -> np.ndarray:
-        """The explanation sums, recomputed for the targets whose inputs changed."""
-        previous = self._snapshot.received
-        received = np.zeros((n, 5))
-        targets = self._changes.take_targets(n)
-        if full:
-            target_ids = np.arange(n, dtype=np.int32)
-        else:
-            received[: len(previous)] = previous
-            targets[self._graph.targets_of(np.flatnonzero(beta_changed), self._pairs)] = 1
-            target_ids = np.flatnonzero(targets).astype(np.int32)
-        self._graph.received(
-            target_ids, self._pairs, scale, self._channel_rho, received, self.threads
-        )
-        return received

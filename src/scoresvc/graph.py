@@ -108,6 +108,23 @@ class TrustGraph:
         self.inward.insert(dst, slots, self.n_users)
         self.n_pairs = last
 
+    def table(self, pairs: PairTable) -> dict[str, np.ndarray]:
+        """One entry per pair: decayed sums at the refresh's time, ``P(a->b)`` and
+        ``beta`` per user (pair sums include any write accepted since the refresh)."""
+        m, n = self.n_pairs, self.n_users
+        if self.time is None or pairs.landmark is None:
+            return {"src": np.zeros(0, np.int64), "dst": np.zeros(0, np.int64)}
+        scale = pairs.decay_to(self.time)
+        src, dst = pairs.src_dst(slice(0, m))
+        return {
+            "src": src,
+            "dst": dst,
+            "interaction_sums": pairs.fd[:m] * scale,
+            "endorsement_sums": pairs.endorsement_sums(np.arange(m)) * scale,
+            "transition": pairs.p[:m].copy(),
+            "budget_factor": self.beta[:n].copy(),
+        }
+
     def edges(self, n: int) -> int:
         """How many edges the first ``n`` users send."""
         return int(self.out.length[:n].sum())
@@ -149,14 +166,26 @@ class TrustGraph:
 
     def received(
         self,
-        targets: np.ndarray,
+        previous: np.ndarray,
+        changed: np.ndarray,
+        beta_changed: np.ndarray,
+        full: bool,
         pairs: PairTable,
         scale: float,
         rho: np.ndarray,
-        into: np.ndarray,
         threads: int,
-    ) -> None:
-        """Write the explanation sums of ``targets`` into their rows of ``into``."""
+    ) -> np.ndarray:
+        """The explanation sums per user, recomputed for the targets marked ``changed``
+        and those of the users whose ``beta`` changed (all when ``full``); the others
+        are taken from ``previous``."""
+        n = self.n_users
+        received = np.zeros((n, 5))
+        if full:
+            targets = np.arange(n, dtype=np.int32)
+        else:
+            received[: len(previous)] = previous
+            changed[self.targets_of(np.flatnonzero(beta_changed), pairs)] = 1
+            targets = np.flatnonzero(changed).astype(np.int32)
         _core.received_sums(
             targets=targets,
             in_start=self.inward.start,
@@ -170,9 +199,10 @@ class TrustGraph:
             beta=self.beta,
             scale=scale,
             rho=rho,
-            received=into,
+            received=received,
             num_threads=threads,
         )
+        return received
 
     def targets_of(self, sources: np.ndarray, pairs: PairTable) -> np.ndarray:
         """The users the ``sources`` send to (with repeats)."""

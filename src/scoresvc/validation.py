@@ -4,7 +4,9 @@ in row order, with the count of all)."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -102,6 +104,30 @@ def check_rows(
     found.sort(key=lambda item: item[0])
     listed = [v for _, v in found][:MAX_VIOLATIONS]
     raise _invalid(listed + more, len(found) + more_total)
+
+
+def encode_lists(
+    actor_ids: Sequence[str],
+    target_ids: Sequence[str],
+    kinds: Sequence[int],
+    times: Sequence[float] | np.ndarray,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Parallel lists of rows, dictionary-encoded: the distinct ids, actor and target
+    indexes, kinds and times."""
+    n = len(actor_ids)
+    if not (len(target_ids) == len(kinds) == len(times) == n):
+        raise InvalidArgument([FieldViolation("interactions", "lists differ in length")])
+    # Ids in order of first use, actor before target row by row (as the wire parser
+    # builds them), so both routes fingerprint a batch alike.
+    users = list(dict.fromkeys(itertools.chain.from_iterable(zip(actor_ids, target_ids))))
+    index = {u: j for j, u in enumerate(users)}
+    return (
+        users,
+        np.fromiter(map(index.__getitem__, actor_ids), np.int64, n),
+        np.fromiter(map(index.__getitem__, target_ids), np.int64, n),
+        np.fromiter(kinds, np.int64, n),
+        np.fromiter(times, np.float64, n),
+    )
 
 
 def check_lengths(*columns: np.ndarray) -> None:

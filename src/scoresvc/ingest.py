@@ -1,0 +1,248 @@
+"""The state the writes build, and how a write record changes it: the users and their
+statuses, the pair sums (``PairTable``), the endorsement book and the marks of what
+changed since the last refresh. Every method runs under the engine's ingest lock.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .arrays import grown
+from .endorsements import EndorsementBook
+from .errors import NotFound
+from .events import EventLog, compacted_interactions
+from .graph import Changes
+from .model import AccountStatus, ModelParams
+from .pairs import PairTable
+from .records import WriteRecord
+from .users import UserIds, UserTable
+
+#: The EventLog columns a bulk load's record carries (and ``weight`` when given).
+_LOG_COLUMNS = (
+    "actor",
+    "target",
+    "kind",
+    "ts",
+    "endorser",
+    "endorsee",
+    "topic",
+    "endorse_ts",
+    "retracted",
+    "status",
+)
+
+
+def log_record(sequence: int, log: EventLog) -> WriteRecord:
+    """The write record of a bulk load of ``log``."""
+    arrays = {name: np.asarray(getattr(log, name)) for name in _LOG_COLUMNS}
+    if log.weight is not None:
+        arrays["weight"] = np.asarray(log.weight)
+    users = UserIds.of(log.user_ids or [])
+    return WriteRecord(sequence, "log", {"topics": list(log.topics)}, arrays, users)
+
+
+class IngestState:
+    """Users, statuses, pair sums, endorsements and change marks."""
+
+    def __init__(self, params: ModelParams) -> None:
+        self.params = params
+        self.users = UserTable()
+        self.status = np.zeros(0, np.uint8)
+        self.pairs = PairTable(params)
+        self.book = EndorsementBook()
+        self.changes = Changes()
+
+    @property
+    def nbytes(self) -> dict[str, int]:
+        """Resident bytes of the pair table, the endorsements and the per-user arrays."""
+        return {
+            "pairs": self.pairs.nbytes,
+            "endorsements": self.book.nbytes,
+            "users": self.status.nbytes + self.changes.nbytes,
+        }
+
+    # ------------------------------------------------------------------ applying
+
+    def apply(self, record: WriteRecord) -> int:
+        """Apply a numbered write record; returns how many events it carried."""
+        a = record.arrays
+        if record.kind == "interactions":
+            dense = self._register_users(record.users)
+            channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
+            self._apply_interactions(dense, a["actor"], a["target"], channel, a["ts"])
+            return len(a["actor"])
+        if record.kind == "endorsement":
+            f = record.fields
+            dense = self._register_users(record.users)
+            self._apply_endorsements(
+                dense[:1],
+                dense[1:],
+                np.array([self.book.topic_id(f["topic"])]),
+                np.array([float(f["ts"])]),
+                np.array([bool(f["retract"])]),
+                record.sequence,
+            )
+            if not f["retract"]:
+                self.book.note_endorsement(int(dense[0]), f["received_at"])
+            return 1
+        if record.kind == "status":
+            u = int(self._register_users(record.users)[0])
+            self._apply_status(u, AccountStatus(int(record.fields["status"])))
+            return 1
+        if record.kind == "log":
+            return self._apply_log(record)
+        raise ValueError(f"unknown write record kind {record.kind!r}")
+
+    def _apply_log(self, record: WriteRecord) -> int:
+        a = record.arrays
+        dense = self._register_users(record.users)
+        topic_dense = np.array(
+            [self.book.topic_id(name) for name in record.fields["topics"]], dtype=np.int64
+        )
+        self._apply_interactions(
+            dense,
+            a["actor"],
+            a["target"],
+            (np.asarray(a["kind"]) - 1).astype(np.int8),
+            a["ts"],
+            a.get("weight"),
+        )
+        if len(a["endorser"]):
+            self._apply_endorsements(
+                dense[a["endorser"]],
+                dense[a["endorsee"]],
+                topic_dense[a["topic"]],
+                a["endorse_ts"],
+                np.asarray(a["retracted"], bool),
+                record.sequence,
+            )
+        status = np.asarray(a["status"])
+        for i in np.flatnonzero(status != AccountStatus.NORMAL):
+            self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
+        self.pairs.trim()
+        return len(a["actor"]) + len(a["endorser"])
+
+    def _register_users(self, users: UserIds) -> np.ndarray:
+        """Dense ids of ``users``, registering new ones."""
+        known = len(self.users)
+        dense = self.users.register(users)
+        n = len(self.users)
+        if n > known:
+            self.status = grown(self.status, n)
+            self.changes.grow(n)
+        return dense
+
+    def _apply_interactions(
+        self,
+        dense: np.ndarray,
+        actor: np.ndarray,
+        target: np.ndarray,
+        channel: np.ndarray,
+        ts: np.ndarray,
+        weight: np.ndarray | None = None,
+    ) -> None:
+        if len(actor) == 0:
+            return
+        slots = self.pairs.add_interactions(dense, actor, target, channel, ts, weight)
+        self.changes.mark_pairs(slots, self.pairs)
+
+    def _apply_endorsements(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        topic: np.ndarray,
+        ts: np.ndarray,
+        retracted: np.ndarray,
+        sequence: int,
+    ) -> None:
+        touched = self.book.apply(self.pairs, src, dst, topic, ts, retracted, sequence)
+        if touched.size:
+            self.changes.mark_pairs(touched, self.pairs)
+
+    def _apply_status(self, u: int, status: AccountStatus) -> None:
+        if self.status[u] != status:
+            self.status[u] = status
+            self.changes.rows[u] = 1
+
+    # ------------------------------------------------------------------ checks
+
+    def check_endorsement(
+        self, endorser_id: str, endorsee_id: str, topic: str, retract: bool, now: float
+    ) -> None:
+        """What the state decides about an endorsement event: a retraction needs a live
+        endorsement (``NotFound``), an endorsement room in the endorser's daily limit
+        (``RateLimited``)."""
+        a = self.users.index.get(endorser_id)
+        if retract:
+            b = self.users.index.get(endorsee_id)
+            t = self.book.topic_index.get(topic)
+            if not self.book.is_live(self.pairs, a, b, t):
+                raise NotFound(
+                    f"{endorser_id!r} has no live endorsement of {endorsee_id!r}"
+                    f" for topic {topic!r}",
+                    "endorsee_id",
+                    reason="ENDORSEMENT_NOT_FOUND",
+                )
+        else:
+            self.book.check_rate(a, endorser_id, now, self.params.daily_endorsement_limit)
+
+    # ------------------------------------------------------------------ state
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of everything (for checkpoints)."""
+        arrays = self.users.arrays()
+        arrays["status"] = self.status[: len(self.users)].copy()
+        arrays.update(self.pairs.arrays())
+        arrays.update(self.book.arrays())
+        return arrays
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], params: ModelParams, spare_pairs: int = 0
+    ) -> IngestState:
+        """The state in ``arrays``, every row marked changed; room for ``spare_pairs``
+        more pairs (see ``PairTable.from_arrays``)."""
+        state = cls(params)
+        state.pairs = PairTable.from_arrays(arrays, params, spare_pairs)
+        state.users = UserTable.from_arrays(arrays)
+        state.status = arrays["status"].copy()
+        state.changes.mark_all(len(state.users))
+        state.book = EndorsementBook.from_arrays(arrays)
+        return state
+
+    def compacted_log(self, at: float | None, now: float) -> tuple[EventLog, float]:
+        """See ``Engine.compacted_log`` (``now``: the wall clock)."""
+        pairs = self.pairs
+        latest = pairs.latest_event if math.isfinite(pairs.latest_event) else 0.0
+        at = max(now, latest) if at is None else float(at)
+        scale = 1.0 if pairs.landmark is None else pairs.decay_to(at)
+        src, dst = pairs.src_dst()
+        interactions = compacted_interactions(
+            src, dst, pairs.fd[: pairs.n] * scale, pairs.kind_weights, at
+        )
+        trail = self.book.trail()
+        log = EventLog(
+            n_users=len(self.users),
+            **interactions,
+            endorser=trail["endorser"],
+            endorsee=trail["endorsee"],
+            topic=trail["topic"],
+            endorse_ts=trail["ts"],
+            retracted=trail["retracted"],
+            status=self.status[: len(self.users)].copy(),
+            user_ids=list(self.users.ids),
+            topics=list(self.book.topics),
+        )
+        return log, at
+
+    def trail_page(
+        self, user_id: str, given: bool, offset: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """See ``Engine.list_endorsements``."""
+        u = self.users.index.get(user_id)
+        if u is None:
+            raise NotFound(f"user {user_id!r} has never been seen", "user_id")
+        return self.book.trail_page(self.users.ids, u, given, offset, limit)
