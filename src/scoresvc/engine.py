@@ -156,11 +156,14 @@ class Engine:
         snapshot = self._snapshot
         # x is shared between the solver and the published snapshot.
         shared = np.shares_memory(snapshot.x, self._credibility.x)
-        parts = self._ingest.nbytes
-        parts["graph"] = self._graph.edge_nbytes
-        parts["users"] += self._graph.node_nbytes + self._credibility.nbytes
-        parts["snapshot"] = snapshot.nbytes - (snapshot.x.nbytes if shared else 0)
-        return parts
+        ingest = self._ingest.nbytes
+        return {
+            "pairs": ingest["pairs"],
+            "graph": self._graph.edge_nbytes,
+            "users": ingest["users"] + self._graph.node_nbytes + self._credibility.nbytes,
+            "endorsements": ingest["endorsements"],
+            "snapshot": snapshot.nbytes - (snapshot.x.nbytes if shared else 0),
+        }
 
     def list_endorsements(
         self, user_id: str, given: bool, offset: int, limit: int
