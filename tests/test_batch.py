@@ -3,6 +3,7 @@ scores on the same events, and the service serves its snapshot and builds on it.
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from scoresvc import archive, batch, cli
 from scoresvc.client import ScoreClient
 from scoresvc.engine import Engine, SolverSettings
+from scoresvc.events import CompactionError, format_time
 from scoresvc.model import AccountStatus, InteractionKind
 from scoresvc.synthetic import community
 
@@ -82,25 +84,90 @@ def test_batch_scores_are_the_engines_to_a_billionth(tmp_path, client, seeds):
 
 
 def test_events_after_as_of_are_left_out(tmp_path, client):
+    # A raw archive (no manifest, nothing compacted): each event at its own time.
+    (tmp_path / "interactions.csv").write_text(
+        "actor_id,target_id,kind,event_time_seconds\n"
+        f"ana,bo,LIKE,{T0 - 100}\nbo,cy,LIKE,{T0 - 100}\ncy,ana,REPLY,{T0 + 50}\n"
+    )
+    before = batch.run(client, tmp_path, T0)
+    after = batch.run(client, tmp_path, T0 + 60)
+    ana = int(np.searchsorted(before.user_ids, "ana"))
+    assert before.columns["engagement_received"][ana] == 0
+    assert after.columns["engagement_received"][ana] > 0
+
+
+def _ordered(result: batch.BatchResult, user_ids: list[str]) -> np.ndarray:
+    order = np.searchsorted(result.user_ids, np.asarray(user_ids))
+    assert (result.user_ids[order] == np.asarray(user_ids)).all()
+    return order
+
+
+def test_batch_at_the_services_compute_time_is_the_services(tmp_path, client):
+    engine = _engine(seeds=True)
+    snap = engine.refresh(T0)  # the service computes at T0; its events are up to T0
+    manifest = archive.export(engine, tmp_path / "archive")  # compacted later, at now
+    assert manifest["compacted_at"] > T0 >= manifest["latest_compacted_event"]
+    result = batch.run(client, tmp_path / "archive", T0, topics=True)
+    order = _ordered(result, snap.user_ids)
+    assert snap.received[:, 0].sum() > 0
+    np.testing.assert_allclose(result.columns["influence"][order], snap.influence, rtol=1e-6)
+    np.testing.assert_allclose(
+        result.columns["engagement_received"][order], snap.received[:, 0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        result.columns["teleport_share"][order], snap.teleport_share, rtol=1e-6, atol=1e-12
+    )
+
+
+def _late_engine() -> Engine:
+    """Interactions up to T0 + 50, compacted when exported (now)."""
     engine = Engine(solver=TIGHT)
     engine.record_interactions(
         [
             ("ana", "bo", InteractionKind.LIKE, T0 - 100),
             ("bo", "cy", InteractionKind.LIKE, T0 - 100),
+            ("cy", "ana", InteractionKind.REPLY, T0 + 50),
         ],
-        now=T0,
+        now=T0 + 60,
     )
-    archive.export(engine, tmp_path / "before")
-    later = Engine(solver=TIGHT)
-    later.restore(engine.state())
-    later.record_interactions([("cy", "ana", InteractionKind.REPLY, T0 + 50)], now=T0 + 60)
-    manifest = archive.export(later, tmp_path / "after")
-    # The compacted interactions sit at the export time: evaluate after it.
+    return engine
+
+
+def test_as_of_before_the_latest_compacted_event_is_refused_naming_both_times(tmp_path, client):
+    engine = _late_engine()
+    manifest = archive.export(engine, tmp_path / "archive")
+    assert manifest["latest_compacted_event"] == T0 + 50
+    with pytest.raises(CompactionError) as refused:
+        batch.run(client, tmp_path / "archive", T0)
+    assert format_time(T0) in str(refused.value)
+    assert format_time(T0 + 50) in str(refused.value)
+    # From the latest event on, before the compaction time, the sums are exact.
+    result = batch.run(client, tmp_path / "archive", T0 + 50)
+    snap = engine.refresh(T0 + 50)
+    np.testing.assert_allclose(
+        result.columns["engagement_received"][_ordered(result, snap.user_ids)],
+        snap.received[:, 0],
+        rtol=1e-9,
+    )
+
+
+def test_an_archive_without_its_latest_event_time_is_read_from_its_compaction_on(tmp_path, client):
+    manifest = archive.export(_late_engine(), tmp_path / "archive")
+    del manifest["latest_compacted_event"]  # as archives written before it was recorded
+    (tmp_path / "archive" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CompactionError, match="does not record its latest event"):
+        batch.run(client, tmp_path / "archive", T0 + 50)
     at = manifest["compacted_at"]
-    with_all = batch.run(client, tmp_path / "after", at)
-    without = batch.run(client, tmp_path / "after", at - 1e6)
-    assert with_all.columns["engagement_received"].sum() > 0
-    assert without.columns["engagement_received"].sum() == 0
+    assert batch.run(client, tmp_path / "archive", at).columns["engagement_received"].sum() > 0
+
+
+def test_cli_batch_refuses_an_as_of_before_the_latest_compacted_event(tmp_path, capsys):
+    archive.export(_late_engine(), tmp_path / "archive")
+    argv = ["batch", "--input", str(tmp_path / "archive"), "--as-of", str(T0)]
+    assert cli.main([*argv, "--out", str(tmp_path / "s.parquet"), "--local-workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert format_time(T0) in err and format_time(T0 + 50) in err
+    assert not (tmp_path / "s.parquet").exists()
 
 
 def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):

@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from . import _core, archive
+from .archive import Location, Part
 from .engine import Engine, EngineState
-from .events import EventLog, compacted_interactions
+from .events import Compaction, EventLog, compacted_interactions
 from .model import AccountStatus, ModelParams
 from .reference import (
     _log_scale,
@@ -75,9 +76,6 @@ class BatchResult:
 
 
 # ---------------------------------------------------------------------- reading
-
-
-Part = tuple[Path, int | None]  # a table file and its Parquet row group (None: CSV)
 
 
 def _distinct(table: str, part: Part) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +124,18 @@ def _aggregate_pairs(keys: np.ndarray, channel: np.ndarray, value: np.ndarray) -
 
 
 def _interaction_part(
-    part: Part, names: np.ndarray, as_of: float, params: ModelParams, buckets: int
+    part: Part,
+    names: np.ndarray,
+    as_of: float,
+    params: ModelParams,
+    buckets: int,
+    compacted: Compaction | None,
 ) -> list[dict]:
-    """Step 2: one partition's pair sums at ``as_of``, split by unordered pair."""
+    """Step 2: one partition's pair sums at ``as_of``, split by unordered pair. Events
+    after ``as_of`` are left out; compacted sums count when their events are not."""
     events = archive.read_partition("interactions", *part)
-    keep = events.ts <= as_of
+    reach = events.ts if compacted is None else compacted.event_times(events.ts)
+    keep = reach <= as_of
     lookup = _global(names, events.user_ids or [])
     a, b = lookup[events.actor[keep]], lookup[events.target[keep]]
     channel = (events.kind[keep] - 1).astype(np.int8)
@@ -370,7 +375,7 @@ def _received(edges: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
 
 def run(
     client: Any,
-    input_dir: str | Path,
+    input_dir: str | Path | Location,
     as_of: float,
     params: ModelParams | None = None,
     *,
@@ -380,14 +385,20 @@ def run(
     state: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> BatchResult:
-    """Compute a snapshot of the archive in ``input_dir`` at ``as_of`` on ``client``'s
-    cluster (a ``distributed.Client``)."""
+    """Compute a snapshot of the archive in ``input_dir`` (a local path, resolved here
+    so that every worker reads the same files, or a URL of shared storage) at ``as_of``
+    on ``client``'s cluster (a ``distributed.Client``). ``CompactionError`` when the
+    archive's compacted interactions cannot be read at ``as_of``."""
     from distributed import wait
 
     p = params or ModelParams()
     started = time.perf_counter()
     say = progress or (lambda message: log.info("%s", message))
-    parts = archive.partitions(input_dir)
+    source = Location.of(input_dir)
+    compacted = archive.compaction(source)
+    if compacted is not None:
+        compacted.check(as_of)
+    parts = archive.partitions(source)
     workers = max(len(client.scheduler_info().get("workers", {})), 1)
     buckets = max(2 * workers, 2)
 
@@ -413,7 +424,7 @@ def run(
 
     # 2. Pair sums per partition, split by unordered pair.
     inter = [
-        client.submit(_interaction_part, part, names_f, as_of, p, buckets, pure=False)
+        client.submit(_interaction_part, part, names_f, as_of, p, buckets, compacted, pure=False)
         for part in parts["interactions"]
     ]
     endo = [
@@ -548,7 +559,8 @@ def _state(
     credibility: np.ndarray,
 ) -> EngineState:
     """The engine state that serves this snapshot and takes new events on top: the
-    pair sums as a compacted log at ``as_of``, each endorsement key's latest event."""
+    pair sums as a compacted log at ``as_of`` (of events up to ``as_of``), each
+    endorsement key's latest event."""
     pairs = _concat([g for g in client.gather(edges) if len(g["src"])])
     records = _concat(client.gather([client.submit(operator.getitem, r, "records") for r in recip]))
     interactions = compacted_interactions(
@@ -569,6 +581,7 @@ def _state(
         status=status,
         user_ids=names.tolist(),
         topics=topic_names.tolist(),
+        compaction=Compaction(as_of, as_of),
     )
     engine = Engine(p, threads=1)
     engine.load_events(log)
@@ -580,36 +593,55 @@ def _state(
 # ---------------------------------------------------------------------- output
 
 
-def write_scores(result: BatchResult, out: str | Path) -> list[Path]:
-    """Write the scores (and topic scores, and the serving state when computed)."""
+def write_scores(result: BatchResult, out: str | Path | Location) -> list[Location]:
+    """Write the scores (and topic scores, and the serving state when computed) to a
+    local path or a URL of shared storage."""
     pa, pq = archive.pyarrow_modules()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    scores = Location.of(out)
     table = {"user_id": pa.array(result.user_ids.tolist(), pa.string())}
     table.update({k: pa.array(result.columns[k]) for k in SCORE_COLUMNS})
-    pq.write_table(pa.table(table), out, compression="zstd")
-    written = [out]
+    with scores.open_write() as f:
+        pq.write_table(pa.table(table), f, compression="zstd")
+    written = [scores]
     if result.topics is not None:
         t = result.topics
-        path = out.with_name(out.stem + ".topics.parquet")
-        pq.write_table(
-            pa.table(
-                {
-                    "user_id": pa.array(result.user_ids[t["user"]].tolist(), pa.string()),
-                    "topic": pa.array(t["topic"].tolist(), pa.string()),
-                    "value": pa.array(t["value"]),
-                    "score": pa.array(t["score"]),
-                    "percentile": pa.array(t["percentile"]),
-                }
-            ),
-            path,
-        )
+        stem = scores.name.removesuffix(scores.suffix)
+        path = scores.sibling(stem + ".topics.parquet")
+        with path.open_write() as f:
+            pq.write_table(
+                pa.table(
+                    {
+                        "user_id": pa.array(result.user_ids[t["user"]].tolist(), pa.string()),
+                        "topic": pa.array(t["topic"].tolist(), pa.string()),
+                        "value": pa.array(t["value"]),
+                        "score": pa.array(t["score"]),
+                        "percentile": pa.array(t["percentile"]),
+                    }
+                ),
+                f,
+            )
         written.append(path)
     if result.state is not None:
-        from . import checkpoint
-
-        written.append(checkpoint.write(state_dir(out), result.state))
+        written.append(_write_state(result.state, scores.sibling(scores.name + ".state")))
     return written
+
+
+def _write_state(state: EngineState, directory: Location) -> Location:
+    """A checkpoint of ``state`` in ``directory``: written in place when local (atomic,
+    synced), else written locally and copied up whole."""
+    from . import checkpoint
+
+    if not directory.is_url:
+        return Location.of(checkpoint.write(Path(directory.text), state))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as local:
+        written = checkpoint.write(Path(local), state)
+        target = directory.join(written.name)
+        with open(written, "rb") as source, target.open_write() as f:
+            while chunk := source.read(1 << 24):
+                f.write(chunk)
+    return target
 
 
 def state_dir(scores: str | Path) -> Path:

@@ -28,7 +28,7 @@ import numpy as np
 from . import _core
 from .arrays import grown
 from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
-from .events import EventLog, compacted_interactions
+from .events import Compaction, EventLog, compacted_interactions
 from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
 from .snapshot import Snapshot, build_snapshot
 from .users import MAX_ID_BYTES, UserIds, UserTable
@@ -211,6 +211,9 @@ class Engine:
         self._n_trail = 0
         self._landmark: float | None = None
         self._latest_event = -math.inf  # the latest event time applied
+        # The latest event the pair sums hold (a compacted interaction's reach their
+        # Compaction.exact_from, not its own time): how early an export can be read.
+        self._latest_interaction = -math.inf
         self._landmark_moved = False
         self.events_accepted = 0  # since this process started
         self._published_at = time.time()
@@ -557,13 +560,16 @@ class Engine:
         if log.weight is not None:
             arrays["weight"] = log.weight
         users = UserIds.of(log.user_ids or [])
+        fields: dict[str, Any] = {"topics": list(log.topics)}
+        if log.compaction is not None:
+            fields["compaction"] = [log.compaction.at, log.compaction.latest_event]
         return self._write(
             "",
             (),
             lambda sequence: WriteRecord(
                 sequence,
                 "log",
-                {"topics": list(log.topics)},
+                fields,
                 {k: np.asarray(v) for k, v in arrays.items()},
                 users,
             ),
@@ -683,6 +689,9 @@ class Engine:
             meta = {
                 "landmark": self._landmark,
                 "latest_event": self._latest_event if math.isfinite(self._latest_event) else None,
+                "latest_interaction": (
+                    self._latest_interaction if math.isfinite(self._latest_interaction) else None
+                ),
                 "topics": list(self._topics),
                 "aggregation": self._aggregation_params(),
                 "requests": [
@@ -757,6 +766,9 @@ class Engine:
         engine._landmark = meta["landmark"]
         latest = meta.get("latest_event")
         engine._latest_event = -math.inf if latest is None else float(latest)
+        # Checkpoints from before it was kept: the latest event of any kind is as late.
+        latest = meta.get("latest_interaction", latest)
+        engine._latest_interaction = -math.inf if latest is None else float(latest)
         engine._sequence = engine._assigned = state.sequence
         engine._requests = {
             rid: (tuple(fp), WriteResult(sequence, accepted))
@@ -774,8 +786,8 @@ class Engine:
         now and the latest event; returns the log and ``at``.
 
         Replaying it gives the same pair sums (to rounding) whatever the landmark, and
-        the same scores at any time from ``at`` on: decay is exponential, so a sum of
-        decayed events is one event of that weight.
+        the same scores at any time from the latest event folded in (``log.compaction``)
+        on: decay is exponential, so a sum of decayed events is one event of that weight.
         """
         with self._ingest_lock:
             latest = self._latest_event if math.isfinite(self._latest_event) else 0.0
@@ -793,6 +805,7 @@ class Engine:
                 at,
             )
             trail = {k: v[:n_trail].copy() for k, v in self._trail.items()}
+            latest_interaction = self._latest_interaction
             log = EventLog(
                 n_users=len(self._users),
                 **interactions,
@@ -804,6 +817,9 @@ class Engine:
                 status=self._status[: len(self._users)].copy(),
                 user_ids=list(self._users.ids),
                 topics=list(self._topics),
+                compaction=Compaction(
+                    at, latest_interaction if math.isfinite(latest_interaction) else None
+                ),
             )
         return log, at
 
@@ -1017,6 +1033,7 @@ class Engine:
             [self._topic_id(name) for name in record.fields["topics"]], dtype=np.int64
         )
         if len(a["actor"]):
+            compaction = record.fields.get("compaction")
             self._apply_interactions(
                 dense,
                 a["actor"],
@@ -1024,6 +1041,7 @@ class Engine:
                 (np.asarray(a["kind"]) - 1).astype(np.int8),
                 a["ts"],
                 a.get("weight"),
+                None if compaction is None else Compaction(*compaction),
             )
         if len(a["endorser"]):
             self._apply_endorsements(
@@ -1178,14 +1196,18 @@ class Engine:
         channel: np.ndarray,
         ts: np.ndarray,
         weight: np.ndarray | None = None,
+        compaction: Compaction | None = None,
     ) -> None:
         """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``, each
-        counting ``weight[i]`` times (once when None)."""
+        counting ``weight[i]`` times (once when None); ``compaction`` says which are
+        compacted sums (and what time their events reach)."""
         if len(actor) == 0:
             return
         if self._landmark is None:
             self._landmark = float(ts.min())
         self._note_time(float(ts.max()))
+        reach = ts if compaction is None else compaction.event_times(np.asarray(ts))
+        self._latest_interaction = max(self._latest_interaction, float(np.max(reach)))
         keys = np.empty(len(actor), np.uint64)
         _core.pack_pair_keys(
             np.ascontiguousarray(dense, np.int64),
