@@ -4,7 +4,10 @@ scores on the same events, and the service serves its snapshot and builds on it.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +232,113 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
     # The data directory holds the snapshot and the write: a second --snapshot is refused.
     assert cli.main(server_args) == 2
     assert "needs an empty data directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- a real cluster
+
+
+def _wait_for_file(path: Path, procs: list[subprocess.Popen], timeout: float = 120) -> dict:
+    """The scheduler file's contents once written whole (or fail if a process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            time.sleep(0.05)
+    raise AssertionError(f"no scheduler file after {timeout} s")
+
+
+@pytest.fixture
+def separate_cluster(tmp_path):
+    """A scheduler and two workers started as their own processes, each in a working
+    directory of its own (as on machines of their own): the scheduler's address."""
+    procs: list[subprocess.Popen] = []
+    scheduler_file = tmp_path / "scheduler.json"
+
+    def start(name: str, *args: str) -> None:
+        cwd = tmp_path / name
+        cwd.mkdir()
+        with open(tmp_path / f"{name}.log", "w") as log_file:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", *args, "--scheduler-file", str(scheduler_file)],
+                    cwd=cwd,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    try:
+        start(
+            "scheduler",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+        )
+        address = _wait_for_file(scheduler_file, procs)["address"]
+        for name in ("worker-a", "worker-b"):
+            start(
+                name,
+                "distributed.cli.dask_worker",
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+            )
+        with distributed.Client(address) as c:
+            c.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _cli_batch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scoresvc", "batch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_batch_on_a_cluster_reads_relative_paths_and_urls(tmp_path, separate_cluster):
+    engine = _engine(seeds=True)
+    here = tmp_path / "client"
+    here.mkdir()
+    manifest = archive.export(engine, here / "archive")
+    as_of = manifest["compacted_at"]
+    want = engine.refresh(as_of)
+    common = ["--scheduler", separate_cluster, "--as-of", str(as_of), "--topics"]
+    # Relative to the client's working directory, wherever the workers run.
+    done = _cli_batch(here, "--input", "archive", "--out", "out/scores.parquet", *common)
+    assert done.returncode == 0, done.stderr
+    # URLs of storage every worker reads (file:// here; s3://, gs://, hdfs:// alike).
+    shared = (tmp_path / "shared").as_uri()
+    done = _cli_batch(
+        here, "--input", (here / "archive").as_uri(), "--out", f"{shared}/scores.parquet", *common
+    )
+    assert done.returncode == 0, done.stderr
+    _, pq = archive.pyarrow_modules()
+    for out in (here / "out", tmp_path / "shared"):
+        scores = pq.read_table(out / "scores.parquet").to_pydict()
+        order = [scores["user_id"].index(u) for u in want.user_ids]
+        np.testing.assert_allclose(
+            np.asarray(scores["influence"])[order], want.influence, rtol=1e-9
+        )
+        assert (out / "scores.topics.parquet").exists()
+        assert list((out / "scores.parquet.state").glob("checkpoint-*.svck"))
