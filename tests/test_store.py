@@ -82,7 +82,7 @@ def test_a_restart_gives_the_same_scores_and_remembers_request_ids(tmp_path):
     assert again.sequence == 2 and second.sequence == first.sequence
     assert second.endorse("ana", "bo", "python", NOW - 100, request_id="e-1").sequence == 4
     trail, _ = second.list_endorsements("bo", False, 0, 10)
-    assert [e["retracted"] for e in trail][:2] == [True, False]
+    assert [e.retracted for e in trail][:2] == [True, False]
 
 
 def test_a_write_that_cannot_be_stored_is_not_applied(tmp_path):

@@ -18,8 +18,8 @@ import numpy as np
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from .convert import status_to_wire, timestamp
 from .model import AccountStatus, InteractionKind
-from .service import status_to_wire, timestamp
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 
