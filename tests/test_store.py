@@ -16,7 +16,7 @@ import pytest
 from support import CliServer
 
 from scoresvc import checkpoint
-from scoresvc.client import ScoreClient
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine, WriteResult
 from scoresvc.errors import StorageError
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
@@ -306,10 +306,8 @@ def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_pa
                     rows = [(f"w{i}-{k}", "hub", LIKE, None) for k in range(batch)]
                     try:
                         c.record_interactions(rows, request_id=f"batch-{i}")
-                    except grpc.RpcError as exc:
-                        if exc.code() == grpc.StatusCode.UNAVAILABLE and (
-                            "starting" in (exc.details() or "")
-                        ):
+                    except ScoreServiceError as exc:
+                        if exc.code == grpc.StatusCode.UNAVAILABLE and "starting" in exc.message:
                             time.sleep(0.02)  # still replaying: the same batch again
                             continue
                         return  # the server died under us: this batch is not acknowledged
