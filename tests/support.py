@@ -7,13 +7,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import numpy as np
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
 from scoresvc import reference
+from scoresvc.client import ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.events import EventLog
 from scoresvc.model import AccountStatus, ModelParams
@@ -25,6 +29,18 @@ H = ModelParams().half_life_seconds
 
 #: MODEL.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
 CRED_REL, CRED_ABS = 1e-5, 1e-15
+
+
+def rejected(call: Callable[..., Any], *args: Any, **kwargs: Any) -> ScoreServiceError:
+    """The error a call fails with; a call straight through a generated stub (a
+    ``grpc.RpcError``) is decoded the same way."""
+    try:
+        call(*args, **kwargs)
+    except ScoreServiceError as error:
+        return error
+    except grpc.RpcError as error:
+        return ScoreServiceError.of(error)
+    pytest.fail("the call was accepted")
 
 
 @st.composite

@@ -74,7 +74,7 @@ def test_export_then_import_gives_the_same_scores(tmp_path, fmt):
     assert b.score("user0000001", "python").influence == pytest.approx(
         a.score("user0000001", "python").influence, rel=1e-9
     )
-    assert imported.list_endorsements("cy", True, 0, 5)[0][0]["retracted"]
+    assert imported.list_endorsements("cy", True, 0, 5)[0][0].retracted
 
 
 def test_a_bad_archive_names_the_file_and_column(tmp_path):

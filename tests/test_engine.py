@@ -248,12 +248,12 @@ def test_the_endorsement_trail_pages_newest_first_with_retractions():
         engine.endorse("a", f"b{i}", "go", T0 + i, now=NOW)
     engine.retract("a", "b1", "go", T0 + 10, now=NOW)
     page, following = engine.list_endorsements("a", True, 0, 4)
-    assert [e["endorsee_id"] for e in page] == ["b1", "b4", "b3", "b2"]
-    assert page[0]["retracted"] and not page[1]["retracted"]
+    assert [e.endorsee_id for e in page] == ["b1", "b4", "b3", "b2"]
+    assert page[0].retracted and not page[1].retracted
     rest, end = engine.list_endorsements("a", True, following, 4)
-    assert [e["endorsee_id"] for e in rest] == ["b1", "b0"] and end is None
+    assert [e.endorsee_id for e in rest] == ["b1", "b0"] and end is None
     received, _ = engine.list_endorsements("b1", False, 0, 10)
-    assert [e["retracted"] for e in received] == [True, False]
+    assert [e.retracted for e in received] == [True, False]
     with pytest.raises(NotFound):
         engine.list_endorsements("ghost", True, 0, 10)
 

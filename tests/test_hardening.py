@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import CliServer
 
-from scoresvc.client import ScoreClient
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.model import InteractionKind
 from scoresvc.server import ScoreServer, ServerSettings
@@ -233,9 +233,9 @@ def test_soak_of_mixed_readers_and_writers(tmp_path):
                         client.endorse(f"{prefix}r0", f"hub{w}")
                         with lock:
                             endorsed.append((f"{prefix}r0", f"hub{w}"))
-                except grpc.RpcError as exc:
-                    if "starting" not in (exc.details() or ""):
-                        unexpected.append(f"write: {exc.code()} {exc.details()}")
+                except ScoreServiceError as exc:
+                    if "starting" not in exc.message:
+                        unexpected.append(f"write: {exc}")
                     time.sleep(0.05)
                 i += 1
 
@@ -251,9 +251,9 @@ def test_soak_of_mixed_readers_and_writers(tmp_path):
                         client.batch_score([f"hub{k}" for k in range(20)] + ["ghost"])
                     else:
                         client.top_users(limit=10)
-                except grpc.RpcError as exc:
-                    if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
-                        unexpected.append(f"read: {exc.code()} {exc.details()}")
+                except ScoreServiceError as exc:
+                    if exc.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                        unexpected.append(f"read: {exc}")
                     time.sleep(0.02)
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]

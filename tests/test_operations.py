@@ -11,11 +11,10 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 from support import CliServer
 
-from scoresvc.client import ScoreClient
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.model import InteractionKind
 from scoresvc.server import ServerSettings, build_server
@@ -108,8 +107,8 @@ def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm(tmp_path):
             def slow_read() -> None:  # waits about 1 s for the refresh
                 try:
                     result["score"] = c.score("bo", min_sequence=seq, timeout=20).score
-                except grpc.RpcError as exc:
-                    result["error"] = exc.code()
+                except ScoreServiceError as exc:
+                    result["error"] = exc.code
 
             reader = threading.Thread(target=slow_read)
             reader.start()

@@ -18,11 +18,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import CliServer
+from support import CliServer, rejected
 
 from scoresvc import cli
 from scoresvc.auth import Authenticator, TokenStore
-from scoresvc.client import ScoreClient, error_details
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.metrics import Metrics
 from scoresvc.model import AccountStatus, InteractionKind
@@ -31,12 +31,6 @@ from scoresvc.v1 import score_service_pb2 as pb
 
 LIKE = InteractionKind.LIKE
 FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=3600)
-
-
-def rejected(call, *args, **kwargs):
-    with pytest.raises(grpc.RpcError) as caught:
-        call(*args, **kwargs)
-    return error_details(caught.value)
 
 
 @pytest.fixture
@@ -273,11 +267,11 @@ def test_a_caller_over_its_rate_is_told_when_to_retry():
         for _ in range(15):
             try:
                 client.score("nobody")
-            except grpc.RpcError as exc:
-                codes.append(error_details(exc))
+            except ScoreServiceError as exc:
+                codes.append(exc)
         limited = [d for d in codes if d.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
         assert limited and limited[0].reason == "CALLER_RATE_LIMITED"
-        assert 0 < limited[0].retry_after_seconds <= 0.2
+        assert 0 < limited[0].retry_delay_seconds <= 0.2
         time.sleep(0.5)
         assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
 

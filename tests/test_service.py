@@ -10,8 +10,9 @@ import grpc
 import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import rejected
 
-from scoresvc.client import ScoreClient, error_details
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.server import ServerSettings, build_server
@@ -35,12 +36,6 @@ def client(server):
         yield c
 
 
-def rejected(call, *args, **kwargs):
-    with pytest.raises(grpc.RpcError) as caught:
-        call(*args, **kwargs)
-    return error_details(caught.value)
-
-
 def now() -> float:
     return time.time()
 
@@ -58,20 +53,20 @@ def test_score_reads_its_own_write(client):
     shares = sum(c.share for c in got.explanation.top_contributors)
     assert shares + got.explanation.teleport_share == pytest.approx(1.0)
     assert got.explanation.engagement_received == pytest.approx(3.0, rel=1e-3)
-    assert got.status == pb.ACCOUNT_STATUS_NORMAL
-    assert got.compute_time.seconds > 0
+    assert got.status == AccountStatus.NORMAL
+    assert got.compute_time > 0
 
 
 def test_endorse_retract_and_topic_scores(client):
-    seq = client.endorse("ana", "bo", "python")
+    client.endorse("ana", "bo", "python")
     client.endorse("cy", "bo", "python")
-    seq = client.endorse("cy", "dee", "python")
+    seq = client.endorse("cy", "dee", "python").sequence
     topic = client.score("bo", "python", min_sequence=seq)
     assert topic.topic == "python" and topic.score == pytest.approx(100.0)
     assert topic.explanation.endorsements_received == pytest.approx(10.0, rel=1e-3)
     ranking = client.top_users(5, "python", min_sequence=seq)
     assert [u.user_id for u in ranking.users] == ["bo", "dee"]
-    seq = client.retract("ana", "bo", "python")
+    seq = client.retract("ana", "bo", "python").sequence
     after = client.score("bo", "python", min_sequence=seq)
     assert after.explanation.endorsements_received == pytest.approx(5.0, rel=1e-3)
 
@@ -125,12 +120,12 @@ def test_set_account_status_suspends_and_restores(client):
     seq = client.record_interactions(
         [("ana", "bo", LIKE, None), ("bo", "ana", LIKE, None)]
     ).sequence
-    seq = client.set_account_status("bo", AccountStatus.SUSPENDED)
+    seq = client.set_account_status("bo", AccountStatus.SUSPENDED).sequence
     got = client.score("bo", min_sequence=seq)
-    assert got.status == pb.ACCOUNT_STATUS_SUSPENDED and got.influence == 0 and got.score == 1
-    seq = client.set_account_status("bo", AccountStatus.SEED)
+    assert got.status == AccountStatus.SUSPENDED and got.influence == 0 and got.score == 1
+    seq = client.set_account_status("bo", AccountStatus.SEED).sequence
     got = client.score("bo", min_sequence=seq)
-    assert got.status == pb.ACCOUNT_STATUS_SEED and got.influence > 0
+    assert got.status == AccountStatus.SEED and got.influence > 0
 
 
 # ------------------------------------------------------------------ errors
@@ -258,7 +253,7 @@ def test_endorsements_past_the_daily_limit_are_resource_exhausted(client):
     got = rejected(client.endorse, "eager", "u9")
     assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert got.reason == "ENDORSEMENT_LIMIT_EXCEEDED"
-    assert 0 < got.retry_after_seconds <= 86_400
+    assert 0 < got.retry_delay_seconds <= 86_400
 
 
 def test_min_sequence_ahead_of_every_write_is_out_of_range(client):
@@ -302,9 +297,7 @@ def test_unexpected_errors_are_internal_and_leak_nothing():
     try:
         with ScoreClient(srv.address) as c:
             seq = c.record_interactions([("a", "b", LIKE, None)]).sequence
-            with pytest.raises(grpc.RpcError) as caught:
-                c.score("b", min_sequence=seq, top_contributors=2)
-            got = error_details(caught.value)
+            got = rejected(c.score, "b", min_sequence=seq, top_contributors=2)
             assert got.code == grpc.StatusCode.INTERNAL
             assert "secret" not in got.message and "request id" in got.message
             assert got.metadata["request_id"]
@@ -322,7 +315,7 @@ def test_request_ids_make_writes_idempotent(client):
     assert again.sequence == first.sequence and again.accepted == first.accepted
     e1 = client.endorse("ana", "bo", request_id="e-1")
     assert client.endorse("ana", "bo", request_id="e-1") == e1
-    got = client.score("bo", min_sequence=e1)
+    got = client.score("bo", min_sequence=e1.sequence)
     assert got.explanation.engagement_received == pytest.approx(1.0, rel=1e-3)
 
 
@@ -348,8 +341,8 @@ def test_concurrent_writers_and_readers_lose_nothing(server):
                     try:
                         c.score("hub", top_contributors=3)
                         c.top_users(5)
-                    except grpc.RpcError as exc:
-                        if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    except ScoreServiceError as exc:
+                        if exc.code != grpc.StatusCode.NOT_FOUND:
                             raise
         except BaseException as exc:
             errors.append(exc)

@@ -16,7 +16,7 @@ import pytest
 from support import CliServer
 
 from scoresvc import checkpoint
-from scoresvc.client import ScoreClient
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine, WriteResult
 from scoresvc.errors import StorageError
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
@@ -82,7 +82,7 @@ def test_a_restart_gives_the_same_scores_and_remembers_request_ids(tmp_path):
     assert again.sequence == 2 and second.sequence == first.sequence
     assert second.endorse("ana", "bo", "python", NOW - 100, request_id="e-1").sequence == 4
     trail, _ = second.list_endorsements("bo", False, 0, 10)
-    assert [e["retracted"] for e in trail][:2] == [True, False]
+    assert [e.retracted for e in trail][:2] == [True, False]
 
 
 def test_a_write_that_cannot_be_stored_is_not_applied(tmp_path):
@@ -306,10 +306,8 @@ def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_pa
                     rows = [(f"w{i}-{k}", "hub", LIKE, None) for k in range(batch)]
                     try:
                         c.record_interactions(rows, request_id=f"batch-{i}")
-                    except grpc.RpcError as exc:
-                        if exc.code() == grpc.StatusCode.UNAVAILABLE and (
-                            "starting" in (exc.details() or "")
-                        ):
+                    except ScoreServiceError as exc:
+                        if exc.code == grpc.StatusCode.UNAVAILABLE and "starting" in exc.message:
                             time.sleep(0.02)  # still replaying: the same batch again
                             continue
                         return  # the server died under us: this batch is not acknowledged

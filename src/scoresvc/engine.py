@@ -30,6 +30,7 @@ from .arrays import grown
 from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
 from .events import Compaction, EventLog, compacted_interactions
 from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
+from .results import Contributor, EndorsementEvent, WriteResult
 from .snapshot import Snapshot, build_snapshot
 from .users import MAX_ID_BYTES, UserIds, UserTable
 
@@ -80,14 +81,6 @@ class WriteRecord:
     users: UserIds
     request_id: str = ""
     fingerprint: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What a write returns: its sequence number and how many events it carried."""
-
-    sequence: int
-    accepted: int = 1
 
 
 @dataclass(frozen=True)
@@ -283,7 +276,7 @@ class Engine:
     def has_user(self, user_id: str) -> bool:
         return user_id in self._users.index
 
-    def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[tuple[str, float]]]:
+    def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[Contributor]]:
         """The latest snapshot and the ``limit`` users contributing most to the user's
         credibility, with their shares of it."""
         with self._graph_lock:
@@ -303,7 +296,7 @@ class Engine:
                 limit,
             )
         share = contribution / snap.x[u]
-        return snap, [(self._users.ids[a], float(s)) for a, s in zip(sources, share)]
+        return snap, [Contributor(self._users.ids[a], float(s)) for a, s in zip(sources, share)]
 
     def edges(self) -> dict[str, np.ndarray]:
         """The trust graph of the latest refresh, one entry per pair, for tests and
@@ -621,7 +614,7 @@ class Engine:
 
     def list_endorsements(
         self, user_id: str, given: bool, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[EndorsementEvent], int | None]:
         """A page of the audit trail given or received by a user, newest first.
 
         Returns the entries and the offset of the next page (None at the end).
@@ -635,14 +628,14 @@ class Engine:
             hits = np.flatnonzero(side == u)[::-1]
             page = hits[offset : offset + limit]
             entries = [
-                {
-                    "endorser_id": self._users.ids[self._trail["endorser"][i]],
-                    "endorsee_id": self._users.ids[self._trail["endorsee"][i]],
-                    "topic": self._topics[self._trail["topic"][i]],
-                    "ts": float(self._trail["ts"][i]),
-                    "retracted": bool(self._trail["retracted"][i]),
-                    "sequence": int(self._trail["sequence"][i]),
-                }
+                EndorsementEvent(
+                    endorser_id=self._users.ids[self._trail["endorser"][i]],
+                    endorsee_id=self._users.ids[self._trail["endorsee"][i]],
+                    topic=self._topics[self._trail["topic"][i]],
+                    event_time=float(self._trail["ts"][i]),
+                    retracted=bool(self._trail["retracted"][i]),
+                    sequence=int(self._trail["sequence"][i]),
+                )
                 for i in page
             ]
         following = offset + limit

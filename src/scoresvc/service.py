@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,11 +20,20 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from . import _wire
-from .engine import Engine, WriteResult
+from .convert import (
+    endorsement_to_wire,
+    fill_explanation,
+    ranked_to_wire,
+    score_to_wire,
+    seconds_of,
+    status_from_wire,
+    status_to_wire,
+)
+from .engine import Engine
 from .errors import FieldViolation, InvalidArgument
 from .interceptor import current_caller
-from .model import AccountStatus
-from .snapshot import Snapshot, UserScore, log_scale_one
+from .results import WriteResult
+from .snapshot import Snapshot, log_scale_one
 from .status import RpcError, invalid
 from .users import UserIds
 from .v1 import score_service_pb2 as pb
@@ -49,24 +58,9 @@ _COLUMN_OF = {
 }
 
 
-def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    whole = int(np.floor(seconds))
-    stamp.seconds, stamp.nanos = whole, round((seconds - whole) * 1e9) % 1_000_000_000
-    return stamp
-
-
 def _compute_time(snap: Snapshot) -> timestamp_pb2.Timestamp:
     seconds, nanos = snap.time_parts
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
-
-
-def seconds_of(message: Any, field: str = "event_time") -> float | None:
-    """A Timestamp field as unix seconds, or None (server time) when unset."""
-    if not message.HasField(field):
-        return None
-    stamp = getattr(message, field)
-    return stamp.seconds + stamp.nanos * 1e-9
 
 
 @dataclass(frozen=True)
@@ -177,10 +171,6 @@ def generic_handler(servicer: ScoreServiceServicer) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def status_to_wire(status: AccountStatus) -> int:
-    return int(status) + 1
-
-
 class SnapshotSource:
     """What the servicer needs from the server around the engine: the snapshot for a
     read (waiting for ``min_sequence``), and a nudge after each write."""
@@ -232,20 +222,6 @@ class SnapshotSource:
         return self.engine.snapshot
 
 
-def _fill_explanation(
-    e: pb.Explanation,
-    received: Sequence[float],
-    teleport_share: float,
-    contributors: Sequence[tuple[str, float]] = (),
-) -> None:
-    """The one mapping of a user's received sums (model.RECEIVED_COLUMNS) to the wire."""
-    e.engagement_received, e.engagement_saturated = received[0], received[1]
-    e.endorsements_received, e.endorsements_effective = received[2], received[3]
-    e.reciprocity_removed = received[4]
-    e.teleport_share = teleport_share
-    e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
-
-
 def _scoped(request_id: str) -> str:
     """A request id in the caller's own namespace (token names hold no '/')."""
     caller = current_caller.get()
@@ -279,11 +255,9 @@ class ScoreServicer(ScoreServiceServicer):
         if request.top_contributors:
             snap.user(request.user_id)  # NOT_FOUND before taking the graph lock
             snap, contributors = self.engine.explain(request.user_id, request.top_contributors)
-            return self._score_response(
-                snap, snap.score(request.user_id, request.topic, contributors)
-            )
+            return score_to_wire(snap.score(request.user_id, request.topic, contributors))
         if request.topic:
-            return self._score_response(snap, snap.score(request.user_id, request.topic))
+            return score_to_wire(snap.score(request.user_id, request.topic))
         # The page-view path: straight from the snapshot's arrays into the message.
         u = snap.user(request.user_id)
         influence = snap.influence_of(u)
@@ -294,36 +268,10 @@ class ScoreServicer(ScoreServiceServicer):
             influence=influence,
             percentile=snap.percentile(u),
             sequence=snap.sequence,
-            status=cast(Any, int(snap.status[u]) + 1),
+            status=cast(Any, status_to_wire(snap.status[u])),
         )
-        _fill_explanation(response.explanation, r, snap.teleport_share_of(u))
+        fill_explanation(response.explanation, r, snap.teleport_share_of(u))
         response.compute_time.seconds, response.compute_time.nanos = snap.time_parts
-        return response
-
-    def _score_response(self, snap: Snapshot, score: UserScore) -> pb.ScoreResponse:
-        response = pb.ScoreResponse(
-            user_id=score.user_id,
-            score=score.score,
-            influence=score.influence,
-            percentile=score.percentile,
-            topic=score.topic,
-            sequence=snap.sequence,
-            compute_time=_compute_time(snap),
-            status=cast(Any, status_to_wire(score.status)),
-        )
-        x = score.explanation
-        _fill_explanation(
-            response.explanation,
-            (
-                x.engagement_received,
-                x.engagement_saturated,
-                x.endorsements_received,
-                x.endorsements_effective,
-                x.reciprocity_removed,
-            ),
-            x.teleport_share,
-            x.top_contributors,
-        )
         return response
 
     def BatchScore(
@@ -357,7 +305,7 @@ class ScoreServicer(ScoreServiceServicer):
         snap = self.source.snapshot_for(request.min_sequence, context)
         ranked = snap.top(request.limit or 10, request.topic)
         return pb.TopUsersResponse(
-            users=[pb.RankedUser(user_id=u, score=s, influence=i) for u, s, i in ranked],
+            users=ranked_to_wire(ranked),
             sequence=snap.sequence,
             compute_time=_compute_time(snap),
         )
@@ -384,17 +332,7 @@ class ScoreServicer(ScoreServiceServicer):
             request.page_size or DEFAULT_PAGE_SIZE,
         )
         return pb.ListEndorsementsResponse(
-            endorsements=[
-                pb.EndorsementEvent(
-                    endorser_id=e["endorser_id"],
-                    endorsee_id=e["endorsee_id"],
-                    topic=e["topic"],
-                    event_time=timestamp(e["ts"]),
-                    retracted=e["retracted"],
-                    sequence=e["sequence"],
-                )
-                for e in entries
-            ],
+            endorsements=[endorsement_to_wire(e) for e in entries],
             next_page_token="" if following is None else _encode_page_token(following),
         )
 
@@ -477,7 +415,7 @@ class ScoreServicer(ScoreServiceServicer):
             raise invalid("status", "must be NORMAL, SEED or SUSPENDED")
         done = self.engine.set_status(
             request.user_id,
-            AccountStatus(request.status - 1),
+            status_from_wire(request.status),
             request_id=_scoped(request.request_id),
         )
         self.source.written()

@@ -38,8 +38,9 @@ from typing import IO
 import numpy as np
 
 from . import checkpoint
-from .engine import Engine, WriteRecord, WriteResult
+from .engine import Engine, WriteRecord
 from .errors import StorageError
+from .results import WriteResult
 from .users import UserIds
 
 log = logging.getLogger("scoresvc.store")
