@@ -284,6 +284,41 @@ def test_min_sequence_waits_within_the_deadline_then_gives_up():
         srv.stop(0)
 
 
+@pytest.fixture
+def stalled():
+    """A server that will not refresh for a minute and caps waits at 0.3 s, and the
+    sequence of a write to it: a read for that sequence can only wait."""
+    settings = ServerSettings(
+        refresh_gap_seconds=60,
+        max_staleness_seconds=60,
+        time_step_seconds=3600,
+        max_wait_seconds=0.3,
+    )
+    srv, _ = build_server("127.0.0.1:0", Engine(), settings)
+    srv.start()
+    try:
+        with ScoreClient(srv.address) as c:
+            yield c, c.record_interactions([("a", "b", LIKE, None)]).sequence
+    finally:
+        srv.stop(0)
+
+
+@pytest.mark.parametrize("timeout", [None, 1e9, 3600.0], ids=["none", "huge", "long"])
+def test_min_sequence_without_a_usable_deadline_waits_up_to_the_server_cap(stalled, timeout):
+    client, seq = stalled
+    with pytest.raises(grpc.RpcError) as caught:
+        client.stub.Score(pb.ScoreRequest(user_id="b", min_sequence=seq), timeout=timeout)
+    got = error_details(caught.value)
+    assert got.code == grpc.StatusCode.DEADLINE_EXCEEDED, got.message
+    assert got.reason == "SNAPSHOT_NOT_READY" and "0.3 s" in got.message
+
+
+def test_min_sequence_without_a_deadline_reads_its_own_write(client):
+    seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
+    got = client.stub.Score(pb.ScoreRequest(user_id="bo", min_sequence=seq))
+    assert got.sequence >= seq
+
+
 def test_a_reused_request_id_with_other_content_is_rejected(client):
     client.endorse("a", "b", request_id="r-1")
     got = rejected(client.endorse, "a", "c", request_id="r-1")

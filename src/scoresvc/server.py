@@ -43,6 +43,9 @@ class ServerSettings:
     refresh_gap_seconds: float = 0.05
     # The longest a write waits for a snapshot that includes it.
     max_staleness_seconds: float = 1.0
+    # The longest a read with min_sequence waits for its snapshot when the call has no
+    # deadline (or a longer one); DEADLINE_EXCEEDED after it.
+    max_wait_seconds: float = 30.0
     # Snapshots are evaluated at times rounded down to this step: within a step only
     # changed rows are recomputed; crossing it re-weights every edge (decay is not
     # linear through the saturation log). It is also the longest a snapshot goes
@@ -69,7 +72,7 @@ class Refresher(SnapshotSource):
         settings: ServerSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(engine)
+        super().__init__(engine, settings.max_wait_seconds)
         self.settings = settings
         self.clock = clock
         self._wake = threading.Event()

@@ -35,8 +35,6 @@ MAX_TOP_USERS = 1_000
 MAX_CONTRIBUTORS = 100
 MAX_PAGE_SIZE = 1_000
 DEFAULT_PAGE_SIZE = 50
-# How long a read with min_sequence and no deadline may wait for its snapshot.
-MAX_WAIT_SECONDS = 30.0
 
 # Columnar names of the engine's row fields, for violation paths.
 _COLUMN_OF = {
@@ -185,8 +183,11 @@ class SnapshotSource:
     """What the servicer needs from the server around the engine: the snapshot for a
     read (waiting for ``min_sequence``), and a nudge after each write."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_wait_seconds: float = 30.0) -> None:
+        """``max_wait_seconds``: the longest a read waits for ``min_sequence`` (a
+        missing or longer deadline is cut to it)."""
         self.engine = engine
+        self.max_wait_seconds = max_wait_seconds
         self.ready = threading.Event()
         self._published = threading.Condition()
 
@@ -212,8 +213,7 @@ class SnapshotSource:
                 "SEQUENCE_AHEAD",
                 [("min_sequence", "is ahead of the last accepted write")],
             )
-        remaining = context.time_remaining()
-        timeout = MAX_WAIT_SECONDS if remaining is None else max(remaining - 0.01, 0.0)
+        timeout = self._wait_seconds(context)
         # A caller that goes away ends the wait too: its slot is freed at once.
         context.add_callback(self.published)
         with self._published:
@@ -224,12 +224,24 @@ class SnapshotSource:
         if not context.is_active():
             raise RpcError(grpc.StatusCode.CANCELLED, "the caller went away", "CANCELLED")
         if not ok:
+            cap = f" (reads wait at most {self.max_wait_seconds:g} s)"
             raise RpcError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no snapshot includes sequence {min_sequence} yet",
+                f"no snapshot includes sequence {min_sequence} yet"
+                + (cap if timeout >= self.max_wait_seconds else ""),
                 "SNAPSHOT_NOT_READY",
             )
         return self.engine.snapshot
+
+    def _wait_seconds(self, context: grpc.ServicerContext) -> float:
+        """The call's remaining time, a little early so the answer arrives before the
+        deadline, never past the cap: no deadline reads as a practically infinite
+        remaining time, which no lock wait accepts."""
+        cap = min(self.max_wait_seconds, threading.TIMEOUT_MAX)
+        remaining = context.time_remaining()
+        if remaining is None or not math.isfinite(remaining):
+            return cap
+        return max(min(remaining - 0.01, cap), 0.0)
 
 
 def _fill_explanation(
