@@ -319,6 +319,26 @@ def test_min_sequence_without_a_deadline_reads_its_own_write(client):
     assert got.sequence >= seq
 
 
+def test_every_call_returns_its_request_id_in_the_trailers(client):
+    stub = client.stub
+    traced = [("x-request-id", "trace-7")]
+    done, call = stub.Endorse.with_call(
+        pb.EndorseRequest(endorser_id="ana", endorsee_id="bo"), metadata=traced, timeout=10
+    )
+    assert dict(call.trailing_metadata())["x-request-id"] == "trace-7"
+    read = pb.ScoreRequest(user_id="bo", min_sequence=done.sequence)
+    made_up = [dict(stub.Score.with_call(read, timeout=10)[1].trailing_metadata()) for _ in "ab"]
+    assert made_up[0]["x-request-id"] != made_up[1]["x-request-id"]
+    for request, reason in (
+        (pb.ScoreRequest(user_id="ghost"), "USER_NOT_FOUND"),
+        (pb.ScoreRequest(user_id=""), "INVALID_ARGUMENT"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Score(request, metadata=[("x-request-id", "trace-8")], timeout=10)
+        assert dict(caught.value.trailing_metadata())["x-request-id"] == "trace-8"
+        assert error_details(caught.value).reason == reason  # the details are still there
+
+
 def test_a_reused_request_id_with_other_content_is_rejected(client):
     client.endorse("a", "b", request_id="r-1")
     got = rejected(client.endorse, "a", "c", request_id="r-1")

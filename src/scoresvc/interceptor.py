@@ -2,15 +2,16 @@
 
 In order: authentication and the method's role (when auth is on), the caller's request
 rate, then the handler; domain errors become their status (``scoresvc.status``),
-anything else ``INTERNAL`` with nothing internal leaked. Each call is counted and timed
-for the metrics and logged with its request id (``x-request-id`` metadata, or one made
-up): writes and failures at INFO, reads at DEBUG (page-view traffic). The caller is
-available to the handler as ``current_caller``. Health and reflection pass untouched.
+anything else ``INTERNAL`` with nothing internal leaked. Each
+call carries a request id (``x-request-id`` metadata, or one made up) back in its
+trailers, success or error; it is counted and timed for the metrics and logged with
+that id: writes and failures at INFO, reads at DEBUG (page-view traffic). The caller
+is available to the handler as ``current_caller``. Health and reflection pass untouched.
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import logging
 import threading
 import time
@@ -83,6 +84,8 @@ class CallInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             code = "OK"
             caller = ANONYMOUS
+            request_id = _request_id(context)
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
             try:
                 if authenticator is not None and authenticator.enforcing():
                     caller = authenticator.caller(_metadata(context, "authorization"))
@@ -98,16 +101,16 @@ class CallInterceptor(grpc.ServerInterceptor):
                     current_caller.reset(token)
             except AuthError as error:
                 code = "PERMISSION_DENIED" if error.permission else "UNAUTHENTICATED"
-                _abort(context, status(getattr(grpc.StatusCode, code), str(error), code))
+                found = status(getattr(grpc.StatusCode, code), str(error), code)
+                _abort(context, found, request_id)
             except ScoreError as error:
                 found = status_of(error)
                 code = _CODE_BY_NUMBER[found.code].name
-                _abort(context, found)
+                _abort(context, found, request_id)
             except Exception:
                 if context.code() is not None:  # an abort already in flight
                     raise
                 code = "INTERNAL"
-                request_id = _request_id(context)
                 access_log.exception("%s request_id=%s failed", name, request_id)
                 _abort(
                     context,
@@ -125,7 +128,6 @@ class CallInterceptor(grpc.ServerInterceptor):
                     observer(name, code, seconds)
                 level = logging.INFO if (write or code != "OK") else logging.DEBUG
                 if access_log.isEnabledFor(level):
-                    request_id = _request_id(context)
                     access_log.log(
                         level,
                         "%s %s caller=%s %.2f ms request_id=%s",
@@ -157,18 +159,22 @@ def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
 
 
 def _request_id(context: grpc.ServicerContext) -> str:
-    """The caller's ``x-request-id``, or one made up once per call."""
-    found = getattr(context, "_scoresvc_request_id", None)
-    if found is None:
-        found = (_metadata(context, REQUEST_ID_HEADER) or uuid.uuid4().hex)[:128]
-        with contextlib.suppress(AttributeError):
-            context._scoresvc_request_id = found  # type: ignore[attr-defined]
-    return str(found)
+    """The caller's ``x-request-id`` (its first 128 characters), or a new one."""
+    return (_metadata(context, REQUEST_ID_HEADER) or uuid.uuid4().hex)[:128]
 
 
-def _abort(context: grpc.ServicerContext, found: Any, request_id: str | None = None) -> None:
-    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id or _request_id(context)),))
-    context.abort_with_status(rpc_status.to_status(found))
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status
+):
+    pass
+
+
+def _abort(context: grpc.ServicerContext, found: Any, request_id: str) -> None:
+    """End the call with ``found`` (a ``google.rpc.Status``). Aborting replaces the
+    trailers set so far, so the request id goes in with the status details."""
+    details = rpc_status.to_status(found)
+    trailers = (*details.trailing_metadata, (REQUEST_ID_HEADER, request_id))
+    context.abort_with_status(_Status(details.code, details.details, trailers))
 
 
 class _RateLimiter:
