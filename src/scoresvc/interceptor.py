@@ -1,8 +1,9 @@
 """What every ScoreService call goes through, in one wrapper per method.
 
 In order: authentication and the method's role (when auth is on), the caller's request
-rate, then the handler; domain errors become their status (``scoresvc.status``),
-anything else ``INTERNAL`` with nothing internal leaked. Each
+rate (keyed by token name, or by IP address for anonymous callers, so new connections
+share a bucket), then the handler; domain errors become their status
+(``scoresvc.status``), anything else ``INTERNAL`` with nothing internal leaked. Each
 call carries a request id (``x-request-id`` metadata, or one made up) back in its
 trailers, success or error; it is counted and timed for the metrics and logged with
 that id: writes and failures at INFO, reads at DEBUG (page-view traffic). The caller
@@ -91,7 +92,7 @@ class CallInterceptor(grpc.ServerInterceptor):
                     caller = authenticator.caller(_metadata(context, "authorization"))
                     authenticator.authorize(caller, name)
                 if limiter is not None:
-                    limiter.take(caller.name or context.peer())
+                    limiter.take(_rate_key(caller, context))
                 if caller is ANONYMOUS:  # the default: nothing to set (the page-view path)
                     return inner(request, context)
                 token = current_caller.set(caller)
@@ -177,6 +178,18 @@ def _abort(context: grpc.ServicerContext, found: Any, request_id: str) -> None:
     context.abort_with_status(_Status(details.code, details.details, trailers))
 
 
+def _rate_key(caller: Caller, context: grpc.ServicerContext) -> str:
+    """Whom the rate limit counts: the token, else the peer's IP address (its port
+    changes with every connection). Peers read ``ipv4:10.0.0.7:52114``,
+    ``ipv6:[::1]:52114`` or ``unix:/path``."""
+    if caller.name:
+        return f"caller {caller.name!r}"
+    family, _, address = context.peer().partition(":")
+    if family in ("ipv4", "ipv6"):
+        address = address.rsplit(":", 1)[0].strip("[]")
+    return f"address {address or family}"
+
+
 class _RateLimiter:
     """A token bucket per caller: ``rate`` a second, bursts of ``2 * rate``."""
 
@@ -194,7 +207,7 @@ class _RateLimiter:
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
                 raise RateLimited(
-                    f"{key!r} is over its {self.rate:g} requests per second",
+                    f"{key} is over its {self.rate:g} requests per second",
                     retry_after_seconds=(1.0 - tokens) / self.rate,
                     reason="CALLER_RATE_LIMITED",
                 )

@@ -57,7 +57,7 @@ class ServerSettings:
     max_concurrent_rpcs: int = 256
     # Interactions in one RecordInteractions call (INVALID_ARGUMENT past it).
     max_batch_rows: int = 1_000_000
-    # Requests per second per caller (token name, or peer address without auth),
+    # Requests per second per caller (token name, or IP address without a token),
     # bursts of twice that; RESOURCE_EXHAUSTED with RetryInfo past it. 0: no limit.
     rate_per_caller: float = 0.0
 
