@@ -184,8 +184,13 @@ def test_columnar_errors_name_the_column(client):
     )
     got = rejected(stub.RecordInteractions, bad_length)
     assert got.field_violations[0][0] == "columns.actor_index"
-    out_of_range = rejected(client.record_interaction_columns, ["a", "b"], [0], [5], [1])
-    assert out_of_range.field_violations[0][0] == "columns.actor_index[0]"
+    out_of_range = rejected(
+        client.record_interaction_columns, ["a", "b", "c"], [0, 7, 0], [5, 1, 1], [1, 1, 1]
+    )
+    assert [f for f, _ in out_of_range.field_violations] == [
+        "columns.target_index[0]",
+        "columns.actor_index[1]",
+    ]
     both = pb.RecordInteractionsRequest(
         interactions=[pb.Interaction(actor_id="a", target_id="b", kind=1)],
         columns=pb.InteractionColumns(user_ids=["a"]),

@@ -127,6 +127,24 @@ def _id_violations(users: UserIds) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _index_violations(
+    n_users: int, actor: np.ndarray, target: np.ndarray
+) -> tuple[list[FieldViolation], int]:
+    """The first 100 indexes outside ``user_ids`` in row order, each named by its
+    column, and how many there are."""
+    found: list[tuple[int, FieldViolation]] = []
+    total = 0
+    for column, values in (("actor_index", actor), ("target_index", target)):
+        bad = np.flatnonzero((values < 0) | (values >= n_users))
+        total += len(bad)
+        found.extend(
+            (int(i), FieldViolation(column, "must index user_ids", int(i)))
+            for i in bad[:MAX_VIOLATIONS]
+        )
+    found.sort(key=lambda item: item[0])
+    return [v for _, v in found[:MAX_VIOLATIONS]], total
+
+
 def _violation_list(found: list[FieldViolation], total: int) -> InvalidArgument:
     return InvalidArgument(found[:MAX_VIOLATIONS], total=total)
 
@@ -510,15 +528,10 @@ class Engine:
             if users_checked
             else [FieldViolation("user_ids", d, j) for j, d in _id_violations(users)]
         )
-        out_of_range = (actor_index < 0) | (actor_index >= len(users))
-        out_of_range |= (target_index < 0) | (target_index >= len(users))
-        bad_index = [
-            FieldViolation("actor_index", "must index user_ids", int(i))
-            for i in np.flatnonzero(out_of_range)[:MAX_VIOLATIONS]
-        ]
+        bad_index, index_total = _index_violations(len(users), actor_index, target_index)
         if violations or bad_users or bad_index:
             everything = bad_users + bad_index + violations
-            raise _violation_list(everything, total + len(bad_users) + int(out_of_range.sum()))
+            raise _violation_list(everything, total + len(bad_users) + index_total)
         arrays: dict[str, np.ndarray] = {
             "actor": actor_index.astype(np.int64),
             "target": target_index.astype(np.int64),

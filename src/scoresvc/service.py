@@ -40,6 +40,7 @@ DEFAULT_PAGE_SIZE = 50
 _COLUMN_OF = {
     "actor_id": "actor_index",
     "target_id": "target_index",
+    "target_index": "target_index",
     "kind": "kind",
     "event_time": "event_time_seconds",
     "actor_index": "actor_index",
