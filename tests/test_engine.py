@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -180,6 +181,22 @@ def test_bad_endorsements_name_the_field(args, field):
     with pytest.raises(InvalidArgument) as caught:
         Engine().endorse(*args, now=NOW)
     assert caught.value.violations[0].field == field
+
+
+@pytest.mark.parametrize("when", [math.nan, math.inf, -math.inf])
+def test_times_that_are_not_finite_get_one_clear_message(when):
+    engine = Engine()
+    for call in (engine.endorse, engine.retract):
+        with pytest.raises(InvalidArgument) as caught:
+            call("a", "b", "go", when, now=NOW)
+        assert [(v.field, v.description) for v in caught.value.violations] == [
+            ("event_time", "must be a finite number of seconds")
+        ]
+    with pytest.raises(InvalidArgument) as caught:
+        engine.record_interaction_columns(["a", "b"], [0], [1], [1], [when], now=NOW)
+    assert [v.description for v in caught.value.violations] == [
+        "must be a finite number of seconds"
+    ]
 
 
 def test_retracting_what_is_not_live_is_not_found():

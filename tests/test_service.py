@@ -344,6 +344,29 @@ def test_every_call_returns_its_request_id_in_the_trailers(client):
         assert error_details(caught.value).reason == reason  # the details are still there
 
 
+def _columns(users, actor, target, kind, seconds) -> pb.RecordInteractionsRequest:
+    return pb.RecordInteractionsRequest(
+        columns=pb.InteractionColumns(
+            user_ids=users,
+            actor_index=np.asarray(actor, "<u4").tobytes(),
+            target_index=np.asarray(target, "<u4").tobytes(),
+            kind=bytes(kind),
+            event_time_seconds=np.asarray(seconds, "<f8").tobytes(),
+        )
+    )
+
+
+def test_times_that_are_not_finite_get_one_clear_message(client):
+    request = _columns(
+        ["a", "b"], [0, 0, 0, 0], [1, 1, 1, 1], [1] * 4, [np.nan, np.inf, -np.inf, now()]
+    )
+    got = rejected(client.stub.RecordInteractions, request, timeout=10)
+    assert got.field_violations == [
+        (f"columns.event_time_seconds[{i}]", "must be a finite number of seconds") for i in range(3)
+    ]
+    assert got.metadata["violations"] == "3"
+
+
 def test_a_reused_request_id_with_other_content_is_rejected(client):
     client.endorse("a", "b", request_id="r-1")
     got = rejected(client.endorse, "a", "c", request_id="r-1")

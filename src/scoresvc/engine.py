@@ -35,6 +35,7 @@ from .users import MAX_ID_BYTES, UserIds, UserTable
 
 MAX_VIOLATIONS = 100
 TOO_LONG = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
+NOT_FINITE = "must be a finite number of seconds"
 # Keep every forward-decay exponent within +-512 half-lives of the landmark: 2^512
 # times any realistic count stays far from the float64 limit (2^1024).
 LANDMARK_SPAN_HALF_LIVES = 512.0
@@ -1088,6 +1089,7 @@ class Engine:
         """The first 100 violations of a columnar batch in row order, and the count
         of all of them."""
         skew = self.params.max_future_skew_seconds
+        finite = np.isfinite(ts)  # one message for NaN and infinities, nothing more
         checks = [
             ("target_id", actor == target, "must differ from actor_id"),
             (
@@ -1095,8 +1097,9 @@ class Engine:
                 (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
                 "must be LIKE, MENTION, REPLY or RESHARE",
             ),
-            ("event_time", ~np.isfinite(ts) | (ts < 0), "must be a time after 1970"),
-            ("event_time", ts > now + skew, f"is more than {skew:g} s in the future"),
+            ("event_time", ~finite, NOT_FINITE),
+            ("event_time", finite & (ts < 0), "must be a time after 1970"),
+            ("event_time", finite & (ts > now + skew), f"is more than {skew:g} s in the future"),
         ]
         found: list[tuple[int, FieldViolation]] = []
         total = 0
@@ -1357,7 +1360,9 @@ class Engine:
             violations.append(
                 FieldViolation("topic", f"must be at most {MAX_ID_BYTES} bytes of UTF-8")
             )
-        if not math.isfinite(ts) or ts < 0:
+        if not math.isfinite(ts):
+            violations.append(FieldViolation("event_time", NOT_FINITE))
+        elif ts < 0:
             violations.append(FieldViolation("event_time", "must be a time after 1970"))
         elif ts > now + self.params.max_future_skew_seconds:
             violations.append(
