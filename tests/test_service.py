@@ -344,6 +344,27 @@ def test_every_call_returns_its_request_id_in_the_trailers(client):
         assert error_details(caught.value).reason == reason  # the details are still there
 
 
+def test_reads_refuse_ids_over_128_bytes_without_echoing_them(client):
+    huge = "x" * 100_000
+    given = pb.ENDORSEMENT_DIRECTION_GIVEN
+    for call, field in (
+        (lambda: client.score(huge), "user_id"),
+        (lambda: client.score("ana", huge), "topic"),
+        (lambda: client.batch_score(["ana", huge]), "user_ids[1]"),
+        (lambda: client.top_users(5, huge), "topic"),
+        (
+            lambda: client.stub.ListEndorsements(
+                pb.ListEndorsementsRequest(user_id=huge, direction=given), timeout=10
+            ),
+            "user_id",
+        ),
+    ):
+        got = rejected(call)
+        assert got.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert got.field_violations == [(field, "must be at most 128 bytes of UTF-8")]
+        assert huge[:200] not in got.message
+
+
 def _columns(users, actor, target, kind, seconds) -> pb.RecordInteractionsRequest:
     return pb.RecordInteractionsRequest(
         columns=pb.InteractionColumns(

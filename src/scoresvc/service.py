@@ -20,13 +20,13 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from . import _wire
-from .engine import Engine, WriteResult
+from .engine import TOO_LONG, Engine, WriteResult, check_user_id
 from .errors import FieldViolation, InvalidArgument
 from .interceptor import current_caller
 from .model import AccountStatus
 from .snapshot import Snapshot, UserScore, log_scale_one
 from .status import RpcError, invalid
-from .users import UserIds
+from .users import MAX_ID_BYTES, UserIds
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 
@@ -259,6 +259,23 @@ def _fill_explanation(
     e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
 
 
+# Ids of at most this many characters are within MAX_ID_BYTES whatever they hold.
+_SURELY_SHORT = MAX_ID_BYTES // 4
+
+
+def _check_id(user_id: str, field: str) -> None:
+    """Reads hold ids to the writes' rule, so an id that could never have been written
+    is INVALID_ARGUMENT (never echoed back) rather than NOT_FOUND."""
+    bad = check_user_id(user_id, field)
+    if bad is not None:
+        raise invalid(field, bad.description)
+
+
+def _check_topic(topic: str) -> None:
+    if len(topic) > _SURELY_SHORT and len(topic.encode("utf-8")) > MAX_ID_BYTES:
+        raise invalid("topic", TOO_LONG)
+
+
 def _scoped(request_id: str) -> str:
     """A request id in the caller's own namespace (token names hold no '/')."""
     caller = current_caller.get()
@@ -284,8 +301,8 @@ class ScoreServicer(ScoreServiceServicer):
     # ------------------------------------------------------------------ reads
 
     def Score(self, request: pb.ScoreRequest, context: grpc.ServicerContext) -> pb.ScoreResponse:
-        if not request.user_id:
-            raise invalid("user_id", "must be set")
+        _check_id(request.user_id, "user_id")
+        _check_topic(request.topic)
         if not 0 <= request.top_contributors <= MAX_CONTRIBUTORS:
             raise invalid("top_contributors", f"must be between 0 and {MAX_CONTRIBUTORS}")
         snap = self.source.snapshot_for(request.min_sequence, context)
@@ -344,11 +361,12 @@ class ScoreServicer(ScoreServiceServicer):
     ) -> pb.BatchScoreResponse:
         if len(request.user_ids) > MAX_BATCH_USERS:
             raise invalid("user_ids", f"must hold at most {MAX_BATCH_USERS} ids")
-        for i, user_id in enumerate(request.user_ids):
-            if not user_id:
-                raise invalid(f"user_ids[{i}]", "must not be empty")
-        snap = self.source.snapshot_for(request.min_sequence, context)
         ids = list(request.user_ids)
+        for i, user_id in enumerate(ids):
+            if not user_id or len(user_id) > _SURELY_SHORT:
+                _check_id(user_id, f"user_ids[{i}]")
+        _check_topic(request.topic)
+        snap = self.source.snapshot_for(request.min_sequence, context)
         found, score, influence, percentile = snap.scores(ids, request.topic)
         entries = [
             pb.BatchScoreEntry(user_id=u, found=f, score=s, influence=i, percentile=p)
@@ -367,6 +385,7 @@ class ScoreServicer(ScoreServiceServicer):
     ) -> pb.TopUsersResponse:
         if not 0 <= request.limit <= MAX_TOP_USERS:
             raise invalid("limit", f"must be between 0 and {MAX_TOP_USERS}")
+        _check_topic(request.topic)
         snap = self.source.snapshot_for(request.min_sequence, context)
         ranked = snap.top(request.limit or 10, request.topic)
         return pb.TopUsersResponse(
@@ -378,8 +397,7 @@ class ScoreServicer(ScoreServiceServicer):
     def ListEndorsements(
         self, request: pb.ListEndorsementsRequest, context: grpc.ServicerContext
     ) -> pb.ListEndorsementsResponse:
-        if not request.user_id:
-            raise invalid("user_id", "must be set")
+        _check_id(request.user_id, "user_id")
         if request.direction == pb.ENDORSEMENT_DIRECTION_UNSPECIFIED:
             raise invalid("direction", "must be GIVEN or RECEIVED")
         if request.direction not in (
