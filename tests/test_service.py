@@ -388,6 +388,14 @@ def test_times_that_are_not_finite_get_one_clear_message(client):
     assert got.metadata["violations"] == "3"
 
 
+def test_reads_and_writes_word_their_errors_alike(client):
+    assert rejected(client.score, "").message == "user_id: must be a non-empty string"
+    one = rejected(client.record_interactions, [("a", "a", LIKE, None)])
+    assert one.message == "interactions[0].target_id: must differ from actor_id"
+    many = rejected(client.record_interactions, [("a", "a", LIKE, None)] * 5)
+    assert many.message == "interactions[0].target_id: must differ from actor_id (and 4 more)"
+
+
 def test_a_reused_request_id_with_other_content_is_rejected(client):
     client.endorse("a", "b", request_id="r-1")
     got = rejected(client.endorse, "a", "c", request_id="r-1")
