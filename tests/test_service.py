@@ -15,6 +15,7 @@ from scoresvc.client import ScoreClient, error_details
 from scoresvc.engine import Engine
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.server import ServerSettings, build_server
+from scoresvc.service import timestamp
 from scoresvc.v1 import score_service_pb2 as pb
 
 LIKE, REPLY = InteractionKind.LIKE, InteractionKind.REPLY
@@ -119,6 +120,38 @@ def test_list_endorsements_pages_the_audit_trail(client):
     assert [g.sequence for g in given] == sorted((g.sequence for g in given), reverse=True)
     received = list(client.list_endorsements("u3", given=False))
     assert [r.retracted for r in received] == [True, False]
+
+
+def _endorsement(stub, verb: str, seconds: float):
+    request = getattr(pb, f"{verb}Request")(
+        endorser_id="ana", endorsee_id="bo", topic="go", event_time=timestamp(seconds)
+    )
+    return getattr(stub, verb)(request, timeout=10)
+
+
+def _trail(stub) -> list[tuple[bool, bool]]:
+    """(retracted, decides_current_state) of ana's trail, newest first."""
+    page = stub.ListEndorsements(
+        pb.ListEndorsementsRequest(user_id="ana", direction=pb.ENDORSEMENT_DIRECTION_GIVEN),
+        timeout=10,
+    )
+    return [(e.retracted, e.decides_current_state) for e in page.endorsements]
+
+
+def test_a_back_dated_retraction_says_the_endorsement_stays_live(client):
+    stub, t = client.stub, now() - 3600
+    assert _endorsement(stub, "Endorse", t).endorsement_live
+    back_dated = _endorsement(stub, "RetractEndorsement", t - 60)
+    assert back_dated.endorsement_live  # an older retraction does not undo a newer endorsement
+    assert _trail(stub) == [(True, False), (False, True)]
+    got = client.score("bo", "go", min_sequence=back_dated.sequence)
+    assert got.explanation.endorsements_received > 0  # still counting, as the answer said
+    retracted = _endorsement(stub, "RetractEndorsement", now())
+    assert not retracted.endorsement_live
+    assert _trail(stub) == [(True, True), (True, False), (False, False)]
+    # An endorsement older than the retraction is recorded, and says it is not live.
+    assert not _endorsement(stub, "Endorse", t).endorsement_live
+    assert _trail(stub)[0] == (False, False) and _trail(stub)[1] == (True, True)
 
 
 def test_set_account_status_suspends_and_restores(client):

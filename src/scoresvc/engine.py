@@ -85,10 +85,13 @@ class WriteRecord:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a write returns: its sequence number and how many events it carried."""
+    """What a write returns: its sequence number, how many events it carried and, for
+    an endorsement or retraction, whether the endorsement is live after it (events
+    resolve by event time, so a back-dated retraction leaves it live)."""
 
     sequence: int
     accepted: int = 1
+    endorsement_live: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -632,7 +635,8 @@ class Engine:
     ) -> tuple[list[dict[str, Any]], int | None]:
         """A page of the audit trail given or received by a user, newest first.
 
-        Returns the entries and the offset of the next page (None at the end).
+        Returns the entries and the offset of the next page (None at the end). Each
+        entry says whether it ``decides_current_state`` of its endorsement.
         """
         u = self._users.index.get(user_id)
         if u is None:
@@ -642,6 +646,7 @@ class Engine:
             side = self._trail["endorser" if given else "endorsee"][:n]
             hits = np.flatnonzero(side == u)[::-1]
             page = hits[offset : offset + limit]
+            deciding = self._deciding_events(hits)
             entries = [
                 {
                     "endorser_id": self._users.ids[self._trail["endorser"][i]],
@@ -650,6 +655,7 @@ class Engine:
                     "ts": float(self._trail["ts"][i]),
                     "retracted": bool(self._trail["retracted"][i]),
                     "sequence": int(self._trail["sequence"][i]),
+                    "decides_current_state": int(i) in deciding,
                 }
                 for i in page
             ]
@@ -988,6 +994,7 @@ class Engine:
 
     def _apply(self, record: WriteRecord) -> WriteResult:
         a = record.arrays
+        live = None
         if record.kind == "interactions":
             dense = self._register_users(record.users)
             channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
@@ -1006,6 +1013,7 @@ class Engine:
             )
             if not f["retract"]:
                 self._endorse_times.setdefault(int(dense[0]), deque()).append(f["received_at"])
+            live = self._is_live(int(dense[0]), int(dense[1]), self._topic_index[f["topic"]])
             accepted = 1
         elif record.kind == "status":
             u = int(self._register_users(record.users)[0])
@@ -1021,7 +1029,7 @@ class Engine:
         if record.request_id:
             self._pending.pop(record.request_id, None)
         return self._acknowledge(
-            record.request_id, record.fingerprint, WriteResult(record.sequence, accepted)
+            record.request_id, record.fingerprint, WriteResult(record.sequence, accepted, live)
         )
 
     def _apply_log(self, record: WriteRecord) -> int:
@@ -1407,6 +1415,31 @@ class Engine:
             )
 
         return self._write(request_id, fingerprint, make_record)
+
+    def _deciding_events(self, events: np.ndarray) -> set[int]:
+        """Of these trail positions (all of each endorsement's events among them),
+        those that decide their endorsement's state: the first event whose time and
+        kind are the ones its record holds (later equal events changed nothing)."""
+        if events.size == 0:
+            return set()
+        events = np.sort(events)
+        trail = self._trail
+        records = np.empty(len(events), np.int32)
+        pair_keys = (trail["endorser"][events].astype(np.uint64) << np.uint64(32)) | trail[
+            "endorsee"
+        ][events].astype(np.uint64)
+        self._pair_index.lookup(pair_keys, self._pair_key, records)
+        rec_keys = (records.astype(np.uint64) << np.uint64(32)) | trail["topic"][events].astype(
+            np.uint64
+        )
+        self._rec_index.lookup(rec_keys, self._rec_key, records)
+        known = records >= 0
+        events, records = events[known], records[known]
+        matches = (trail["ts"][events] == self._rec_ts[records]) & (
+            trail["retracted"][events] == (self._rec_state[records] == REC_RETRACTED)
+        )
+        _, first = np.unique(records[matches], return_index=True)
+        return set(events[matches][first].tolist())
 
     def _is_live(self, a: int | None, b: int | None, t: int | None) -> bool:
         if a is None or b is None or t is None:

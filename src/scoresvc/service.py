@@ -423,6 +423,7 @@ class ScoreServicer(ScoreServiceServicer):
                     event_time=timestamp(e["ts"]),
                     retracted=e["retracted"],
                     sequence=e["sequence"],
+                    decides_current_state=e["decides_current_state"],
                 )
                 for e in entries
             ],
@@ -434,13 +435,18 @@ class ScoreServicer(ScoreServiceServicer):
     def Endorse(
         self, request: pb.EndorseRequest, context: grpc.ServicerContext
     ) -> pb.EndorseResponse:
-        return pb.EndorseResponse(sequence=self._endorsement(request, self.engine.endorse))
+        done = self._endorsement(request, self.engine.endorse)
+        return pb.EndorseResponse(
+            sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
+        )
 
     def RetractEndorsement(
         self, request: pb.RetractEndorsementRequest, context: grpc.ServicerContext
     ) -> pb.RetractEndorsementResponse:
-        sequence = self._endorsement(request, self.engine.retract)
-        return pb.RetractEndorsementResponse(sequence=sequence)
+        done = self._endorsement(request, self.engine.retract)
+        return pb.RetractEndorsementResponse(
+            sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
+        )
 
     def RecordInteractions(
         self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext
@@ -516,7 +522,7 @@ class ScoreServicer(ScoreServiceServicer):
 
     # ------------------------------------------------------------------ helpers
 
-    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> int:
+    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> WriteResult:
         """Endorse and RetractEndorsement carry the same fields."""
         self._check_ready()
         done = write(
@@ -527,7 +533,7 @@ class ScoreServicer(ScoreServiceServicer):
             request_id=_scoped(request.request_id),
         )
         self.source.written()
-        return done.sequence
+        return done
 
     def _check_rows(self, field: str, rows: int) -> None:
         if rows > self.max_batch_rows:
