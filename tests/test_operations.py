@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import shutil
 import signal
@@ -63,6 +64,19 @@ def test_grpcurl_describes_the_service(server):
     assert "rpc Score ( .scoresvc.v1.ScoreRequest )" in out
     out = grpcurl(server, "describe", "scoresvc.v1.ScoreRequest")
     assert "min_sequence" in out
+
+
+def test_grpcurl_describe_shows_the_proto_comments(server):
+    out = grpcurl(server, "describe", "scoresvc.v1.ScoreService")
+    assert "// Score returns one user's influence score" in out
+    out = grpcurl(server, "describe", "scoresvc.v1.ScoreRequest")
+    assert "// Answer from a snapshot that includes at least this sequence number" in out
+
+
+def test_the_proto_ships_in_the_package():
+    shipped = importlib.resources.files("scoresvc.v1") / "score_service.proto"
+    source = Path(__file__).parents[1] / "protos" / "scoresvc" / "v1" / "score_service.proto"
+    assert shipped.read_text() == source.read_text()
 
 
 def test_grpcurl_health_check(server):

@@ -7,6 +7,7 @@ bound port (pass port 0 in tests). Logging is configured by the CLI, not here.
 from __future__ import annotations
 
 import gc
+import importlib.resources
 import logging
 import math
 import threading
@@ -16,8 +17,9 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .auth import Authenticator
 from .engine import Engine
@@ -134,6 +136,32 @@ class Refresher(SnapshotSource):
                 log.exception("refresh failed")
 
 
+class CommentedReflection(reflection.ReflectionServicer):
+    """Server reflection that serves the API's files with their comments.
+
+    grpcio's servicer copies descriptors out of the descriptor pool, which keeps no
+    comments. The build writes the protos' descriptor set with them (``scoresvc.v1``'s
+    ``scoresvc.protoset``); their source info is grafted onto the pool's copies (the
+    same files, so the same element paths), which stay as they were otherwise."""
+
+    def __init__(self, service_names: tuple[str, ...]) -> None:
+        super().__init__(service_names)
+        data = importlib.resources.files(pb.__package__).joinpath("scoresvc.protoset")
+        files = descriptor_pb2.FileDescriptorSet.FromString(data.read_bytes()).file
+        self._comments = {f.name: f.source_code_info for f in files}
+
+    def ServerReflectionInfo(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        for response in super().ServerReflectionInfo(request_iterator, context):
+            if response.HasField("file_descriptor_response"):
+                files = response.file_descriptor_response.file_descriptor_proto
+                for i, data in enumerate(files):
+                    file = descriptor_pb2.FileDescriptorProto.FromString(data)
+                    if file.name in self._comments:
+                        file.source_code_info.CopyFrom(self._comments[file.name])
+                        files[i] = file.SerializeToString()
+            yield response
+
+
 class ScoreServer:
     """A ScoreService on one address with health and reflection."""
 
@@ -175,8 +203,9 @@ class ScoreServer:
         servicer = ScoreServicer(self.refresher, max_batch_rows=self.settings.max_batch_rows)
         self._grpc.add_generic_rpc_handlers((generic_handler(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            CommentedReflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+            self._grpc,
         )
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
