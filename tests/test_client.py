@@ -161,9 +161,11 @@ def test_writes_answer_write_results(client):
     assert client.record_interactions([("ana", "bo", LIKE, NOW - 60)] * 3, request_id="r") == rows
     columns = client.record_interaction_columns(["a", "b"], [0, 1], [1, 0], [1, 4])
     assert columns == WriteResult(2, 2)
-    assert client.endorse("a", "b", event_time=NOW - 30) == WriteResult(3)
-    assert client.retract("a", "b") == WriteResult(4)
-    assert client.set_account_status("a", AccountStatus.SEED) == WriteResult(5)
+    assert client.endorse("a", "b", event_time=NOW - 30) == WriteResult(3, endorsement_live=True)
+    back_dated = client.retract("a", "b", event_time=NOW - 40)
+    assert back_dated == WriteResult(4, endorsement_live=True)  # older than the endorsement
+    assert client.retract("a", "b") == WriteResult(5, endorsement_live=False)
+    assert client.set_account_status("a", AccountStatus.SEED) == WriteResult(6)
 
 
 def _free_port() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -96,6 +97,38 @@ def test_out_of_order_endorsement_events_resolve_by_time():
     assert_matches_reference(engine, snap, log, NOW)
 
 
+def test_the_trail_marks_the_events_that_decide_each_endorsement():
+    """Out-of-order events in a bulk load and live writes: the deciding event of each
+    endorsement is the latest by time, and a checkpoint's restore keeps the marks."""
+    log = EventLog(
+        n_users=3,
+        endorser=[0, 0, 1, 1],
+        endorsee=[1, 1, 2, 2],
+        topic=[1, 1, 0, 0],
+        endorse_ts=[T0, T0 - DAY, T0 - DAY, T0 - DAY],
+        retracted=[False, True, True, False],
+        topics=["", "python"],
+    )
+    engine, _ = engine_for(log, NOW)
+
+    def marks(user: str) -> list[tuple[bool, bool]]:
+        page, _ = engine.list_endorsements(user, True, 0, 10)
+        return [(e.retracted, e.decides_current_state) for e in page]
+
+    assert marks("u0") == [(True, False), (False, True)]
+    assert marks("u1") == [(False, False), (True, True)]  # same second: the retraction
+    done = engine.retract("u0", "u1", "python", T0 - 60, now=NOW)
+    assert done.endorsement_live is True
+    assert marks("u0") == [(True, False), (True, False), (False, True)]
+    assert engine.endorse("u1", "u2", "", T0 - 2 * DAY, now=NOW).endorsement_live is False
+    assert engine.endorse("u1", "u2", "", T0, now=NOW).endorsement_live is True
+    assert marks("u1") == [(False, True), (False, False), (False, False), (True, False)]
+    restored = Engine()
+    restored.restore(engine.state())
+    engine = restored
+    assert marks("u1") == [(False, True), (False, False), (False, False), (True, False)]
+
+
 def test_endorsing_again_refreshes_the_time():
     engine = Engine()
     engine.endorse("a", "b", "", T0 - 60 * DAY, now=NOW)
@@ -180,6 +213,22 @@ def test_bad_endorsements_name_the_field(args, field):
     with pytest.raises(InvalidArgument) as caught:
         Engine().endorse(*args, now=NOW)
     assert caught.value.violations[0].field == field
+
+
+@pytest.mark.parametrize("when", [math.nan, math.inf, -math.inf])
+def test_times_that_are_not_finite_get_one_clear_message(when):
+    engine = Engine()
+    for call in (engine.endorse, engine.retract):
+        with pytest.raises(InvalidArgument) as caught:
+            call("a", "b", "go", when, now=NOW)
+        assert [(v.field, v.description) for v in caught.value.violations] == [
+            ("event_time", "must be a finite number of seconds")
+        ]
+    with pytest.raises(InvalidArgument) as caught:
+        engine.record_interaction_columns(["a", "b"], [0], [1], [1], [when], now=NOW)
+    assert [v.description for v in caught.value.violations] == [
+        "must be a finite number of seconds"
+    ]
 
 
 def test_retracting_what_is_not_live_is_not_found():

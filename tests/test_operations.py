@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import shutil
 import signal
@@ -11,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 from support import CliServer
 
@@ -18,6 +20,7 @@ from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.model import InteractionKind
 from scoresvc.server import ServerSettings, build_server
+from scoresvc.v1 import score_service_pb2 as pb
 
 
 def grpcurl_binary() -> str:
@@ -62,6 +65,19 @@ def test_grpcurl_describes_the_service(server):
     assert "rpc Score ( .scoresvc.v1.ScoreRequest )" in out
     out = grpcurl(server, "describe", "scoresvc.v1.ScoreRequest")
     assert "min_sequence" in out
+
+
+def test_grpcurl_describe_shows_the_proto_comments(server):
+    out = grpcurl(server, "describe", "scoresvc.v1.ScoreService")
+    assert "// Score returns one user's influence score" in out
+    out = grpcurl(server, "describe", "scoresvc.v1.ScoreRequest")
+    assert "// Answer from a snapshot that includes at least this sequence number" in out
+
+
+def test_the_proto_ships_in_the_package():
+    shipped = importlib.resources.files("scoresvc.v1") / "score_service.proto"
+    source = Path(__file__).parents[1] / "protos" / "scoresvc" / "v1" / "score_service.proto"
+    assert shipped.read_text() == source.read_text()
 
 
 def test_grpcurl_health_check(server):
@@ -119,6 +135,24 @@ def test_serve_takes_flags_from_the_environment_and_drains_on_sigterm(tmp_path):
         assert server.stop(timeout=30) == 0
         assert (tmp_path / "scoresvc.db").exists()
         assert "draining" in server.log()
+    finally:
+        server.kill()
+
+
+def test_serve_caps_reads_without_a_deadline_at_max_wait():
+    server = CliServer(
+        "serve",
+        *("--port", "0", "--data-dir", "", "--max-wait", "0.2"),
+        *("--refresh-gap", "60", "--max-staleness", "60", "--time-step", "3600"),
+    )
+    try:
+        server.wait_serving()
+        with ScoreClient(server.address) as c:
+            seq = c.record_interactions([("ana", "bo", InteractionKind.LIKE, None)]).sequence
+            with pytest.raises(grpc.RpcError) as caught:  # no timeout: no deadline
+                c.stub.Score(pb.ScoreRequest(user_id="bo", min_sequence=seq))
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "at most 0.2 s" in (caught.value.details() or "")
     finally:
         server.kill()
 

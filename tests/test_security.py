@@ -28,6 +28,7 @@ from scoresvc.metrics import Metrics
 from scoresvc.model import AccountStatus, InteractionKind
 from scoresvc.server import ScoreServer, ServerSettings
 from scoresvc.v1 import score_service_pb2 as pb
+from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 
 LIKE = InteractionKind.LIKE
 FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=3600)
@@ -274,6 +275,44 @@ def test_a_caller_over_its_rate_is_told_when_to_retry():
         assert 0 < limited[0].retry_delay_seconds <= 0.2
         time.sleep(0.5)
         assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_rate_limit_holds_for_a_new_connection_per_call(tokens):
+    """Anonymous callers are limited by IP address (not address and port), callers
+    with a token by their token, whichever connection they come on."""
+    store, token = tokens
+    settings = ServerSettings(workers=4, time_step_seconds=3600, rate_per_caller=5.0)
+    open_server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
+    guarded = ScoreServer(
+        Engine(), "127.0.0.1:0", settings, authenticator=Authenticator(store)
+    ).start()
+
+    def codes(server: ScoreServer, metadata: list[tuple[str, str]], calls: int = 40) -> list:
+        found = []
+        for _ in range(calls):  # a fresh connection each time
+            options = [("grpc.use_local_subchannel_pool", 1)]
+            with grpc.insecure_channel(server.address, options=options) as channel:
+                stub = pb_grpc.ScoreServiceStub(channel)
+                try:
+                    stub.Score(pb.ScoreRequest(user_id="nobody"), metadata=metadata, timeout=10)
+                except grpc.RpcError as exc:
+                    found.append(ScoreServiceError.of(exc))
+        return found
+
+    try:
+        limited = [
+            d for d in codes(open_server, []) if d.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        ]
+        assert limited and limited[0].reason == "CALLER_RATE_LIMITED"
+        assert "127.0.0.1" in limited[0].message
+        reader = [("authorization", f"Bearer {token['reader']}")]
+        refused = [d.reason for d in codes(guarded, reader)]
+        assert "CALLER_RATE_LIMITED" in refused
+        admin = [("authorization", f"Bearer {token['admin']}")]
+        assert [d.reason for d in codes(guarded, admin, calls=1)] == ["USER_NOT_FOUND"]
+    finally:
+        open_server.stop(0)
+        guarded.stop(0)
 
 
 @pytest.fixture

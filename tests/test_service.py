@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support import rejected
 
 from scoresvc.client import ScoreClient, ScoreServiceError
+from scoresvc.convert import timestamp
 from scoresvc.engine import Engine
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.server import ServerSettings, build_server
@@ -116,6 +117,38 @@ def test_list_endorsements_pages_the_audit_trail(client):
     assert [r.retracted for r in received] == [True, False]
 
 
+def _endorsement(stub, verb: str, seconds: float):
+    request = getattr(pb, f"{verb}Request")(
+        endorser_id="ana", endorsee_id="bo", topic="go", event_time=timestamp(seconds)
+    )
+    return getattr(stub, verb)(request, timeout=10)
+
+
+def _trail(stub) -> list[tuple[bool, bool]]:
+    """(retracted, decides_current_state) of ana's trail, newest first."""
+    page = stub.ListEndorsements(
+        pb.ListEndorsementsRequest(user_id="ana", direction=pb.ENDORSEMENT_DIRECTION_GIVEN),
+        timeout=10,
+    )
+    return [(e.retracted, e.decides_current_state) for e in page.endorsements]
+
+
+def test_a_back_dated_retraction_says_the_endorsement_stays_live(client):
+    stub, t = client.stub, now() - 3600
+    assert _endorsement(stub, "Endorse", t).endorsement_live
+    back_dated = _endorsement(stub, "RetractEndorsement", t - 60)
+    assert back_dated.endorsement_live  # an older retraction does not undo a newer endorsement
+    assert _trail(stub) == [(True, False), (False, True)]
+    got = client.score("bo", "go", min_sequence=back_dated.sequence)
+    assert got.explanation.endorsements_received > 0  # still counting, as the answer said
+    retracted = _endorsement(stub, "RetractEndorsement", now())
+    assert not retracted.endorsement_live
+    assert _trail(stub) == [(True, True), (True, False), (False, False)]
+    # An endorsement older than the retraction is recorded, and says it is not live.
+    assert not _endorsement(stub, "Endorse", t).endorsement_live
+    assert _trail(stub)[0] == (False, False) and _trail(stub)[1] == (True, True)
+
+
 def test_set_account_status_suspends_and_restores(client):
     seq = client.record_interactions(
         [("ana", "bo", LIKE, None), ("bo", "ana", LIKE, None)]
@@ -179,8 +212,13 @@ def test_columnar_errors_name_the_column(client):
     )
     got = rejected(stub.RecordInteractions, bad_length)
     assert got.field_violations[0][0] == "columns.actor_index"
-    out_of_range = rejected(client.record_interaction_columns, ["a", "b"], [0], [5], [1])
-    assert out_of_range.field_violations[0][0] == "columns.actor_index[0]"
+    out_of_range = rejected(
+        client.record_interaction_columns, ["a", "b", "c"], [0, 7, 0], [5, 1, 1], [1, 1, 1]
+    )
+    assert [f for f, _ in out_of_range.field_violations] == [
+        "columns.target_index[0]",
+        "columns.actor_index[1]",
+    ]
     both = pb.RecordInteractionsRequest(
         interactions=[pb.Interaction(actor_id="a", target_id="b", kind=1)],
         columns=pb.InteractionColumns(user_ids=["a"]),
@@ -277,6 +315,113 @@ def test_min_sequence_waits_within_the_deadline_then_gives_up():
             assert time.perf_counter() - started < 5
     finally:
         srv.stop(0)
+
+
+@pytest.fixture
+def stalled():
+    """A server that will not refresh for a minute and caps waits at 0.3 s, and the
+    sequence of a write to it: a read for that sequence can only wait."""
+    settings = ServerSettings(
+        refresh_gap_seconds=60,
+        max_staleness_seconds=60,
+        time_step_seconds=3600,
+        max_wait_seconds=0.3,
+    )
+    srv, _ = build_server("127.0.0.1:0", Engine(), settings)
+    srv.start()
+    try:
+        with ScoreClient(srv.address) as c:
+            yield c, c.record_interactions([("a", "b", LIKE, None)]).sequence
+    finally:
+        srv.stop(0)
+
+
+@pytest.mark.parametrize("timeout", [None, 1e9, 3600.0], ids=["none", "huge", "long"])
+def test_min_sequence_without_a_usable_deadline_waits_up_to_the_server_cap(stalled, timeout):
+    client, seq = stalled
+    with pytest.raises(grpc.RpcError) as caught:
+        client.stub.Score(pb.ScoreRequest(user_id="b", min_sequence=seq), timeout=timeout)
+    got = ScoreServiceError.of(caught.value)
+    assert got.code == grpc.StatusCode.DEADLINE_EXCEEDED, got.message
+    assert got.reason == "SNAPSHOT_NOT_READY" and "0.3 s" in got.message
+
+
+def test_min_sequence_without_a_deadline_reads_its_own_write(client):
+    seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
+    got = client.stub.Score(pb.ScoreRequest(user_id="bo", min_sequence=seq))
+    assert got.sequence >= seq
+
+
+def test_every_call_returns_its_request_id_in_the_trailers(client):
+    stub = client.stub
+    traced = [("x-request-id", "trace-7")]
+    done, call = stub.Endorse.with_call(
+        pb.EndorseRequest(endorser_id="ana", endorsee_id="bo"), metadata=traced, timeout=10
+    )
+    assert dict(call.trailing_metadata())["x-request-id"] == "trace-7"
+    read = pb.ScoreRequest(user_id="bo", min_sequence=done.sequence)
+    made_up = [dict(stub.Score.with_call(read, timeout=10)[1].trailing_metadata()) for _ in "ab"]
+    assert made_up[0]["x-request-id"] != made_up[1]["x-request-id"]
+    for request, reason in (
+        (pb.ScoreRequest(user_id="ghost"), "USER_NOT_FOUND"),
+        (pb.ScoreRequest(user_id=""), "INVALID_ARGUMENT"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Score(request, metadata=[("x-request-id", "trace-8")], timeout=10)
+        assert dict(caught.value.trailing_metadata())["x-request-id"] == "trace-8"
+        assert ScoreServiceError.of(caught.value).reason == reason  # the details are still there
+
+
+def test_reads_refuse_ids_over_128_bytes_without_echoing_them(client):
+    huge = "x" * 100_000
+    given = pb.ENDORSEMENT_DIRECTION_GIVEN
+    for call, field in (
+        (lambda: client.score(huge), "user_id"),
+        (lambda: client.score("ana", huge), "topic"),
+        (lambda: client.batch_score(["ana", huge]), "user_ids[1]"),
+        (lambda: client.top_users(5, huge), "topic"),
+        (
+            lambda: client.stub.ListEndorsements(
+                pb.ListEndorsementsRequest(user_id=huge, direction=given), timeout=10
+            ),
+            "user_id",
+        ),
+    ):
+        got = rejected(call)
+        assert got.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert got.field_violations == [(field, "must be at most 128 bytes of UTF-8")]
+        assert huge[:200] not in got.message
+
+
+def _columns(users, actor, target, kind, seconds) -> pb.RecordInteractionsRequest:
+    return pb.RecordInteractionsRequest(
+        columns=pb.InteractionColumns(
+            user_ids=users,
+            actor_index=np.asarray(actor, "<u4").tobytes(),
+            target_index=np.asarray(target, "<u4").tobytes(),
+            kind=bytes(kind),
+            event_time_seconds=np.asarray(seconds, "<f8").tobytes(),
+        )
+    )
+
+
+def test_times_that_are_not_finite_get_one_clear_message(client):
+    request = _columns(
+        ["a", "b"], [0, 0, 0, 0], [1, 1, 1, 1], [1] * 4, [np.nan, np.inf, -np.inf, now()]
+    )
+    got = rejected(client.stub.RecordInteractions, request, timeout=10)
+    assert got.field_violations == [
+        (f"columns.event_time_seconds[{i}]", "must be a finite number of seconds") for i in range(3)
+    ]
+    assert got.metadata["violations"] == "3"
+
+
+def test_reads_and_writes_word_their_errors_alike(client):
+    assert rejected(client.score, "").message == "user_id: must be a non-empty string"
+    one = rejected(client.record_interactions, [("a", "a", LIKE, None)])
+    assert one.message == "interactions[0].target_id: must differ from actor_id"
+    many = rejected(client.record_interactions, [("a", "a", LIKE, None)] * 5)
+    assert many.message == "interactions[0].target_id: must differ from actor_id (and 4 more)"
 
 
 def test_a_reused_request_id_with_other_content_is_rejected(client):

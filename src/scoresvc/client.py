@@ -323,7 +323,9 @@ class ScoreClient:
         request_id: str = "",
     ) -> WriteResult:
         """Retract a live endorsement; NOT_FOUND (reason ENDORSEMENT_NOT_FOUND) when
-        there is none. Arguments as for ``endorse``."""
+        there is none. Arguments as for ``endorse``. The result's ``endorsement_live``
+        is True when the retraction is older than the endorsement it meets (events
+        resolve by event time), so the endorsement still counts."""
         request = _endorsement_request(
             pb.RetractEndorsementRequest, endorser_id, endorsee_id, topic, event_time, request_id
         )

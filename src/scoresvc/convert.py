@@ -163,6 +163,7 @@ def endorsement_to_wire(e: EndorsementEvent) -> pb.EndorsementEvent:
         event_time=timestamp(e.event_time),
         retracted=e.retracted,
         sequence=e.sequence,
+        decides_current_state=e.decides_current_state,
     )
 
 
@@ -174,6 +175,7 @@ def endorsement_of(m: pb.EndorsementEvent) -> EndorsementEvent:
         event_time=time_of(m.event_time),
         retracted=m.retracted,
         sequence=m.sequence,
+        decides_current_state=m.decides_current_state,
     )
 
 
@@ -184,4 +186,6 @@ def write_result_of(response: Any) -> WriteResult:
     """Any write's response: batches say how many events they carried, the rest one."""
     if isinstance(response, pb.RecordInteractionsResponse):
         return WriteResult(response.sequence, response.accepted)
+    if isinstance(response, (pb.EndorseResponse, pb.RetractEndorsementResponse)):
+        return WriteResult(response.sequence, endorsement_live=response.endorsement_live)
     return WriteResult(response.sequence)

@@ -36,6 +36,7 @@ from .users import MAX_ID_BYTES, UserIds, UserTable
 
 MAX_VIOLATIONS = 100
 TOO_LONG = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
+NOT_FINITE = "must be a finite number of seconds"
 # Keep every forward-decay exponent within +-512 half-lives of the landmark: 2^512
 # times any realistic count stays far from the float64 limit (2^1024).
 LANDMARK_SPAN_HALF_LIVES = 512.0
@@ -118,6 +119,24 @@ def _id_violations(users: UserIds) -> list[tuple[int, str]]:
     ]
     found += [(int(j), "must be valid UTF-8") for j in bad_text]
     return sorted(found)
+
+
+def _index_violations(
+    n_users: int, actor: np.ndarray, target: np.ndarray
+) -> tuple[list[FieldViolation], int]:
+    """The first 100 indexes outside ``user_ids`` in row order, each named by its
+    column, and how many there are."""
+    found: list[tuple[int, FieldViolation]] = []
+    total = 0
+    for column, values in (("actor_index", actor), ("target_index", target)):
+        bad = np.flatnonzero((values < 0) | (values >= n_users))
+        total += len(bad)
+        found.extend(
+            (int(i), FieldViolation(column, "must index user_ids", int(i)))
+            for i in bad[:MAX_VIOLATIONS]
+        )
+    found.sort(key=lambda item: item[0])
+    return [v for _, v in found[:MAX_VIOLATIONS]], total
 
 
 def _violation_list(found: list[FieldViolation], total: int) -> InvalidArgument:
@@ -506,15 +525,10 @@ class Engine:
             if users_checked
             else [FieldViolation("user_ids", d, j) for j, d in _id_violations(users)]
         )
-        out_of_range = (actor_index < 0) | (actor_index >= len(users))
-        out_of_range |= (target_index < 0) | (target_index >= len(users))
-        bad_index = [
-            FieldViolation("actor_index", "must index user_ids", int(i))
-            for i in np.flatnonzero(out_of_range)[:MAX_VIOLATIONS]
-        ]
+        bad_index, index_total = _index_violations(len(users), actor_index, target_index)
         if violations or bad_users or bad_index:
             everything = bad_users + bad_index + violations
-            raise _violation_list(everything, total + len(bad_users) + int(out_of_range.sum()))
+            raise _violation_list(everything, total + len(bad_users) + index_total)
         arrays: dict[str, np.ndarray] = {
             "actor": actor_index.astype(np.int64),
             "target": target_index.astype(np.int64),
@@ -617,7 +631,8 @@ class Engine:
     ) -> tuple[list[EndorsementEvent], int | None]:
         """A page of the audit trail given or received by a user, newest first.
 
-        Returns the entries and the offset of the next page (None at the end).
+        Returns the entries and the offset of the next page (None at the end). Each
+        entry says whether it ``decides_current_state`` of its endorsement.
         """
         u = self._users.index.get(user_id)
         if u is None:
@@ -627,6 +642,7 @@ class Engine:
             side = self._trail["endorser" if given else "endorsee"][:n]
             hits = np.flatnonzero(side == u)[::-1]
             page = hits[offset : offset + limit]
+            deciding = self._deciding_events(hits)
             entries = [
                 EndorsementEvent(
                     endorser_id=self._users.ids[self._trail["endorser"][i]],
@@ -635,6 +651,7 @@ class Engine:
                     event_time=float(self._trail["ts"][i]),
                     retracted=bool(self._trail["retracted"][i]),
                     sequence=int(self._trail["sequence"][i]),
+                    decides_current_state=int(i) in deciding,
                 )
                 for i in page
             ]
@@ -983,6 +1000,7 @@ class Engine:
 
     def _apply(self, record: WriteRecord) -> WriteResult:
         a = record.arrays
+        live = None
         if record.kind == "interactions":
             dense = self._register_users(record.users)
             channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
@@ -1001,6 +1019,7 @@ class Engine:
             )
             if not f["retract"]:
                 self._endorse_times.setdefault(int(dense[0]), deque()).append(f["received_at"])
+            live = self._is_live(int(dense[0]), int(dense[1]), self._topic_index[f["topic"]])
             accepted = 1
         elif record.kind == "status":
             u = int(self._register_users(record.users)[0])
@@ -1016,7 +1035,7 @@ class Engine:
         if record.request_id:
             self._pending.pop(record.request_id, None)
         return self._acknowledge(
-            record.request_id, record.fingerprint, WriteResult(record.sequence, accepted)
+            record.request_id, record.fingerprint, WriteResult(record.sequence, accepted, live)
         )
 
     def _apply_log(self, record: WriteRecord) -> int:
@@ -1086,6 +1105,7 @@ class Engine:
         """The first 100 violations of a columnar batch in row order, and the count
         of all of them."""
         skew = self.params.max_future_skew_seconds
+        finite = np.isfinite(ts)  # one message for NaN and infinities, nothing more
         checks = [
             ("target_id", actor == target, "must differ from actor_id"),
             (
@@ -1093,8 +1113,9 @@ class Engine:
                 (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
                 "must be LIKE, MENTION, REPLY or RESHARE",
             ),
-            ("event_time", ~np.isfinite(ts) | (ts < 0), "must be a time after 1970"),
-            ("event_time", ts > now + skew, f"is more than {skew:g} s in the future"),
+            ("event_time", ~finite, NOT_FINITE),
+            ("event_time", finite & (ts < 0), "must be a time after 1970"),
+            ("event_time", finite & (ts > now + skew), f"is more than {skew:g} s in the future"),
         ]
         found: list[tuple[int, FieldViolation]] = []
         total = 0
@@ -1359,7 +1380,9 @@ class Engine:
             violations.append(
                 FieldViolation("topic", f"must be at most {MAX_ID_BYTES} bytes of UTF-8")
             )
-        if not math.isfinite(ts) or ts < 0:
+        if not math.isfinite(ts):
+            violations.append(FieldViolation("event_time", NOT_FINITE))
+        elif ts < 0:
             violations.append(FieldViolation("event_time", "must be a time after 1970"))
         elif ts > now + self.params.max_future_skew_seconds:
             violations.append(
@@ -1404,6 +1427,31 @@ class Engine:
             )
 
         return self._write(request_id, fingerprint, make_record)
+
+    def _deciding_events(self, events: np.ndarray) -> set[int]:
+        """Of these trail positions (all of each endorsement's events among them),
+        those that decide their endorsement's state: the first event whose time and
+        kind are the ones its record holds (later equal events changed nothing)."""
+        if events.size == 0:
+            return set()
+        events = np.sort(events)
+        trail = self._trail
+        records = np.empty(len(events), np.int32)
+        pair_keys = (trail["endorser"][events].astype(np.uint64) << np.uint64(32)) | trail[
+            "endorsee"
+        ][events].astype(np.uint64)
+        self._pair_index.lookup(pair_keys, self._pair_key, records)
+        rec_keys = (records.astype(np.uint64) << np.uint64(32)) | trail["topic"][events].astype(
+            np.uint64
+        )
+        self._rec_index.lookup(rec_keys, self._rec_key, records)
+        known = records >= 0
+        events, records = events[known], records[known]
+        matches = (trail["ts"][events] == self._rec_ts[records]) & (
+            trail["retracted"][events] == (self._rec_state[records] == REC_RETRACTED)
+        )
+        _, first = np.unique(records[matches], return_index=True)
+        return set(events[matches][first].tolist())
 
     def _is_live(self, a: int | None, b: int | None, t: int | None) -> bool:
         if a is None or b is None or t is None:

@@ -100,11 +100,17 @@ class EndorsementEvent:
     retracted: bool
     #: The sequence number of the write.
     sequence: int
+    #: True for the event that decides its endorsement's current state (the latest by
+    #: event time; a retraction wins a tie): a back-dated retraction is not one.
+    decides_current_state: bool = False
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a write returns: its sequence number and how many events it carried."""
+    """What a write returns: its sequence number, how many events it carried and, for
+    an endorsement or retraction, whether the endorsement is live after it (events
+    resolve by event time, so a back-dated retraction leaves it live)."""
 
     sequence: int
     accepted: int = 1
+    endorsement_live: bool | None = None

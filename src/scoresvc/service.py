@@ -29,13 +29,13 @@ from .convert import (
     status_from_wire,
     status_to_wire,
 )
-from .engine import Engine
+from .engine import TOO_LONG, Engine, check_user_id
 from .errors import FieldViolation, InvalidArgument
 from .interceptor import current_caller
 from .results import WriteResult
 from .snapshot import Snapshot, log_scale_one
 from .status import RpcError, invalid
-from .users import UserIds
+from .users import MAX_ID_BYTES, UserIds
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 
@@ -44,13 +44,12 @@ MAX_TOP_USERS = 1_000
 MAX_CONTRIBUTORS = 100
 MAX_PAGE_SIZE = 1_000
 DEFAULT_PAGE_SIZE = 50
-# How long a read with min_sequence and no deadline may wait for its snapshot.
-MAX_WAIT_SECONDS = 30.0
 
 # Columnar names of the engine's row fields, for violation paths.
 _COLUMN_OF = {
     "actor_id": "actor_index",
     "target_id": "target_index",
+    "target_index": "target_index",
     "kind": "kind",
     "event_time": "event_time_seconds",
     "actor_index": "actor_index",
@@ -175,8 +174,11 @@ class SnapshotSource:
     """What the servicer needs from the server around the engine: the snapshot for a
     read (waiting for ``min_sequence``), and a nudge after each write."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_wait_seconds: float = 30.0) -> None:
+        """``max_wait_seconds``: the longest a read waits for ``min_sequence`` (a
+        missing or longer deadline is cut to it)."""
         self.engine = engine
+        self.max_wait_seconds = max_wait_seconds
         self.ready = threading.Event()
         self._published = threading.Condition()
 
@@ -202,8 +204,7 @@ class SnapshotSource:
                 "SEQUENCE_AHEAD",
                 [("min_sequence", "is ahead of the last accepted write")],
             )
-        remaining = context.time_remaining()
-        timeout = MAX_WAIT_SECONDS if remaining is None else max(remaining - 0.01, 0.0)
+        timeout = self._wait_seconds(context)
         # A caller that goes away ends the wait too: its slot is freed at once.
         context.add_callback(self.published)
         with self._published:
@@ -214,12 +215,41 @@ class SnapshotSource:
         if not context.is_active():
             raise RpcError(grpc.StatusCode.CANCELLED, "the caller went away", "CANCELLED")
         if not ok:
+            cap = f" (reads wait at most {self.max_wait_seconds:g} s)"
             raise RpcError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no snapshot includes sequence {min_sequence} yet",
+                f"no snapshot includes sequence {min_sequence} yet"
+                + (cap if timeout >= self.max_wait_seconds else ""),
                 "SNAPSHOT_NOT_READY",
             )
         return self.engine.snapshot
+
+    def _wait_seconds(self, context: grpc.ServicerContext) -> float:
+        """The call's remaining time, a little early so the answer arrives before the
+        deadline, never past the cap: no deadline reads as a practically infinite
+        remaining time, which no lock wait accepts."""
+        cap = min(self.max_wait_seconds, threading.TIMEOUT_MAX)
+        remaining = context.time_remaining()
+        if remaining is None or not math.isfinite(remaining):
+            return cap
+        return max(min(remaining - 0.01, cap), 0.0)
+
+
+# Ids of at most this many characters are within MAX_ID_BYTES whatever they hold.
+_SURELY_SHORT = MAX_ID_BYTES // 4
+
+
+def _check_id(user_id: str, field: str) -> None:
+    """Reads hold ids to the writes' rule, so an id that could never have been written
+    is INVALID_ARGUMENT (never echoed back) rather than NOT_FOUND."""
+    bad = check_user_id(user_id, field)
+    if bad is not None:
+        raise invalid(field, bad.description)
+
+
+def _check_topic(topic: str) -> None:
+    if len(topic) > _SURELY_SHORT and len(topic.encode("utf-8")) > MAX_ID_BYTES:
+        raise invalid("topic", TOO_LONG)
 
 
 def _scoped(request_id: str) -> str:
@@ -247,8 +277,8 @@ class ScoreServicer(ScoreServiceServicer):
     # ------------------------------------------------------------------ reads
 
     def Score(self, request: pb.ScoreRequest, context: grpc.ServicerContext) -> pb.ScoreResponse:
-        if not request.user_id:
-            raise invalid("user_id", "must be set")
+        _check_id(request.user_id, "user_id")
+        _check_topic(request.topic)
         if not 0 <= request.top_contributors <= MAX_CONTRIBUTORS:
             raise invalid("top_contributors", f"must be between 0 and {MAX_CONTRIBUTORS}")
         snap = self.source.snapshot_for(request.min_sequence, context)
@@ -279,11 +309,12 @@ class ScoreServicer(ScoreServiceServicer):
     ) -> pb.BatchScoreResponse:
         if len(request.user_ids) > MAX_BATCH_USERS:
             raise invalid("user_ids", f"must hold at most {MAX_BATCH_USERS} ids")
-        for i, user_id in enumerate(request.user_ids):
-            if not user_id:
-                raise invalid(f"user_ids[{i}]", "must not be empty")
-        snap = self.source.snapshot_for(request.min_sequence, context)
         ids = list(request.user_ids)
+        for i, user_id in enumerate(ids):
+            if not user_id or len(user_id) > _SURELY_SHORT:
+                _check_id(user_id, f"user_ids[{i}]")
+        _check_topic(request.topic)
+        snap = self.source.snapshot_for(request.min_sequence, context)
         found, score, influence, percentile = snap.scores(ids, request.topic)
         entries = [
             pb.BatchScoreEntry(user_id=u, found=f, score=s, influence=i, percentile=p)
@@ -302,6 +333,7 @@ class ScoreServicer(ScoreServiceServicer):
     ) -> pb.TopUsersResponse:
         if not 0 <= request.limit <= MAX_TOP_USERS:
             raise invalid("limit", f"must be between 0 and {MAX_TOP_USERS}")
+        _check_topic(request.topic)
         snap = self.source.snapshot_for(request.min_sequence, context)
         ranked = snap.top(request.limit or 10, request.topic)
         return pb.TopUsersResponse(
@@ -313,8 +345,7 @@ class ScoreServicer(ScoreServiceServicer):
     def ListEndorsements(
         self, request: pb.ListEndorsementsRequest, context: grpc.ServicerContext
     ) -> pb.ListEndorsementsResponse:
-        if not request.user_id:
-            raise invalid("user_id", "must be set")
+        _check_id(request.user_id, "user_id")
         if request.direction == pb.ENDORSEMENT_DIRECTION_UNSPECIFIED:
             raise invalid("direction", "must be GIVEN or RECEIVED")
         if request.direction not in (
@@ -341,13 +372,18 @@ class ScoreServicer(ScoreServiceServicer):
     def Endorse(
         self, request: pb.EndorseRequest, context: grpc.ServicerContext
     ) -> pb.EndorseResponse:
-        return pb.EndorseResponse(sequence=self._endorsement(request, self.engine.endorse))
+        done = self._endorsement(request, self.engine.endorse)
+        return pb.EndorseResponse(
+            sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
+        )
 
     def RetractEndorsement(
         self, request: pb.RetractEndorsementRequest, context: grpc.ServicerContext
     ) -> pb.RetractEndorsementResponse:
-        sequence = self._endorsement(request, self.engine.retract)
-        return pb.RetractEndorsementResponse(sequence=sequence)
+        done = self._endorsement(request, self.engine.retract)
+        return pb.RetractEndorsementResponse(
+            sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
+        )
 
     def RecordInteractions(
         self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext
@@ -423,7 +459,7 @@ class ScoreServicer(ScoreServiceServicer):
 
     # ------------------------------------------------------------------ helpers
 
-    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> int:
+    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> WriteResult:
         """Endorse and RetractEndorsement carry the same fields."""
         self._check_ready()
         done = write(
@@ -434,7 +470,7 @@ class ScoreServicer(ScoreServiceServicer):
             request_id=_scoped(request.request_id),
         )
         self.source.written()
-        return done.sequence
+        return done
 
     def _check_rows(self, field: str, rows: int) -> None:
         if rows > self.max_batch_rows:
