@@ -28,6 +28,7 @@ from scoresvc.metrics import Metrics
 from scoresvc.model import AccountStatus, InteractionKind
 from scoresvc.server import ScoreServer, ServerSettings
 from scoresvc.v1 import score_service_pb2 as pb
+from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 
 LIKE = InteractionKind.LIKE
 FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=3600)
@@ -69,6 +70,83 @@ def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
     with ScoreClient(guarded.address, token=token["admin"]) as admin:
         admin.set_account_status("bo", AccountStatus.SEED)
         admin.endorse("ana", "bo")
+
+
+#: The README's role table, written out: who may call what on a server holding tokens.
+#: Roles nest: reader (the four reads) < writer (also the three writes of events)
+#: < admin (also SetAccountStatus); a call without a token is UNAUTHENTICATED.
+_OK, _DENIED, _UNAUTH = "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"
+ROLE_MATRIX = {
+    #                      anonymous  reader   writer   admin
+    "Score": (_UNAUTH, _OK, _OK, _OK),
+    "BatchScore": (_UNAUTH, _OK, _OK, _OK),
+    "TopUsers": (_UNAUTH, _OK, _OK, _OK),
+    "ListEndorsements": (_UNAUTH, _OK, _OK, _OK),
+    "Endorse": (_UNAUTH, _DENIED, _OK, _OK),
+    "RetractEndorsement": (_UNAUTH, _DENIED, _OK, _OK),
+    "RecordInteractions": (_UNAUTH, _DENIED, _OK, _OK),
+    "SetAccountStatus": (_UNAUTH, _DENIED, _DENIED, _OK),
+}
+CALLERS = ("anonymous", "reader", "writer", "admin")
+
+
+def _valid_request(method: str, caller: str):
+    """A request ``method`` answers OK when the caller may make it: each caller
+    retracts an endorsement of its own (made before the server started)."""
+    return {
+        "Score": pb.ScoreRequest(user_id="bo"),
+        "BatchScore": pb.BatchScoreRequest(user_ids=["bo", "ana"]),
+        "TopUsers": pb.TopUsersRequest(limit=3),
+        "ListEndorsements": pb.ListEndorsementsRequest(
+            user_id="bo", direction=pb.ENDORSEMENT_DIRECTION_RECEIVED
+        ),
+        "Endorse": pb.EndorseRequest(endorser_id=f"{caller}-new", endorsee_id="bo"),
+        "RetractEndorsement": pb.RetractEndorsementRequest(
+            endorser_id=f"{caller}-fan", endorsee_id="bo"
+        ),
+        "RecordInteractions": pb.RecordInteractionsRequest(
+            interactions=[pb.Interaction(actor_id=caller, target_id="bo", kind=LIKE)]
+        ),
+        "SetAccountStatus": pb.SetAccountStatusRequest(
+            user_id="bo", status=pb.ACCOUNT_STATUS_NORMAL
+        ),
+    }[method]
+
+
+def test_every_method_for_every_role_follows_the_readme_role_table(tokens):
+    store, token = tokens
+    assert set(ROLE_MATRIX) == {
+        m.name for m in pb.DESCRIPTOR.services_by_name["ScoreService"].methods
+    }, "a method is missing from the role table"
+    engine = Engine()
+    engine.record_interactions([("ana", "bo", LIKE, None)])
+    for caller in CALLERS:
+        engine.endorse(f"{caller}-fan", "bo")
+    engine.refresh()
+    server = ScoreServer(engine, "127.0.0.1:0", FAST, authenticator=Authenticator(store)).start()
+    got: dict[str, tuple[str, ...]] = {}
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            for method in ROLE_MATRIX:
+                codes = []
+                for caller in CALLERS:
+                    metadata = (
+                        []
+                        if caller == "anonymous"
+                        else [("authorization", f"Bearer {token[caller]}")]
+                    )
+                    try:
+                        getattr(stub, method)(
+                            _valid_request(method, caller), timeout=30, metadata=metadata
+                        )
+                        codes.append(_OK)
+                    except grpc.RpcError as exc:
+                        codes.append(exc.code().name)  # type: ignore[attr-defined]
+                got[method] = tuple(codes)
+    finally:
+        server.stop(0)
+    assert got == ROLE_MATRIX
 
 
 def test_missing_or_bad_tokens_are_unauthenticated_but_health_stays_open(guarded, tokens):
@@ -348,6 +426,16 @@ def test_metrics_count_calls_and_report_the_state():
     assert "scoresvc_users 3.0" in text and "scoresvc_pairs 2.0" in text
     assert "scoresvc_refresh_duration_seconds_count" in text
     assert "scoresvc_snapshot_age_seconds" in text
+    # The standard process metrics of the server's own process, read from /proc.
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("process_")
+    }
+    assert values["process_resident_memory_bytes"] > 1 << 20
+    assert values["process_cpu_seconds_total"] > 0
+    assert values["process_open_fds"] >= 3
+    assert abs(values["process_start_time_seconds"] - time.time()) < 24 * 3600
 
 
 def test_json_logs_carry_the_request_id_of_each_write():
