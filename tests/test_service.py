@@ -15,7 +15,9 @@ from scoresvc.client import ScoreClient, error_details
 from scoresvc.engine import Engine
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.server import ServerSettings, build_server
+from scoresvc.synthetic import community
 from scoresvc.v1 import score_service_pb2 as pb
+from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 
 LIKE, REPLY = InteractionKind.LIKE, InteractionKind.REPLY
 FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=3600)
@@ -85,6 +87,63 @@ def test_batch_score_flags_unknown_users_per_entry(client):
         ("ana", True),
     ]
     assert got.entries[1].score == 0 and got.sequence >= seq
+
+
+def test_batch_score_gives_every_user_the_numbers_score_gives_globally_and_per_topic():
+    """Every user's BatchScore entry equals its Score answer, in one snapshot: a
+    community with topic endorsements, a seed, a suspended user, twins, and users
+    whose influence ties (every user nobody trusts)."""
+    engine = Engine()
+    engine.load_events(community(3000, 120, seed=3, end=now()))
+    engine.record_interactions(
+        [
+            ("fan", "twin-a", REPLY, None),
+            ("fan", "twin-b", REPLY, None),
+            ("twin-a", "user0000001", LIKE, None),
+            ("twin-b", "user0000001", LIKE, None),
+        ]
+        + [(f"lurker-{i}", "user0000001", LIKE, None) for i in range(3)]
+    )
+    for twin in ("twin-a", "twin-b"):
+        engine.endorse("user0000002", twin, "python")
+    engine.endorse("user0000003", "user0000004", "python")
+    engine.set_status("user0000005", AccountStatus.SEED)
+    engine.set_status("user0000006", AccountStatus.SUSPENDED)
+    engine.set_status("user0000007", AccountStatus.SUSPENDED)
+    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv.start()
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            seq = engine.sequence
+            users = [u.user_id for u in stub.TopUsers(pb.TopUsersRequest(limit=1000)).users]
+            users.append("never-seen")
+            assert len(users) > 100
+            for topic in ("", "python"):
+                batch = stub.BatchScore(
+                    pb.BatchScoreRequest(user_ids=users, topic=topic, min_sequence=seq),
+                    timeout=60,
+                )
+                assert [e.user_id for e in batch.entries] == users
+                for entry in batch.entries:
+                    try:
+                        one = stub.Score(
+                            pb.ScoreRequest(user_id=entry.user_id, topic=topic), timeout=60
+                        )
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+                        assert not entry.found, entry.user_id
+                        continue
+                    assert one.sequence == batch.sequence
+                    assert entry.found, entry.user_id
+                    # the same numbers (one computes a user, the other a vector: last bits)
+                    got = (entry.score, entry.influence, entry.percentile)
+                    want = (one.score, one.influence, one.percentile)
+                    assert got == pytest.approx(want, rel=1e-12, abs=1e-300), (topic, entry)
+                found = [e.influence for e in batch.entries if e.found]
+                assert len(set(found)) < len(found), "no ties among the users compared"
+    finally:
+        srv.stop(0)
 
 
 def test_top_users_ranks_globally(client):
