@@ -9,6 +9,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from scoresvc.client import ScoreClient, error_details
@@ -348,6 +349,222 @@ def test_a_reused_request_id_with_other_content_is_rejected(client):
     got = rejected(client.endorse, "a", "c", request_id="r-1")
     assert got.code == grpc.StatusCode.INVALID_ARGUMENT
     assert got.reason == "REQUEST_ID_REUSED" and got.field_violations[0][0] == "request_id"
+
+
+T = 1_767_225_600.0  # a fixed event time, in the past
+
+
+def _at(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
+
+
+def _row(actor: str, target: str, kind: int = LIKE, when: float | None = T, topic: str = ""):
+    row = pb.Interaction(actor_id=actor, target_id=target, kind=kind, topic=topic)
+    if when is not None:
+        row.event_time.CopyFrom(_at(when))
+    return row
+
+
+def _rows(*rows) -> pb.RecordInteractionsRequest:
+    return pb.RecordInteractionsRequest(interactions=rows)
+
+
+def _columns(users=("a", "b", "c"), actor=(0, 2), target=(1, 1), kind=(1, 3), times=(T, T)):
+    return pb.RecordInteractionsRequest(
+        columns=pb.InteractionColumns(
+            user_ids=users,
+            actor_index=np.array(actor, "<u4").tobytes(),
+            target_index=np.array(target, "<u4").tobytes(),
+            kind=np.array(kind, np.uint8).tobytes(),
+            event_time_seconds=np.array(times, "<f8").tobytes(),
+        )
+    )
+
+
+def _endorsement(message, endorser="a", endorsee="b", topic="go", when: float | None = T):
+    request = message(endorser_id=endorser, endorsee_id=endorsee, topic=topic)
+    if when is not None:
+        request.event_time.CopyFrom(_at(when))
+    return request
+
+
+def _endorse(**fields):
+    return _endorsement(pb.EndorseRequest, **fields)
+
+
+def _retract(**fields):
+    return _endorsement(pb.RetractEndorsementRequest, **fields)
+
+
+def _status(user="a", status=pb.ACCOUNT_STATUS_SEED):
+    return pb.SetAccountStatusRequest(user_id=user, status=status)
+
+
+BASE_ROWS = _rows(_row("a", "b"), _row("c", "b", REPLY, None))
+#: (method, the first request, the same request id with one thing changed)
+CHANGED = {
+    "rows: actor": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("x", "b"), _row("c", "b", REPLY, None)),
+    ),
+    "rows: target": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "x"), _row("c", "b", REPLY, None)),
+    ),
+    "rows: kind": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", REPLY), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", when=T - 1), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time by 1 ms": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", when=T + 1e-3), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time left out": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", when=None), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time given": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b"), _row("c", "b", REPLY, T)),
+    ),
+    "rows: a row less": ("RecordInteractions", BASE_ROWS, _rows(_row("a", "b"))),
+    "rows: a row more": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b"), _row("c", "b", REPLY, None), _row("a", "b")),
+    ),
+    "rows: swapped": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("c", "b", REPLY, None), _row("a", "b")),
+    ),
+    "rows: ids reversed": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("b", "a"), _row("b", "c", REPLY, None)),
+    ),
+    "columns: user ids": ("RecordInteractions", _columns(), _columns(users=("a", "b", "x"))),
+    "columns: actor": ("RecordInteractions", _columns(), _columns(actor=(0, 0))),
+    "columns: target": ("RecordInteractions", _columns(), _columns(target=(1, 0))),
+    "columns: kind": ("RecordInteractions", _columns(), _columns(kind=(1, 4))),
+    "columns: time": ("RecordInteractions", _columns(), _columns(times=(T, T - 60))),
+    "columns: time left out": ("RecordInteractions", _columns(), _columns(times=())),
+    "columns: as rows, a kind changed": (
+        "RecordInteractions",
+        _columns(),
+        _rows(_row("a", "b"), _row("c", "b", InteractionKind.MENTION)),
+    ),
+    "endorse: endorser": ("Endorse", _endorse(), _endorse(endorser="x")),
+    "endorse: endorsee": ("Endorse", _endorse(), _endorse(endorsee="x")),
+    "endorse: topic": ("Endorse", _endorse(), _endorse(topic="rust")),
+    "endorse: no topic": ("Endorse", _endorse(), _endorse(topic="")),
+    "endorse: time": ("Endorse", _endorse(), _endorse(when=T - 60)),
+    "endorse: time left out": ("Endorse", _endorse(), _endorse(when=None)),
+    "endorse, then retract": ("Endorse", _endorse(), _retract()),
+    "retract: endorser": ("RetractEndorsement", _retract(), _retract(endorser="c")),
+    "retract: endorsee": ("RetractEndorsement", _retract(), _retract(endorsee="c")),
+    "retract: topic": ("RetractEndorsement", _retract(), _retract(topic="")),
+    "retract: time": ("RetractEndorsement", _retract(), _retract(when=T + 60)),
+    "retract: time left out": ("RetractEndorsement", _retract(), _retract(when=None)),
+    "retract, then endorse": ("RetractEndorsement", _retract(), _endorse()),
+    "status: user": ("SetAccountStatus", _status(), _status(user="b")),
+    "status: status": ("SetAccountStatus", _status(), _status(status=pb.ACCOUNT_STATUS_SUSPENDED)),
+    "status, then endorse": ("SetAccountStatus", _status(), _endorse()),
+    "rows, then status": ("RecordInteractions", BASE_ROWS, _status()),
+}
+
+
+def _prepare(engine: Engine) -> None:
+    """What every case's first request needs: live endorsements to retract."""
+    for endorser, endorsee, topic in (
+        ("a", "b", "go"),
+        ("c", "b", "go"),
+        ("a", "c", "go"),
+        ("a", "b", ""),
+    ):
+        engine.endorse(endorser, endorsee, topic, T - 3600)
+
+
+def _send(stub, request):
+    method = {
+        pb.RecordInteractionsRequest: "RecordInteractions",
+        pb.EndorseRequest: "Endorse",
+        pb.RetractEndorsementRequest: "RetractEndorsement",
+        pb.SetAccountStatusRequest: "SetAccountStatus",
+    }[type(request)]
+    return getattr(stub, method)(request, timeout=30).sequence
+
+
+@pytest.mark.parametrize("case", list(CHANGED))
+def test_a_request_id_reused_with_anything_changed_is_invalid_and_applies_nothing(case):
+    method, first, changed = CHANGED[case]
+    engine = Engine()
+    _prepare(engine)
+    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv.start()
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            first.request_id = changed.request_id = "req-1"
+            assert type(first).__name__.startswith(method)
+            sequence = _send(stub, first)
+            with pytest.raises(grpc.RpcError) as caught:
+                _send(stub, changed)
+            got = error_details(caught.value)
+            assert got.code == grpc.StatusCode.INVALID_ARGUMENT, (case, got)
+            assert got.reason == "REQUEST_ID_REUSED"
+            assert engine.sequence == sequence
+            assert _send(stub, first) == sequence  # the first request again: a retry
+            assert engine.sequence == sequence
+    finally:
+        srv.stop(0)
+
+
+def test_the_same_batch_as_rows_or_as_columns_is_one_request(server):
+    columns, rows = _columns(), _rows(_row("a", "b"), _row("c", "b", REPLY))
+    columns.request_id = rows.request_id = "either-form"
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.ScoreServiceStub(channel)
+        first = _send(stub, columns)
+        assert _send(stub, rows) == first
+        assert _send(stub, columns) == first
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [_retract(), _retract(when=None), _status(), _status(status=pb.ACCOUNT_STATUS_SUSPENDED)],
+    ids=["retract", "retract at server time", "seed", "suspend"],
+)
+def test_retries_of_retract_and_set_status_get_the_first_sequence(request_):
+    engine = Engine()
+    _prepare(engine)
+    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv.start()
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            request_.request_id = "retry-me"
+            first = _send(stub, request_)
+            _send(stub, _endorse(endorser="x", endorsee="y"))  # a write in between
+            later = engine.sequence
+            # a retract retried after it succeeded finds nothing live: the first answer
+            assert [_send(stub, request_) for _ in range(3)] == [first] * 3
+            assert engine.sequence == later
+    finally:
+        srv.stop(0)
 
 
 class _Faulty(Engine):
