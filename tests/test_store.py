@@ -267,6 +267,59 @@ def test_a_request_id_in_flight_is_applied_once(tmp_path):
     assert len(queued) == 1 and answers == [WriteResult(1, 1)] * 2
 
 
+@pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("normal", 1)])
+def test_durability_sets_sqlite_synchronous_on_the_journal_connection(
+    tmp_path, durability, synchronous
+):
+    """The README's promise, read back from SQLite: ``full`` is synchronous=FULL (2),
+    ``normal`` is NORMAL (1), in WAL mode, on the connection that commits the writes."""
+    with Store(tmp_path, durability) as store:
+        engine = Engine()
+        store.load_into(engine)
+        engine.record_interactions([("a", "b", LIKE, None)])
+        with store._db_lock:
+            got = store._db.execute("PRAGMA synchronous").fetchone()[0]
+            mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
+    assert (got, mode) == (synchronous, "wal")
+
+
+def test_a_checkpoint_is_fsynced_then_renamed_then_its_directory_fsynced(tmp_path, monkeypatch):
+    """Traces the os calls the checkpoint writer makes: the file's data reaches the
+    disk before the rename makes it the checkpoint, and the rename itself (the
+    directory entry) reaches the disk before the checkpoint counts as taken."""
+    store = Store(tmp_path)
+    engine = Engine()
+    store.load_into(engine)
+    _write_everything(engine)
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def replace(src, dst) -> None:  # type: ignore[no-untyped-def]
+        real_replace(src, dst)
+        calls.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = store.checkpoint()
+    monkeypatch.undo()
+    store.close(final_checkpoint=False)
+    assert path is not None
+    directory = str(path.parent.resolve())
+    mine = [c for c in calls if directory in c[1]]
+    assert len(mine) == 3, calls
+    (first, written), (second, renamed), (third, synced) = mine
+    source, target = renamed.split(" -> ")
+    assert (first, second, third) == ("fsync", "replace", "fsync")
+    assert os.path.realpath(source) == written != str(path.resolve())  # a temporary file
+    assert os.path.realpath(target) == str(path.resolve())
+    assert synced == directory
+    assert checkpoint.read(path).sequence == engine.sequence
+
+
 def test_a_data_directory_in_use_is_refused(tmp_path):
     with Store(tmp_path), pytest.raises(StorageError, match="in use"):
         Store(tmp_path)
