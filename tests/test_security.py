@@ -168,7 +168,7 @@ def test_a_revoked_token_stops_working_without_a_restart(guarded, tokens):
     with ScoreClient(guarded.address, token=token["reader"]) as reader:
         rejected(reader.score, "nobody")  # NOT_FOUND: the token works
         assert store.revoke("svc-reader")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60  # "within a second" on an idle machine
         while time.monotonic() < deadline:
             code = rejected(reader.score, "nobody").code
             if code == grpc.StatusCode.UNAUTHENTICATED:
@@ -218,8 +218,8 @@ def test_a_public_address_without_tokens_is_refused_unless_told(tmp_path):
         [*base, "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=60
     )
     assert refused.returncode == 2 and "needs tokens" in refused.stderr
-    server = CliServer(*base[3:], "--data-dir", "", "--insecure-no-auth")
-    server.stop(timeout=30)
+    with CliServer(*base[3:], "--data-dir", "", "--insecure-no-auth") as server:
+        server.stop(timeout=60)
     assert "--insecure-no-auth: anyone who can reach 0.0.0.0" in server.log()
 
 
@@ -347,17 +347,20 @@ def test_a_request_over_the_size_limit_is_refused():
 
 def test_a_caller_over_its_rate_is_told_when_to_retry():
     with _limited(rate_per_caller=5.0) as client:
-        codes = []
-        for _ in range(15):
-            try:
-                client.score("nobody")
-            except grpc.RpcError as exc:
-                codes.append(error_details(exc))
-        limited = [d for d in codes if d.code == grpc.StatusCode.RESOURCE_EXHAUSTED]
-        assert limited and limited[0].reason == "CALLER_RATE_LIMITED"
-        assert 0 < limited[0].retry_after_seconds <= 0.2
-        time.sleep(0.5)
-        assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
+        # Calls until one is limited: a burst of 10 at most, and 5 more a second, so
+        # it comes however slowly a busy machine makes the calls.
+        for _ in range(1000):
+            got = rejected(client.score, "nobody")
+            if got.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                break
+        assert got.reason == "CALLER_RATE_LIMITED"
+        assert got.retry_after_seconds is not None and 0 < got.retry_after_seconds <= 0.2
+        deadline = time.monotonic() + 60
+        while got.code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # until the bucket refills
+            assert time.monotonic() < deadline
+            time.sleep(got.retry_after_seconds)  # as told: the condition is then re-checked
+            got = rejected(client.score, "nobody")
+        assert got.code == grpc.StatusCode.NOT_FOUND
 
 
 @pytest.fixture
@@ -368,26 +371,39 @@ def one_slot():
         yield c, c.record_interactions([("ana", "bo", LIKE, None)]).sequence
 
 
+def _refused_while(client: ScoreClient, waiting) -> bool:
+    """Whether a call is refused RESOURCE_EXHAUSTED before ``waiting()`` turns false."""
+    while waiting():
+        if rejected(client.score, "bo").code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return True
+    return False
+
+
 def test_calls_past_the_concurrency_limit_are_refused_and_deadlines_end_waits(one_slot):
     client, seq = one_slot
-    waiting: list = []
-    waiter = threading.Thread(
-        target=lambda: waiting.append(rejected(client.score, "bo", min_sequence=seq, timeout=1.5))
-    )
-    waiter.start()
-    time.sleep(0.4)
-    assert rejected(client.score, "bo").code == grpc.StatusCode.RESOURCE_EXHAUSTED
-    waiter.join()
-    assert waiting[0].code == grpc.StatusCode.DEADLINE_EXCEEDED
+    for deadline in (2, 8, 32):  # a longer wait if a busy machine did not see it held
+        waiting: list = []
+        waiter = threading.Thread(
+            target=lambda d=deadline, out=waiting: out.append(
+                rejected(client.score, "bo", min_sequence=seq, timeout=d)
+            )
+        )
+        waiter.start()
+        refused = _refused_while(client, waiter.is_alive)
+        waiter.join()
+        assert waiting[0].code == grpc.StatusCode.DEADLINE_EXCEEDED
+        if refused:
+            break
+    assert refused
 
 
 def test_a_caller_that_goes_away_frees_its_slot_at_once(one_slot):
     client, seq = one_slot
-    waiting = client.stub.Score.future(pb.ScoreRequest(user_id="bo", min_sequence=seq), timeout=60)
-    time.sleep(0.3)
-    assert rejected(client.score, "bo").code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    stub = pb_grpc.ScoreServiceStub(client.channel)
+    waiting = stub.Score.future(pb.ScoreRequest(user_id="bo", min_sequence=seq), timeout=600)
+    assert _refused_while(client, lambda: not waiting.done())  # it holds the slot
     waiting.cancel()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 60
     while True:  # the slot frees as soon as the server sees the cancellation
         code = rejected(client.score, "bo").code
         if code != grpc.StatusCode.RESOURCE_EXHAUSTED:

@@ -329,7 +329,9 @@ def test_min_sequence_ahead_of_every_write_is_out_of_range(client):
 
 
 def test_min_sequence_waits_within_the_deadline_then_gives_up():
-    slow = ServerSettings(refresh_gap_seconds=1.5, time_step_seconds=3600)
+    # The refresh comes 5 s after the write: a read with a 0.3 s deadline gives up
+    # first unless the machine stalls the test for longer than that.
+    slow = ServerSettings(refresh_gap_seconds=5, max_staleness_seconds=5, time_step_seconds=3600)
     srv, _ = build_server("127.0.0.1:0", Engine(), slow)
     srv.start()
     try:
@@ -337,9 +339,7 @@ def test_min_sequence_waits_within_the_deadline_then_gives_up():
             seq = c.record_interactions([("a", "b", LIKE, None)]).sequence
             got = rejected(c.score, "b", min_sequence=seq, timeout=0.3)
             assert got.code == grpc.StatusCode.DEADLINE_EXCEEDED
-            started = time.perf_counter()
-            assert c.score("b", min_sequence=seq, timeout=10).sequence >= seq
-            assert time.perf_counter() - started < 5
+            assert c.score("b", min_sequence=seq, timeout=60).sequence >= seq
     finally:
         srv.stop(0)
 

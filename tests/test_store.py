@@ -234,6 +234,7 @@ def test_a_request_id_in_flight_is_applied_once(tmp_path):
     engine = Engine()
     queued: list = []
     release = threading.Event()
+    waiting = threading.Semaphore(0)
 
     def slow_journal(record):
         queued.append(record)
@@ -241,6 +242,7 @@ def test_a_request_id_in_flight_is_applied_once(tmp_path):
         lock = threading.Lock()
 
         def wait() -> WriteResult:  # like the store's: every waiter gets the one result
+            waiting.release()
             release.wait()
             with lock:
                 if not applied:
@@ -260,7 +262,8 @@ def test_a_request_id_in_flight_is_applied_once(tmp_path):
     ]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    for _ in threads:  # both attempts wait on the one journaled write
+        assert waiting.acquire(timeout=60)
     release.set()
     for t in threads:
         t.join()
