@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -176,7 +178,11 @@ def assert_matches_reference(
 
 class CliServer:
     """``python -m scoresvc <args>`` started for a test: ``address`` once it listens,
-    its log in a file (a pipe nobody reads would fill and stall it)."""
+    its log in a file (a pipe nobody reads would fill and stall it). As a context
+    manager it is killed on every path out."""
+
+    #: Long enough for a start-up on a machine whose cores are busy with other work.
+    START_SECONDS = 120.0
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the server)
@@ -187,34 +193,61 @@ class CliServer:
             text=True,
             env={**os.environ, **(env or {})},
         )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        self.pid = self.proc.pid
+        line = self._first_line()
         if "listening on" not in line:
-            self.proc.kill()
+            self.kill()
             raise AssertionError(f"the server did not start: {line}{self.log()}")
         self.address = line.split()[-1]
-        self.pid = self.proc.pid
+
+    def _first_line(self) -> str:
+        """The first line of stdout, or "" if none comes within START_SECONDS (the
+        process is hung or dead)."""
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = self.proc.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            return lines.get(timeout=self.START_SECONDS)
+        except queue.Empty:
+            return ""
+
+    def __enter__(self) -> CliServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
     def log(self) -> str:
         self._log.seek(0)
         return self._log.read()
 
-    def wait_serving(self, timeout: float = 60) -> None:
-        deadline = time.time() + timeout
+    def wait_serving(self, timeout: float = START_SECONDS) -> None:
+        """Until health says SERVING (a check that fails or times out is asked again)."""
+        deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            while time.time() < deadline:
-                status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                time.sleep(0.05)
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    status = health.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass  # not answering yet
+                time.sleep(0.05)  # polling a condition, not waiting for it to happen
         raise AssertionError(f"not serving after {timeout} s: {self.log()}")
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then the exit code."""
+        """SIGTERM, then the exit code; killed if it does not exit within ``timeout``."""
         if self.proc.poll() is None:
             self.proc.terminate()
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
 
     def kill(self) -> None:
-        self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait()

@@ -516,7 +516,9 @@ class Engine:
         fingerprint: tuple[Any, ...] = ()
         if request_id:
             sent = np.empty(0) if given_ts is None else given_ts
-            fingerprint = ("interactions", _digest(users, actor_index, target_index, kind, sent))
+            # kinds as int64 whatever the route (columns carry bytes): one batch, one print
+            kinds = kind.astype(np.int64, copy=False)
+            fingerprint = ("interactions", _digest(users, actor_index, target_index, kinds, sent))
             if done := self._replayed(request_id, fingerprint):
                 return done()
         violations, total = self._check_columns(actor_index, target_index, kind, ts, now)
