@@ -10,6 +10,7 @@ import time
 
 import grpc
 import numpy as np
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
@@ -148,13 +149,16 @@ def assert_matches_reference(
     percentiles = np.array([snap.score(u).percentile for u in log.user_ids])
     np.testing.assert_allclose(percentiles[lonely], ref.percentile[lonely], atol=1e-9)
 
-    for t, values in ref.topic_value.items():
-        topic = log.topics[t]
+    for t, topic in enumerate(log.topics):
         if not topic:
             continue  # an empty topic asks for the global score
+        values = ref.topic_value.get(t, {})
+        ranked = {user for user, _, _ in snap.top(n, topic)}
+        assert ranked == {log.user_ids[u] for u in values}, topic
         for u, value in values.items():
-            got_value = snap.score(log.user_ids[u], topic).influence
-            assert abs(got_value - value) <= max(CRED_REL * value, 1e-12), (topic, u)
+            got = snap.score(log.user_ids[u], topic)
+            assert abs(got.influence - value) <= max(CRED_REL * value, 1e-12), (topic, u)
+            assert got.score == pytest.approx(ref.topic_score[t][u], abs=1e-3), (topic, u)
     return ref
 
 

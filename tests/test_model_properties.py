@@ -8,6 +8,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from support import DAY, T0, H, close_credibility, engine_for, event_logs
 
+from scoresvc import reference
 from scoresvc.engine import Engine
 from scoresvc.events import EventLog
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
@@ -303,3 +304,74 @@ def test_order_independence_incremental_refreshes_stay_within_tolerance(log, see
     dense = [snap.user_index[u] for u in log.user_ids]
     cold_dense = [cold.user_index[u] for u in log.user_ids]
     assert close_credibility(snap.credibility[dense], cold.credibility[cold_dense]).all()
+
+
+# Suspension --------------------------------------------------------------------------
+
+
+def _assert_suspended_users_rank_nowhere(
+    status: np.ndarray, score, tops: dict[str, list[str]], user_ids: list[str], topics
+) -> None:
+    """``score(user, topic) -> (score, percentile)``; ``tops``: topic -> ranked ids."""
+    suspended = {u for u, s in zip(user_ids, status) if s == AccountStatus.SUSPENDED}
+    for u in suspended:
+        for topic in topics:
+            assert score(u, topic) == (1.0, 0.0), (u, topic)
+    for topic, ranked in tops.items():
+        assert not suspended & set(ranked), topic
+
+
+@given(log=event_logs())
+def test_suspension_a_suspended_user_scores_the_minimum_and_ranks_nowhere(log):
+    """Global and per topic: score 1, percentile 0, absent from every top list (the
+    engine and the oracle)."""
+    assert log.user_ids is not None
+    _, snap = engine_for(log, NOW)
+
+    def engine_score(u: str, topic: str) -> tuple[float, float]:
+        got = snap.score(u, topic)
+        return got.score, got.percentile
+
+    tops = {t: [u for u, _, _ in snap.top(log.n_users, t)] for t in log.topics}
+    _assert_suspended_users_rank_nowhere(log.status, engine_score, tops, log.user_ids, log.topics)
+    found, scores, _, percentiles = snap.scores(log.user_ids, "python")
+    suspended = log.status == AccountStatus.SUSPENDED
+    assert found.all() and (scores[suspended] == 1.0).all()
+    assert (percentiles[suspended] == 0.0).all()
+
+    ref = reference.compute(log, NOW)
+
+    def oracle_score(u: str, topic: str) -> tuple[float, float]:
+        i = log.user_ids.index(u)
+        if not topic:
+            return float(ref.score[i]), float(ref.percentile[i])
+        t = log.topics.index(topic)
+        return (
+            ref.topic_score.get(t, {}).get(i, 1.0),
+            ref.topic_percentile.get(t, {}).get(i, 0.0),
+        )
+
+    ref_tops = {
+        log.topics[t]: [log.user_ids[u] for u in values] for t, values in ref.topic_value.items()
+    }
+    _assert_suspended_users_rank_nowhere(
+        log.status, oracle_score, ref_tops, log.user_ids, log.topics
+    )
+
+
+def test_suspension_of_a_topics_leader_removes_it_and_lifting_restores_it():
+    engine = fresh_engine(4)
+    for fan in ("u1", "u2", "u3"):
+        engine.endorse(fan, "u0", "python", T0, now=NOW)
+    engine.endorse("u1", "u2", "python", T0, now=NOW)
+    before = engine.refresh(NOW)
+    assert [u for u, _, _ in before.top(1, "python")] == ["u0"]
+    engine.set_status("u0", AccountStatus.SUSPENDED)
+    during = engine.refresh(NOW)
+    assert "u0" not in [u for u, _, _ in during.top(10, "python")]
+    assert during.score("u0", "python").score == 1.0
+    assert during.score("u0", "python").percentile == 0.0
+    assert during.score("u2", "python").score == 100.0
+    engine.set_status("u0", AccountStatus.NORMAL)
+    after, was = engine.refresh(NOW).score("u0", "python"), before.score("u0", "python")
+    assert (after.score, after.percentile) == pytest.approx((was.score, was.percentile))
