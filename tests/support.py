@@ -24,7 +24,7 @@ DAY = 86_400.0
 T0 = 1_700_000_000.0
 H = ModelParams().half_life_seconds
 
-#: MODEL.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
+#: docs/model.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
 CRED_REL, CRED_ABS = 1e-5, 1e-15
 
 
@@ -78,7 +78,7 @@ def engine_for(log: EventLog, now: float, **kwargs: object) -> tuple[Engine, Sna
 
 
 def close_credibility(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Per node: within MODEL.md's credibility tolerance."""
+    """Per node: within the model's credibility tolerance."""
     return np.abs(got - want) <= np.maximum(CRED_REL * np.abs(want), CRED_ABS)
 
 
@@ -93,7 +93,7 @@ def assert_matches_reference(
     """The engine's snapshot against the numpy oracle on the same events.
 
     Decayed sums, budgets, transition probabilities and received sums to 1e-12
-    relative; credibility, influence and scores within MODEL.md's tolerance.
+    relative; credibility, influence and scores within the model's tolerance.
     """
     ref = reference.compute(log, now, engine.params, tolerance=1e-15, max_iterations=20_000)
     n = log.n_users

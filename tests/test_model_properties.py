@@ -1,4 +1,4 @@
-"""MODEL.md's eight properties, each as its own test (docs/model.md, "Properties")."""
+"""The model's properties, each as its own test (docs/model.md, "Properties")."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class SolverSettings:
     """How closely the credibility solver converges (docs/model.md, "Tolerance").
 
     A node stops being pushed once ``|r_u| <= relative * x_u + absolute * |p|``;
-    ``relative = 1e-8`` keeps every node within MODEL.md's 1e-5 with a margin of
+    ``relative = 1e-8`` keeps every node within the model's 1e-5 with a margin of
     two orders of magnitude for paths up to thousands of hops deep.
     """
 
@@ -144,7 +144,7 @@ def check_user_id(user_id: str, field: str, index: int | None = None) -> FieldVi
 
 
 class Engine:
-    """Influence scores per MODEL.md over a stream of events.
+    """Influence scores per docs/model.md over a stream of events.
 
     Parameters
     ----------
@@ -839,7 +839,7 @@ class Engine:
                 old_teleport = self._teleport[:n].astype(np.float64)
                 teleport = self._teleport_vector(status)
                 # Seeds changed: a warm start would leave traces of trust at users no
-                # seed reaches any more, which MODEL.md wants at exactly 0. Rare
+                # seed reaches any more, which the model wants at exactly 0. Rare
                 # (operator actions), so solve from scratch.
                 cold = bool(
                     (status == AccountStatus.SEED).any()

@@ -42,7 +42,7 @@ class AccountStatus(enum.IntEnum):
 
 @dataclass(frozen=True)
 class ModelParams:
-    """The reference model's parameters; every default is MODEL.md's."""
+    """The reference model's parameters; the defaults are docs/model.md's."""
 
     half_life_seconds: float = 30 * SECONDS_PER_DAY
     # Base weights of LIKE, MENTION, REPLY, RESHARE.

@@ -88,7 +88,7 @@ def personalised_pagerank(
     tolerance: float,
     max_iterations: int,
 ) -> tuple[np.ndarray, int]:
-    """MODEL.md step 7 by plain power iteration from the teleport vector: ``flow(c)``
+    """Step 7 (docs/model.md) by plain power iteration from the teleport vector: ``flow(c)``
     is ``d P^T c``; what the damping and the suspended lose returns by teleport.
     Returns the credibility (summing to 1, or all 0 with nobody to teleport to) and the
     iterations taken."""
