@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -432,3 +435,16 @@ def test_suspension_of_a_topics_leader_removes_it_and_lifting_restores_it():
     engine.set_status("u0", AccountStatus.NORMAL)
     after, was = engine.refresh(NOW).score("u0", "python"), before.score("u0", "python")
     assert (after.score, after.percentile) == pytest.approx((was.score, was.percentile))
+
+
+def test_the_specification_is_self_contained_and_names_real_tests():
+    """docs/model.md defines the model: it points to no specification outside the
+    repository, and every test it names for a property exists."""
+    root = Path(__file__).resolve().parents[1]
+    spec = (root / "docs" / "model.md").read_text()
+    assert "MODEL.md" not in spec
+    named = set(re.findall(r"`(test_\w+)`", spec))
+    defined = set()
+    for path in (root / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)\(", path.read_text(), re.MULTILINE))
+    assert named and named <= defined, named - defined
