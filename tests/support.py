@@ -29,7 +29,7 @@ DAY = 86_400.0
 T0 = 1_700_000_000.0
 H = ModelParams().half_life_seconds
 
-#: MODEL.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
+#: docs/model.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
 CRED_REL, CRED_ABS = 1e-5, 1e-15
 
 
@@ -95,7 +95,7 @@ def engine_for(log: EventLog, now: float, **kwargs: object) -> tuple[Engine, Sna
 
 
 def close_credibility(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Per node: within MODEL.md's credibility tolerance."""
+    """Per node: within the model's credibility tolerance."""
     return np.abs(got - want) <= np.maximum(CRED_REL * np.abs(want), CRED_ABS)
 
 
@@ -110,7 +110,7 @@ def assert_matches_reference(
     """The engine's snapshot against the numpy oracle on the same events.
 
     Decayed sums, budgets, transition probabilities and received sums to 1e-12
-    relative; credibility, influence and scores within MODEL.md's tolerance.
+    relative; credibility, influence and scores within the model's tolerance.
     """
     ref = reference.compute(log, now, engine.params, tolerance=1e-15, max_iterations=20_000)
     n = log.n_users
@@ -166,13 +166,16 @@ def assert_matches_reference(
     percentiles = np.array([snap.score(u).percentile for u in log.user_ids])
     np.testing.assert_allclose(percentiles[lonely], ref.percentile[lonely], atol=1e-9)
 
-    for t, values in ref.topic_value.items():
-        topic = log.topics[t]
+    for t, topic in enumerate(log.topics):
         if not topic:
             continue  # an empty topic asks for the global score
+        values = ref.topic_value.get(t, {})
+        ranked = {user for user, _, _ in snap.top(n, topic)}
+        assert ranked == {log.user_ids[u] for u in values}, topic
         for u, value in values.items():
-            got_value = snap.score(log.user_ids[u], topic).influence
-            assert abs(got_value - value) <= max(CRED_REL * value, 1e-12), (topic, u)
+            got = snap.score(log.user_ids[u], topic)
+            assert abs(got.influence - value) <= max(CRED_REL * value, 1e-12), (topic, u)
+            assert got.score == pytest.approx(ref.topic_score[t][u], abs=1e-3), (topic, u)
     return ref
 
 

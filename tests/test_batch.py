@@ -47,6 +47,7 @@ def _engine(seeds: bool) -> Engine:
     engine.endorse(log.user_ids[7], log.user_ids[8], "rust", T0 - 3600, now=T0)
     engine.endorse(log.user_ids[8], log.user_ids[7], "rust", T0 - 1800, now=T0)
     engine.endorse(log.user_ids[9], log.user_ids[8], "", T0 - 120, now=T0)
+    engine.endorse(log.user_ids[9], log.user_ids[5], "rust", T0 - 90, now=T0)  # suspended
     engine.retract(log.user_ids[9], log.user_ids[8], "", T0 - 60, now=T0)
     return engine
 
@@ -84,6 +85,8 @@ def test_batch_scores_are_the_engines_to_a_billionth(tmp_path, client, seeds):
         assert snap.score(str(result.user_ids[user]), str(topic)).score == pytest.approx(
             score, rel=1e-9
         )
+    ranked = {u for u, _, _ in snap.top(snap.n_users, "rust")}
+    assert {str(result.user_ids[u]) for u in topics["user"][topics["topic"] == "rust"]} == ranked
 
 
 def test_events_after_as_of_are_left_out(tmp_path, client):

@@ -7,8 +7,11 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import DAY, T0, assert_matches_reference, engine_for
 
+from scoresvc.endorsement_limit import EndorsementLimit
 from scoresvc.engine import Engine
 from scoresvc.errors import Conflict, InvalidArgument, NotFound, RateLimited
 from scoresvc.events import EventLog
@@ -275,6 +278,86 @@ def test_endorsements_are_rate_limited_per_endorser_per_day():
     assert 0 < caught.value.retry_after_seconds <= DAY
     engine.endorse("other", "b9", "", now=NOW + 10)  # per endorser
     engine.endorse("a", "b9", "", now=NOW + DAY + 1)  # the window slides
+
+
+def _backfill(engine: Engine, times: list[float], now: float) -> None:
+    for i, ts in enumerate(times):
+        engine.endorse("a", f"b{i}", "", ts, now=now)
+
+
+def test_a_backfill_spread_over_many_days_of_event_time_is_accepted_whole():
+    """The limit counts event time, not arrival: 200 endorsements, ten a day over 20
+    days, all arriving now, in order and out of order."""
+    times = [NOW - 20 * DAY + i * DAY / 10 for i in range(200)]
+    shuffled = list(np.random.default_rng(1).permutation(times))
+    for order in (times, shuffled, times[::-1]):
+        engine = Engine()  # 20 a day, the default
+        _backfill(engine, order, NOW)
+        given, _ = engine.list_endorsements("a", True, 0, 1000)
+        assert len(given) == 200
+
+
+def test_more_than_the_limit_within_one_day_of_event_time_is_refused():
+    """Twenty endorsements of one past day arriving days apart fill that day."""
+    engine = Engine()
+    day = NOW - 10 * DAY
+    for i in range(20):
+        engine.endorse("a", f"b{i}", "", day + i * 3600, now=NOW + i * DAY)
+    with pytest.raises(RateLimited) as caught:
+        engine.endorse("a", "late", "", day + 20 * 3600, now=NOW + 30 * DAY)
+    assert 0 < caught.value.retry_after_seconds <= DAY
+    # Out of order: an earlier time would put 21 into the day that follows it.
+    with pytest.raises(RateLimited):
+        engine.endorse("a", "early", "", day - 3600, now=NOW + 30 * DAY)
+    engine.endorse("a", "next-day", "", day + DAY, now=NOW + 30 * DAY)
+    engine.endorse("a", "day-before", "", day - DAY, now=NOW + 30 * DAY)
+
+
+@given(
+    hours=st.lists(st.integers(0, 24 * 6), max_size=80),
+    limit=st.integers(1, 6),
+)
+def test_no_24_hours_of_event_time_hold_more_than_the_limit_in_any_arrival_order(hours, limit):
+    """Whatever the arrival order, every window (s - 24 h, s] of the accepted
+    endorsements holds at most the limit, and each refusal was needed."""
+    window = EndorsementLimit(limit, DAY, 90 * DAY)
+    accepted: list[float] = []
+    for ts in (T0 + h * 3600.0 for h in hours):
+        if window.refusal(0, ts, T0 + 6 * DAY) is None:
+            window.add(0, ts, T0 + 6 * DAY)
+            accepted.append(ts)
+        else:
+            with_it = np.array([*accepted, ts])
+            assert any(((with_it > end - DAY) & (with_it <= end)).sum() > limit for end in with_it)
+    times = np.array(accepted)
+    for end in times:
+        assert ((times > end - DAY) & (times <= end)).sum() <= limit
+
+
+def test_the_endorsement_limit_keeps_only_the_horizon_in_memory():
+    """Two years of endorsements at the limit, in order: what is kept stays within
+    the horizon (90 days) and every day of it is still enforced."""
+    limit = EndorsementLimit(20, DAY, 90 * DAY)
+    newest = -np.inf
+    for ts in T0 + np.arange(730 * 20) * (DAY / 20):
+        assert limit.refusal(7, ts, newest) is None
+        newest = max(newest, ts)
+        limit.add(7, ts, newest)
+    assert len(limit) <= 20 * (90 + 1)
+    assert limit.refusal(7, newest - 30 * DAY, newest) is not None
+    kept = limit.arrays(newest)["rate_time"]
+    assert kept.min() >= newest - 90 * DAY and np.all(np.diff(kept) >= 0)
+
+
+def test_the_endorsement_limit_survives_a_checkpoint():
+    engine = Engine(ModelParams(daily_endorsement_limit=3))
+    day = NOW - 5 * DAY
+    _backfill(engine, [day, day + 60, day + 120], NOW)
+    restored = Engine(ModelParams(daily_endorsement_limit=3))
+    restored.restore(engine.state())
+    with pytest.raises(RateLimited):
+        restored.endorse("a", "b9", "", day + 180, now=NOW)
+    restored.endorse("a", "b9", "", day + DAY, now=NOW)
 
 
 # ---------------------------------------------------------------- reading

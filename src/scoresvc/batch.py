@@ -1,5 +1,5 @@
-"""Batch recompute on Dask distributed: MODEL.md over an event archive, beyond one
-machine when it must be.
+"""Batch recompute on Dask distributed: the model (docs/model.md) over an event
+archive, beyond one machine when it must be.
 
 The job is a chain of map and reduce steps on ``distributed`` futures, numpy arrays
 between them (``docs/batch.md`` tells the scaling story):
@@ -9,13 +9,13 @@ between them (``docs/batch.md`` tells the scaling story):
 2. per interaction partition, the pair sums at ``as_of`` with the engine's compiled
    kernels (``U64Index``, ``accumulate``), split by unordered pair;
 3. per unordered-pair bucket (the shuffle that brings a pair and its reverse together):
-   sums merged, endorsements resolved (latest event wins), reciprocity (MODEL.md 1-3);
-4. per source bucket: saturation, budgets, transition probabilities (MODEL.md 4-6) with
+   sums merged, endorsements resolved (latest event wins), reciprocity (steps 1-3);
+4. per source bucket: saturation, budgets, transition probabilities (steps 4-6) with
    the engine's row kernel (``compute_rows``);
 5. per destination range: the edges in the pull form, kept on the workers for the power
-   iterations of personalised PageRank (MODEL.md 7), each iteration one task per range
+   iterations of personalised PageRank (step 7), each iteration one task per range
    running the engine's power step (``ppr_power_step``);
-6. on the client: influence, scores, percentiles (MODEL.md 8) and, optionally, topics.
+6. on the client: influence, scores, percentiles (step 8) and, optionally, topics.
 
 The explanation sums and topic scores follow the numpy reference (``scoresvc.reference``);
 the result is the in-process engine's to rounding.
@@ -502,7 +502,7 @@ def run(
     }
     topic_table = None
     if topics:
-        topic_table = _topic_scores(client, recip, budget, influence, topic_names)
+        topic_table = _topic_scores(client, recip, budget, influence, status, topic_names)
     engine_state = None
     if state:
         engine_state = _state(
@@ -514,10 +514,19 @@ def run(
 
 
 def _topic_scores(
-    client: Any, recip: list, budget: list, influence: np.ndarray, topic_names: np.ndarray
+    client: Any,
+    recip: list,
+    budget: list,
+    influence: np.ndarray,
+    status: np.ndarray,
+    topic_names: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """MODEL.md 9 on the client: live endorsements are a few percent of the events."""
+    """Step 9 on the client: live endorsements are a few percent of the events.
+    Suspended users are ranked in no topic."""
     rows = _concat(client.gather([client.submit(operator.getitem, r, "topic_rows") for r in recip]))
+    if rows and len(rows["dst"]):
+        ranked = status[rows["dst"]] != AccountStatus.SUSPENDED
+        rows = {name: column[ranked] for name, column in rows.items()}
     betas = _concat(client.gather([client.submit(operator.getitem, b, "beta") for b in budget]))
     beta = np.ones(len(influence))
     if betas:

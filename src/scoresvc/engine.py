@@ -18,7 +18,6 @@ import math
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from . import _core
 from .arrays import grown
+from .endorsement_limit import EndorsementLimit
 from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
 from .events import Compaction, EventLog, compacted_interactions
 from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
@@ -57,7 +57,7 @@ class SolverSettings:
     """How closely the credibility solver converges (docs/model.md, "Tolerance").
 
     A node stops being pushed once ``|r_u| <= relative * x_u + absolute * |p|``;
-    ``relative = 1e-8`` keeps every node within MODEL.md's 1e-5 with a margin of
+    ``relative = 1e-8`` keeps every node within the model's 1e-5 with a margin of
     two orders of magnitude for paths up to thousands of hops deep.
     """
 
@@ -156,7 +156,7 @@ def check_user_id(user_id: str, field: str, index: int | None = None) -> FieldVi
 
 
 class Engine:
-    """Influence scores per MODEL.md over a stream of events.
+    """Influence scores per docs/model.md over a stream of events.
 
     Parameters
     ----------
@@ -234,7 +234,11 @@ class Engine:
         self._requests: dict[str, tuple[tuple[Any, ...], WriteResult]] = {}
         self._pending: dict[str, tuple[tuple[Any, ...], Callable[[], WriteResult]]] = {}
         self._journal: Journal | None = None
-        self._endorse_times: dict[int, deque[float]] = {}
+        self._endorse_limit = EndorsementLimit(
+            self.params.daily_endorsement_limit,
+            SECONDS_PER_DAY,
+            self.params.endorsement_limit_horizon_seconds,
+        )
 
         # Graph side (refresh only): slack CSR out and in, credibility state.
         self._graph_users = 0
@@ -690,14 +694,7 @@ class Engine:
             # The last published credibility: a warm start for the first refresh after
             # a restore (never written again, so no lock is needed to read it).
             arrays["warm_x"] = self._snapshot.x.copy()
-            endorsers = list(self._endorse_times)
-            arrays["rate_endorser"] = np.repeat(
-                np.asarray(endorsers, np.int64),
-                [len(self._endorse_times[e]) for e in endorsers],
-            )
-            arrays["rate_time"] = np.fromiter(
-                itertools.chain.from_iterable(self._endorse_times.values()), np.float64
-            )
+            arrays.update(self._endorse_limit.arrays(self._latest_event))
             meta = {
                 "landmark": self._landmark,
                 "latest_event": self._latest_event if math.isfinite(self._latest_event) else None,
@@ -770,8 +767,7 @@ class Engine:
         engine._n_rec = n_rec
         engine._trail = {k: a[f"trail_{k}"].copy() for k in engine._trail}
         engine._n_trail = len(engine._trail["endorser"])
-        for endorser, at in zip(a["rate_endorser"].tolist(), a["rate_time"].tolist()):
-            engine._endorse_times.setdefault(endorser, deque()).append(at)
+        engine._endorse_limit.load(a["rate_endorser"], a["rate_time"])
         warm = a.get("warm_x")
         if warm is not None and len(warm):
             engine._x = grown(warm, n, 0.0).copy()
@@ -871,7 +867,7 @@ class Engine:
                 old_teleport = self._teleport[:n].astype(np.float64)
                 teleport = self._teleport_vector(status)
                 # Seeds changed: a warm start would leave traces of trust at users no
-                # seed reaches any more, which MODEL.md wants at exactly 0. Rare
+                # seed reaches any more, which the model wants at exactly 0. Rare
                 # (operator actions), so solve from scratch.
                 cold = bool(
                     (status == AccountStatus.SEED).any()
@@ -1020,7 +1016,7 @@ class Engine:
                 record.sequence,
             )
             if not f["retract"]:
-                self._endorse_times.setdefault(int(dense[0]), deque()).append(f["received_at"])
+                self._endorse_limit.add(int(dense[0]), float(f["ts"]), self._latest_event)
             live = self._is_live(int(dense[0]), int(dense[1]), self._topic_index[f["topic"]])
             accepted = 1
         elif record.kind == "status":
@@ -1417,11 +1413,11 @@ class Engine:
                     reason="ENDORSEMENT_NOT_FOUND",
                 )
             if not retract:
-                self._check_rate(a, endorser_id, now)
+                self._check_rate(a, endorser_id, ts)
             return WriteRecord(
                 sequence,
                 "endorsement",
-                {"topic": topic, "ts": ts, "retract": retract, "received_at": now},
+                {"topic": topic, "ts": ts, "retract": retract},
                 {},
                 users,
                 request_id,
@@ -1465,20 +1461,16 @@ class Engine:
         self._rec_index.lookup(np.array([(int(out[0]) << 32) | t], np.uint64), self._rec_key, out)
         return bool(out[0] >= 0 and self._rec_state[out[0]] == REC_LIVE)
 
-    def _check_rate(self, endorser: int | None, endorser_id: str, now: float) -> None:
-        limit = self.params.daily_endorsement_limit
-        if limit <= 0 or endorser is None:
+    def _check_rate(self, endorser: int | None, endorser_id: str, ts: float) -> None:
+        """The per-endorser limit, over 24 hours of event time around ``ts``."""
+        if endorser is None:
             return
-        times = self._endorse_times.get(endorser)
-        if times is None:
-            return
-        while times and times[0] <= now - SECONDS_PER_DAY:
-            times.popleft()
-        if len(times) >= limit:
-            retry = times[0] + SECONDS_PER_DAY - now
+        retry = self._endorse_limit.refusal(endorser, ts, self._latest_event)
+        if retry is not None:
             raise RateLimited(
-                f"{endorser_id!r} has made {limit} endorsements in the last 24 hours",
-                retry_after_seconds=max(retry, 1.0),
+                f"{endorser_id!r} has made {self.params.daily_endorsement_limit}"
+                " endorsements within 24 hours of this event_time",
+                retry_after_seconds=retry,
             )
 
     def _apply_status(self, u: int, status: AccountStatus) -> None:

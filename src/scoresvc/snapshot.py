@@ -338,8 +338,10 @@ def build_snapshot(
     influence = (np.where(members, x, 0.0) / mass if mass > 0 else np.zeros(n)) * n_members
     ranking = _ranking(previous, x, members)
 
-    t, dst = topic_records["topic"], topic_records["dst"]
-    contribution = influence[topic_records["src"]] * topic_records["weight"]
+    # A suspended user is ranked in no topic (it scores 1 there, as it does globally).
+    ranked = status[topic_records["dst"]] != _SUSPENDED
+    t, dst = topic_records["topic"][ranked], topic_records["dst"][ranked]
+    contribution = influence[topic_records["src"][ranked]] * topic_records["weight"][ranked]
     keys, inverse = np.unique(t * n + dst, return_inverse=True)
     value = np.bincount(inverse, weights=contribution, minlength=len(keys))
     key_topic = keys // max(n, 1)
