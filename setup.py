@@ -3,12 +3,15 @@
 * ``scoresvc._core`` (numeric kernels, OpenMP) and ``scoresvc._wire`` (wire parsing
   and id lookups) from ``src/scoresvc/*.pyx`` (Cython 3). The build fails if they do
   not compile: there is no pure-Python fallback.
-* ``scoresvc.v1`` message and service stubs (and ``.pyi``) generated from ``protos/``.
+* ``scoresvc.v1`` message and service stubs (and ``.pyi``) generated from ``protos/``,
+  with the ``.proto`` files themselves and ``scoresvc.protoset``, their descriptors
+  with comments (source info), which server reflection serves (grpcurl ``describe``).
 
 ``SCORESVC_DEBUG=1`` turns bounds checks, wraparound and line tracing back on.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +22,13 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).parent.resolve()
 PROTOS = ROOT / "protos"
 STUBS_ROOT = ROOT / "src"
+DESCRIPTOR_SET = STUBS_ROOT / "scoresvc" / "v1" / "scoresvc.protoset"
 DEBUG = os.environ.get("SCORESVC_DEBUG", "") not in ("", "0")
 
 
 def generate_stubs() -> None:
-    """Compile every proto under protos/ into src/ (package path = proto path)."""
+    """Compile every proto under protos/ into src/ (package path = proto path), and
+    put the protos and their descriptor set (with comments) beside the stubs."""
     from grpc_tools import protoc
     import grpc_tools
 
@@ -36,10 +41,15 @@ def generate_stubs() -> None:
         f"--python_out={STUBS_ROOT}",
         f"--pyi_out={STUBS_ROOT}",
         f"--grpc_python_out={STUBS_ROOT}",
+        "--include_source_info",
+        "--include_imports",
+        f"--descriptor_set_out={DESCRIPTOR_SET}",
         *protos,
     ]
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed on " + ", ".join(protos))
+    for proto in protos:
+        shutil.copyfile(PROTOS / proto, STUBS_ROOT / proto)
 
 
 class BuildPyWithStubs(build_py):

@@ -6,7 +6,7 @@
 (a) full build from raw events, beside DuckDB and the numpy oracle;
 (b) refresh after --new-events new events, beside the fastest peer's full recompute;
 (c) resident engine state per distinct pair.
-Every peer's influence is checked against the engine's within MODEL.md's tolerance.
+Every peer's influence is checked against the engine's within the model's tolerance (docs/model.md).
 """
 
 from __future__ import annotations

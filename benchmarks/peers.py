@@ -24,7 +24,7 @@ def duckdb_influence(
     tolerance: float = 1e-12,
     max_iterations: int = 2000,
 ) -> np.ndarray:
-    """Influence per user, MODEL.md steps 1-8 in DuckDB SQL; the power iteration
+    """Influence per user, docs/model.md steps 1-8 in DuckDB SQL; the power iteration
     runs as one query per step with the oracle's stopping rule."""
     import duckdb
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import numpy as np
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import strategies as st
 
 from scoresvc import reference
+from scoresvc.client import ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.events import EventLog
 from scoresvc.model import AccountStatus, ModelParams
@@ -23,8 +29,20 @@ DAY = 86_400.0
 T0 = 1_700_000_000.0
 H = ModelParams().half_life_seconds
 
-#: MODEL.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
+#: docs/model.md step 7: relative 1e-5 of the exact fixed point, or absolute 1e-15.
 CRED_REL, CRED_ABS = 1e-5, 1e-15
+
+
+def rejected(call: Callable[..., Any], *args: Any, **kwargs: Any) -> ScoreServiceError:
+    """The error a call fails with; a call straight through a generated stub (a
+    ``grpc.RpcError``) is decoded the same way."""
+    try:
+        call(*args, **kwargs)
+    except ScoreServiceError as error:
+        return error
+    except grpc.RpcError as error:
+        return ScoreServiceError.of(error)
+    pytest.fail("the call was accepted")
 
 
 @st.composite
@@ -77,7 +95,7 @@ def engine_for(log: EventLog, now: float, **kwargs: object) -> tuple[Engine, Sna
 
 
 def close_credibility(got: np.ndarray, want: np.ndarray) -> np.ndarray:
-    """Per node: within MODEL.md's credibility tolerance."""
+    """Per node: within the model's credibility tolerance."""
     return np.abs(got - want) <= np.maximum(CRED_REL * np.abs(want), CRED_ABS)
 
 
@@ -92,7 +110,7 @@ def assert_matches_reference(
     """The engine's snapshot against the numpy oracle on the same events.
 
     Decayed sums, budgets, transition probabilities and received sums to 1e-12
-    relative; credibility, influence and scores within MODEL.md's tolerance.
+    relative; credibility, influence and scores within the model's tolerance.
     """
     ref = reference.compute(log, now, engine.params, tolerance=1e-15, max_iterations=20_000)
     n = log.n_users
@@ -148,19 +166,26 @@ def assert_matches_reference(
     percentiles = np.array([snap.score(u).percentile for u in log.user_ids])
     np.testing.assert_allclose(percentiles[lonely], ref.percentile[lonely], atol=1e-9)
 
-    for t, values in ref.topic_value.items():
-        topic = log.topics[t]
+    for t, topic in enumerate(log.topics):
         if not topic:
             continue  # an empty topic asks for the global score
+        values = ref.topic_value.get(t, {})
+        ranked = {user for user, _, _ in snap.top(n, topic)}
+        assert ranked == {log.user_ids[u] for u in values}, topic
         for u, value in values.items():
-            got_value = snap.score(log.user_ids[u], topic).influence
-            assert abs(got_value - value) <= max(CRED_REL * value, 1e-12), (topic, u)
+            got = snap.score(log.user_ids[u], topic)
+            assert abs(got.influence - value) <= max(CRED_REL * value, 1e-12), (topic, u)
+            assert got.score == pytest.approx(ref.topic_score[t][u], abs=1e-3), (topic, u)
     return ref
 
 
 class CliServer:
     """``python -m scoresvc <args>`` started for a test: ``address`` once it listens,
-    its log in a file (a pipe nobody reads would fill and stall it)."""
+    its log in a file (a pipe nobody reads would fill and stall it). As a context
+    manager it is killed on every path out."""
+
+    #: Long enough for a start-up on a machine whose cores are busy with other work.
+    START_SECONDS = 120.0
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the server)
@@ -171,34 +196,61 @@ class CliServer:
             text=True,
             env={**os.environ, **(env or {})},
         )
-        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        self.pid = self.proc.pid
+        line = self._first_line()
         if "listening on" not in line:
-            self.proc.kill()
+            self.kill()
             raise AssertionError(f"the server did not start: {line}{self.log()}")
         self.address = line.split()[-1]
-        self.pid = self.proc.pid
+
+    def _first_line(self) -> str:
+        """The first line of stdout, or "" if none comes within START_SECONDS (the
+        process is hung or dead)."""
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = self.proc.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            return lines.get(timeout=self.START_SECONDS)
+        except queue.Empty:
+            return ""
+
+    def __enter__(self) -> CliServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
 
     def log(self) -> str:
         self._log.seek(0)
         return self._log.read()
 
-    def wait_serving(self, timeout: float = 60) -> None:
-        deadline = time.time() + timeout
+    def wait_serving(self, timeout: float = START_SECONDS) -> None:
+        """Until health says SERVING (a check that fails or times out is asked again)."""
+        deadline = time.monotonic() + timeout
         with grpc.insecure_channel(self.address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            while time.time() < deadline:
-                status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
-                if status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                time.sleep(0.05)
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    status = health.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass  # not answering yet
+                time.sleep(0.05)  # polling a condition, not waiting for it to happen
         raise AssertionError(f"not serving after {timeout} s: {self.log()}")
 
     def stop(self, timeout: float = 60) -> int:
-        """SIGTERM, then the exit code."""
+        """SIGTERM, then the exit code; killed if it does not exit within ``timeout``."""
         if self.proc.poll() is None:
             self.proc.terminate()
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
 
     def kill(self) -> None:
-        self.proc.kill()
+        if self.proc.poll() is None:
+            self.proc.kill()
         self.proc.wait()

@@ -74,7 +74,7 @@ def test_export_then_import_gives_the_same_scores(tmp_path, fmt):
     assert b.score("user0000001", "python").influence == pytest.approx(
         a.score("user0000001", "python").influence, rel=1e-9
     )
-    assert imported.list_endorsements("cy", True, 0, 5)[0][0]["retracted"]
+    assert imported.list_endorsements("cy", True, 0, 5)[0][0].retracted
 
 
 def test_a_bad_archive_names_the_file_and_column(tmp_path):
@@ -112,3 +112,27 @@ def test_cli_export_of_a_data_directory_imports_into_another(tmp_path, capsys):
         store.load_into(restored)
     at = json.loads((out / "manifest.json").read_text())["compacted_at"]
     _same_scores(original, restored, at)
+
+
+def test_an_imported_archive_keeps_the_latest_event_of_its_compacted_sums(tmp_path):
+    original = _busy_engine()
+    first = archive.export(original, tmp_path / "first")
+    latest = first["latest_compacted_event"]
+    assert latest == max(float(BUSY.ts.max()), T0 - 60)  # the interactions', not the trail's
+    assert first["compacted_at"] > latest
+    data = tmp_path / "data"
+    imported = Engine()
+    with Store(data) as store:
+        store.load_into(imported)
+        archive.import_into(imported, tmp_path / "first")
+    imported.attach_journal(None)
+    restarted = Engine()  # the import replayed from the journal
+    with Store(data) as store:
+        store.load_into(restarted)
+    from_checkpoint = Engine()
+    from_checkpoint.restore(restarted.state())
+    for engine in (imported, restarted, from_checkpoint):
+        again = archive.export(engine, tmp_path / "again")
+        assert again["latest_compacted_event"] == latest
+    # Read before its compaction time, from the latest event on, it is the original.
+    _same_scores(original, restarted, latest)

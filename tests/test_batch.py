@@ -3,7 +3,11 @@ scores on the same events, and the service serves its snapshot and builds on it.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ import pytest
 from scoresvc import archive, batch, cli
 from scoresvc.client import ScoreClient
 from scoresvc.engine import Engine, SolverSettings
+from scoresvc.events import CompactionError, format_time
 from scoresvc.model import AccountStatus, InteractionKind
 from scoresvc.synthetic import community
 
@@ -42,6 +47,7 @@ def _engine(seeds: bool) -> Engine:
     engine.endorse(log.user_ids[7], log.user_ids[8], "rust", T0 - 3600, now=T0)
     engine.endorse(log.user_ids[8], log.user_ids[7], "rust", T0 - 1800, now=T0)
     engine.endorse(log.user_ids[9], log.user_ids[8], "", T0 - 120, now=T0)
+    engine.endorse(log.user_ids[9], log.user_ids[5], "rust", T0 - 90, now=T0)  # suspended
     engine.retract(log.user_ids[9], log.user_ids[8], "", T0 - 60, now=T0)
     return engine
 
@@ -79,28 +85,95 @@ def test_batch_scores_are_the_engines_to_a_billionth(tmp_path, client, seeds):
         assert snap.score(str(result.user_ids[user]), str(topic)).score == pytest.approx(
             score, rel=1e-9
         )
+    ranked = {u for u, _, _ in snap.top(snap.n_users, "rust")}
+    assert {str(result.user_ids[u]) for u in topics["user"][topics["topic"] == "rust"]} == ranked
 
 
 def test_events_after_as_of_are_left_out(tmp_path, client):
+    # A raw archive (no manifest, nothing compacted): each event at its own time.
+    (tmp_path / "interactions.csv").write_text(
+        "actor_id,target_id,kind,event_time_seconds\n"
+        f"ana,bo,LIKE,{T0 - 100}\nbo,cy,LIKE,{T0 - 100}\ncy,ana,REPLY,{T0 + 50}\n"
+    )
+    before = batch.run(client, tmp_path, T0)
+    after = batch.run(client, tmp_path, T0 + 60)
+    ana = int(np.searchsorted(before.user_ids, "ana"))
+    assert before.columns["engagement_received"][ana] == 0
+    assert after.columns["engagement_received"][ana] > 0
+
+
+def _ordered(result: batch.BatchResult, user_ids: list[str]) -> np.ndarray:
+    order = np.searchsorted(result.user_ids, np.asarray(user_ids))
+    assert (result.user_ids[order] == np.asarray(user_ids)).all()
+    return order
+
+
+def test_batch_at_the_services_compute_time_is_the_services(tmp_path, client):
+    engine = _engine(seeds=True)
+    snap = engine.refresh(T0)  # the service computes at T0; its events are up to T0
+    manifest = archive.export(engine, tmp_path / "archive")  # compacted later, at now
+    assert manifest["compacted_at"] > T0 >= manifest["latest_compacted_event"]
+    result = batch.run(client, tmp_path / "archive", T0, topics=True)
+    order = _ordered(result, snap.user_ids)
+    assert snap.received[:, 0].sum() > 0
+    np.testing.assert_allclose(result.columns["influence"][order], snap.influence, rtol=1e-6)
+    np.testing.assert_allclose(
+        result.columns["engagement_received"][order], snap.received[:, 0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        result.columns["teleport_share"][order], snap.teleport_share, rtol=1e-6, atol=1e-12
+    )
+
+
+def _late_engine() -> Engine:
+    """Interactions up to T0 + 50, compacted when exported (now)."""
     engine = Engine(solver=TIGHT)
     engine.record_interactions(
         [
             ("ana", "bo", InteractionKind.LIKE, T0 - 100),
             ("bo", "cy", InteractionKind.LIKE, T0 - 100),
+            ("cy", "ana", InteractionKind.REPLY, T0 + 50),
         ],
-        now=T0,
+        now=T0 + 60,
     )
-    archive.export(engine, tmp_path / "before")
-    later = Engine(solver=TIGHT)
-    later.restore(engine.state())
-    later.record_interactions([("cy", "ana", InteractionKind.REPLY, T0 + 50)], now=T0 + 60)
-    manifest = archive.export(later, tmp_path / "after")
-    # The compacted interactions sit at the export time: evaluate after it.
+    return engine
+
+
+def test_as_of_before_the_latest_compacted_event_is_refused_naming_both_times(tmp_path, client):
+    engine = _late_engine()
+    manifest = archive.export(engine, tmp_path / "archive")
+    assert manifest["latest_compacted_event"] == T0 + 50
+    with pytest.raises(CompactionError) as refused:
+        batch.run(client, tmp_path / "archive", T0)
+    assert format_time(T0) in str(refused.value)
+    assert format_time(T0 + 50) in str(refused.value)
+    # From the latest event on, before the compaction time, the sums are exact.
+    result = batch.run(client, tmp_path / "archive", T0 + 50)
+    snap = engine.refresh(T0 + 50)
+    np.testing.assert_allclose(
+        result.columns["engagement_received"][_ordered(result, snap.user_ids)],
+        snap.received[:, 0],
+        rtol=1e-9,
+    )
+
+
+def test_an_archive_without_its_latest_event_time_is_read_from_its_compaction_on(tmp_path, client):
+    manifest = archive.export(_late_engine(), tmp_path / "archive")
+    del manifest["latest_compacted_event"]  # as archives written before it was recorded
+    (tmp_path / "archive" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CompactionError, match="does not record its latest event"):
+        batch.run(client, tmp_path / "archive", T0 + 50)
     at = manifest["compacted_at"]
-    with_all = batch.run(client, tmp_path / "after", at)
-    without = batch.run(client, tmp_path / "after", at - 1e6)
-    assert with_all.columns["engagement_received"].sum() > 0
-    assert without.columns["engagement_received"].sum() == 0
+    assert batch.run(client, tmp_path / "archive", at).columns["engagement_received"].sum() > 0
+
+
+def test_cli_batch_refuses_an_as_of_before_the_latest_compacted_event(tmp_path, capsys):
+    archive.export(_late_engine(), tmp_path / "archive")
+    argv = ["batch", "--input", str(tmp_path / "archive"), "--as-of", str(T0)]
+    assert cli.main([*argv, "--out", str(tmp_path / "s.parquet"), "--local-workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert format_time(T0) in err and format_time(T0 + 50) in err
+    assert not (tmp_path / "s.parquet").exists()
 
 
 def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
@@ -162,3 +235,113 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
     # The data directory holds the snapshot and the write: a second --snapshot is refused.
     assert cli.main(server_args) == 2
     assert "needs an empty data directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- a real cluster
+
+
+def _wait_for_file(path: Path, procs: list[subprocess.Popen], timeout: float = 120) -> dict:
+    """The scheduler file's contents once written whole (or fail if a process died)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in procs:
+            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            time.sleep(0.05)
+    raise AssertionError(f"no scheduler file after {timeout} s")
+
+
+@pytest.fixture
+def separate_cluster(tmp_path):
+    """A scheduler and two workers started as their own processes, each in a working
+    directory of its own (as on machines of their own): the scheduler's address."""
+    procs: list[subprocess.Popen] = []
+    scheduler_file = tmp_path / "scheduler.json"
+
+    def start(name: str, *args: str) -> None:
+        cwd = tmp_path / name
+        cwd.mkdir()
+        with open(tmp_path / f"{name}.log", "w") as log_file:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", *args, "--scheduler-file", str(scheduler_file)],
+                    cwd=cwd,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    try:
+        start(
+            "scheduler",
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+        )
+        address = _wait_for_file(scheduler_file, procs)["address"]
+        for name in ("worker-a", "worker-b"):
+            start(
+                name,
+                "distributed.cli.dask_worker",
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+            )
+        with distributed.Client(address) as c:
+            c.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _cli_batch(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scoresvc", "batch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_cli_batch_on_a_cluster_reads_relative_paths_and_urls(tmp_path, separate_cluster):
+    engine = _engine(seeds=True)
+    here = tmp_path / "client"
+    here.mkdir()
+    manifest = archive.export(engine, here / "archive")
+    as_of = manifest["compacted_at"]
+    want = engine.refresh(as_of)
+    common = ["--scheduler", separate_cluster, "--as-of", str(as_of), "--topics"]
+    # Relative to the client's working directory, wherever the workers run.
+    done = _cli_batch(here, "--input", "archive", "--out", "out/scores.parquet", *common)
+    assert done.returncode == 0, done.stderr
+    # URLs of storage every worker reads (file:// here; s3://, gs://, hdfs:// alike).
+    shared = (tmp_path / "shared").as_uri()
+    done = _cli_batch(
+        here, "--input", (here / "archive").as_uri(), "--out", f"{shared}/scores.parquet", *common
+    )
+    assert done.returncode == 0, done.stderr
+    _, pq = archive.pyarrow_modules()
+    for out in (here / "out", tmp_path / "shared"):
+        scores = pq.read_table(out / "scores.parquet").to_pydict()
+        order = [scores["user_id"].index(u) for u in want.user_ids]
+        np.testing.assert_allclose(
+            np.asarray(scores["influence"])[order], want.influence, rtol=1e-9
+        )
+        assert (out / "scores.topics.parquet").exists()
+        assert list((out / "scores.parquet.state").glob("checkpoint-*.svck"))

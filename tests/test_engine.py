@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import DAY, T0, assert_matches_reference, engine_for
 
+from scoresvc.endorsement_limit import EndorsementLimit
 from scoresvc.engine import Engine
 from scoresvc.errors import Conflict, InvalidArgument, NotFound, RateLimited
 from scoresvc.events import EventLog
@@ -96,6 +100,38 @@ def test_out_of_order_endorsement_events_resolve_by_time():
     assert_matches_reference(engine, snap, log, NOW)
 
 
+def test_the_trail_marks_the_events_that_decide_each_endorsement():
+    """Out-of-order events in a bulk load and live writes: the deciding event of each
+    endorsement is the latest by time, and a checkpoint's restore keeps the marks."""
+    log = EventLog(
+        n_users=3,
+        endorser=[0, 0, 1, 1],
+        endorsee=[1, 1, 2, 2],
+        topic=[1, 1, 0, 0],
+        endorse_ts=[T0, T0 - DAY, T0 - DAY, T0 - DAY],
+        retracted=[False, True, True, False],
+        topics=["", "python"],
+    )
+    engine, _ = engine_for(log, NOW)
+
+    def marks(user: str) -> list[tuple[bool, bool]]:
+        page, _ = engine.list_endorsements(user, True, 0, 10)
+        return [(e.retracted, e.decides_current_state) for e in page]
+
+    assert marks("u0") == [(True, False), (False, True)]
+    assert marks("u1") == [(False, False), (True, True)]  # same second: the retraction
+    done = engine.retract("u0", "u1", "python", T0 - 60, now=NOW)
+    assert done.endorsement_live is True
+    assert marks("u0") == [(True, False), (True, False), (False, True)]
+    assert engine.endorse("u1", "u2", "", T0 - 2 * DAY, now=NOW).endorsement_live is False
+    assert engine.endorse("u1", "u2", "", T0, now=NOW).endorsement_live is True
+    assert marks("u1") == [(False, True), (False, False), (False, False), (True, False)]
+    restored = Engine()
+    restored.restore(engine.state())
+    engine = restored
+    assert marks("u1") == [(False, True), (False, False), (False, False), (True, False)]
+
+
 def test_endorsing_again_refreshes_the_time():
     engine = Engine()
     engine.endorse("a", "b", "", T0 - 60 * DAY, now=NOW)
@@ -182,6 +218,22 @@ def test_bad_endorsements_name_the_field(args, field):
     assert caught.value.violations[0].field == field
 
 
+@pytest.mark.parametrize("when", [math.nan, math.inf, -math.inf])
+def test_times_that_are_not_finite_get_one_clear_message(when):
+    engine = Engine()
+    for call in (engine.endorse, engine.retract):
+        with pytest.raises(InvalidArgument) as caught:
+            call("a", "b", "go", when, now=NOW)
+        assert [(v.field, v.description) for v in caught.value.violations] == [
+            ("event_time", "must be a finite number of seconds")
+        ]
+    with pytest.raises(InvalidArgument) as caught:
+        engine.record_interaction_columns(["a", "b"], [0], [1], [1], [when], now=NOW)
+    assert [v.description for v in caught.value.violations] == [
+        "must be a finite number of seconds"
+    ]
+
+
 def test_retracting_what_is_not_live_is_not_found():
     engine = Engine()
     with pytest.raises(NotFound):
@@ -228,6 +280,86 @@ def test_endorsements_are_rate_limited_per_endorser_per_day():
     engine.endorse("a", "b9", "", now=NOW + DAY + 1)  # the window slides
 
 
+def _backfill(engine: Engine, times: list[float], now: float) -> None:
+    for i, ts in enumerate(times):
+        engine.endorse("a", f"b{i}", "", ts, now=now)
+
+
+def test_a_backfill_spread_over_many_days_of_event_time_is_accepted_whole():
+    """The limit counts event time, not arrival: 200 endorsements, ten a day over 20
+    days, all arriving now, in order and out of order."""
+    times = [NOW - 20 * DAY + i * DAY / 10 for i in range(200)]
+    shuffled = list(np.random.default_rng(1).permutation(times))
+    for order in (times, shuffled, times[::-1]):
+        engine = Engine()  # 20 a day, the default
+        _backfill(engine, order, NOW)
+        given, _ = engine.list_endorsements("a", True, 0, 1000)
+        assert len(given) == 200
+
+
+def test_more_than_the_limit_within_one_day_of_event_time_is_refused():
+    """Twenty endorsements of one past day arriving days apart fill that day."""
+    engine = Engine()
+    day = NOW - 10 * DAY
+    for i in range(20):
+        engine.endorse("a", f"b{i}", "", day + i * 3600, now=NOW + i * DAY)
+    with pytest.raises(RateLimited) as caught:
+        engine.endorse("a", "late", "", day + 20 * 3600, now=NOW + 30 * DAY)
+    assert 0 < caught.value.retry_after_seconds <= DAY
+    # Out of order: an earlier time would put 21 into the day that follows it.
+    with pytest.raises(RateLimited):
+        engine.endorse("a", "early", "", day - 3600, now=NOW + 30 * DAY)
+    engine.endorse("a", "next-day", "", day + DAY, now=NOW + 30 * DAY)
+    engine.endorse("a", "day-before", "", day - DAY, now=NOW + 30 * DAY)
+
+
+@given(
+    hours=st.lists(st.integers(0, 24 * 6), max_size=80),
+    limit=st.integers(1, 6),
+)
+def test_no_24_hours_of_event_time_hold_more_than_the_limit_in_any_arrival_order(hours, limit):
+    """Whatever the arrival order, every window (s - 24 h, s] of the accepted
+    endorsements holds at most the limit, and each refusal was needed."""
+    window = EndorsementLimit(limit, DAY, 90 * DAY)
+    accepted: list[float] = []
+    for ts in (T0 + h * 3600.0 for h in hours):
+        if window.refusal(0, ts, T0 + 6 * DAY) is None:
+            window.add(0, ts, T0 + 6 * DAY)
+            accepted.append(ts)
+        else:
+            with_it = np.array([*accepted, ts])
+            assert any(((with_it > end - DAY) & (with_it <= end)).sum() > limit for end in with_it)
+    times = np.array(accepted)
+    for end in times:
+        assert ((times > end - DAY) & (times <= end)).sum() <= limit
+
+
+def test_the_endorsement_limit_keeps_only_the_horizon_in_memory():
+    """Two years of endorsements at the limit, in order: what is kept stays within
+    the horizon (90 days) and every day of it is still enforced."""
+    limit = EndorsementLimit(20, DAY, 90 * DAY)
+    newest = -np.inf
+    for ts in T0 + np.arange(730 * 20) * (DAY / 20):
+        assert limit.refusal(7, ts, newest) is None
+        newest = max(newest, ts)
+        limit.add(7, ts, newest)
+    assert len(limit) <= 20 * (90 + 1)
+    assert limit.refusal(7, newest - 30 * DAY, newest) is not None
+    kept = limit.arrays(newest)["rate_time"]
+    assert kept.min() >= newest - 90 * DAY and np.all(np.diff(kept) >= 0)
+
+
+def test_the_endorsement_limit_survives_a_checkpoint():
+    engine = Engine(ModelParams(daily_endorsement_limit=3))
+    day = NOW - 5 * DAY
+    _backfill(engine, [day, day + 60, day + 120], NOW)
+    restored = Engine(ModelParams(daily_endorsement_limit=3))
+    restored.restore(engine.state())
+    with pytest.raises(RateLimited):
+        restored.endorse("a", "b9", "", day + 180, now=NOW)
+    restored.endorse("a", "b9", "", day + DAY, now=NOW)
+
+
 # ---------------------------------------------------------------- reading
 
 
@@ -248,12 +380,12 @@ def test_the_endorsement_trail_pages_newest_first_with_retractions():
         engine.endorse("a", f"b{i}", "go", T0 + i, now=NOW)
     engine.retract("a", "b1", "go", T0 + 10, now=NOW)
     page, following = engine.list_endorsements("a", True, 0, 4)
-    assert [e["endorsee_id"] for e in page] == ["b1", "b4", "b3", "b2"]
-    assert page[0]["retracted"] and not page[1]["retracted"]
+    assert [e.endorsee_id for e in page] == ["b1", "b4", "b3", "b2"]
+    assert page[0].retracted and not page[1].retracted
     rest, end = engine.list_endorsements("a", True, following, 4)
-    assert [e["endorsee_id"] for e in rest] == ["b1", "b0"] and end is None
+    assert [e.endorsee_id for e in rest] == ["b1", "b0"] and end is None
     received, _ = engine.list_endorsements("b1", False, 0, 10)
-    assert [e["retracted"] for e in received] == [True, False]
+    assert [e.retracted for e in received] == [True, False]
     with pytest.raises(NotFound):
         engine.list_endorsements("ghost", True, 0, 10)
 

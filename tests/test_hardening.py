@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import CliServer
 
-from scoresvc.client import ScoreClient
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.model import InteractionKind
 from scoresvc.server import ScoreServer, ServerSettings
@@ -31,15 +31,18 @@ from scoresvc.v1 import score_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ScoreService"]
 METHODS = [m.name for m in SERVICE.methods]
-#: What a bad request may hear. INTERNAL, UNKNOWN, UNAVAILABLE would be bugs.
+#: What a bad request may hear. INTERNAL, UNKNOWN, UNAVAILABLE would be bugs, and so
+#: would DEADLINE_EXCEEDED: every request here is answered at once or after a refresh
+#: (milliseconds), so running out of a generous deadline means the server hung.
 PROPER = {
     grpc.StatusCode.OK,
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.OUT_OF_RANGE,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
-    grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+#: Far beyond any answer's time on a loaded machine; only a hang reaches it.
+HANG_SECONDS = 30
 LIKE = InteractionKind.LIKE
 FUZZ = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -71,7 +74,7 @@ def _send(fuzzed, method: str, data: bytes) -> grpc.StatusCode:
     engine, calls, _ = fuzzed
     before = (engine.sequence, engine.n_users, engine.n_pairs)
     try:
-        calls[method](data, timeout=2)
+        calls[method](data, timeout=HANG_SECONDS)
         code = grpc.StatusCode.OK
     except grpc.RpcError as exc:
         code = exc.code()  # type: ignore[attr-defined]
@@ -233,9 +236,9 @@ def test_soak_of_mixed_readers_and_writers(tmp_path):
                         client.endorse(f"{prefix}r0", f"hub{w}")
                         with lock:
                             endorsed.append((f"{prefix}r0", f"hub{w}"))
-                except grpc.RpcError as exc:
-                    if "starting" not in (exc.details() or ""):
-                        unexpected.append(f"write: {exc.code()} {exc.details()}")
+                except ScoreServiceError as exc:
+                    if "starting" not in exc.message:
+                        unexpected.append(f"write: {exc}")
                     time.sleep(0.05)
                 i += 1
 
@@ -251,9 +254,9 @@ def test_soak_of_mixed_readers_and_writers(tmp_path):
                         client.batch_score([f"hub{k}" for k in range(20)] + ["ghost"])
                     else:
                         client.top_users(limit=10)
-                except grpc.RpcError as exc:
-                    if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
-                        unexpected.append(f"read: {exc.code()} {exc.details()}")
+                except ScoreServiceError as exc:
+                    if exc.code not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                        unexpected.append(f"read: {exc}")
                     time.sleep(0.02)
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]

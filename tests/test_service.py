@@ -9,13 +9,18 @@ import time
 import grpc
 import numpy as np
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from support import rejected
 
-from scoresvc.client import ScoreClient, error_details
+from scoresvc.client import ScoreClient, ScoreServiceError
+from scoresvc.convert import timestamp
 from scoresvc.engine import Engine
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.server import ServerSettings, build_server
+from scoresvc.synthetic import community
 from scoresvc.v1 import score_service_pb2 as pb
+from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 
 LIKE, REPLY = InteractionKind.LIKE, InteractionKind.REPLY
 FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=3600)
@@ -35,12 +40,6 @@ def client(server):
         yield c
 
 
-def rejected(call, *args, **kwargs):
-    with pytest.raises(grpc.RpcError) as caught:
-        call(*args, **kwargs)
-    return error_details(caught.value)
-
-
 def now() -> float:
     return time.time()
 
@@ -58,20 +57,20 @@ def test_score_reads_its_own_write(client):
     shares = sum(c.share for c in got.explanation.top_contributors)
     assert shares + got.explanation.teleport_share == pytest.approx(1.0)
     assert got.explanation.engagement_received == pytest.approx(3.0, rel=1e-3)
-    assert got.status == pb.ACCOUNT_STATUS_NORMAL
-    assert got.compute_time.seconds > 0
+    assert got.status == AccountStatus.NORMAL
+    assert got.compute_time > 0
 
 
 def test_endorse_retract_and_topic_scores(client):
-    seq = client.endorse("ana", "bo", "python")
+    client.endorse("ana", "bo", "python")
     client.endorse("cy", "bo", "python")
-    seq = client.endorse("cy", "dee", "python")
+    seq = client.endorse("cy", "dee", "python").sequence
     topic = client.score("bo", "python", min_sequence=seq)
     assert topic.topic == "python" and topic.score == pytest.approx(100.0)
     assert topic.explanation.endorsements_received == pytest.approx(10.0, rel=1e-3)
     ranking = client.top_users(5, "python", min_sequence=seq)
     assert [u.user_id for u in ranking.users] == ["bo", "dee"]
-    seq = client.retract("ana", "bo", "python")
+    seq = client.retract("ana", "bo", "python").sequence
     after = client.score("bo", "python", min_sequence=seq)
     assert after.explanation.endorsements_received == pytest.approx(5.0, rel=1e-3)
 
@@ -85,6 +84,63 @@ def test_batch_score_flags_unknown_users_per_entry(client):
         ("ana", True),
     ]
     assert got.entries[1].score == 0 and got.sequence >= seq
+
+
+def test_batch_score_gives_every_user_the_numbers_score_gives_globally_and_per_topic():
+    """Every user's BatchScore entry equals its Score answer, in one snapshot: a
+    community with topic endorsements, a seed, a suspended user, twins, and users
+    whose influence ties (every user nobody trusts)."""
+    engine = Engine()
+    engine.load_events(community(3000, 120, seed=3, end=now()))
+    engine.record_interactions(
+        [
+            ("fan", "twin-a", REPLY, None),
+            ("fan", "twin-b", REPLY, None),
+            ("twin-a", "user0000001", LIKE, None),
+            ("twin-b", "user0000001", LIKE, None),
+        ]
+        + [(f"lurker-{i}", "user0000001", LIKE, None) for i in range(3)]
+    )
+    for twin in ("twin-a", "twin-b"):
+        engine.endorse("user0000002", twin, "python")
+    engine.endorse("user0000003", "user0000004", "python")
+    engine.set_status("user0000005", AccountStatus.SEED)
+    engine.set_status("user0000006", AccountStatus.SUSPENDED)
+    engine.set_status("user0000007", AccountStatus.SUSPENDED)
+    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv.start()
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            seq = engine.sequence
+            users = [u.user_id for u in stub.TopUsers(pb.TopUsersRequest(limit=1000)).users]
+            users.append("never-seen")
+            assert len(users) > 100
+            for topic in ("", "python"):
+                batch = stub.BatchScore(
+                    pb.BatchScoreRequest(user_ids=users, topic=topic, min_sequence=seq),
+                    timeout=60,
+                )
+                assert [e.user_id for e in batch.entries] == users
+                for entry in batch.entries:
+                    try:
+                        one = stub.Score(
+                            pb.ScoreRequest(user_id=entry.user_id, topic=topic), timeout=60
+                        )
+                    except grpc.RpcError as exc:
+                        assert exc.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+                        assert not entry.found, entry.user_id
+                        continue
+                    assert one.sequence == batch.sequence
+                    assert entry.found, entry.user_id
+                    # the same numbers (one computes a user, the other a vector: last bits)
+                    got = (entry.score, entry.influence, entry.percentile)
+                    want = (one.score, one.influence, one.percentile)
+                    assert got == pytest.approx(want, rel=1e-12, abs=1e-300), (topic, entry)
+                found = [e.influence for e in batch.entries if e.found]
+                assert len(set(found)) < len(found), "no ties among the users compared"
+    finally:
+        srv.stop(0)
 
 
 def test_top_users_ranks_globally(client):
@@ -121,16 +177,48 @@ def test_list_endorsements_pages_the_audit_trail(client):
     assert [r.retracted for r in received] == [True, False]
 
 
+def _send_endorsement(stub, verb: str, seconds: float):
+    request = getattr(pb, f"{verb}Request")(
+        endorser_id="ana", endorsee_id="bo", topic="go", event_time=timestamp(seconds)
+    )
+    return getattr(stub, verb)(request, timeout=10)
+
+
+def _trail(stub) -> list[tuple[bool, bool]]:
+    """(retracted, decides_current_state) of ana's trail, newest first."""
+    page = stub.ListEndorsements(
+        pb.ListEndorsementsRequest(user_id="ana", direction=pb.ENDORSEMENT_DIRECTION_GIVEN),
+        timeout=10,
+    )
+    return [(e.retracted, e.decides_current_state) for e in page.endorsements]
+
+
+def test_a_back_dated_retraction_says_the_endorsement_stays_live(client):
+    stub, t = client.stub, now() - 3600
+    assert _send_endorsement(stub, "Endorse", t).endorsement_live
+    back_dated = _send_endorsement(stub, "RetractEndorsement", t - 60)
+    assert back_dated.endorsement_live  # an older retraction does not undo a newer endorsement
+    assert _trail(stub) == [(True, False), (False, True)]
+    got = client.score("bo", "go", min_sequence=back_dated.sequence)
+    assert got.explanation.endorsements_received > 0  # still counting, as the answer said
+    retracted = _send_endorsement(stub, "RetractEndorsement", now())
+    assert not retracted.endorsement_live
+    assert _trail(stub) == [(True, True), (True, False), (False, False)]
+    # An endorsement older than the retraction is recorded, and says it is not live.
+    assert not _send_endorsement(stub, "Endorse", t).endorsement_live
+    assert _trail(stub)[0] == (False, False) and _trail(stub)[1] == (True, True)
+
+
 def test_set_account_status_suspends_and_restores(client):
     seq = client.record_interactions(
         [("ana", "bo", LIKE, None), ("bo", "ana", LIKE, None)]
     ).sequence
-    seq = client.set_account_status("bo", AccountStatus.SUSPENDED)
+    seq = client.set_account_status("bo", AccountStatus.SUSPENDED).sequence
     got = client.score("bo", min_sequence=seq)
-    assert got.status == pb.ACCOUNT_STATUS_SUSPENDED and got.influence == 0 and got.score == 1
-    seq = client.set_account_status("bo", AccountStatus.SEED)
+    assert got.status == AccountStatus.SUSPENDED and got.influence == 0 and got.score == 1
+    seq = client.set_account_status("bo", AccountStatus.SEED).sequence
     got = client.score("bo", min_sequence=seq)
-    assert got.status == pb.ACCOUNT_STATUS_SEED and got.influence > 0
+    assert got.status == AccountStatus.SEED and got.influence > 0
 
 
 # ------------------------------------------------------------------ errors
@@ -184,8 +272,13 @@ def test_columnar_errors_name_the_column(client):
     )
     got = rejected(stub.RecordInteractions, bad_length)
     assert got.field_violations[0][0] == "columns.actor_index"
-    out_of_range = rejected(client.record_interaction_columns, ["a", "b"], [0], [5], [1])
-    assert out_of_range.field_violations[0][0] == "columns.actor_index[0]"
+    out_of_range = rejected(
+        client.record_interaction_columns, ["a", "b", "c"], [0, 7, 0], [5, 1, 1], [1, 1, 1]
+    )
+    assert [f for f, _ in out_of_range.field_violations] == [
+        "columns.target_index[0]",
+        "columns.actor_index[1]",
+    ]
     both = pb.RecordInteractionsRequest(
         interactions=[pb.Interaction(actor_id="a", target_id="b", kind=1)],
         columns=pb.InteractionColumns(user_ids=["a"]),
@@ -258,7 +351,7 @@ def test_endorsements_past_the_daily_limit_are_resource_exhausted(client):
     got = rejected(client.endorse, "eager", "u9")
     assert got.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert got.reason == "ENDORSEMENT_LIMIT_EXCEEDED"
-    assert 0 < got.retry_after_seconds <= 86_400
+    assert 0 < got.retry_delay_seconds <= 86_400
 
 
 def test_min_sequence_ahead_of_every_write_is_out_of_range(client):
@@ -269,7 +362,9 @@ def test_min_sequence_ahead_of_every_write_is_out_of_range(client):
 
 
 def test_min_sequence_waits_within_the_deadline_then_gives_up():
-    slow = ServerSettings(refresh_gap_seconds=1.5, time_step_seconds=3600)
+    # The refresh comes 5 s after the write: a read with a 0.3 s deadline gives up
+    # first unless the machine stalls the test for longer than that.
+    slow = ServerSettings(refresh_gap_seconds=5, max_staleness_seconds=5, time_step_seconds=3600)
     srv, _ = build_server("127.0.0.1:0", Engine(), slow)
     srv.start()
     try:
@@ -277,11 +372,116 @@ def test_min_sequence_waits_within_the_deadline_then_gives_up():
             seq = c.record_interactions([("a", "b", LIKE, None)]).sequence
             got = rejected(c.score, "b", min_sequence=seq, timeout=0.3)
             assert got.code == grpc.StatusCode.DEADLINE_EXCEEDED
-            started = time.perf_counter()
-            assert c.score("b", min_sequence=seq, timeout=10).sequence >= seq
-            assert time.perf_counter() - started < 5
+            assert c.score("b", min_sequence=seq, timeout=60).sequence >= seq
     finally:
         srv.stop(0)
+
+
+@pytest.fixture
+def stalled():
+    """A server that will not refresh for a minute and caps waits at 0.3 s, and the
+    sequence of a write to it: a read for that sequence can only wait."""
+    settings = ServerSettings(
+        refresh_gap_seconds=60,
+        max_staleness_seconds=60,
+        time_step_seconds=3600,
+        max_wait_seconds=0.3,
+    )
+    srv, _ = build_server("127.0.0.1:0", Engine(), settings)
+    srv.start()
+    try:
+        with ScoreClient(srv.address) as c:
+            yield c, c.record_interactions([("a", "b", LIKE, None)]).sequence
+    finally:
+        srv.stop(0)
+
+
+@pytest.mark.parametrize("timeout", [None, 1e9, 3600.0], ids=["none", "huge", "long"])
+def test_min_sequence_without_a_usable_deadline_waits_up_to_the_server_cap(stalled, timeout):
+    client, seq = stalled
+    with pytest.raises(grpc.RpcError) as caught:
+        client.stub.Score(pb.ScoreRequest(user_id="b", min_sequence=seq), timeout=timeout)
+    got = ScoreServiceError.of(caught.value)
+    assert got.code == grpc.StatusCode.DEADLINE_EXCEEDED, got.message
+    assert got.reason == "SNAPSHOT_NOT_READY" and "0.3 s" in got.message
+
+
+def test_min_sequence_without_a_deadline_reads_its_own_write(client):
+    seq = client.record_interactions([("ana", "bo", LIKE, None)]).sequence
+    got = client.stub.Score(pb.ScoreRequest(user_id="bo", min_sequence=seq))
+    assert got.sequence >= seq
+
+
+def test_every_call_returns_its_request_id_in_the_trailers(client):
+    stub = client.stub
+    traced = [("x-request-id", "trace-7")]
+    done, call = stub.Endorse.with_call(
+        pb.EndorseRequest(endorser_id="ana", endorsee_id="bo"), metadata=traced, timeout=10
+    )
+    assert dict(call.trailing_metadata())["x-request-id"] == "trace-7"
+    read = pb.ScoreRequest(user_id="bo", min_sequence=done.sequence)
+    made_up = [dict(stub.Score.with_call(read, timeout=10)[1].trailing_metadata()) for _ in "ab"]
+    assert made_up[0]["x-request-id"] != made_up[1]["x-request-id"]
+    for request, reason in (
+        (pb.ScoreRequest(user_id="ghost"), "USER_NOT_FOUND"),
+        (pb.ScoreRequest(user_id=""), "INVALID_ARGUMENT"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Score(request, metadata=[("x-request-id", "trace-8")], timeout=10)
+        assert dict(caught.value.trailing_metadata())["x-request-id"] == "trace-8"
+        assert ScoreServiceError.of(caught.value).reason == reason  # the details are still there
+
+
+def test_reads_refuse_ids_over_128_bytes_without_echoing_them(client):
+    huge = "x" * 100_000
+    given = pb.ENDORSEMENT_DIRECTION_GIVEN
+    for call, field in (
+        (lambda: client.score(huge), "user_id"),
+        (lambda: client.score("ana", huge), "topic"),
+        (lambda: client.batch_score(["ana", huge]), "user_ids[1]"),
+        (lambda: client.top_users(5, huge), "topic"),
+        (
+            lambda: client.stub.ListEndorsements(
+                pb.ListEndorsementsRequest(user_id=huge, direction=given), timeout=10
+            ),
+            "user_id",
+        ),
+    ):
+        got = rejected(call)
+        assert got.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert got.field_violations == [(field, "must be at most 128 bytes of UTF-8")]
+        assert huge[:200] not in got.message
+
+
+def _columns(users, actor, target, kind, seconds) -> pb.RecordInteractionsRequest:
+    return pb.RecordInteractionsRequest(
+        columns=pb.InteractionColumns(
+            user_ids=users,
+            actor_index=np.asarray(actor, "<u4").tobytes(),
+            target_index=np.asarray(target, "<u4").tobytes(),
+            kind=bytes(kind),
+            event_time_seconds=np.asarray(seconds, "<f8").tobytes(),
+        )
+    )
+
+
+def test_times_that_are_not_finite_get_one_clear_message(client):
+    request = _columns(
+        ["a", "b"], [0, 0, 0, 0], [1, 1, 1, 1], [1] * 4, [np.nan, np.inf, -np.inf, now()]
+    )
+    got = rejected(client.stub.RecordInteractions, request, timeout=10)
+    assert got.field_violations == [
+        (f"columns.event_time_seconds[{i}]", "must be a finite number of seconds") for i in range(3)
+    ]
+    assert got.metadata["violations"] == "3"
+
+
+def test_reads_and_writes_word_their_errors_alike(client):
+    assert rejected(client.score, "").message == "user_id: must be a non-empty string"
+    one = rejected(client.record_interactions, [("a", "a", LIKE, None)])
+    assert one.message == "interactions[0].target_id: must differ from actor_id"
+    many = rejected(client.record_interactions, [("a", "a", LIKE, None)] * 5)
+    assert many.message == "interactions[0].target_id: must differ from actor_id (and 4 more)"
 
 
 def test_a_reused_request_id_with_other_content_is_rejected(client):
@@ -289,6 +489,222 @@ def test_a_reused_request_id_with_other_content_is_rejected(client):
     got = rejected(client.endorse, "a", "c", request_id="r-1")
     assert got.code == grpc.StatusCode.INVALID_ARGUMENT
     assert got.reason == "REQUEST_ID_REUSED" and got.field_violations[0][0] == "request_id"
+
+
+T = 1_767_225_600.0  # a fixed event time, in the past
+
+
+def _at(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
+
+
+def _row(actor: str, target: str, kind: int = LIKE, when: float | None = T, topic: str = ""):
+    row = pb.Interaction(actor_id=actor, target_id=target, kind=kind, topic=topic)
+    if when is not None:
+        row.event_time.CopyFrom(_at(when))
+    return row
+
+
+def _rows(*rows) -> pb.RecordInteractionsRequest:
+    return pb.RecordInteractionsRequest(interactions=rows)
+
+
+def _columns(users=("a", "b", "c"), actor=(0, 2), target=(1, 1), kind=(1, 3), times=(T, T)):
+    return pb.RecordInteractionsRequest(
+        columns=pb.InteractionColumns(
+            user_ids=users,
+            actor_index=np.array(actor, "<u4").tobytes(),
+            target_index=np.array(target, "<u4").tobytes(),
+            kind=np.array(kind, np.uint8).tobytes(),
+            event_time_seconds=np.array(times, "<f8").tobytes(),
+        )
+    )
+
+
+def _endorsement(message, endorser="a", endorsee="b", topic="go", when: float | None = T):
+    request = message(endorser_id=endorser, endorsee_id=endorsee, topic=topic)
+    if when is not None:
+        request.event_time.CopyFrom(_at(when))
+    return request
+
+
+def _endorse(**fields):
+    return _endorsement(pb.EndorseRequest, **fields)
+
+
+def _retract(**fields):
+    return _endorsement(pb.RetractEndorsementRequest, **fields)
+
+
+def _status(user="a", status=pb.ACCOUNT_STATUS_SEED):
+    return pb.SetAccountStatusRequest(user_id=user, status=status)
+
+
+BASE_ROWS = _rows(_row("a", "b"), _row("c", "b", REPLY, None))
+#: (method, the first request, the same request id with one thing changed)
+CHANGED = {
+    "rows: actor": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("x", "b"), _row("c", "b", REPLY, None)),
+    ),
+    "rows: target": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "x"), _row("c", "b", REPLY, None)),
+    ),
+    "rows: kind": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", REPLY), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", when=T - 1), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time by 1 ms": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", when=T + 1e-3), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time left out": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", when=None), _row("c", "b", REPLY, None)),
+    ),
+    "rows: time given": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b"), _row("c", "b", REPLY, T)),
+    ),
+    "rows: a row less": ("RecordInteractions", BASE_ROWS, _rows(_row("a", "b"))),
+    "rows: a row more": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b"), _row("c", "b", REPLY, None), _row("a", "b")),
+    ),
+    "rows: swapped": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("c", "b", REPLY, None), _row("a", "b")),
+    ),
+    "rows: ids reversed": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("b", "a"), _row("b", "c", REPLY, None)),
+    ),
+    "columns: user ids": ("RecordInteractions", _columns(), _columns(users=("a", "b", "x"))),
+    "columns: actor": ("RecordInteractions", _columns(), _columns(actor=(0, 0))),
+    "columns: target": ("RecordInteractions", _columns(), _columns(target=(1, 0))),
+    "columns: kind": ("RecordInteractions", _columns(), _columns(kind=(1, 4))),
+    "columns: time": ("RecordInteractions", _columns(), _columns(times=(T, T - 60))),
+    "columns: time left out": ("RecordInteractions", _columns(), _columns(times=())),
+    "columns: as rows, a kind changed": (
+        "RecordInteractions",
+        _columns(),
+        _rows(_row("a", "b"), _row("c", "b", InteractionKind.MENTION)),
+    ),
+    "endorse: endorser": ("Endorse", _endorse(), _endorse(endorser="x")),
+    "endorse: endorsee": ("Endorse", _endorse(), _endorse(endorsee="x")),
+    "endorse: topic": ("Endorse", _endorse(), _endorse(topic="rust")),
+    "endorse: no topic": ("Endorse", _endorse(), _endorse(topic="")),
+    "endorse: time": ("Endorse", _endorse(), _endorse(when=T - 60)),
+    "endorse: time left out": ("Endorse", _endorse(), _endorse(when=None)),
+    "endorse, then retract": ("Endorse", _endorse(), _retract()),
+    "retract: endorser": ("RetractEndorsement", _retract(), _retract(endorser="c")),
+    "retract: endorsee": ("RetractEndorsement", _retract(), _retract(endorsee="c")),
+    "retract: topic": ("RetractEndorsement", _retract(), _retract(topic="")),
+    "retract: time": ("RetractEndorsement", _retract(), _retract(when=T + 60)),
+    "retract: time left out": ("RetractEndorsement", _retract(), _retract(when=None)),
+    "retract, then endorse": ("RetractEndorsement", _retract(), _endorse()),
+    "status: user": ("SetAccountStatus", _status(), _status(user="b")),
+    "status: status": ("SetAccountStatus", _status(), _status(status=pb.ACCOUNT_STATUS_SUSPENDED)),
+    "status, then endorse": ("SetAccountStatus", _status(), _endorse()),
+    "rows, then status": ("RecordInteractions", BASE_ROWS, _status()),
+}
+
+
+def _prepare(engine: Engine) -> None:
+    """What every case's first request needs: live endorsements to retract."""
+    for endorser, endorsee, topic in (
+        ("a", "b", "go"),
+        ("c", "b", "go"),
+        ("a", "c", "go"),
+        ("a", "b", ""),
+    ):
+        engine.endorse(endorser, endorsee, topic, T - 3600)
+
+
+def _send(stub, request):
+    method = {
+        pb.RecordInteractionsRequest: "RecordInteractions",
+        pb.EndorseRequest: "Endorse",
+        pb.RetractEndorsementRequest: "RetractEndorsement",
+        pb.SetAccountStatusRequest: "SetAccountStatus",
+    }[type(request)]
+    return getattr(stub, method)(request, timeout=30).sequence
+
+
+@pytest.mark.parametrize("case", list(CHANGED))
+def test_a_request_id_reused_with_anything_changed_is_invalid_and_applies_nothing(case):
+    method, first, changed = CHANGED[case]
+    engine = Engine()
+    _prepare(engine)
+    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv.start()
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            first.request_id = changed.request_id = "req-1"
+            assert type(first).__name__.startswith(method)
+            sequence = _send(stub, first)
+            with pytest.raises(grpc.RpcError) as caught:
+                _send(stub, changed)
+            got = ScoreServiceError.of(caught.value)
+            assert got.code == grpc.StatusCode.INVALID_ARGUMENT, (case, got)
+            assert got.reason == "REQUEST_ID_REUSED"
+            assert engine.sequence == sequence
+            assert _send(stub, first) == sequence  # the first request again: a retry
+            assert engine.sequence == sequence
+    finally:
+        srv.stop(0)
+
+
+def test_the_same_batch_as_rows_or_as_columns_is_one_request(server):
+    columns, rows = _columns(), _rows(_row("a", "b"), _row("c", "b", REPLY))
+    columns.request_id = rows.request_id = "either-form"
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.ScoreServiceStub(channel)
+        first = _send(stub, columns)
+        assert _send(stub, rows) == first
+        assert _send(stub, columns) == first
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [_retract(), _retract(when=None), _status(), _status(status=pb.ACCOUNT_STATUS_SUSPENDED)],
+    ids=["retract", "retract at server time", "seed", "suspend"],
+)
+def test_retries_of_retract_and_set_status_get_the_first_sequence(request_):
+    engine = Engine()
+    _prepare(engine)
+    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv.start()
+    try:
+        with grpc.insecure_channel(srv.address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            request_.request_id = "retry-me"
+            first = _send(stub, request_)
+            _send(stub, _endorse(endorser="x", endorsee="y"))  # a write in between
+            later = engine.sequence
+            # a retract retried after it succeeded finds nothing live: the first answer
+            assert [_send(stub, request_) for _ in range(3)] == [first] * 3
+            assert engine.sequence == later
+    finally:
+        srv.stop(0)
 
 
 class _Faulty(Engine):
@@ -302,9 +718,7 @@ def test_unexpected_errors_are_internal_and_leak_nothing():
     try:
         with ScoreClient(srv.address) as c:
             seq = c.record_interactions([("a", "b", LIKE, None)]).sequence
-            with pytest.raises(grpc.RpcError) as caught:
-                c.score("b", min_sequence=seq, top_contributors=2)
-            got = error_details(caught.value)
+            got = rejected(c.score, "b", min_sequence=seq, top_contributors=2)
             assert got.code == grpc.StatusCode.INTERNAL
             assert "secret" not in got.message and "request id" in got.message
             assert got.metadata["request_id"]
@@ -322,7 +736,7 @@ def test_request_ids_make_writes_idempotent(client):
     assert again.sequence == first.sequence and again.accepted == first.accepted
     e1 = client.endorse("ana", "bo", request_id="e-1")
     assert client.endorse("ana", "bo", request_id="e-1") == e1
-    got = client.score("bo", min_sequence=e1)
+    got = client.score("bo", min_sequence=e1.sequence)
     assert got.explanation.engagement_received == pytest.approx(1.0, rel=1e-3)
 
 
@@ -348,8 +762,8 @@ def test_concurrent_writers_and_readers_lose_nothing(server):
                     try:
                         c.score("hub", top_contributors=3)
                         c.top_users(5)
-                    except grpc.RpcError as exc:
-                        if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    except ScoreServiceError as exc:
+                        if exc.code != grpc.StatusCode.NOT_FOUND:
                             raise
         except BaseException as exc:
             errors.append(exc)

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import grpc
@@ -18,12 +17,14 @@ import pytest
 from support import CliServer
 
 from scoresvc import checkpoint
-from scoresvc.client import ScoreClient
 from scoresvc.engine import Engine, WriteResult
 from scoresvc.errors import Conflict, StorageError
+from scoresvc.events import Compaction
 from scoresvc.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.store import Store, decode, encode
 from scoresvc.synthetic import community
+from scoresvc.v1 import score_service_pb2 as pb
+from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 
 LIKE = InteractionKind.LIKE
 NOW = 1_767_225_600.0
@@ -84,7 +85,7 @@ def test_a_restart_gives_the_same_scores_and_remembers_request_ids(tmp_path):
     assert again.sequence == 2 and second.sequence == first.sequence
     assert second.endorse("ana", "bo", "python", NOW - 100, request_id="e-1").sequence == 4
     trail, _ = second.list_endorsements("bo", False, 0, 10)
-    assert [e["retracted"] for e in trail][:2] == [True, False]
+    assert [e.retracted for e in trail][:2] == [True, False]
 
 
 def _write_a_little(engine: Engine) -> None:
@@ -178,6 +179,18 @@ def test_a_checkpoint_holds_the_whole_state_and_later_writes_follow_it(tmp_path)
         for engine in (first, second):
             engine.endorse("dee", "cy", "go", NOW - 1, now=NOW)
         _same_snapshots(first, second)
+
+
+def test_a_checkpoint_keeps_the_latest_interaction_a_compacted_log_can_be_read_from(tmp_path):
+    first = Engine()
+    first.record_interactions([("ana", "bo", LIKE, NOW - 60)], now=NOW)
+    first.endorse("ana", "bo", "", NOW - 30, request_id="e-1", now=NOW)  # later, not folded
+    first.retract("ana", "bo", "", NOW - 40, request_id="r-1", now=NOW)  # back-dated
+    second = Engine()
+    second.restore(checkpoint.read(checkpoint.write(tmp_path, first.state())))
+    for engine in (first, second):
+        log, _ = engine.compacted_log(at=NOW)
+        assert log.compaction == Compaction(NOW, NOW - 60)
 
 
 def test_the_journal_is_compacted_behind_the_older_checkpoint(tmp_path):
@@ -274,6 +287,7 @@ def test_a_request_id_in_flight_is_applied_once(tmp_path):
     engine = Engine()
     queued: list = []
     release = threading.Event()
+    waiting = threading.Semaphore(0)
 
     def slow_journal(record):
         queued.append(record)
@@ -281,6 +295,7 @@ def test_a_request_id_in_flight_is_applied_once(tmp_path):
         lock = threading.Lock()
 
         def wait() -> WriteResult:  # like the store's: every waiter gets the one result
+            waiting.release()
             release.wait()
             with lock:
                 if not applied:
@@ -300,11 +315,65 @@ def test_a_request_id_in_flight_is_applied_once(tmp_path):
     ]
     for t in threads:
         t.start()
-    time.sleep(0.2)
+    for _ in threads:  # both attempts wait on the one journaled write
+        assert waiting.acquire(timeout=60)
     release.set()
     for t in threads:
         t.join()
     assert len(queued) == 1 and answers == [WriteResult(1, 1)] * 2
+
+
+@pytest.mark.parametrize(("durability", "synchronous"), [("full", 2), ("normal", 1)])
+def test_durability_sets_sqlite_synchronous_on_the_journal_connection(
+    tmp_path, durability, synchronous
+):
+    """The README's promise, read back from SQLite: ``full`` is synchronous=FULL (2),
+    ``normal`` is NORMAL (1), in WAL mode, on the connection that commits the writes."""
+    with Store(tmp_path, durability) as store:
+        engine = Engine()
+        store.load_into(engine)
+        engine.record_interactions([("a", "b", LIKE, None)])
+        with store._db_lock:
+            got = store._db.execute("PRAGMA synchronous").fetchone()[0]
+            mode = store._db.execute("PRAGMA journal_mode").fetchone()[0]
+    assert (got, mode) == (synchronous, "wal")
+
+
+def test_a_checkpoint_is_fsynced_then_renamed_then_its_directory_fsynced(tmp_path, monkeypatch):
+    """Traces the os calls the checkpoint writer makes: the file's data reaches the
+    disk before the rename makes it the checkpoint, and the rename itself (the
+    directory entry) reaches the disk before the checkpoint counts as taken."""
+    store = Store(tmp_path)
+    engine = Engine()
+    store.load_into(engine)
+    _write_everything(engine)
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        calls.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+
+    def replace(src, dst) -> None:  # type: ignore[no-untyped-def]
+        real_replace(src, dst)
+        calls.append(("replace", f"{os.fspath(src)} -> {os.fspath(dst)}"))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = store.checkpoint()
+    monkeypatch.undo()
+    store.close(final_checkpoint=False)
+    assert path is not None
+    directory = str(path.parent.resolve())
+    mine = [c for c in calls if directory in c[1]]
+    assert len(mine) == 3, calls
+    (first, written), (second, renamed), (third, synced) = mine
+    source, target = renamed.split(" -> ")
+    assert (first, second, third) == ("fsync", "replace", "fsync")
+    assert os.path.realpath(source) == written != str(path.resolve())  # a temporary file
+    assert os.path.realpath(target) == str(path.resolve())
+    assert synced == directory
+    assert checkpoint.read(path).sequence == engine.sequence
 
 
 def test_a_data_directory_in_use_is_refused(tmp_path):
@@ -313,7 +382,7 @@ def test_a_data_directory_in_use_is_refused(tmp_path):
 
 
 def _start(data_dir) -> CliServer:
-    return CliServer(
+    server = CliServer(
         "serve",
         "--port",
         "0",
@@ -322,73 +391,146 @@ def _start(data_dir) -> CliServer:
         "--refresh-gap",
         "0.01",
         "--checkpoint-events",
-        "40",  # checkpoints (and compactions) happen between the kills too
+        "10",  # a checkpoint (and a compaction) every few writes: kills land in them too
     )
-
-
-def test_acknowledged_writes_survive_sigkill_and_no_batch_is_half_applied(tmp_path):
-    """A writer streams 3-row batches while the server is SIGKILLed at random moments
-    three times; after each restart every acknowledged batch is there, whole."""
-    rng = random.Random(7)
-    acknowledged: list[int] = []
-    batch = 3
-    next_batch = 0
-    for _round in range(3):
-        server = _start(tmp_path)
-        address = server.address
-        stop = threading.Event()
-
-        def write(address: str = address, stop: threading.Event = stop) -> None:
-            nonlocal next_batch
-            with ScoreClient(address, timeout=5) as c:
-                while not stop.is_set():
-                    i = next_batch
-                    rows = [(f"w{i}-{k}", "hub", LIKE, None) for k in range(batch)]
-                    try:
-                        c.record_interactions(rows, request_id=f"batch-{i}")
-                    except grpc.RpcError as exc:
-                        if exc.code() == grpc.StatusCode.UNAVAILABLE and (
-                            "starting" in (exc.details() or "")
-                        ):
-                            time.sleep(0.02)  # still replaying: the same batch again
-                            continue
-                        return  # the server died under us: this batch is not acknowledged
-                    acknowledged.append(i)
-                    next_batch += 1
-
-        writer = threading.Thread(target=write)
-        time.sleep(0.5)  # replay and become ready
-        writer.start()
-        time.sleep(rng.uniform(0.3, 1.0))
-        server.kill()
-        stop.set()
-        writer.join()
-        next_batch += 1  # the batch in flight may or may not have landed: skip its id
-    server = _start(tmp_path)
     try:
-        time.sleep(0.5)
-        with ScoreClient(server.address, timeout=10) as c:
-            seq = c.record_interactions([("final", "hub", LIKE, None)]).sequence
-            got = c.score("hub", min_sequence=seq).explanation.engagement_received
-            present = {
+        server.wait_serving()
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
+class _Stream:
+    """Writes of every kind to a server, each with a request id, and which were
+    acknowledged: interaction batches (3 rows), endorsements, retractions of
+    acknowledged endorsements, and status changes."""
+
+    def __init__(self) -> None:
+        self.acknowledged: list[tuple[str, object, int]] = []  # (request id, request, seq)
+        self.batches: list[int] = []
+        self.live: list[str] = []  # endorsers whose acknowledged endorsement is live
+        self.next = 0
+
+    def request(self, i: int):
+        rid = f"w{i}"
+        if i % 4 == 0:
+            rows = [
+                pb.Interaction(actor_id=f"b{i}-{k}", target_id="hub", kind=LIKE) for k in range(3)
+            ]
+            return "RecordInteractions", pb.RecordInteractionsRequest(
+                interactions=rows, request_id=rid
+            )
+        if i % 4 == 1 or (i % 4 == 2 and not self.live):
+            return "Endorse", pb.EndorseRequest(
+                endorser_id=f"e{i}", endorsee_id="hub", request_id=rid
+            )
+        if i % 4 == 2:
+            endorser = self.live[0]
+            return "RetractEndorsement", pb.RetractEndorsementRequest(
+                endorser_id=endorser, endorsee_id="hub", request_id=rid
+            )
+        status = pb.ACCOUNT_STATUS_SEED if i % 8 == 3 else pb.ACCOUNT_STATUS_SUSPENDED
+        return "SetAccountStatus", pb.SetAccountStatusRequest(
+            user_id=f"s{i}", status=status, request_id=rid
+        )
+
+    def run(self, address: str, kill_after: int, ready: threading.Event) -> None:
+        """Write until the server dies; ``ready`` is set after ``kill_after`` writes."""
+        done = 0
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            while True:
+                i = self.next
+                method, request = self.request(i)
+                try:
+                    sequence = getattr(stub, method)(request, timeout=60).sequence
+                except grpc.RpcError:
+                    self.next += 1  # in flight when the server died: maybe landed, skip its id
+                    ready.set()
+                    return
+                self.acknowledged.append((method, request, sequence))
+                if method == "RecordInteractions":
+                    self.batches.append(i)
+                elif method == "Endorse":
+                    self.live.append(request.endorser_id)
+                elif method == "RetractEndorsement":
+                    self.live.remove(request.endorser_id)
+                self.next += 1
+                done += 1
+                if done == kill_after:
+                    ready.set()
+
+    def check(self, address: str) -> None:
+        """Every acknowledged write is there, whole, and its retry gets its sequence."""
+        if not self.acknowledged:
+            return
+        with grpc.insecure_channel(address) as channel:
+            stub = pb_grpc.ScoreServiceStub(channel)
+            names = [f"b{i}-{k}" for i in range(self.next) for k in range(3)]
+            found = {
                 e.user_id
-                for e in c.batch_score(
-                    [f"w{i}-{k}" for i in range(next_batch) for k in range(batch)]
-                ).entries
+                for e in stub.BatchScore(pb.BatchScoreRequest(user_ids=names), timeout=60).entries
                 if e.found
             }
-    finally:
-        server.stop(timeout=30)
-    assert len(acknowledged) > 10
-    for i in acknowledged:
-        assert {f"w{i}-{k}" for k in range(batch)} <= present
-    # Whole batches only: every batch's rows are all present or all absent.
-    for i in range(next_batch):
-        rows = {f"w{i}-{k}" for k in range(batch)}
-        assert rows <= present or not rows & present
-    assert round(got) == len(present) + 1
+            for i in self.batches:
+                assert {f"b{i}-{k}" for k in range(3)} <= found, i
+            for i in range(self.next):  # whole batches only: all rows or none
+                rows = {f"b{i}-{k}" for k in range(3)}
+                assert rows <= found or not rows & found, i
+            trail, token = set(), ""
+            while True:
+                page = stub.ListEndorsements(
+                    pb.ListEndorsementsRequest(
+                        user_id="hub",
+                        direction=pb.ENDORSEMENT_DIRECTION_RECEIVED,
+                        page_size=1000,
+                        page_token=token,
+                    ),
+                    timeout=60,
+                )
+                trail |= {(e.endorser_id, e.retracted, e.sequence) for e in page.endorsements}
+                token = page.next_page_token
+                if not token:
+                    break
+            for method, request, sequence in self.acknowledged:
+                if method in ("Endorse", "RetractEndorsement"):
+                    retracted = method == "RetractEndorsement"
+                    assert (request.endorser_id, retracted, sequence) in trail, (method, sequence)
+                elif method == "SetAccountStatus":
+                    got = stub.Score(pb.ScoreRequest(user_id=request.user_id), timeout=60)
+                    assert got.status == request.status, request.user_id
+                again = getattr(stub, method)(request, timeout=60).sequence
+                assert again == sequence, (method, request.request_id)
+
+
+def test_acknowledged_writes_survive_sigkill_and_no_write_is_half_applied(tmp_path):
+    """A writer streams interaction batches, endorsements, retractions and status
+    changes while the server, checkpointing every few writes, is SIGKILLed after a
+    random number of them, eight times; after each restart every acknowledged write
+    is there, whole, and a retry of it answers its first sequence."""
+    rng = random.Random(7)
+    stream = _Stream()
+    for _round in range(8):
+        with _start(tmp_path) as server:
+            stream.check(server.address)
+            ready = threading.Event()
+            writer = threading.Thread(
+                target=stream.run, args=(server.address, rng.randint(1, 40), ready)
+            )
+            writer.start()
+            try:
+                assert ready.wait(timeout=600), "the writer made no progress"
+            finally:
+                server.kill()
+                writer.join()
+    with _start(tmp_path) as server:
+        stream.check(server.address)
+        server.stop(timeout=60)
+    kinds = {method for method, _, _ in stream.acknowledged}
+    assert kinds == {"RecordInteractions", "Endorse", "RetractEndorsement", "SetAccountStatus"}
+    assert len(stream.acknowledged) > 40
     assert Store(tmp_path).integrity_check() == "ok"
-    assert os.path.exists(tmp_path / "scoresvc.db")
 
 
 LIMITS_SCRIPT = r"""

@@ -694,7 +694,7 @@ def ppr_power_step(const int64_t[::1] pull_start, const int32_t[::1] pull_src,
                    const double[::1] c, double[::1] c_next, double tol_rel,
                    double tol_abs, int num_threads):
     """One step of the normalised iteration ``c' = d P^T c + (1 - sum(d P^T c)) p``
-    (MODEL.md step 7; ``teleport`` sums to 1, ``c_next`` OUT).
+    (docs/model.md step 7; ``teleport`` sums to 1, ``c_next`` OUT).
 
     Renormalising puts the mass that leaks (reciprocity, dangling users) back at
     once, so this converges at the rate of the second eigenvalue, several times

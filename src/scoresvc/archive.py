@@ -7,30 +7,41 @@ An archive is a directory of three tables and a manifest::
     interactions.parquet  actor_id, target_id, kind (LIKE ...), event_time_seconds, weight
     endorsements.parquet  endorser_id, endorsee_id, topic, event_time_seconds, retracted
     manifest.json         format, version, tables and row counts, the compaction time
+                          and the latest event folded into the compacted interactions
 
 or the same tables as ``.csv`` (for small data; needs nothing beyond the standard
 library). Parquet needs pyarrow (the ``parquet`` extra).
 
 Interactions covered by a checkpoint exist only as decayed sums, so an export writes
 the compacted log (``Engine.compacted_log``): one row per (actor, target, kind) at the
-compaction time, ``weight`` being how many events at that time weigh the same. The
+compaction time, ``weight`` being how many events at that time weigh the same. They
+read exactly at any time from the latest event folded in (``events.Compaction``). The
 endorsement trail is exported whole. Importing an archive rebuilds the same scores.
+
+An archive is read from a local directory or from shared storage by URL (``s3://``,
+``gs://``, ``hdfs://``, ``file://``: pyarrow's file systems), so that every worker of a
+cluster reads the same files (``Location``).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
+import os
+import posixpath
+import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from .engine import Engine
-from .events import EventLog
+from .events import Compaction, EventLog
 from .model import AccountStatus, InteractionKind
 
 FORMAT = "scoresvc-archive"
@@ -60,6 +71,95 @@ def pyarrow_modules() -> Any:
     return pa, pq
 
 
+# ---------------------------------------------------------------------- locations
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+@dataclass(frozen=True)
+class Location:
+    """A file or directory that every process of a cluster names alike: a local path
+    made absolute where it is given (a worker resolves a relative one in its own
+    working directory), or a URL of shared storage opened through pyarrow's file
+    systems. Local paths need nothing beyond the standard library."""
+
+    text: str
+
+    @classmethod
+    def of(cls, where: str | Path | Location) -> Location:
+        if isinstance(where, Location):
+            return where
+        text = os.fspath(where)
+        return cls(text if _URL.match(text) else os.path.abspath(text))
+
+    @property
+    def is_url(self) -> bool:
+        return bool(_URL.match(self.text))
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.text.rstrip("/"))
+
+    @property
+    def suffix(self) -> str:
+        return posixpath.splitext(self.name)[1]
+
+    def __str__(self) -> str:
+        return self.text
+
+    def join(self, name: str) -> Location:
+        if self.is_url:
+            return Location(self.text.rstrip("/") + "/" + name)
+        return Location(os.path.join(self.text, name))
+
+    def sibling(self, name: str) -> Location:
+        """The location named ``name`` in the same directory."""
+        if self.is_url:
+            return Location(self.text.rstrip("/").rsplit("/", 1)[0] + "/" + name)
+        return Location(os.path.join(os.path.dirname(self.text), name))
+
+    def filesystem(self) -> tuple[Any, str]:
+        """``(pyarrow file system, path in it)`` of a URL."""
+        try:
+            from pyarrow import fs
+        except ImportError as exc:  # pragma: no cover - the extra is in the test install
+            raise ArchiveError(
+                f"{self}: URLs need pyarrow: pip install 'scoresvc[parquet]'"
+            ) from exc
+        try:
+            return fs.FileSystem.from_uri(self.text)
+        except (ValueError, OSError) as exc:  # unknown scheme, or no such bucket
+            raise ArchiveError(f"{self}: {exc}") from exc
+
+    def exists(self) -> bool:
+        if not self.is_url:
+            return os.path.exists(self.text)
+        from pyarrow import fs
+
+        filesystem, path = self.filesystem()
+        return bool(filesystem.get_file_info(path).type != fs.FileType.NotFound)
+
+    def open_read(self) -> IO[bytes]:
+        """The file for reading, seekable (as Parquet needs)."""
+        if not self.is_url:
+            return open(self.text, "rb")
+        filesystem, path = self.filesystem()
+        return filesystem.open_input_file(path)  # type: ignore[no-any-return]
+
+    def open_write(self) -> IO[bytes]:
+        """The file for writing, its directory created first."""
+        if not self.is_url:
+            os.makedirs(os.path.dirname(self.text), exist_ok=True)
+            return open(self.text, "wb")
+        filesystem, path = self.filesystem()
+        filesystem.create_dir(posixpath.dirname(path), recursive=True)
+        return filesystem.open_output_stream(path)  # type: ignore[no-any-return]
+
+    def read_text(self) -> str:
+        with self.open_read() as f:
+            return f.read().decode("utf-8")
+
+
 # ---------------------------------------------------------------------- export
 
 
@@ -73,6 +173,7 @@ def export(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     log, at = engine.compacted_log()
+    assert log.compaction is not None
     names = np.asarray(log.user_ids, dtype=object)
     topics = np.asarray(log.topics, dtype=object)
     tables: dict[str, dict[str, np.ndarray]] = {
@@ -101,6 +202,7 @@ def export(
         "sequence": engine.sequence,
         "exported_at": time.time(),
         "compacted_at": at,
+        "latest_compacted_event": log.compaction.latest_event,
         "tables": {},
     }
     for name, columns in tables.items():
@@ -168,59 +270,84 @@ def _write_csv(
 # ---------------------------------------------------------------------- import
 
 
-def table_files(directory: str | Path) -> dict[str, Path]:
+def manifest(directory: str | Path | Location) -> dict[str, Any] | None:
+    """The archive's manifest (None for tables without one), checked for its format."""
+    path = Location.of(directory).join("manifest.json")
+    if not path.exists():
+        return None
+    found: dict[str, Any] = json.loads(path.read_text())
+    if found.get("format") != FORMAT or found.get("version") != VERSION:
+        raise ArchiveError(
+            f"{path}: not a {FORMAT} version {VERSION} manifest"
+            f" ({found.get('format')!r} version {found.get('version')!r})"
+        )
+    return found
+
+
+def compaction(directory: str | Path | Location) -> Compaction | None:
+    """What the archive's interactions hold when they are compacted sums (an export's),
+    None when they are events at their own times."""
+    found = manifest(directory)
+    if found is None or found.get("compacted_at") is None:
+        return None
+    return Compaction(float(found["compacted_at"]), found.get("latest_compacted_event"))
+
+
+def table_files(directory: str | Path | Location) -> dict[str, Location]:
     """The archive's table files by table name (from its manifest when it has one)."""
-    base = Path(directory)
-    manifest_path = base / "manifest.json"
-    if manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise ArchiveError(
-                f"{manifest_path}: not a {FORMAT} version {VERSION} manifest"
-                f" ({manifest.get('format')!r} version {manifest.get('version')!r})"
-            )
-        files = {name: base / t["file"] for name, t in manifest["tables"].items()}
+    base = Location.of(directory)
+    found = manifest(base)
+    if found is not None:
+        files = {name: base.join(t["file"]) for name, t in found["tables"].items()}
     else:
         files = {}
         for name in TABLES:
             for ext in ("parquet", "csv"):
-                if (base / f"{name}.{ext}").exists():
-                    files[name] = base / f"{name}.{ext}"
+                if base.join(f"{name}.{ext}").exists():
+                    files[name] = base.join(f"{name}.{ext}")
     if not files:
         raise ArchiveError(f"{base}: no accounts, interactions or endorsements tables")
     return files
 
 
-def read(directory: str | Path, progress: Progress | None = None) -> Iterator[EventLog]:
+def read(directory: str | Path | Location, progress: Progress | None = None) -> Iterator[EventLog]:
     """The archive in ``directory`` as event logs of at most ``CHUNK_ROWS`` rows each:
     accounts first, then interactions, then endorsements. Each log names only the users
     it uses (``user_ids``), so chunks stay small whatever the number of users."""
     files = table_files(directory)
+    compacted = compaction(directory)
     for name in TABLES:
         path = files.get(name)
         if path is None:
             continue
         for columns, done, total in _read_table(path):
-            yield _convert(name, path, columns)
+            log = _convert(name, path, columns)
+            if name == "interactions":
+                log.compaction = compacted
+            yield log
             if progress is not None:
                 progress(name, done, total)
 
 
-def partitions(directory: str | Path) -> dict[str, list[tuple[Path, int | None]]]:
+Part = tuple[Location, int | None]  # a table file and its Parquet row group (None: CSV)
+
+
+def partitions(directory: str | Path | Location) -> dict[str, list[Part]]:
     """Each table's partitions for parallel readers: a Parquet row group each, or a
     whole CSV file."""
-    out: dict[str, list[tuple[Path, int | None]]] = {name: [] for name in TABLES}
+    out: dict[str, list[Part]] = {name: [] for name in TABLES}
     for name, path in table_files(directory).items():
         if path.suffix == ".parquet":
             _, pq = pyarrow_modules()
-            groups = pq.ParquetFile(path).metadata.num_row_groups
+            with path.open_read() as f:
+                groups = pq.ParquetFile(f).metadata.num_row_groups
             out[name] = [(path, g) for g in range(groups)]
         else:
             out[name] = [(path, None)]
     return out
 
 
-def read_partition(table: str, path: Path, group: int | None) -> EventLog:
+def read_partition(table: str, path: Location, group: int | None) -> EventLog:
     """One partition (from ``partitions``) of a table as an event log."""
     if group is None:
         chunks = [columns for columns, _, _ in _read_table(path)]
@@ -229,10 +356,11 @@ def read_partition(table: str, path: Path, group: int | None) -> EventLog:
         columns = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
         return _convert(table, path, columns)
     _, pq = pyarrow_modules()
-    return _convert(table, path, _arrow_columns(pq.ParquetFile(path).read_row_group(group)))
+    with path.open_read() as f:
+        return _convert(table, path, _arrow_columns(pq.ParquetFile(f).read_row_group(group)))
 
 
-def _convert(table: str, path: Path, columns: dict[str, Any]) -> EventLog:
+def _convert(table: str, path: Location, columns: dict[str, Any]) -> EventLog:
     try:
         return _CONVERT[table](columns)
     except (KeyError, ValueError) as exc:
@@ -256,20 +384,21 @@ def _arrow_columns(batch: Any) -> dict[str, Any]:
     return columns
 
 
-def _read_table(path: Path) -> Iterator[tuple[dict[str, Any], int, int]]:
+def _read_table(path: Location) -> Iterator[tuple[dict[str, Any], int, int]]:
     """Chunks of a table: Parquet strings as Arrow arrays, CSV as object arrays."""
     if path.suffix == ".parquet":
         _, pq = pyarrow_modules()
-        table = pq.ParquetFile(path)
-        total = table.metadata.num_rows
-        done = 0
-        for batch in table.iter_batches(batch_size=CHUNK_ROWS):
-            done += batch.num_rows
-            yield _arrow_columns(batch), done, total
+        with path.open_read() as f:
+            table = pq.ParquetFile(f)
+            total = table.metadata.num_rows
+            done = 0
+            for batch in table.iter_batches(batch_size=CHUNK_ROWS):
+                done += batch.num_rows
+                yield _arrow_columns(batch), done, total
         return
     if path.suffix != ".csv":
         raise ArchiveError(f"{path}: not a .parquet or .csv table")
-    with open(path, newline="", encoding="utf-8") as f:
+    with path.open_read() as raw, io.TextIOWrapper(raw, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:

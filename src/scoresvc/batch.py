@@ -1,5 +1,5 @@
-"""Batch recompute on Dask distributed: MODEL.md over an event archive, beyond one
-machine when it must be.
+"""Batch recompute on Dask distributed: the model (docs/model.md) over an event
+archive, beyond one machine when it must be.
 
 The job is a chain of map and reduce steps on ``distributed`` futures, numpy arrays
 between them (``docs/batch.md`` tells the scaling story):
@@ -9,13 +9,13 @@ between them (``docs/batch.md`` tells the scaling story):
 2. per interaction partition, the pair sums at ``as_of`` with the engine's compiled
    kernels (``U64Index``, ``accumulate``), split by unordered pair;
 3. per unordered-pair bucket (the shuffle that brings a pair and its reverse together):
-   sums merged, endorsements resolved (latest event wins), reciprocity (MODEL.md 1-3);
-4. per source bucket: saturation, budgets, transition probabilities (MODEL.md 4-6) with
+   sums merged, endorsements resolved (latest event wins), reciprocity (steps 1-3);
+4. per source bucket: saturation, budgets, transition probabilities (steps 4-6) with
    the engine's row kernel (``compute_rows``);
 5. per destination range: the edges in the pull form, kept on the workers for the power
-   iterations of personalised PageRank (MODEL.md 7), each iteration one task per range
+   iterations of personalised PageRank (step 7), each iteration one task per range
    running the engine's power step (``ppr_power_step``);
-6. on the client: influence, scores, percentiles (MODEL.md 8) and, optionally, topics.
+6. on the client: influence, scores, percentiles (step 8) and, optionally, topics.
 
 The explanation sums and topic scores follow the numpy reference (``scoresvc.reference``);
 the result is the in-process engine's to rounding.
@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 
 from . import _core, archive
+from .archive import Location, Part
 from .engine import Engine, EngineState
-from .events import EventLog, compacted_interactions
+from .events import Compaction, EventLog, compacted_interactions
 from .model import AccountStatus, ModelParams
 from .pairs import pack_pairs, reversed_pairs, unpack_pairs
 from .reference import (
@@ -76,9 +77,6 @@ class BatchResult:
 
 
 # ---------------------------------------------------------------------- reading
-
-
-Part = tuple[Path, int | None]  # a table file and its Parquet row group (None: CSV)
 
 
 def _distinct(table: str, part: Part) -> tuple[np.ndarray, np.ndarray]:
@@ -136,11 +134,18 @@ def _aggregate_pairs(keys: np.ndarray, channel: np.ndarray, value: np.ndarray) -
 
 
 def _interaction_part(
-    part: Part, names: np.ndarray, as_of: float, params: ModelParams, buckets: int
+    part: Part,
+    names: np.ndarray,
+    as_of: float,
+    params: ModelParams,
+    buckets: int,
+    compacted: Compaction | None,
 ) -> list[dict]:
-    """Step 2: one partition's pair sums at ``as_of``, split by unordered pair."""
+    """Step 2: one partition's pair sums at ``as_of``, split by unordered pair. Events
+    after ``as_of`` are left out; compacted sums count when their events are not."""
     events = archive.read_partition("interactions", *part)
-    keep = events.ts <= as_of
+    reach = events.ts if compacted is None else compacted.event_times(events.ts)
+    keep = reach <= as_of
     lookup = _global(names, events.user_ids or [])
     a, b = lookup[events.actor[keep]], lookup[events.target[keep]]
     channel = (events.kind[keep] - 1).astype(np.int8)
@@ -374,7 +379,7 @@ def _received(edges: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
 
 def run(
     client: Any,
-    input_dir: str | Path,
+    input_dir: str | Path | Location,
     as_of: float,
     params: ModelParams | None = None,
     *,
@@ -384,14 +389,20 @@ def run(
     state: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> BatchResult:
-    """Compute a snapshot of the archive in ``input_dir`` at ``as_of`` on ``client``'s
-    cluster (a ``distributed.Client``)."""
+    """Compute a snapshot of the archive in ``input_dir`` (a local path, resolved here
+    so that every worker reads the same files, or a URL of shared storage) at ``as_of``
+    on ``client``'s cluster (a ``distributed.Client``). ``CompactionError`` when the
+    archive's compacted interactions cannot be read at ``as_of``."""
     from distributed import wait
 
     p = params or ModelParams()
     started = time.perf_counter()
     say = progress or (lambda message: log.info("%s", message))
-    parts = archive.partitions(input_dir)
+    source = Location.of(input_dir)
+    compacted = archive.compaction(source)
+    if compacted is not None:
+        compacted.check(as_of)
+    parts = archive.partitions(source)
     workers = max(len(client.scheduler_info().get("workers", {})), 1)
     buckets = max(2 * workers, 2)
 
@@ -417,7 +428,7 @@ def run(
 
     # 2. Pair sums per partition, split by unordered pair.
     inter = [
-        client.submit(_interaction_part, part, names_f, as_of, p, buckets, pure=False)
+        client.submit(_interaction_part, part, names_f, as_of, p, buckets, compacted, pure=False)
         for part in parts["interactions"]
     ]
     endo = [
@@ -495,7 +506,7 @@ def run(
     }
     topic_table = None
     if topics:
-        topic_table = _topic_scores(client, recip, budget, influence, topic_names)
+        topic_table = _topic_scores(client, recip, budget, influence, status, topic_names)
     engine_state = None
     if state:
         engine_state = _state(
@@ -507,10 +518,19 @@ def run(
 
 
 def _topic_scores(
-    client: Any, recip: list, budget: list, influence: np.ndarray, topic_names: np.ndarray
+    client: Any,
+    recip: list,
+    budget: list,
+    influence: np.ndarray,
+    status: np.ndarray,
+    topic_names: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """MODEL.md 9 on the client: live endorsements are a few percent of the events."""
+    """Step 9 on the client: live endorsements are a few percent of the events.
+    Suspended users are ranked in no topic."""
     rows = _concat(client.gather([client.submit(operator.getitem, r, "topic_rows") for r in recip]))
+    if rows and len(rows["dst"]):
+        ranked = status[rows["dst"]] != AccountStatus.SUSPENDED
+        rows = {name: column[ranked] for name, column in rows.items()}
     betas = _concat(client.gather([client.submit(operator.getitem, b, "beta") for b in budget]))
     beta = np.ones(len(influence))
     if betas:
@@ -552,7 +572,8 @@ def _state(
     credibility: np.ndarray,
 ) -> EngineState:
     """The engine state that serves this snapshot and takes new events on top: the
-    pair sums as a compacted log at ``as_of``, each endorsement key's latest event."""
+    pair sums as a compacted log at ``as_of`` (of events up to ``as_of``), each
+    endorsement key's latest event."""
     pairs = _concat([g for g in client.gather(edges) if len(g["src"])])
     records = _concat(client.gather([client.submit(operator.getitem, r, "records") for r in recip]))
     interactions = compacted_interactions(
@@ -573,6 +594,7 @@ def _state(
         status=status,
         user_ids=names.tolist(),
         topics=topic_names.tolist(),
+        compaction=Compaction(as_of, as_of),
     )
     engine = Engine(p, threads=1)
     engine.load_events(log)
@@ -584,36 +606,55 @@ def _state(
 # ---------------------------------------------------------------------- output
 
 
-def write_scores(result: BatchResult, out: str | Path) -> list[Path]:
-    """Write the scores (and topic scores, and the serving state when computed)."""
+def write_scores(result: BatchResult, out: str | Path | Location) -> list[Location]:
+    """Write the scores (and topic scores, and the serving state when computed) to a
+    local path or a URL of shared storage."""
     pa, pq = archive.pyarrow_modules()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    scores = Location.of(out)
     table = {"user_id": pa.array(result.user_ids.tolist(), pa.string())}
     table.update({k: pa.array(result.columns[k]) for k in SCORE_COLUMNS})
-    pq.write_table(pa.table(table), out, compression="zstd")
-    written = [out]
+    with scores.open_write() as f:
+        pq.write_table(pa.table(table), f, compression="zstd")
+    written = [scores]
     if result.topics is not None:
         t = result.topics
-        path = out.with_name(out.stem + ".topics.parquet")
-        pq.write_table(
-            pa.table(
-                {
-                    "user_id": pa.array(result.user_ids[t["user"]].tolist(), pa.string()),
-                    "topic": pa.array(t["topic"].tolist(), pa.string()),
-                    "value": pa.array(t["value"]),
-                    "score": pa.array(t["score"]),
-                    "percentile": pa.array(t["percentile"]),
-                }
-            ),
-            path,
-        )
+        stem = scores.name.removesuffix(scores.suffix)
+        path = scores.sibling(stem + ".topics.parquet")
+        with path.open_write() as f:
+            pq.write_table(
+                pa.table(
+                    {
+                        "user_id": pa.array(result.user_ids[t["user"]].tolist(), pa.string()),
+                        "topic": pa.array(t["topic"].tolist(), pa.string()),
+                        "value": pa.array(t["value"]),
+                        "score": pa.array(t["score"]),
+                        "percentile": pa.array(t["percentile"]),
+                    }
+                ),
+                f,
+            )
         written.append(path)
     if result.state is not None:
-        from . import checkpoint
-
-        written.append(checkpoint.write(state_dir(out), result.state))
+        written.append(_write_state(result.state, scores.sibling(scores.name + ".state")))
     return written
+
+
+def _write_state(state: EngineState, directory: Location) -> Location:
+    """A checkpoint of ``state`` in ``directory``: written in place when local (atomic,
+    synced), else written locally and copied up whole."""
+    from . import checkpoint
+
+    if not directory.is_url:
+        return Location.of(checkpoint.write(Path(directory.text), state))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as local:
+        written = checkpoint.write(Path(local), state)
+        target = directory.join(written.name)
+        with open(written, "rb") as source, target.open_write() as f:
+            while chunk := source.read(1 << 24):
+                f.write(chunk)
+    return target
 
 
 def state_dir(scores: str | Path) -> Path:

@@ -150,12 +150,15 @@ def _from_version_1(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict
     request ids count as accepted now, so they are remembered for the ledger's age)."""
     was = meta["aggregation"]
     landmark, latest_event = meta["landmark"], meta.get("latest_event")
+    # Files from before latest_interaction was kept: the latest event is as late.
+    latest_interaction = meta.get("latest_interaction", latest_event)
     topics = UserIds.of(meta["topics"])
     converted = dict(arrays)
     converted["pair_clock"] = np.array(
         [
             np.nan if landmark is None else landmark,
             -np.inf if latest_event is None else latest_event,
+            -np.inf if latest_interaction is None else latest_interaction,
         ]
     )
     converted["pair_aggregation"] = np.array(

@@ -99,6 +99,13 @@ def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
     )
     _add(
         parser,
+        "--max-wait",
+        float,
+        defaults.max_wait_seconds,
+        "longest a read with min_sequence waits for its snapshot, in seconds",
+    )
+    _add(
+        parser,
         "--max-message-bytes",
         int,
         defaults.max_receive_message_bytes,
@@ -172,6 +179,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         workers=args.workers,
         refresh_gap_seconds=args.refresh_gap,
         max_staleness_seconds=args.max_staleness,
+        max_wait_seconds=args.max_wait,
         time_step_seconds=args.time_step,
         max_receive_message_bytes=args.max_message_bytes,
         grace_seconds=args.grace,

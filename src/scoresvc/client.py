@@ -1,65 +1,194 @@
-"""A typed Python client for scoresvc.v1.ScoreService.
+"""Typed Python clients for scoresvc.v1.ScoreService, blocking and asyncio.
 
     with ScoreClient("127.0.0.1:50051") as client:
-        seq = client.endorse("ana", "bo", "python")
-        print(client.score("bo", "python", min_sequence=seq).score)
+        done = client.endorse("ana", "bo", "python")
+        print(client.score("bo", "python", min_sequence=done.sequence).score)
 
-Errors are ``grpc.RpcError``; ``error_details(error)`` decodes the status details.
+Results are the domain's own types (``scoresvc.results``, with ``scoresvc.model``'s
+enums), the ones the in-process engine returns. Every failed call raises
+``ScoreServiceError``. This module loads the generated stubs and the domain's
+vocabulary only, never the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import grpc
+import grpc.aio
 import numpy as np
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
+from google.rpc import error_details_pb2, status_pb2
 
+from .convert import (
+    batch_scores_of,
+    endorsement_of,
+    ranking_of,
+    score_of,
+    status_to_wire,
+    timestamp,
+    write_result_of,
+)
 from .model import AccountStatus, InteractionKind
-from .service import status_to_wire, timestamp
+from .results import BatchScores, EndorsementEvent, Ranking, UserScore, WriteResult
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 
+#: An interaction row: (actor_id, target_id, kind, unix seconds or None for server time).
+InteractionRow = tuple[str, str, InteractionKind | int, float | None]
 
-@dataclass(frozen=True)
-class ErrorDetails:
-    """The decoded ``google.rpc.Status`` of a failed call."""
-
-    code: grpc.StatusCode
-    message: str
-    reason: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-    field_violations: list[tuple[str, str]] = field(default_factory=list)
-    retry_after_seconds: float | None = None
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
-def error_details(error: grpc.RpcError) -> ErrorDetails:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    code = error.code()  # type: ignore[attr-defined]
-    if status is None:
-        return ErrorDetails(code, error.details() or "")  # type: ignore[attr-defined]
-    out: dict[str, Any] = {"reason": "", "metadata": {}, "field_violations": []}
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            out["field_violations"] = [(v.field, v.description) for v in bad.field_violations]
-        elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            out["reason"], out["metadata"] = info.reason, dict(info.metadata)
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            detail.Unpack(retry)
-            out["retry_after_seconds"] = retry.retry_delay.ToMilliseconds() / 1000.0
-    return ErrorDetails(code, status.message, **out)
+class ScoreServiceError(Exception):
+    """A call the service refused or could not answer, with its ``google.rpc.Status``
+    details decoded.
+
+    ``code`` is the ``grpc.StatusCode``; ``reason`` the UPPER_SNAKE ``ErrorInfo`` reason
+    (``USER_NOT_FOUND``, ``ENDORSEMENT_LIMIT_EXCEEDED``, ...; empty when the call never
+    reached the service); ``field_violations`` the (dotted field path, description)
+    pairs of a ``BadRequest``; ``retry_delay_seconds`` the ``RetryInfo`` delay when
+    waiting helps, else None; ``metadata`` the ``ErrorInfo`` metadata (``request_id``
+    of an INTERNAL error, ``violations`` when more were found than listed).
+    """
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        reason: str = "",
+        field_violations: Sequence[tuple[str, str]] = (),
+        retry_delay_seconds: float | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.field_violations = list(field_violations)
+        self.retry_delay_seconds = retry_delay_seconds
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def of(cls, error: grpc.RpcError) -> ScoreServiceError:
+        """The error of a failed call (blocking or asyncio), for code that calls the
+        generated stubs directly."""
+        call = cast(Any, error)
+        code, message = call.code(), call.details() or ""
+        details = status_pb2.Status()
+        for key, value in call.trailing_metadata() or ():
+            if key == _STATUS_DETAILS_KEY:
+                details.ParseFromString(value)
+        out: dict[str, Any] = {}
+        for detail in details.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                out["field_violations"] = [(v.field, v.description) for v in bad.field_violations]
+            elif detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                out["reason"], out["metadata"] = info.reason, dict(info.metadata)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                detail.Unpack(retry)
+                out["retry_delay_seconds"] = retry.retry_delay.ToMilliseconds() / 1000.0
+        return cls(code, message, **out)
+
+
+# ------------------------------------------------------------------ requests
+# Both clients build their requests here, so the two cannot drift apart.
+
+
+def _score_request(
+    user_id: str, topic: str, min_sequence: int, top_contributors: int
+) -> pb.ScoreRequest:
+    return pb.ScoreRequest(
+        user_id=user_id, topic=topic, min_sequence=min_sequence, top_contributors=top_contributors
+    )
+
+
+def _endorsement_request(
+    message: Any,
+    endorser_id: str,
+    endorsee_id: str,
+    topic: str,
+    event_time: float | None,
+    request_id: str,
+) -> Any:
+    request = message(
+        endorser_id=endorser_id, endorsee_id=endorsee_id, topic=topic, request_id=request_id
+    )
+    if event_time is not None:
+        request.event_time.CopyFrom(timestamp(event_time))
+    return request
+
+
+def _rows_request(rows: Iterable[InteractionRow], request_id: str) -> pb.RecordInteractionsRequest:
+    interactions = []
+    for actor, target, kind, when in rows:
+        m = pb.Interaction(actor_id=actor, target_id=target, kind=cast(Any, int(kind)))
+        if when is not None:
+            m.event_time.CopyFrom(timestamp(when))
+        interactions.append(m)
+    return pb.RecordInteractionsRequest(interactions=interactions, request_id=request_id)
+
+
+def _columns_request(
+    user_ids: Sequence[str],
+    actor_index: np.ndarray | Sequence[int],
+    target_index: np.ndarray | Sequence[int],
+    kind: np.ndarray | Sequence[int],
+    event_time_seconds: np.ndarray | Sequence[float] | None,
+    request_id: str,
+) -> pb.RecordInteractionsRequest:
+    columns = pb.InteractionColumns(
+        user_ids=list(user_ids),
+        actor_index=np.asarray(actor_index, "<u4").tobytes(),
+        target_index=np.asarray(target_index, "<u4").tobytes(),
+        kind=np.asarray(kind, np.uint8).tobytes(),
+        event_time_seconds=b""
+        if event_time_seconds is None
+        else np.asarray(event_time_seconds, "<f8").tobytes(),
+    )
+    return pb.RecordInteractionsRequest(columns=columns, request_id=request_id)
+
+
+def _status_request(
+    user_id: str, status: AccountStatus, request_id: str
+) -> pb.SetAccountStatusRequest:
+    return pb.SetAccountStatusRequest(
+        user_id=user_id,
+        status=cast(Any, status_to_wire(AccountStatus(status))),
+        request_id=request_id,
+    )
+
+
+def _page_request(user_id: str, given: bool, page_size: int, token: str) -> Any:
+    direction = pb.ENDORSEMENT_DIRECTION_GIVEN if given else pb.ENDORSEMENT_DIRECTION_RECEIVED
+    return pb.ListEndorsementsRequest(
+        user_id=user_id, direction=direction, page_size=page_size, page_token=token
+    )
+
+
+def _call_metadata(metadata: Sequence[tuple[str, str]], token: str | None) -> list[tuple[str, str]]:
+    if token:
+        return [*metadata, ("authorization", f"Bearer {token}")]
+    return list(metadata)
+
+
+# ------------------------------------------------------------------ blocking
 
 
 class ScoreClient:
-    """Blocking client; one channel, safe to share between threads."""
+    """Blocking client; one channel, safe to share between threads.
+
+    ``timeout`` is every call's deadline in seconds unless the call gives its own
+    (None: no deadline). ``credentials``: TLS (``grpc.ssl_channel_credentials``), else
+    plaintext. ``token`` is sent as ``authorization: Bearer <token>`` on every call,
+    ``metadata`` as well (``x-request-id`` names a call in the service's logs).
+    """
 
     def __init__(
         self,
@@ -71,19 +200,17 @@ class ScoreClient:
         metadata: Sequence[tuple[str, str]] = (),
         token: str | None = None,
     ) -> None:
-        """``credentials``: TLS (``grpc.ssl_channel_credentials``), else plaintext;
-        ``token``: sent as ``authorization: Bearer <token>`` on every call."""
-        if token:
-            metadata = [*metadata, ("authorization", f"Bearer {token}")]
         if credentials is None:
             self.channel = grpc.insecure_channel(target, options=list(options))
         else:
             self.channel = grpc.secure_channel(target, credentials, options=list(options))
+        #: The generated stub, for calls this client does not wrap.
         self.stub = pb_grpc.ScoreServiceStub(self.channel)
         self.timeout = timeout
-        self.metadata = list(metadata)
+        self.metadata = _call_metadata(metadata, token)
 
     def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
         self.channel.close()
 
     def __enter__(self) -> ScoreClient:
@@ -93,9 +220,14 @@ class ScoreClient:
         self.close()
 
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
-        return method(
-            request, timeout=self.timeout if timeout is None else timeout, metadata=self.metadata
-        )
+        try:
+            return method(
+                request,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self.metadata,
+            )
+        except grpc.RpcError as error:
+            raise ScoreServiceError.of(error) from None
 
     # ------------------------------------------------------------------ reads
 
@@ -107,14 +239,16 @@ class ScoreClient:
         min_sequence: int = 0,
         top_contributors: int = 0,
         timeout: float | None = None,
-    ) -> pb.ScoreResponse:
-        request = pb.ScoreRequest(
-            user_id=user_id,
-            topic=topic,
-            min_sequence=min_sequence,
-            top_contributors=top_contributors,
-        )
-        return self._call(self.stub.Score, request, timeout)
+    ) -> UserScore:
+        """One user's score, global or within ``topic``, with its explanation.
+
+        ``min_sequence``: answer from a snapshot that includes this write's sequence
+        (read your own writes), waiting within the deadline. ``top_contributors``: how
+        many of the users whose trust contributed most to list (0 to 100).
+        NOT_FOUND (reason USER_NOT_FOUND) for a user never seen.
+        """
+        request = _score_request(user_id, topic, min_sequence, top_contributors)
+        return score_of(self._call(self.stub.Score, request, timeout))
 
     def batch_score(
         self,
@@ -123,11 +257,13 @@ class ScoreClient:
         *,
         min_sequence: int = 0,
         timeout: float | None = None,
-    ) -> pb.BatchScoreResponse:
+    ) -> BatchScores:
+        """Many users' scores (at most 10000) in request order; a user never seen is an
+        entry with ``found`` False rather than an error."""
         request = pb.BatchScoreRequest(
             user_ids=list(user_ids), topic=topic, min_sequence=min_sequence
         )
-        return self._call(self.stub.BatchScore, request, timeout)
+        return batch_scores_of(self._call(self.stub.BatchScore, request, timeout))
 
     def top_users(
         self,
@@ -136,25 +272,23 @@ class ScoreClient:
         *,
         min_sequence: int = 0,
         timeout: float | None = None,
-    ) -> pb.TopUsersResponse:
+    ) -> Ranking:
+        """The ``limit`` (at most 1000) highest-scoring users, globally or within
+        ``topic``, highest first."""
         request = pb.TopUsersRequest(limit=limit, topic=topic, min_sequence=min_sequence)
-        return self._call(self.stub.TopUsers, request, timeout)
+        return ranking_of(self._call(self.stub.TopUsers, request, timeout))
 
     def list_endorsements(
         self, user_id: str, *, given: bool = True, page_size: int = 100
-    ) -> Iterator[pb.EndorsementEvent]:
-        """Every entry of the user's audit trail, newest first, fetched page by page."""
-        direction = pb.ENDORSEMENT_DIRECTION_GIVEN if given else pb.ENDORSEMENT_DIRECTION_RECEIVED
+    ) -> Iterator[EndorsementEvent]:
+        """Every entry of the audit trail the user gave (or, ``given=False``, received),
+        retractions included, newest first; fetched page by page as it is iterated."""
         token = ""
         while True:
-            page = self._call(
-                self.stub.ListEndorsements,
-                pb.ListEndorsementsRequest(
-                    user_id=user_id, direction=direction, page_size=page_size, page_token=token
-                ),
-                None,
-            )
-            yield from page.endorsements
+            request = _page_request(user_id, given, page_size, token)
+            page = self._call(self.stub.ListEndorsements, request, None)
+            for m in page.endorsements:
+                yield endorsement_of(m)
             token = page.next_page_token
             if not token:
                 return
@@ -169,12 +303,15 @@ class ScoreClient:
         *,
         event_time: float | None = None,
         request_id: str = "",
-    ) -> int:
-        """Endorse (or refresh an endorsement); returns the write's sequence number."""
-        request = pb.EndorseRequest(
-            endorser_id=endorser_id, endorsee_id=endorsee_id, topic=topic, request_id=request_id
+    ) -> WriteResult:
+        """Endorse ``endorsee_id`` (or refresh an endorsement) for ``topic`` (empty:
+        general). ``event_time``: unix seconds, None for server time. ``request_id``
+        makes a retry safe: the same id and content answers the first write's result.
+        RESOURCE_EXHAUSTED past the endorser's daily limit, with a retry delay."""
+        request = _endorsement_request(
+            pb.EndorseRequest, endorser_id, endorsee_id, topic, event_time, request_id
         )
-        return self._endorsement(self.stub.Endorse, request, event_time)
+        return write_result_of(self._call(self.stub.Endorse, request, None))
 
     def retract(
         self,
@@ -184,63 +321,225 @@ class ScoreClient:
         *,
         event_time: float | None = None,
         request_id: str = "",
-    ) -> int:
-        """Retract a live endorsement; returns the write's sequence number."""
-        request = pb.RetractEndorsementRequest(
-            endorser_id=endorser_id, endorsee_id=endorsee_id, topic=topic, request_id=request_id
+    ) -> WriteResult:
+        """Retract a live endorsement; NOT_FOUND (reason ENDORSEMENT_NOT_FOUND) when
+        there is none. Arguments as for ``endorse``. The result's ``endorsement_live``
+        is True when the retraction is older than the endorsement it meets (events
+        resolve by event time), so the endorsement still counts."""
+        request = _endorsement_request(
+            pb.RetractEndorsementRequest, endorser_id, endorsee_id, topic, event_time, request_id
         )
-        return self._endorsement(self.stub.RetractEndorsement, request, event_time)
-
-    def _endorsement(self, method: Any, request: Any, event_time: float | None) -> int:
-        if event_time is not None:
-            request.event_time.CopyFrom(timestamp(event_time))
-        return int(self._call(method, request, None).sequence)
+        return write_result_of(self._call(self.stub.RetractEndorsement, request, None))
 
     def record_interactions(
         self,
-        rows: Iterable[tuple[str, str, InteractionKind | int, float | None]],
+        rows: Iterable[InteractionRow],
         *,
         request_id: str = "",
         timeout: float | None = None,
-    ) -> pb.RecordInteractionsResponse:
-        """Rows of (actor_id, target_id, kind, unix seconds or None for server time)."""
-        interactions = []
-        for actor, target, kind, when in rows:
-            m = pb.Interaction(actor_id=actor, target_id=target, kind=cast(Any, int(kind)))
-            if when is not None:
-                m.event_time.CopyFrom(timestamp(when))
-            interactions.append(m)
-        request = pb.RecordInteractionsRequest(interactions=interactions, request_id=request_id)
-        return self._call(self.stub.RecordInteractions, request, timeout)
+    ) -> WriteResult:
+        """Rows of (actor_id, target_id, kind, unix seconds or None for server time).
+        A batch with any invalid row is rejected whole, every bad row named."""
+        request = _rows_request(rows, request_id)
+        return write_result_of(self._call(self.stub.RecordInteractions, request, timeout))
 
     def record_interaction_columns(
         self,
         user_ids: Sequence[str],
-        actor_index: np.ndarray,
-        target_index: np.ndarray,
-        kind: np.ndarray,
-        event_time_seconds: np.ndarray | None = None,
+        actor_index: np.ndarray | Sequence[int],
+        target_index: np.ndarray | Sequence[int],
+        kind: np.ndarray | Sequence[int],
+        event_time_seconds: np.ndarray | Sequence[float] | None = None,
         *,
         request_id: str = "",
         timeout: float | None = None,
-    ) -> pb.RecordInteractionsResponse:
-        """A columnar batch: indexes into ``user_ids``, kinds 1-4, unix seconds."""
-        columns = pb.InteractionColumns(
-            user_ids=list(user_ids),
-            actor_index=np.asarray(actor_index, "<u4").tobytes(),
-            target_index=np.asarray(target_index, "<u4").tobytes(),
-            kind=np.asarray(kind, np.uint8).tobytes(),
-            event_time_seconds=b""
-            if event_time_seconds is None
-            else np.asarray(event_time_seconds, "<f8").tobytes(),
+    ) -> WriteResult:
+        """A columnar batch for bulk loads: indexes into ``user_ids``, kinds 1-4
+        (``InteractionKind``), unix seconds (None: every row at server time)."""
+        request = _columns_request(
+            user_ids, actor_index, target_index, kind, event_time_seconds, request_id
         )
-        request = pb.RecordInteractionsRequest(columns=columns, request_id=request_id)
-        return self._call(self.stub.RecordInteractions, request, timeout)
+        return write_result_of(self._call(self.stub.RecordInteractions, request, timeout))
 
     def set_account_status(
         self, user_id: str, status: AccountStatus, *, request_id: str = ""
-    ) -> int:
-        request = pb.SetAccountStatusRequest(
-            user_id=user_id, status=cast(Any, status_to_wire(status)), request_id=request_id
+    ) -> WriteResult:
+        """Make an account NORMAL, a trusted SEED, or SUSPENDED (admin role)."""
+        request = _status_request(user_id, status, request_id)
+        return write_result_of(self._call(self.stub.SetAccountStatus, request, None))
+
+
+# ------------------------------------------------------------------ asyncio
+
+
+class AsyncScoreClient:
+    """The asyncio client (``grpc.aio``): ``ScoreClient``'s methods and results, awaited.
+
+        async with AsyncScoreClient("127.0.0.1:50051") as client:
+            done = await client.endorse("ana", "bo", "python")
+            print((await client.score("bo", "python", min_sequence=done.sequence)).score)
+
+    Create it inside the event loop that uses it. Arguments as for ``ScoreClient``.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        metadata: Sequence[tuple[str, str]] = (),
+        token: str | None = None,
+    ) -> None:
+        if credentials is None:
+            self.channel = grpc.aio.insecure_channel(target, options=list(options))
+        else:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=list(options))
+        #: The generated stub, for calls this client does not wrap.
+        self.stub = pb_grpc.ScoreServiceStub(self.channel)
+        self.timeout = timeout
+        self.metadata = _call_metadata(metadata, token)
+
+    async def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncScoreClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return await method(
+                request,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self.metadata,
+            )
+        except grpc.RpcError as error:
+            raise ScoreServiceError.of(error) from None
+
+    # ------------------------------------------------------------------ reads
+
+    async def score(
+        self,
+        user_id: str,
+        topic: str = "",
+        *,
+        min_sequence: int = 0,
+        top_contributors: int = 0,
+        timeout: float | None = None,
+    ) -> UserScore:
+        """One user's score, global or within ``topic``; as ``ScoreClient.score``."""
+        request = _score_request(user_id, topic, min_sequence, top_contributors)
+        return score_of(await self._call(self.stub.Score, request, timeout))
+
+    async def batch_score(
+        self,
+        user_ids: Iterable[str],
+        topic: str = "",
+        *,
+        min_sequence: int = 0,
+        timeout: float | None = None,
+    ) -> BatchScores:
+        """Many users' scores in request order; as ``ScoreClient.batch_score``."""
+        request = pb.BatchScoreRequest(
+            user_ids=list(user_ids), topic=topic, min_sequence=min_sequence
         )
-        return int(self._call(self.stub.SetAccountStatus, request, None).sequence)
+        return batch_scores_of(await self._call(self.stub.BatchScore, request, timeout))
+
+    async def top_users(
+        self,
+        limit: int = 10,
+        topic: str = "",
+        *,
+        min_sequence: int = 0,
+        timeout: float | None = None,
+    ) -> Ranking:
+        """The highest-scoring users, highest first; as ``ScoreClient.top_users``."""
+        request = pb.TopUsersRequest(limit=limit, topic=topic, min_sequence=min_sequence)
+        return ranking_of(await self._call(self.stub.TopUsers, request, timeout))
+
+    async def list_endorsements(
+        self, user_id: str, *, given: bool = True, page_size: int = 100
+    ) -> AsyncIterator[EndorsementEvent]:
+        """The user's audit trail, newest first, page by page (``async for``); as
+        ``ScoreClient.list_endorsements``."""
+        token = ""
+        while True:
+            request = _page_request(user_id, given, page_size, token)
+            page = await self._call(self.stub.ListEndorsements, request, None)
+            for m in page.endorsements:
+                yield endorsement_of(m)
+            token = page.next_page_token
+            if not token:
+                return
+
+    # ------------------------------------------------------------------ writes
+
+    async def endorse(
+        self,
+        endorser_id: str,
+        endorsee_id: str,
+        topic: str = "",
+        *,
+        event_time: float | None = None,
+        request_id: str = "",
+    ) -> WriteResult:
+        """Endorse (or refresh an endorsement); as ``ScoreClient.endorse``."""
+        request = _endorsement_request(
+            pb.EndorseRequest, endorser_id, endorsee_id, topic, event_time, request_id
+        )
+        return write_result_of(await self._call(self.stub.Endorse, request, None))
+
+    async def retract(
+        self,
+        endorser_id: str,
+        endorsee_id: str,
+        topic: str = "",
+        *,
+        event_time: float | None = None,
+        request_id: str = "",
+    ) -> WriteResult:
+        """Retract a live endorsement; as ``ScoreClient.retract``."""
+        request = _endorsement_request(
+            pb.RetractEndorsementRequest, endorser_id, endorsee_id, topic, event_time, request_id
+        )
+        return write_result_of(await self._call(self.stub.RetractEndorsement, request, None))
+
+    async def record_interactions(
+        self,
+        rows: Iterable[InteractionRow],
+        *,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> WriteResult:
+        """A batch of interaction rows; as ``ScoreClient.record_interactions``."""
+        request = _rows_request(rows, request_id)
+        return write_result_of(await self._call(self.stub.RecordInteractions, request, timeout))
+
+    async def record_interaction_columns(
+        self,
+        user_ids: Sequence[str],
+        actor_index: np.ndarray | Sequence[int],
+        target_index: np.ndarray | Sequence[int],
+        kind: np.ndarray | Sequence[int],
+        event_time_seconds: np.ndarray | Sequence[float] | None = None,
+        *,
+        request_id: str = "",
+        timeout: float | None = None,
+    ) -> WriteResult:
+        """A columnar batch; as ``ScoreClient.record_interaction_columns``."""
+        request = _columns_request(
+            user_ids, actor_index, target_index, kind, event_time_seconds, request_id
+        )
+        return write_result_of(await self._call(self.stub.RecordInteractions, request, timeout))
+
+    async def set_account_status(
+        self, user_id: str, status: AccountStatus, *, request_id: str = ""
+    ) -> WriteResult:
+        """Make an account NORMAL, SEED or SUSPENDED; as ``ScoreClient.set_account_status``."""
+        request = _status_request(user_id, status, request_id)
+        return write_result_of(await self._call(self.stub.SetAccountStatus, request, None))

@@ -1,5 +1,6 @@
 """The endorsement book: the topics, one record per (endorser, endorsee, topic) with
-its deciding event, the audit trail of every event, and each endorser's rate window.
+its deciding event, the audit trail of every event, and each endorser's daily limit
+(``EndorsementLimit``, over event time).
 
 Records are numbered in a hash index by the key ``pair << 32 | topic``; each endorsed
 pair's records are linked (``eslot_head[eslot] -> next -> -1``) so the kernel can
@@ -8,17 +9,15 @@ re-sum a pair's endorsements into the pair table.
 
 from __future__ import annotations
 
-import itertools
-from collections import deque
-from typing import Any
-
 import numpy as np
 
 from . import _core
 from .arrays import grown
+from .endorsement_limit import EndorsementLimit
 from .errors import RateLimited
-from .model import SECONDS_PER_DAY
+from .model import SECONDS_PER_DAY, ModelParams
 from .pairs import PairTable, pack_pairs, unpack_pairs
+from .results import EndorsementEvent
 from .users import UserIds
 
 # Record states (the core's REC_LIVE is 1).
@@ -36,10 +35,10 @@ _TRAIL_COLUMNS = {
 
 
 class EndorsementBook:
-    """Endorsement records, the trail and rate windows (the engine's ingest lock held
-    by every caller)."""
+    """Endorsement records, the trail and the daily limit (the engine's ingest lock
+    held by every caller)."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: ModelParams) -> None:
         self.topic_index: dict[str, int] = {"": 0}
         self.topics: list[str] = [""]
         self._index = _core.U64Index()
@@ -55,7 +54,11 @@ class EndorsementBook:
         # Every endorse and retract, in acceptance order.
         self._trail = {name: np.zeros(0, dtype) for name, dtype in _TRAIL_COLUMNS.items()}
         self._n_trail = 0
-        self._endorse_times: dict[int, deque[float]] = {}
+        self._limit = EndorsementLimit(
+            params.daily_endorsement_limit,
+            SECONDS_PER_DAY,
+            params.endorsement_limit_horizon_seconds,
+        )
 
     @property
     def nbytes(self) -> int:
@@ -199,26 +202,43 @@ class EndorsementBook:
         self._index.lookup(pack_pairs(pair, [t]), self._key, out)
         return bool(out[0] >= 0 and self._state[out[0]] == REC_LIVE)
 
-    # ------------------------------------------------------------------ rate
+    def _deciding_events(self, pairs: PairTable, events: np.ndarray) -> set[int]:
+        """Of these trail positions (all of each endorsement's events among them),
+        those that decide their endorsement's state: the first event whose time and
+        kind are the ones its record holds (later equal events changed nothing)."""
+        if events.size == 0:
+            return set()
+        events = np.sort(events)
+        trail = self._trail
+        pair = pairs.lookup(pack_pairs(trail["endorser"][events], trail["endorsee"][events]))
+        records = np.empty(len(events), np.int32)
+        self._index.lookup(pack_pairs(pair, trail["topic"][events]), self._key, records)
+        known = (pair >= 0) & (records >= 0)
+        events, records = events[known], records[known]
+        matches = (trail["ts"][events] == self._ts[records]) & (
+            trail["retracted"][events] == (self._state[records] == REC_RETRACTED)
+        )
+        _, first = np.unique(records[matches], return_index=True)
+        return set(events[matches][first].tolist())
 
-    def note_endorsement(self, endorser: int, received_at: float) -> None:
-        """Count an accepted endorsement in its endorser's rate window."""
-        self._endorse_times.setdefault(endorser, deque()).append(received_at)
+    # ------------------------------------------------------------------ daily limit
 
-    def check_rate(self, endorser: int | None, endorser_id: str, now: float, limit: int) -> None:
-        """``RateLimited`` when ``endorser`` made ``limit`` endorsements in the last day."""
-        if limit <= 0 or endorser is None:
+    def note_endorsement(self, endorser: int, ts: float, newest: float) -> None:
+        """Count an accepted endorsement at event time ``ts`` in its endorser's daily
+        limit (``newest``: the latest event time held)."""
+        self._limit.add(endorser, ts, newest)
+
+    def check_rate(self, endorser: int | None, endorser_id: str, ts: float, newest: float) -> None:
+        """``RateLimited`` when an endorsement at event time ``ts`` would exceed the
+        endorser's limit within some 24 hours of event time around it."""
+        if endorser is None:
             return
-        times = self._endorse_times.get(endorser)
-        if times is None:
-            return
-        while times and times[0] <= now - SECONDS_PER_DAY:
-            times.popleft()
-        if len(times) >= limit:
-            retry = times[0] + SECONDS_PER_DAY - now
+        retry = self._limit.refusal(endorser, ts, newest)
+        if retry is not None:
             raise RateLimited(
-                f"{endorser_id!r} has made {limit} endorsements in the last 24 hours",
-                retry_after_seconds=max(retry, 1.0),
+                f"{endorser_id!r} has made {self._limit.limit}"
+                " endorsements within 24 hours of this event_time",
+                retry_after_seconds=retry,
             )
 
     # ------------------------------------------------------------------ reading
@@ -228,22 +248,24 @@ class EndorsementBook:
         return {k: v[: self._n_trail].copy() for k, v in self._trail.items()}
 
     def trail_page(
-        self, user_ids: list[str], u: int, given: bool, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
+        self, pairs: PairTable, user_ids: list[str], u: int, given: bool, offset: int, limit: int
+    ) -> tuple[list[EndorsementEvent], int | None]:
         """A page of the trail given or received by user ``u``, newest first, and the
         offset of the next page (None at the end)."""
         trail = self._trail
         side = trail["endorser" if given else "endorsee"][: self._n_trail]
         hits = np.flatnonzero(side == u)[::-1]
+        deciding = self._deciding_events(pairs, hits)
         entries = [
-            {
-                "endorser_id": user_ids[trail["endorser"][i]],
-                "endorsee_id": user_ids[trail["endorsee"][i]],
-                "topic": self.topics[trail["topic"][i]],
-                "ts": float(trail["ts"][i]),
-                "retracted": bool(trail["retracted"][i]),
-                "sequence": int(trail["sequence"][i]),
-            }
+            EndorsementEvent(
+                endorser_id=user_ids[trail["endorser"][i]],
+                endorsee_id=user_ids[trail["endorsee"][i]],
+                topic=self.topics[trail["topic"][i]],
+                event_time=float(trail["ts"][i]),
+                retracted=bool(trail["retracted"][i]),
+                sequence=int(trail["sequence"][i]),
+                decides_current_state=int(i) in deciding,
+            )
             for i in hits[offset : offset + limit]
         ]
         following = offset + limit
@@ -280,8 +302,9 @@ class EndorsementBook:
 
     # ------------------------------------------------------------------ state
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of everything (for checkpoints)."""
+    def arrays(self, newest: float) -> dict[str, np.ndarray]:
+        """Copies of everything (for checkpoints); the daily limit keeps the times
+        within its horizon of ``newest``, the latest event time held."""
         n = self._n
         topics = UserIds.of(self.topics)
         arrays = {
@@ -294,18 +317,12 @@ class EndorsementBook:
             "rec_next": self._next[:n].copy(),
         }
         arrays.update({f"trail_{k}": v for k, v in self.trail().items()})
-        endorsers = list(self._endorse_times)
-        arrays["rate_endorser"] = np.repeat(
-            np.asarray(endorsers, np.int64), [len(self._endorse_times[e]) for e in endorsers]
-        )
-        arrays["rate_time"] = np.fromiter(
-            itertools.chain.from_iterable(self._endorse_times.values()), np.float64
-        )
+        arrays.update(self._limit.arrays(newest))
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> EndorsementBook:
-        book = cls()
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: ModelParams) -> EndorsementBook:
+        book = cls(params)
         book.topics = UserIds(arrays["topic_blob"], arrays["topic_offsets"]).decoded()
         book.topic_index = {t: i for i, t in enumerate(book.topics)}
         book._eslot_head = arrays["eslot_head"].copy()
@@ -320,6 +337,5 @@ class EndorsementBook:
         book._n = n
         book._trail = {k: arrays[f"trail_{k}"].copy() for k in _TRAIL_COLUMNS}
         book._n_trail = len(book._trail["endorser"])
-        for endorser, at in zip(arrays["rate_endorser"].tolist(), arrays["rate_time"].tolist()):
-            book.note_endorsement(endorser, at)
+        book._limit.load(arrays["rate_endorser"], arrays["rate_time"])
         return book

@@ -32,7 +32,8 @@ from .graph import TrustGraph
 from .ingest import IngestState, log_record
 from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
-from .records import EngineState, Journal, WriteRecord, WriteResult
+from .records import EngineState, Journal, WriteRecord
+from .results import Contributor, EndorsementEvent, WriteResult
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings, teleport_vector
 from .users import UserIds
@@ -55,7 +56,7 @@ class _RowUpdate:
 
 
 class Engine:
-    """Influence scores per MODEL.md over a stream of events.
+    """Influence scores per docs/model.md over a stream of events.
 
     Parameters
     ----------
@@ -130,7 +131,7 @@ class Engine:
     def has_user(self, user_id: str) -> bool:
         return user_id in self._ingest.users.index
 
-    def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[tuple[str, float]]]:
+    def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[Contributor]]:
         """The latest snapshot and the ``limit`` users contributing most to the user's
         credibility, with their shares of it."""
         with self._graph_lock:
@@ -142,7 +143,8 @@ class Engine:
                 u, self._ingest.pairs, snap.x, self.params.damping, limit
             )
         share = contribution / snap.x[u]
-        return snap, [(self._ingest.users.ids[a], float(s)) for a, s in zip(sources, share)]
+        ids = self._ingest.users.ids
+        return snap, [Contributor(ids[a], float(s)) for a, s in zip(sources, share)]
 
     def edges(self) -> dict[str, np.ndarray]:
         """The trust graph of the latest refresh, one entry per pair, for tests and
@@ -167,10 +169,11 @@ class Engine:
 
     def list_endorsements(
         self, user_id: str, given: bool, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[EndorsementEvent], int | None]:
         """A page of the audit trail given or received by a user, newest first.
 
-        Returns the entries and the offset of the next page (None at the end).
+        Returns the entries and the offset of the next page (None at the end). Each
+        entry says whether it ``decides_current_state`` of its endorsement.
         """
         with self._ingest_lock:
             return self._ingest.trail_page(user_id, given, offset, limit)
@@ -283,9 +286,11 @@ class Engine:
         fingerprint: tuple[Any, ...] = ()
         if request_id:
             sent = np.empty(0) if given_ts is None else given_ts
+            # kinds as int64 whatever the route (columns carry bytes): one batch, one print
+            kinds = kind.astype(np.int64, copy=False)
             fingerprint = (
                 "interactions",
-                digest_batch(users, actor_index, target_index, kind, sent),
+                digest_batch(users, actor_index, target_index, kinds, sent),
             )
             with self._ingest_lock:
                 done = self._requests.answer(request_id, fingerprint)
@@ -375,11 +380,11 @@ class Engine:
 
         def make_record(sequence: int) -> WriteRecord:
             """Checks against the state, then the record (ingest lock held)."""
-            self._ingest.check_endorsement(endorser_id, endorsee_id, topic, retract, now)
+            self._ingest.check_endorsement(endorser_id, endorsee_id, topic, retract, ts)
             return WriteRecord(
                 sequence,
                 "endorsement",
-                {"topic": topic, "ts": ts, "retract": retract, "received_at": now},
+                {"topic": topic, "ts": ts, "retract": retract},
                 {},
                 users,
                 request_id,
@@ -455,11 +460,11 @@ class Engine:
 
     def _apply(self, record: WriteRecord) -> WriteResult:
         """Apply a numbered record (ingest lock held)."""
-        accepted = self._ingest.apply(record)
+        accepted, live = self._ingest.apply(record)
         self._sequence = record.sequence
         self._assigned = max(self._assigned, record.sequence)
         self.events_accepted += accepted
-        result = WriteResult(record.sequence, accepted)
+        result = WriteResult(record.sequence, accepted, live)
         if record.request_id:
             self._requests.remember(record.request_id, record.fingerprint, result)
         return result
@@ -505,8 +510,8 @@ class Engine:
         now and the latest event; returns the log and ``at``.
 
         Replaying it gives the same pair sums (to rounding) whatever the landmark, and
-        the same scores at any time from ``at`` on: decay is exponential, so a sum of
-        decayed events is one event of that weight.
+        the same scores at any time from the latest event folded in (``log.compaction``)
+        on: decay is exponential, so a sum of decayed events is one event of that weight.
         """
         with self._ingest_lock:
             return self._ingest.compacted_log(at, time.time())
@@ -569,7 +574,7 @@ class Engine:
         status = ingest.status[:n].copy()
         teleport = teleport_vector(status)
         # Seeds changed: a warm start would leave traces of trust at users no seed
-        # reaches any more, which MODEL.md wants at exactly 0. Rare (operator actions),
+        # reaches any more, which the model wants at exactly 0. Rare (operator actions),
         # so solve from scratch.
         lost = (solver.teleport[:n] > 0) & (teleport == 0)
         cold = bool((status == AccountStatus.SEED).any() and lost.any())

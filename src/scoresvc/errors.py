@@ -29,7 +29,7 @@ class InvalidArgument(ScoreError):
         self.total = len(violations) if total is None else total
         first = violations[0]
         where = first.field if first.index is None else f"{first.field} (row {first.index})"
-        more = f" and {self.total - 1} more" if self.total > 1 else ""
+        more = f" (and {self.total - 1} more)" if self.total > 1 else ""
         super().__init__(f"{where}: {first.description}{more}")
 
     def renamed(self, path: Callable[[FieldViolation], str]) -> InvalidArgument:

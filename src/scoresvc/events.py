@@ -6,6 +6,7 @@ bulk loaders and (later) export and the batch engine.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,13 +18,66 @@ def _ints(values: object) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.int64)
 
 
+class CompactionError(ValueError):
+    """A time the compacted interactions cannot be read at."""
+
+
+def format_time(seconds: float) -> str:
+    """RFC 3339 in UTC, with the unix seconds: what error messages show of a time."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return f"{moment.isoformat().replace('+00:00', 'Z')} ({seconds:.6f})"
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """Interactions folded into decayed sums (``compacted_interactions``): each one at
+    ``at``, weighing the decayed count at ``at`` of events up to ``latest_event``.
+
+    Decay is exponential, so such a sum read at any time ``T`` is exactly the sum of its
+    events read at ``T``; it is the sum of the events *up to T* as long as none of them
+    is after ``T``: from ``latest_event`` on, even before ``at``. ``latest_event`` is
+    None where it was not recorded: then only ``at`` is known to be late enough.
+    """
+
+    at: float
+    latest_event: float | None = None
+
+    @property
+    def exact_from(self) -> float:
+        """The earliest time the sums can be read at."""
+        return self.at if self.latest_event is None else self.latest_event
+
+    def event_times(self, ts: np.ndarray) -> np.ndarray:
+        """The time up to which each interaction's events reach: a compacted one's (at
+        ``at``) is ``exact_from``, any other its own."""
+        return np.where(ts == self.at, self.exact_from, ts)
+
+    def check(self, as_of: float) -> None:
+        """Refuse ``as_of`` earlier than the sums can be read at, naming both times."""
+        if as_of >= self.exact_from:
+            return
+        if self.latest_event is None:
+            raise CompactionError(
+                f"as-of {format_time(as_of)} is before {format_time(self.at)}, when the"
+                " interactions were compacted, and the archive does not record its latest"
+                " event: evaluate at or after the compaction time"
+            )
+        raise CompactionError(
+            f"as-of {format_time(as_of)} is before {format_time(self.latest_event)}, the"
+            " latest event folded into the interactions compacted at"
+            f" {format_time(self.at)}: their sums cannot be split, so evaluate at or after"
+            " that event"
+        )
+
+
 @dataclass
 class EventLog:
     """Interactions, endorsement events and account statuses of ``n_users`` users.
 
     User ``i`` is named ``user_ids[i]``; topic ``j`` is ``topics[j]`` (0 is general).
     ``weight[i]``, when given, makes interaction ``i`` count that many times (a
-    compacted log's interactions carry fractional weights; raw ones count once).
+    compacted log's interactions carry fractional weights; raw ones count once);
+    ``compaction`` says which interactions are compacted sums and what they hold.
     """
 
     n_users: int
@@ -40,6 +94,7 @@ class EventLog:
     user_ids: list[str] | None = None
     topics: list[str] = field(default_factory=lambda: [""])
     weight: np.ndarray | None = None
+    compaction: Compaction | None = None
 
     def __post_init__(self) -> None:
         self.actor = _ints(self.actor)

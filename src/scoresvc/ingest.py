@@ -6,18 +6,18 @@ changed since the last refresh. Every method runs under the engine's ingest lock
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from .arrays import grown
 from .endorsements import EndorsementBook
 from .errors import NotFound
-from .events import EventLog, compacted_interactions
+from .events import Compaction, EventLog, compacted_interactions
 from .graph import Changes
 from .model import AccountStatus, ModelParams
 from .pairs import PairTable
 from .records import WriteRecord
+from .results import EndorsementEvent
 from .users import UserIds, UserTable
 
 #: The EventLog columns a bulk load's record carries (and ``weight`` when given).
@@ -41,7 +41,10 @@ def log_record(sequence: int, log: EventLog) -> WriteRecord:
     if log.weight is not None:
         arrays["weight"] = np.asarray(log.weight)
     users = UserIds.of(log.user_ids or [])
-    return WriteRecord(sequence, "log", {"topics": list(log.topics)}, arrays, users)
+    fields: dict[str, object] = {"topics": list(log.topics)}
+    if log.compaction is not None:
+        fields["compaction"] = [log.compaction.at, log.compaction.latest_event]
+    return WriteRecord(sequence, "log", fields, arrays, users)
 
 
 class IngestState:
@@ -52,7 +55,7 @@ class IngestState:
         self.users = UserTable()
         self.status = np.zeros(0, np.uint8)
         self.pairs = PairTable(params)
-        self.book = EndorsementBook()
+        self.book = EndorsementBook(params)
         self.changes = Changes()
 
     @property
@@ -66,35 +69,43 @@ class IngestState:
 
     # ------------------------------------------------------------------ applying
 
-    def apply(self, record: WriteRecord) -> int:
-        """Apply a numbered write record; returns how many events it carried."""
+    def apply(self, record: WriteRecord) -> tuple[int, bool | None]:
+        """Apply a numbered write record; returns how many events it carried and, for
+        an endorsement or retraction, whether the endorsement is live after it."""
         a = record.arrays
         if record.kind == "interactions":
             dense = self._register_users(record.users)
             channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
             self._apply_interactions(dense, a["actor"], a["target"], channel, a["ts"])
-            return len(a["actor"])
+            return len(a["actor"]), None
         if record.kind == "endorsement":
-            f = record.fields
-            dense = self._register_users(record.users)
-            self._apply_endorsements(
-                dense[:1],
-                dense[1:],
-                np.array([self.book.topic_id(f["topic"])]),
-                np.array([float(f["ts"])]),
-                np.array([bool(f["retract"])]),
-                record.sequence,
-            )
-            if not f["retract"]:
-                self.book.note_endorsement(int(dense[0]), f["received_at"])
-            return 1
+            return 1, self._apply_endorsement(record)
         if record.kind == "status":
             u = int(self._register_users(record.users)[0])
             self._apply_status(u, AccountStatus(int(record.fields["status"])))
-            return 1
+            return 1, None
         if record.kind == "log":
-            return self._apply_log(record)
+            return self._apply_log(record), None
         raise ValueError(f"unknown write record kind {record.kind!r}")
+
+    def _apply_endorsement(self, record: WriteRecord) -> bool:
+        """Apply one endorsement or retraction; returns whether the endorsement is live
+        after it (events resolve by event time: a back-dated retraction leaves it so)."""
+        f = record.fields
+        dense = self._register_users(record.users)
+        a, b, t = int(dense[0]), int(dense[1]), self.book.topic_id(f["topic"])
+        ts = float(f["ts"])
+        self._apply_endorsements(
+            dense[:1],
+            dense[1:],
+            np.array([t]),
+            np.array([ts]),
+            np.array([bool(f["retract"])]),
+            record.sequence,
+        )
+        if not f["retract"]:
+            self.book.note_endorsement(a, ts, self.pairs.latest_event)
+        return self.book.is_live(self.pairs, a, b, t)
 
     def _apply_log(self, record: WriteRecord) -> int:
         a = record.arrays
@@ -102,6 +113,7 @@ class IngestState:
         topic_dense = np.array(
             [self.book.topic_id(name) for name in record.fields["topics"]], dtype=np.int64
         )
+        compaction = record.fields.get("compaction")
         self._apply_interactions(
             dense,
             a["actor"],
@@ -109,6 +121,7 @@ class IngestState:
             (np.asarray(a["kind"]) - 1).astype(np.int8),
             a["ts"],
             a.get("weight"),
+            None if compaction is None else Compaction(*compaction),
         )
         if len(a["endorser"]):
             self._apply_endorsements(
@@ -143,10 +156,11 @@ class IngestState:
         channel: np.ndarray,
         ts: np.ndarray,
         weight: np.ndarray | None = None,
+        compaction: Compaction | None = None,
     ) -> None:
         if len(actor) == 0:
             return
-        slots = self.pairs.add_interactions(dense, actor, target, channel, ts, weight)
+        slots = self.pairs.add_interactions(dense, actor, target, channel, ts, weight, compaction)
         self.changes.mark_pairs(slots, self.pairs)
 
     def _apply_endorsements(
@@ -170,11 +184,11 @@ class IngestState:
     # ------------------------------------------------------------------ checks
 
     def check_endorsement(
-        self, endorser_id: str, endorsee_id: str, topic: str, retract: bool, now: float
+        self, endorser_id: str, endorsee_id: str, topic: str, retract: bool, ts: float
     ) -> None:
-        """What the state decides about an endorsement event: a retraction needs a live
-        endorsement (``NotFound``), an endorsement room in the endorser's daily limit
-        (``RateLimited``)."""
+        """What the state decides about an endorsement event at event time ``ts``: a
+        retraction needs a live endorsement (``NotFound``), an endorsement room in the
+        endorser's daily limit over event time (``RateLimited``)."""
         a = self.users.index.get(endorser_id)
         if retract:
             b = self.users.index.get(endorsee_id)
@@ -187,7 +201,7 @@ class IngestState:
                     reason="ENDORSEMENT_NOT_FOUND",
                 )
         else:
-            self.book.check_rate(a, endorser_id, now, self.params.daily_endorsement_limit)
+            self.book.check_rate(a, endorser_id, ts, self.pairs.latest_event)
 
     # ------------------------------------------------------------------ state
 
@@ -196,7 +210,7 @@ class IngestState:
         arrays = self.users.arrays()
         arrays["status"] = self.status[: len(self.users)].copy()
         arrays.update(self.pairs.arrays())
-        arrays.update(self.book.arrays())
+        arrays.update(self.book.arrays(self.pairs.latest_event))
         return arrays
 
     @classmethod
@@ -210,7 +224,7 @@ class IngestState:
         state.users = UserTable.from_arrays(arrays)
         state.status = arrays["status"].copy()
         state.changes.mark_all(len(state.users))
-        state.book = EndorsementBook.from_arrays(arrays)
+        state.book = EndorsementBook.from_arrays(arrays, params)
         return state
 
     def compacted_log(self, at: float | None, now: float) -> tuple[EventLog, float]:
@@ -235,14 +249,17 @@ class IngestState:
             status=self.status[: len(self.users)].copy(),
             user_ids=list(self.users.ids),
             topics=list(self.book.topics),
+            compaction=Compaction(
+                at, pairs.latest_interaction if math.isfinite(pairs.latest_interaction) else None
+            ),
         )
         return log, at
 
     def trail_page(
         self, user_id: str, given: bool, offset: int, limit: int
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[EndorsementEvent], int | None]:
         """See ``Engine.list_endorsements``."""
         u = self.users.index.get(user_id)
         if u is None:
             raise NotFound(f"user {user_id!r} has never been seen", "user_id")
-        return self.book.trail_page(self.users.ids, u, given, offset, limit)
+        return self.book.trail_page(self.pairs, self.users.ids, u, given, offset, limit)

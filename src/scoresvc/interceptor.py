@@ -1,16 +1,18 @@
 """What every ScoreService call goes through, in one wrapper per method.
 
 In order: authentication and the method's role (when auth is on), the caller's request
-rate, then the handler; domain errors become their status (``scoresvc.status``),
-anything else ``INTERNAL`` with nothing internal leaked. Each call is counted and timed
-for the metrics and logged with its request id (``x-request-id`` metadata, or one made
-up): writes and failures at INFO, reads at DEBUG (page-view traffic). The caller is
-available to the handler as ``current_caller``. Health and reflection pass untouched.
+rate (keyed by token name, or by IP address for anonymous callers, so new connections
+share a bucket), then the handler; domain errors become their status
+(``scoresvc.status``), anything else ``INTERNAL`` with nothing internal leaked. Each
+call carries a request id (``x-request-id`` metadata, or one made up) back in its
+trailers, success or error; it is counted and timed for the metrics and logged with
+that id: writes and failures at INFO, reads at DEBUG (page-view traffic). The caller
+is available to the handler as ``current_caller``. Health and reflection pass untouched.
 """
 
 from __future__ import annotations
 
-import contextlib
+import collections
 import logging
 import threading
 import time
@@ -83,12 +85,14 @@ class CallInterceptor(grpc.ServerInterceptor):
             started = time.perf_counter()
             code = "OK"
             caller = ANONYMOUS
+            request_id = _request_id(context)
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
             try:
                 if authenticator is not None and authenticator.enforcing():
                     caller = authenticator.caller(_metadata(context, "authorization"))
                     authenticator.authorize(caller, name)
                 if limiter is not None:
-                    limiter.take(caller.name or context.peer())
+                    limiter.take(_rate_key(caller, context))
                 if caller is ANONYMOUS:  # the default: nothing to set (the page-view path)
                     return inner(request, context)
                 token = current_caller.set(caller)
@@ -98,16 +102,16 @@ class CallInterceptor(grpc.ServerInterceptor):
                     current_caller.reset(token)
             except AuthError as error:
                 code = "PERMISSION_DENIED" if error.permission else "UNAUTHENTICATED"
-                _abort(context, status(getattr(grpc.StatusCode, code), str(error), code))
+                found = status(getattr(grpc.StatusCode, code), str(error), code)
+                _abort(context, found, request_id)
             except ScoreError as error:
                 found = status_of(error)
                 code = _CODE_BY_NUMBER[found.code].name
-                _abort(context, found)
+                _abort(context, found, request_id)
             except Exception:
                 if context.code() is not None:  # an abort already in flight
                     raise
                 code = "INTERNAL"
-                request_id = _request_id(context)
                 access_log.exception("%s request_id=%s failed", name, request_id)
                 _abort(
                     context,
@@ -125,7 +129,6 @@ class CallInterceptor(grpc.ServerInterceptor):
                     observer(name, code, seconds)
                 level = logging.INFO if (write or code != "OK") else logging.DEBUG
                 if access_log.isEnabledFor(level):
-                    request_id = _request_id(context)
                     access_log.log(
                         level,
                         "%s %s caller=%s %.2f ms request_id=%s",
@@ -157,18 +160,34 @@ def _metadata(context: grpc.ServicerContext, key: str) -> str | None:
 
 
 def _request_id(context: grpc.ServicerContext) -> str:
-    """The caller's ``x-request-id``, or one made up once per call."""
-    found = getattr(context, "_scoresvc_request_id", None)
-    if found is None:
-        found = (_metadata(context, REQUEST_ID_HEADER) or uuid.uuid4().hex)[:128]
-        with contextlib.suppress(AttributeError):
-            context._scoresvc_request_id = found  # type: ignore[attr-defined]
-    return str(found)
+    """The caller's ``x-request-id`` (its first 128 characters), or a new one."""
+    return (_metadata(context, REQUEST_ID_HEADER) or uuid.uuid4().hex)[:128]
 
 
-def _abort(context: grpc.ServicerContext, found: Any, request_id: str | None = None) -> None:
-    context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id or _request_id(context)),))
-    context.abort_with_status(rpc_status.to_status(found))
+class _Status(
+    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status
+):
+    pass
+
+
+def _abort(context: grpc.ServicerContext, found: Any, request_id: str) -> None:
+    """End the call with ``found`` (a ``google.rpc.Status``). Aborting replaces the
+    trailers set so far, so the request id goes in with the status details."""
+    details = rpc_status.to_status(found)
+    trailers = (*details.trailing_metadata, (REQUEST_ID_HEADER, request_id))
+    context.abort_with_status(_Status(details.code, details.details, trailers))
+
+
+def _rate_key(caller: Caller, context: grpc.ServicerContext) -> str:
+    """Whom the rate limit counts: the token, else the peer's IP address (its port
+    changes with every connection). Peers read ``ipv4:10.0.0.7:52114``,
+    ``ipv6:[::1]:52114`` or ``unix:/path``."""
+    if caller.name:
+        return f"caller {caller.name!r}"
+    family, _, address = context.peer().partition(":")
+    if family in ("ipv4", "ipv6"):
+        address = address.rsplit(":", 1)[0].strip("[]")
+    return f"address {address or family}"
 
 
 class _RateLimiter:
@@ -188,7 +207,7 @@ class _RateLimiter:
             if tokens < 1.0:
                 self._buckets[key] = (tokens, now)
                 raise RateLimited(
-                    f"{key!r} is over its {self.rate:g} requests per second",
+                    f"{key} is over its {self.rate:g} requests per second",
                     retry_after_seconds=(1.0 - tokens) / self.rate,
                     reason="CALLER_RATE_LIMITED",
                 )

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import Conflict
-from .records import WriteResult
+from .results import WriteResult
 from .users import UserIds
 
 DEFAULT_MAX_AGE_SECONDS = 86_400.0

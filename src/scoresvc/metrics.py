@@ -2,7 +2,8 @@
 
 Counted as they happen: RPCs by method and status code with a latency histogram, and
 refresh durations. Read at scrape time from the engine and the store: events accepted,
-users, pairs, write sequence, snapshot age, store size on disk.
+users, pairs, write sequence, snapshot age, store size on disk; and the standard
+``process_*`` metrics of the server's process (CPU, memory, open files, start time).
 """
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -60,6 +67,8 @@ class Metrics:
         )
         self._state = _EngineCollector(engine, store_bytes)
         self.registry.register(self._state)
+        # process_* (CPU seconds, resident memory, open files, start time) of this process
+        ProcessCollector(registry=self.registry)
         # label lookups cost more than the update: keep the children
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 

@@ -42,7 +42,7 @@ class AccountStatus(enum.IntEnum):
 
 @dataclass(frozen=True)
 class ModelParams:
-    """The reference model's parameters; every default is MODEL.md's."""
+    """The reference model's parameters; the defaults are docs/model.md's."""
 
     half_life_seconds: float = 30 * SECONDS_PER_DAY
     # Base weights of LIKE, MENTION, REPLY, RESHARE.
@@ -55,12 +55,16 @@ class ModelParams:
     damping: float = 0.85
     max_future_skew_seconds: float = 300.0
     daily_endorsement_limit: int = 20
+    # The limit counts endorsements of this much event time before the newest event.
+    endorsement_limit_horizon_seconds: float = 90 * SECONDS_PER_DAY
 
     def __post_init__(self) -> None:
         if self.half_life_seconds <= 0:
             raise ValueError("half_life_seconds must be positive")
         if not 0.0 < self.damping < 1.0:
             raise ValueError("damping must be in (0, 1)")
+        if self.endorsement_limit_horizon_seconds < SECONDS_PER_DAY:
+            raise ValueError("endorsement_limit_horizon_seconds must be at least a day")
         if self.endorsement_budget <= 0:
             raise ValueError("endorsement_budget must be positive")
         rhos = (*self.kind_reciprocity, self.endorsement_reciprocity)

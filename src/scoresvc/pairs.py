@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _core
 from .arrays import grown
+from .events import Compaction
 from .model import ModelParams
 
 _SHIFT = np.uint64(32)
@@ -64,6 +65,9 @@ class PairTable:
         self.n_eslots = 0
         self.landmark: float | None = None
         self.latest_event = -math.inf  # the latest event time applied
+        # The latest event the interaction sums hold (a compacted interaction's reach
+        # its Compaction.exact_from, not its own time): how early an export can be read.
+        self.latest_interaction = -math.inf
         self._landmark_moved = False
 
     def __len__(self) -> int:
@@ -153,10 +157,14 @@ class PairTable:
         channel: np.ndarray,
         ts: np.ndarray,
         weight: np.ndarray | None = None,
+        compaction: Compaction | None = None,
     ) -> np.ndarray:
         """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``, each
-        counting ``weight[i]`` times (once when None); returns their pairs' slots."""
+        counting ``weight[i]`` times (once when None); ``compaction`` says which are
+        compacted sums (and what time their events reach). Returns their pairs' slots."""
         self.note_times(ts)
+        reach = ts if compaction is None else compaction.event_times(np.asarray(ts))
+        self.latest_interaction = max(self.latest_interaction, float(np.max(reach)))
         keys = np.empty(len(actor), np.uint64)
         _core.pack_pair_keys(
             np.ascontiguousarray(dense, np.int64),
@@ -223,7 +231,7 @@ class PairTable:
             "pair_fd": self.fd[: self.n].copy(),
             "pair_eslot": self.eslot[: self.n].copy(),
             "e_sum": self.e_sum[: self.n_eslots].copy(),
-            "pair_clock": np.array([landmark, self.latest_event]),
+            "pair_clock": np.array([landmark, self.latest_event, self.latest_interaction]),
             "pair_aggregation": self.aggregation(),
         }
 
@@ -259,7 +267,9 @@ class PairTable:
         table.n = n
         table.e_sum = arrays["e_sum"] * (table.endorsement_weight / was[5])
         table.n_eslots = len(table.e_sum)
-        landmark, latest = (float(v) for v in arrays["pair_clock"])
-        table.landmark = None if math.isnan(landmark) else landmark
-        table.latest_event = latest
+        clock = arrays["pair_clock"].tolist()
+        table.landmark = None if math.isnan(clock[0]) else clock[0]
+        table.latest_event = clock[1]
+        # Clocks from before it was kept: the latest event of any kind is as late.
+        table.latest_interaction = clock[2] if len(clock) > 2 else clock[1]
         return table

@@ -1,5 +1,6 @@
-"""What the engine hands to storage and takes back: write records, write results and
-state captures. Storage imports these, never the engine itself."""
+"""What the engine hands to storage and takes back: write records, write results (the
+one ``results.WriteResult``, shared with the client) and state captures. Storage
+imports these, never the engine itself."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from .results import WriteResult
 from .users import UserIds
+
+__all__ = ["EngineState", "Journal", "WriteRecord", "WriteResult"]
 
 
 @dataclass(frozen=True)
@@ -18,8 +22,9 @@ class WriteRecord:
     (sequence, resolved times, request id) made: what a journal stores and replays.
 
     ``kind`` is "interactions" (arrays: actor, target, kind, ts; users), "endorsement"
-    (fields: endorser, endorsee, topic, ts, retract, received_at), "status" (fields:
-    user, status) or "log" (arrays and users of an EventLog bulk load).
+    (fields: topic, ts, retract; users: endorser, endorsee), "status" (fields: status;
+    users: the user) or "log" (arrays and users of an EventLog bulk load; fields:
+    topics and, for a compacted log, ``compaction`` as ``[at, latest_event]``).
     """
 
     sequence: int
@@ -29,14 +34,6 @@ class WriteRecord:
     users: UserIds
     request_id: str = ""
     fingerprint: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """What a write returns: its sequence number and how many events it carried."""
-
-    sequence: int
-    accepted: int = 1
 
 
 @dataclass(frozen=True)

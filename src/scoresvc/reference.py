@@ -88,7 +88,7 @@ def personalised_pagerank(
     tolerance: float,
     max_iterations: int,
 ) -> tuple[np.ndarray, int]:
-    """MODEL.md step 7 by plain power iteration from the teleport vector: ``flow(c)``
+    """Step 7 (docs/model.md) by plain power iteration from the teleport vector: ``flow(c)``
     is ``d P^T c``; what the damping and the suspended lose returns by teleport.
     Returns the credibility (summing to 1, or all 0 with nobody to teleport to) and the
     iterations taken."""
@@ -218,14 +218,17 @@ def compute(
         inflow = p.damping * np.bincount(dst, weights=P * credibility[src], minlength=n)
         teleport_share = np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
 
-    # 9. Topic scores: each live endorsement carries its pair's reciprocity discount.
+    # 9. Topic scores: each live endorsement carries its pair's reciprocity discount;
+    # suspended users are ranked in no topic.
     with np.errstate(divide="ignore", invalid="ignore"):
         pair_discount = np.where(E > 0, E_pen / E, 0.0)
     topic_value: dict[int, dict[int, float]] = {}
     topic_score: dict[int, dict[int, float]] = {}
     topic_percentile: dict[int, dict[int, float]] = {}
     for t in np.unique(log.topic[live]):
-        in_topic = log.topic[live] == t
+        in_topic = (log.topic[live] == t) & ~suspended[log.endorsee[live]]
+        if not in_topic.any():
+            continue
         pairs = of_endorsement[in_topic]
         contribution = (
             influence[src[pairs]]

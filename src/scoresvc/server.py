@@ -7,6 +7,7 @@ bound port (pass port 0 in tests). Logging is configured by the CLI, not here.
 from __future__ import annotations
 
 import gc
+import importlib.resources
 import logging
 import math
 import threading
@@ -16,8 +17,9 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .auth import Authenticator
 from .engine import Engine
@@ -43,6 +45,9 @@ class ServerSettings:
     refresh_gap_seconds: float = 0.05
     # The longest a write waits for a snapshot that includes it.
     max_staleness_seconds: float = 1.0
+    # The longest a read with min_sequence waits for its snapshot when the call has no
+    # deadline (or a longer one); DEADLINE_EXCEEDED after it.
+    max_wait_seconds: float = 30.0
     # Snapshots are evaluated at times rounded down to this step: within a step only
     # changed rows are recomputed; crossing it re-weights every edge (decay is not
     # linear through the saturation log). It is also the longest a snapshot goes
@@ -54,7 +59,7 @@ class ServerSettings:
     max_concurrent_rpcs: int = 256
     # Interactions in one RecordInteractions call (INVALID_ARGUMENT past it).
     max_batch_rows: int = 1_000_000
-    # Requests per second per caller (token name, or peer address without auth),
+    # Requests per second per caller (token name, or IP address without a token),
     # bursts of twice that; RESOURCE_EXHAUSTED with RetryInfo past it. 0: no limit.
     rate_per_caller: float = 0.0
 
@@ -69,7 +74,7 @@ class Refresher(SnapshotSource):
         settings: ServerSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(engine)
+        super().__init__(engine, settings.max_wait_seconds)
         self.settings = settings
         self.clock = clock
         self._wake = threading.Event()
@@ -131,6 +136,32 @@ class Refresher(SnapshotSource):
                 log.exception("refresh failed")
 
 
+class CommentedReflection(reflection.ReflectionServicer):
+    """Server reflection that serves the API's files with their comments.
+
+    grpcio's servicer copies descriptors out of the descriptor pool, which keeps no
+    comments. The build writes the protos' descriptor set with them (``scoresvc.v1``'s
+    ``scoresvc.protoset``); their source info is grafted onto the pool's copies (the
+    same files, so the same element paths), which stay as they were otherwise."""
+
+    def __init__(self, service_names: tuple[str, ...]) -> None:
+        super().__init__(service_names)
+        data = importlib.resources.files(pb.__package__).joinpath("scoresvc.protoset")
+        files = descriptor_pb2.FileDescriptorSet.FromString(data.read_bytes()).file
+        self._comments = {f.name: f.source_code_info for f in files}
+
+    def ServerReflectionInfo(self, request_iterator, context):  # type: ignore[no-untyped-def]
+        for response in super().ServerReflectionInfo(request_iterator, context):
+            if response.HasField("file_descriptor_response"):
+                files = response.file_descriptor_response.file_descriptor_proto
+                for i, data in enumerate(files):
+                    file = descriptor_pb2.FileDescriptorProto.FromString(data)
+                    if file.name in self._comments:
+                        file.source_code_info.CopyFrom(self._comments[file.name])
+                        files[i] = file.SerializeToString()
+            yield response
+
+
 class ScoreServer:
     """A ScoreService on one address with health and reflection."""
 
@@ -172,8 +203,9 @@ class ScoreServer:
         servicer = ScoreServicer(self.refresher, max_batch_rows=self.settings.max_batch_rows)
         self._grpc.add_generic_rpc_handlers((generic_handler(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._grpc
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+            CommentedReflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
+            self._grpc,
         )
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

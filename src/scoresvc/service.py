@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,28 +20,37 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from . import _wire
-from .engine import Engine, WriteResult
+from .convert import (
+    endorsement_to_wire,
+    fill_explanation,
+    ranked_to_wire,
+    score_to_wire,
+    seconds_of,
+    status_from_wire,
+    status_to_wire,
+)
+from .engine import Engine
 from .errors import FieldViolation, InvalidArgument
 from .interceptor import current_caller
-from .model import AccountStatus
-from .snapshot import Snapshot, UserScore, log_scale_one
+from .results import WriteResult
+from .snapshot import Snapshot, log_scale_one
 from .status import RpcError, invalid
-from .users import UserIds
+from .users import MAX_ID_BYTES, UserIds
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
+from .validation import TOO_LONG, check_user_id
 
 MAX_BATCH_USERS = 10_000
 MAX_TOP_USERS = 1_000
 MAX_CONTRIBUTORS = 100
 MAX_PAGE_SIZE = 1_000
 DEFAULT_PAGE_SIZE = 50
-# How long a read with min_sequence and no deadline may wait for its snapshot.
-MAX_WAIT_SECONDS = 30.0
 
 # Columnar names of the engine's row fields, for violation paths.
 _COLUMN_OF = {
     "actor_id": "actor_index",
     "target_id": "target_index",
+    "target_index": "target_index",
     "kind": "kind",
     "event_time": "event_time_seconds",
     "actor_index": "actor_index",
@@ -49,24 +58,9 @@ _COLUMN_OF = {
 }
 
 
-def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    whole = int(np.floor(seconds))
-    stamp.seconds, stamp.nanos = whole, round((seconds - whole) * 1e9) % 1_000_000_000
-    return stamp
-
-
 def _compute_time(snap: Snapshot) -> timestamp_pb2.Timestamp:
     seconds, nanos = snap.time_parts
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
-
-
-def seconds_of(message: Any, field: str = "event_time") -> float | None:
-    """A Timestamp field as unix seconds, or None (server time) when unset."""
-    if not message.HasField(field):
-        return None
-    stamp = getattr(message, field)
-    return stamp.seconds + stamp.nanos * 1e-9
 
 
 @dataclass(frozen=True)
@@ -177,16 +171,15 @@ def generic_handler(servicer: ScoreServiceServicer) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-def status_to_wire(status: AccountStatus) -> int:
-    return int(status) + 1
-
-
 class SnapshotSource:
     """What the servicer needs from the server around the engine: the snapshot for a
     read (waiting for ``min_sequence``), and a nudge after each write."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_wait_seconds: float = 30.0) -> None:
+        """``max_wait_seconds``: the longest a read waits for ``min_sequence`` (a
+        missing or longer deadline is cut to it)."""
         self.engine = engine
+        self.max_wait_seconds = max_wait_seconds
         self.ready = threading.Event()
         self._published = threading.Condition()
 
@@ -212,8 +205,7 @@ class SnapshotSource:
                 "SEQUENCE_AHEAD",
                 [("min_sequence", "is ahead of the last accepted write")],
             )
-        remaining = context.time_remaining()
-        timeout = MAX_WAIT_SECONDS if remaining is None else max(remaining - 0.01, 0.0)
+        timeout = self._wait_seconds(context)
         # A caller that goes away ends the wait too: its slot is freed at once.
         context.add_callback(self.published)
         with self._published:
@@ -224,26 +216,41 @@ class SnapshotSource:
         if not context.is_active():
             raise RpcError(grpc.StatusCode.CANCELLED, "the caller went away", "CANCELLED")
         if not ok:
+            cap = f" (reads wait at most {self.max_wait_seconds:g} s)"
             raise RpcError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no snapshot includes sequence {min_sequence} yet",
+                f"no snapshot includes sequence {min_sequence} yet"
+                + (cap if timeout >= self.max_wait_seconds else ""),
                 "SNAPSHOT_NOT_READY",
             )
         return self.engine.snapshot
 
+    def _wait_seconds(self, context: grpc.ServicerContext) -> float:
+        """The call's remaining time, a little early so the answer arrives before the
+        deadline, never past the cap: no deadline reads as a practically infinite
+        remaining time, which no lock wait accepts."""
+        cap = min(self.max_wait_seconds, threading.TIMEOUT_MAX)
+        remaining = context.time_remaining()
+        if remaining is None or not math.isfinite(remaining):
+            return cap
+        return max(min(remaining - 0.01, cap), 0.0)
 
-def _fill_explanation(
-    e: pb.Explanation,
-    received: Sequence[float],
-    teleport_share: float,
-    contributors: Sequence[tuple[str, float]] = (),
-) -> None:
-    """The one mapping of a user's received sums (model.RECEIVED_COLUMNS) to the wire."""
-    e.engagement_received, e.engagement_saturated = received[0], received[1]
-    e.endorsements_received, e.endorsements_effective = received[2], received[3]
-    e.reciprocity_removed = received[4]
-    e.teleport_share = teleport_share
-    e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
+
+# Ids of at most this many characters are within MAX_ID_BYTES whatever they hold.
+_SURELY_SHORT = MAX_ID_BYTES // 4
+
+
+def _check_id(user_id: str, field: str) -> None:
+    """Reads hold ids to the writes' rule, so an id that could never have been written
+    is INVALID_ARGUMENT (never echoed back) rather than NOT_FOUND."""
+    bad = check_user_id(user_id, field)
+    if bad is not None:
+        raise invalid(field, bad.description)
+
+
+def _check_topic(topic: str) -> None:
+    if len(topic) > _SURELY_SHORT and len(topic.encode("utf-8")) > MAX_ID_BYTES:
+        raise invalid("topic", TOO_LONG)
 
 
 def _scoped(request_id: str) -> str:
@@ -271,19 +278,17 @@ class ScoreServicer(ScoreServiceServicer):
     # ------------------------------------------------------------------ reads
 
     def Score(self, request: pb.ScoreRequest, context: grpc.ServicerContext) -> pb.ScoreResponse:
-        if not request.user_id:
-            raise invalid("user_id", "must be set")
+        _check_id(request.user_id, "user_id")
+        _check_topic(request.topic)
         if not 0 <= request.top_contributors <= MAX_CONTRIBUTORS:
             raise invalid("top_contributors", f"must be between 0 and {MAX_CONTRIBUTORS}")
         snap = self.source.snapshot_for(request.min_sequence, context)
         if request.top_contributors:
             snap.user(request.user_id)  # NOT_FOUND before taking the graph lock
             snap, contributors = self.engine.explain(request.user_id, request.top_contributors)
-            return self._score_response(
-                snap, snap.score(request.user_id, request.topic, contributors)
-            )
+            return score_to_wire(snap.score(request.user_id, request.topic, contributors))
         if request.topic:
-            return self._score_response(snap, snap.score(request.user_id, request.topic))
+            return score_to_wire(snap.score(request.user_id, request.topic))
         # The page-view path: straight from the snapshot's arrays into the message.
         u = snap.user(request.user_id)
         influence = snap.influence_of(u)
@@ -294,36 +299,10 @@ class ScoreServicer(ScoreServiceServicer):
             influence=influence,
             percentile=snap.percentile(u),
             sequence=snap.sequence,
-            status=cast(Any, int(snap.status[u]) + 1),
+            status=cast(Any, status_to_wire(snap.status[u])),
         )
-        _fill_explanation(response.explanation, r, snap.teleport_share_of(u))
+        fill_explanation(response.explanation, r, snap.teleport_share_of(u))
         response.compute_time.seconds, response.compute_time.nanos = snap.time_parts
-        return response
-
-    def _score_response(self, snap: Snapshot, score: UserScore) -> pb.ScoreResponse:
-        response = pb.ScoreResponse(
-            user_id=score.user_id,
-            score=score.score,
-            influence=score.influence,
-            percentile=score.percentile,
-            topic=score.topic,
-            sequence=snap.sequence,
-            compute_time=_compute_time(snap),
-            status=cast(Any, status_to_wire(score.status)),
-        )
-        x = score.explanation
-        _fill_explanation(
-            response.explanation,
-            (
-                x.engagement_received,
-                x.engagement_saturated,
-                x.endorsements_received,
-                x.endorsements_effective,
-                x.reciprocity_removed,
-            ),
-            x.teleport_share,
-            x.top_contributors,
-        )
         return response
 
     def BatchScore(
@@ -331,11 +310,12 @@ class ScoreServicer(ScoreServiceServicer):
     ) -> pb.BatchScoreResponse:
         if len(request.user_ids) > MAX_BATCH_USERS:
             raise invalid("user_ids", f"must hold at most {MAX_BATCH_USERS} ids")
-        for i, user_id in enumerate(request.user_ids):
-            if not user_id:
-                raise invalid(f"user_ids[{i}]", "must not be empty")
-        snap = self.source.snapshot_for(request.min_sequence, context)
         ids = list(request.user_ids)
+        for i, user_id in enumerate(ids):
+            if not user_id or len(user_id) > _SURELY_SHORT:
+                _check_id(user_id, f"user_ids[{i}]")
+        _check_topic(request.topic)
+        snap = self.source.snapshot_for(request.min_sequence, context)
         found, score, influence, percentile = snap.scores(ids, request.topic)
         entries = [
             pb.BatchScoreEntry(user_id=u, found=f, score=s, influence=i, percentile=p)
@@ -354,10 +334,11 @@ class ScoreServicer(ScoreServiceServicer):
     ) -> pb.TopUsersResponse:
         if not 0 <= request.limit <= MAX_TOP_USERS:
             raise invalid("limit", f"must be between 0 and {MAX_TOP_USERS}")
+        _check_topic(request.topic)
         snap = self.source.snapshot_for(request.min_sequence, context)
         ranked = snap.top(request.limit or 10, request.topic)
         return pb.TopUsersResponse(
-            users=[pb.RankedUser(user_id=u, score=s, influence=i) for u, s, i in ranked],
+            users=ranked_to_wire(ranked),
             sequence=snap.sequence,
             compute_time=_compute_time(snap),
         )
@@ -365,8 +346,7 @@ class ScoreServicer(ScoreServiceServicer):
     def ListEndorsements(
         self, request: pb.ListEndorsementsRequest, context: grpc.ServicerContext
     ) -> pb.ListEndorsementsResponse:
-        if not request.user_id:
-            raise invalid("user_id", "must be set")
+        _check_id(request.user_id, "user_id")
         if request.direction == pb.ENDORSEMENT_DIRECTION_UNSPECIFIED:
             raise invalid("direction", "must be GIVEN or RECEIVED")
         if request.direction not in (
@@ -384,17 +364,7 @@ class ScoreServicer(ScoreServiceServicer):
             request.page_size or DEFAULT_PAGE_SIZE,
         )
         return pb.ListEndorsementsResponse(
-            endorsements=[
-                pb.EndorsementEvent(
-                    endorser_id=e["endorser_id"],
-                    endorsee_id=e["endorsee_id"],
-                    topic=e["topic"],
-                    event_time=timestamp(e["ts"]),
-                    retracted=e["retracted"],
-                    sequence=e["sequence"],
-                )
-                for e in entries
-            ],
+            endorsements=[endorsement_to_wire(e) for e in entries],
             next_page_token="" if following is None else _encode_page_token(following),
         )
 
@@ -403,13 +373,18 @@ class ScoreServicer(ScoreServiceServicer):
     def Endorse(
         self, request: pb.EndorseRequest, context: grpc.ServicerContext
     ) -> pb.EndorseResponse:
-        return pb.EndorseResponse(sequence=self._endorsement(request, self.engine.endorse))
+        done = self._endorsement(request, self.engine.endorse)
+        return pb.EndorseResponse(
+            sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
+        )
 
     def RetractEndorsement(
         self, request: pb.RetractEndorsementRequest, context: grpc.ServicerContext
     ) -> pb.RetractEndorsementResponse:
-        sequence = self._endorsement(request, self.engine.retract)
-        return pb.RetractEndorsementResponse(sequence=sequence)
+        done = self._endorsement(request, self.engine.retract)
+        return pb.RetractEndorsementResponse(
+            sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
+        )
 
     def RecordInteractions(
         self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext
@@ -477,7 +452,7 @@ class ScoreServicer(ScoreServiceServicer):
             raise invalid("status", "must be NORMAL, SEED or SUSPENDED")
         done = self.engine.set_status(
             request.user_id,
-            AccountStatus(request.status - 1),
+            status_from_wire(request.status),
             request_id=_scoped(request.request_id),
         )
         self.source.written()
@@ -485,7 +460,7 @@ class ScoreServicer(ScoreServiceServicer):
 
     # ------------------------------------------------------------------ helpers
 
-    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> int:
+    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> WriteResult:
         """Endorse and RetractEndorsement carry the same fields."""
         self._check_ready()
         done = write(
@@ -496,7 +471,7 @@ class ScoreServicer(ScoreServiceServicer):
             request_id=_scoped(request.request_id),
         )
         self.source.written()
-        return done.sequence
+        return done
 
     def _check_rows(self, field: str, rows: int) -> None:
         if rows > self.max_batch_rows:

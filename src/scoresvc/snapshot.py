@@ -18,33 +18,10 @@ import numpy as np
 from . import _core
 from .errors import NotFound
 from .model import AccountStatus
+from .results import Contributor, Explanation, RankedUser, UserScore
 
 _SUSPENDED = int(AccountStatus.SUSPENDED)
 _STATUSES = tuple(AccountStatus)
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Where a score came from; sums are decayed to the snapshot's time."""
-
-    engagement_received: float
-    engagement_saturated: float
-    endorsements_received: float
-    endorsements_effective: float
-    reciprocity_removed: float
-    teleport_share: float
-    top_contributors: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class UserScore:
-    user_id: str
-    topic: str
-    score: float
-    influence: float
-    percentile: float
-    status: AccountStatus
-    explanation: Explanation
 
 
 def log_scale(values: np.ndarray, top: float) -> np.ndarray:
@@ -216,7 +193,7 @@ class Snapshot:
             endorsements_effective=r[3],
             reciprocity_removed=r[4],
             teleport_share=self.teleport_share_of(u),
-            top_contributors=tuple(contributors),
+            top_contributors=tuple(Contributor(c, share) for c, share in contributors),
         )
 
     def teleport_share_of(self, u: int) -> float:
@@ -247,6 +224,8 @@ class Snapshot:
             percentile=pct,
             status=_STATUSES[self.status[u]],
             explanation=explanation,
+            sequence=self.sequence,
+            compute_time=self.time,
         )
 
     def scores(
@@ -278,8 +257,8 @@ class Snapshot:
             score[found] = 1.0
         return found, score, influence, percentile
 
-    def top(self, limit: int, topic: str = "") -> list[tuple[str, float, float]]:
-        """The ``limit`` highest (user_id, score, influence), highest first."""
+    def top(self, limit: int, topic: str = "") -> list[RankedUser]:
+        """The ``limit`` highest users, highest first."""
         if topic:
             t = self.topic_index.get(topic)
             if t is None or t not in self.topic_bounds:
@@ -289,12 +268,14 @@ class Snapshot:
             users = self.topic_keys[lo:hi] - t * self.n_users
             best = np.lexsort((users, -values))[:limit]
             return [
-                (self.user_ids[int(users[i])], log_scale_one(values[i], top), float(values[i]))
+                RankedUser(
+                    self.user_ids[int(users[i])], log_scale_one(values[i], top), float(values[i])
+                )
                 for i in best
             ]
         best = self.ranking[::-1][:limit]
         return [
-            (
+            RankedUser(
                 self.user_ids[int(u)],
                 log_scale_one(self.influence_of(u), self.influence_max),
                 self.influence_of(u),
@@ -350,8 +331,10 @@ def build_snapshot(
     influence = (np.where(members, x, 0.0) / mass if mass > 0 else np.zeros(n)) * n_members
     ranking = _ranking(previous, x, members)
 
-    t, dst = topic_records["topic"], topic_records["dst"]
-    contribution = influence[topic_records["src"]] * topic_records["weight"]
+    # A suspended user is ranked in no topic (it scores 1 there, as it does globally).
+    ranked = status[topic_records["dst"]] != _SUSPENDED
+    t, dst = topic_records["topic"][ranked], topic_records["dst"][ranked]
+    contribution = influence[topic_records["src"][ranked]] * topic_records["weight"][ranked]
     keys, inverse = np.unique(t * n + dst, return_inverse=True)
     value = np.bincount(inverse, weights=contribution, minlength=len(keys))
     key_topic = keys // max(n, 1)

@@ -87,13 +87,9 @@ def status_of(error: ScoreError) -> status_pb2.Status:
         return status(error.code, str(error), error.reason, error.violations)
     if isinstance(error, InvalidArgument):
         violations = [(v.field, v.description) for v in error.violations]
-        more = error.total - len(error.violations)
-        message = f"{len(error.violations) + more} invalid field(s): " + "; ".join(
-            f"{f}: {d}" for f, d in violations[:3]
-        )
         return status(
             grpc.StatusCode.INVALID_ARGUMENT,
-            message,
+            str(error),  # "field: description (and N more)", as the service's own checks
             "INVALID_ARGUMENT",
             violations,
             metadata={"violations": str(error.total)},

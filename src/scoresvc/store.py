@@ -39,7 +39,8 @@ import numpy as np
 
 from . import checkpoint
 from .errors import StorageError
-from .records import WriteRecord, WriteResult
+from .records import WriteRecord
+from .results import WriteResult
 from .users import UserIds
 
 if TYPE_CHECKING:

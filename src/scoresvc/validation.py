@@ -16,6 +16,7 @@ from .users import MAX_ID_BYTES, UserIds
 
 MAX_VIOLATIONS = 100
 TOO_LONG = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
+NOT_FINITE = "must be a finite number of seconds"
 
 
 def id_violations(users: UserIds) -> list[tuple[int, str]]:
@@ -56,6 +57,7 @@ def column_violations(
     skew: float,
 ) -> tuple[list[FieldViolation], int]:
     """The first violations of a columnar batch in row order, and the count of all."""
+    finite = np.isfinite(ts)  # one message for NaN and infinities, nothing more
     checks = [
         ("target_id", actor == target, "must differ from actor_id"),
         (
@@ -63,8 +65,9 @@ def column_violations(
             (kind < InteractionKind.LIKE) | (kind > InteractionKind.RESHARE),
             "must be LIKE, MENTION, REPLY or RESHARE",
         ),
-        ("event_time", ~np.isfinite(ts) | (ts < 0), "must be a time after 1970"),
-        ("event_time", ts > now + skew, f"is more than {skew:g} s in the future"),
+        ("event_time", ~finite, NOT_FINITE),
+        ("event_time", finite & (ts < 0), "must be a time after 1970"),
+        ("event_time", finite & (ts > now + skew), f"is more than {skew:g} s in the future"),
     ]
     found: list[tuple[int, FieldViolation]] = []
     total = 0
@@ -151,15 +154,28 @@ def check_columns(
     bad_users = (
         [] if users_checked else [FieldViolation("user_ids", d, j) for j, d in id_violations(users)]
     )
-    out_of_range = (actor_index < 0) | (actor_index >= len(users))
-    out_of_range |= (target_index < 0) | (target_index >= len(users))
-    bad_index = [
-        FieldViolation("actor_index", "must index user_ids", int(i))
-        for i in np.flatnonzero(out_of_range)[:MAX_VIOLATIONS]
-    ]
+    bad_index, index_total = index_violations(len(users), actor_index, target_index)
     if violations or bad_users or bad_index:
         everything = bad_users + bad_index + violations
-        raise _invalid(everything, total + len(bad_users) + int(out_of_range.sum()))
+        raise _invalid(everything, total + len(bad_users) + index_total)
+
+
+def index_violations(
+    n_users: int, actor: np.ndarray, target: np.ndarray
+) -> tuple[list[FieldViolation], int]:
+    """The first 100 indexes outside ``user_ids`` in row order, each named by its
+    column, and how many there are."""
+    found: list[tuple[int, FieldViolation]] = []
+    total = 0
+    for column, values in (("actor_index", actor), ("target_index", target)):
+        bad = np.flatnonzero((values < 0) | (values >= n_users))
+        total += len(bad)
+        found.extend(
+            (int(i), FieldViolation(column, "must index user_ids", int(i)))
+            for i in bad[:MAX_VIOLATIONS]
+        )
+    found.sort(key=lambda item: item[0])
+    return [v for _, v in found[:MAX_VIOLATIONS]], total
 
 
 def check_endorsement(
@@ -178,7 +194,9 @@ def check_endorsement(
         violations.append(FieldViolation("endorsee_id", "must differ from endorser_id"))
     if not isinstance(topic, str) or len(topic.encode("utf-8")) > MAX_ID_BYTES:
         violations.append(FieldViolation("topic", TOO_LONG))
-    if not math.isfinite(ts) or ts < 0:
+    if not math.isfinite(ts):
+        violations.append(FieldViolation("event_time", NOT_FINITE))
+    elif ts < 0:
         violations.append(FieldViolation("event_time", "must be a time after 1970"))
     elif ts > now + skew:
         violations.append(FieldViolation("event_time", f"is more than {skew:g} s in the future"))

@@ -1,0 +1,191 @@
+"""The proto's messages to and from the domain's results, in one place.
+
+The servicer turns results into responses and the client turns responses back into
+the same results (``scoresvc.results``). The wire's enums count from an UNSPECIFIED
+zero and the domain's do not, so a status crosses only through ``status_to_wire`` and
+``status_from_wire``. This module imports the generated stubs and the domain's
+vocabulary and nothing else, so a client does not load the engine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from google.protobuf import timestamp_pb2
+
+from .model import AccountStatus
+from .results import (
+    BatchScoreEntry,
+    BatchScores,
+    Contributor,
+    EndorsementEvent,
+    Explanation,
+    RankedUser,
+    Ranking,
+    UserScore,
+    WriteResult,
+)
+from .v1 import score_service_pb2 as pb
+
+# ------------------------------------------------------------------ times and enums
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    """Unix seconds as a Timestamp (nanos rounded; 1.9999999999 is 2 s, not 1)."""
+    whole = math.floor(seconds)
+    nanos = round((seconds - whole) * 1e9)
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, nanos - 1_000_000_000
+    return timestamp_pb2.Timestamp(seconds=whole, nanos=nanos)
+
+
+def time_of(stamp: timestamp_pb2.Timestamp) -> float:
+    """A Timestamp as unix seconds."""
+    return stamp.seconds + stamp.nanos * 1e-9
+
+
+def seconds_of(message: Any, field: str = "event_time") -> float | None:
+    """A Timestamp field as unix seconds, or None (server time) when unset."""
+    if not message.HasField(field):
+        return None
+    return time_of(getattr(message, field))
+
+
+def status_to_wire(status: int) -> int:
+    """A domain ``AccountStatus`` (or its number) as the wire's enum number."""
+    return int(status) + 1
+
+
+def status_from_wire(status: int) -> AccountStatus:
+    """The wire's enum number as a domain ``AccountStatus``; ValueError for
+    ACCOUNT_STATUS_UNSPECIFIED or an unknown number."""
+    if status <= 0:
+        raise ValueError(f"{status} is not a known account status")
+    return AccountStatus(status - 1)
+
+
+# ------------------------------------------------------------------ reads
+
+
+def fill_explanation(
+    e: pb.Explanation,
+    received: Sequence[float],
+    teleport_share: float,
+    contributors: Iterable[tuple[str, float]] = (),
+) -> None:
+    """The one mapping of a user's received sums (model.RECEIVED_COLUMNS) to the wire."""
+    e.engagement_received, e.engagement_saturated = received[0], received[1]
+    e.endorsements_received, e.endorsements_effective = received[2], received[3]
+    e.reciprocity_removed = received[4]
+    e.teleport_share = teleport_share
+    e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
+
+
+def explanation_of(e: pb.Explanation) -> Explanation:
+    return Explanation(
+        engagement_received=e.engagement_received,
+        engagement_saturated=e.engagement_saturated,
+        endorsements_received=e.endorsements_received,
+        endorsements_effective=e.endorsements_effective,
+        reciprocity_removed=e.reciprocity_removed,
+        teleport_share=e.teleport_share,
+        top_contributors=tuple(Contributor(c.user_id, c.share) for c in e.top_contributors),
+    )
+
+
+def score_to_wire(score: UserScore) -> pb.ScoreResponse:
+    response = pb.ScoreResponse(
+        user_id=score.user_id,
+        score=score.score,
+        influence=score.influence,
+        percentile=score.percentile,
+        topic=score.topic,
+        sequence=score.sequence,
+        compute_time=timestamp(score.compute_time),
+        status=cast(Any, status_to_wire(score.status)),
+    )
+    x = score.explanation
+    received = (
+        x.engagement_received,
+        x.engagement_saturated,
+        x.endorsements_received,
+        x.endorsements_effective,
+        x.reciprocity_removed,
+    )
+    fill_explanation(response.explanation, received, x.teleport_share, x.top_contributors)
+    return response
+
+
+def score_of(response: pb.ScoreResponse) -> UserScore:
+    return UserScore(
+        user_id=response.user_id,
+        topic=response.topic,
+        score=response.score,
+        influence=response.influence,
+        percentile=response.percentile,
+        status=status_from_wire(response.status),
+        explanation=explanation_of(response.explanation),
+        sequence=response.sequence,
+        compute_time=time_of(response.compute_time),
+    )
+
+
+def ranked_to_wire(users: Iterable[RankedUser]) -> list[pb.RankedUser]:
+    return [pb.RankedUser(user_id=u.user_id, score=u.score, influence=u.influence) for u in users]
+
+
+def ranking_of(response: pb.TopUsersResponse) -> Ranking:
+    return Ranking(
+        users=tuple(RankedUser(u.user_id, u.score, u.influence) for u in response.users),
+        sequence=response.sequence,
+        compute_time=time_of(response.compute_time),
+    )
+
+
+def batch_scores_of(response: pb.BatchScoreResponse) -> BatchScores:
+    return BatchScores(
+        entries=tuple(
+            BatchScoreEntry(e.user_id, e.found, e.score, e.influence, e.percentile)
+            for e in response.entries
+        ),
+        sequence=response.sequence,
+        compute_time=time_of(response.compute_time),
+    )
+
+
+def endorsement_to_wire(e: EndorsementEvent) -> pb.EndorsementEvent:
+    return pb.EndorsementEvent(
+        endorser_id=e.endorser_id,
+        endorsee_id=e.endorsee_id,
+        topic=e.topic,
+        event_time=timestamp(e.event_time),
+        retracted=e.retracted,
+        sequence=e.sequence,
+        decides_current_state=e.decides_current_state,
+    )
+
+
+def endorsement_of(m: pb.EndorsementEvent) -> EndorsementEvent:
+    return EndorsementEvent(
+        endorser_id=m.endorser_id,
+        endorsee_id=m.endorsee_id,
+        topic=m.topic,
+        event_time=time_of(m.event_time),
+        retracted=m.retracted,
+        sequence=m.sequence,
+        decides_current_state=m.decides_current_state,
+    )
+
+
+# ------------------------------------------------------------------ writes
+
+
+def write_result_of(response: Any) -> WriteResult:
+    """Any write's response: batches say how many events they carried, the rest one."""
+    if isinstance(response, pb.RecordInteractionsResponse):
+        return WriteResult(response.sequence, response.accepted)
+    if isinstance(response, (pb.EndorseResponse, pb.RetractEndorsementResponse)):
+        return WriteResult(response.sequence, endorsement_live=response.endorsement_live)
+    return WriteResult(response.sequence)

@@ -1,0 +1,116 @@
+"""What reads and writes answer, in domain terms.
+
+The in-process engine and its snapshots return these, and so does the client
+(``scoresvc.convert`` maps them to and from the proto), so code written against one
+works against the other. Statuses are ``model.AccountStatus``; times are unix seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from .model import AccountStatus
+
+
+class Contributor(NamedTuple):
+    """A user whose trust flowed to the scored user."""
+
+    user_id: str
+    #: The fraction of the scored user's credibility that came from this user.
+    share: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where a score came from; sums are decayed to the snapshot's time."""
+
+    engagement_received: float
+    engagement_saturated: float
+    endorsements_received: float
+    endorsements_effective: float
+    reciprocity_removed: float
+    teleport_share: float
+    top_contributors: tuple[Contributor, ...] = ()
+
+
+@dataclass(frozen=True)
+class UserScore:
+    """One user's score, globally (``topic`` empty) or within a topic."""
+
+    user_id: str
+    topic: str
+    score: float
+    influence: float
+    percentile: float
+    status: AccountStatus
+    explanation: Explanation
+    #: The sequence number of the last event the snapshot includes.
+    sequence: int
+    #: The time the snapshot was evaluated at.
+    compute_time: float
+
+
+class RankedUser(NamedTuple):
+    """One row of a ranking."""
+
+    user_id: str
+    score: float
+    influence: float
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The highest-scoring users, highest first, and the snapshot they come from."""
+
+    users: tuple[RankedUser, ...]
+    sequence: int
+    compute_time: float
+
+
+class BatchScoreEntry(NamedTuple):
+    """One user's result in a batch; ``found`` is False for a user never seen, whose
+    numbers are then 0."""
+
+    user_id: str
+    found: bool
+    score: float
+    influence: float
+    percentile: float
+
+
+@dataclass(frozen=True)
+class BatchScores:
+    """One entry per requested user, in request order, and the snapshot they come from."""
+
+    entries: tuple[BatchScoreEntry, ...]
+    sequence: int
+    compute_time: float
+
+
+@dataclass(frozen=True)
+class EndorsementEvent:
+    """One entry of an endorsement audit trail."""
+
+    endorser_id: str
+    endorsee_id: str
+    topic: str
+    event_time: float
+    #: True for a retraction, False for an endorsement.
+    retracted: bool
+    #: The sequence number of the write.
+    sequence: int
+    #: True for the event that decides its endorsement's current state (the latest by
+    #: event time; a retraction wins a tie): a back-dated retraction is not one.
+    decides_current_state: bool = False
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write returns: its sequence number, how many events it carried and, for
+    an endorsement or retraction, whether the endorsement is live after it (events
+    resolve by event time, so a back-dated retraction leaves it live)."""
+
+    sequence: int
+    accepted: int = 1
+    endorsement_live: bool | None = None
