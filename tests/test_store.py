@@ -181,7 +181,9 @@ def test_a_checkpoint_holds_the_whole_state_and_later_writes_follow_it(tmp_path)
         _same_snapshots(first, second)
 
 
-def test_a_checkpoint_keeps_the_latest_interaction_a_compacted_log_can_be_read_from(tmp_path):
+def test_a_checkpoint_keeps_the_latest_interaction_and_each_retried_endorsements_liveness(
+    tmp_path,
+):
     first = Engine()
     first.record_interactions([("ana", "bo", LIKE, NOW - 60)], now=NOW)
     first.endorse("ana", "bo", "", NOW - 30, request_id="e-1", now=NOW)  # later, not folded
@@ -191,6 +193,8 @@ def test_a_checkpoint_keeps_the_latest_interaction_a_compacted_log_can_be_read_f
     for engine in (first, second):
         log, _ = engine.compacted_log(at=NOW)
         assert log.compaction == Compaction(NOW, NOW - 60)
+        assert engine.endorse("ana", "bo", "", NOW - 30, request_id="e-1").endorsement_live
+        assert engine.retract("ana", "bo", "", NOW - 40, request_id="r-1").endorsement_live
 
 
 def test_the_journal_is_compacted_behind_the_older_checkpoint(tmp_path):

@@ -25,6 +25,9 @@ from .users import UserIds
 DEFAULT_MAX_AGE_SECONDS = 86_400.0
 DEFAULT_MAX_ENTRIES = 1_000_000
 _DIGEST_SIZE = 16
+# WriteResult.endorsement_live as stored: None, False, True.
+_LIVE_CODES = {None: -1, False: 0, True: 1}
+_LIVE_VALUES = {-1: None, 0: False, 1: True}
 
 
 def digest_batch(users: UserIds, *columns: np.ndarray) -> str:
@@ -57,8 +60,9 @@ class RequestLedger:
         self.max_age_seconds = max_age_seconds
         self.max_entries = max_entries
         self._clock = clock
-        # request id -> (fingerprint digest, sequence, accepted, accepted at), oldest first
-        self._done: OrderedDict[str, tuple[bytes, int, int, float]] = OrderedDict()
+        # request id -> (fingerprint digest, sequence, accepted, accepted at, endorsement
+        # live), oldest first
+        self._done: OrderedDict[str, tuple[bytes, int, int, float, bool | None]] = OrderedDict()
         self._queued: dict[str, tuple[bytes, Callable[[], WriteResult]]] = {}
 
     def __len__(self) -> int:
@@ -76,7 +80,7 @@ class RequestLedger:
         done = self._done.get(request_id)
         if done is not None:
             self._check(request_id, done[0], key)
-            result = WriteResult(done[1], done[2])
+            result = WriteResult(done[1], done[2], done[4])
             return lambda: result
         queued = self._queued.get(request_id)
         if queued is None:
@@ -103,7 +107,13 @@ class RequestLedger:
         """Record an applied request's answer, and forget the oldest ones."""
         self._queued.pop(request_id, None)
         now = self._clock()
-        self._done[request_id] = (_key(fingerprint), result.sequence, result.accepted, now)
+        self._done[request_id] = (
+            _key(fingerprint),
+            result.sequence,
+            result.accepted,
+            now,
+            result.endorsement_live,
+        )
         self._evict(now)
 
     def _evict(self, now: float) -> None:
@@ -126,11 +136,14 @@ class RequestLedger:
             "request_sequence": np.array([e[1] for e in entries], np.int64),
             "request_accepted": np.array([e[2] for e in entries], np.int64),
             "request_time": np.array([e[3] for e in entries], np.float64),
+            "request_live": np.array([_LIVE_CODES[e[4]] for e in entries], np.int8),
         }
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Take the answered requests in ``arrays`` (from ``arrays()``)."""
         ids = UserIds(arrays["request_id_blob"], arrays["request_id_offsets"]).decoded()
+        # Checkpoints from before it was kept: unknown.
+        live = arrays.get("request_live", np.full(len(ids), -1, np.int8)).tolist()
         self._done = OrderedDict(
             zip(
                 ids,
@@ -139,6 +152,7 @@ class RequestLedger:
                     arrays["request_sequence"].tolist(),
                     arrays["request_accepted"].tolist(),
                     arrays["request_time"].tolist(),
+                    (_LIVE_VALUES[code] for code in live),
                 ),
             )
         )
