@@ -25,13 +25,12 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
-from .auth import ANONYMOUS, Authenticator, AuthError, Caller
+from .auth import ANONYMOUS, WRITE_METHODS, Authenticator, AuthError, Caller
 from .errors import RateLimited, ScoreError
 from .status import status, status_of
 
 REQUEST_ID_HEADER = "x-request-id"
 SERVICE_PREFIX = "/scoresvc.v1.ScoreService/"
-WRITES = frozenset({"Endorse", "RetractEndorsement", "RecordInteractions", "SetAccountStatus"})
 
 current_caller: ContextVar[Caller] = ContextVar("scoresvc_caller", default=ANONYMOUS)
 access_log = logging.getLogger("scoresvc.access")
@@ -79,7 +78,7 @@ class CallInterceptor(grpc.ServerInterceptor):
         authenticator = self.policy.authenticator
         limiter = self._limiter
         observer = self.policy.observer
-        write = name in WRITES
+        write = name in WRITE_METHODS
 
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -100,11 +99,7 @@ class CallInterceptor(grpc.ServerInterceptor):
                     return inner(request, context)
                 finally:
                     current_caller.reset(token)
-            except AuthError as error:
-                code = "PERMISSION_DENIED" if error.permission else "UNAUTHENTICATED"
-                found = status(getattr(grpc.StatusCode, code), str(error), code)
-                _abort(context, found, request_id)
-            except ScoreError as error:
+            except (AuthError, ScoreError) as error:
                 found = status_of(error)
                 code = _CODE_BY_NUMBER[found.code].name
                 _abort(context, found, request_id)
