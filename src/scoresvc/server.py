@@ -23,9 +23,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .auth import Authenticator
 from .engine import Engine
-from .interceptor import CallInterceptor, CallPolicy
+from .interceptor import CallGuard, CallPolicy
 from .metrics import Metrics
-from .service import ScoreServicer, SnapshotSource, generic_handler
+from .service import ScoreServicer, generic_handler
+from .snapshot import Snapshot
+from .status import RpcError, invalid
 from .v1 import score_service_pb2 as pb
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ScoreService"].full_name
@@ -64,9 +66,10 @@ class ServerSettings:
     rate_per_caller: float = 0.0
 
 
-class Refresher(SnapshotSource):
-    """Refreshes the engine in the background within ``refresh_gap`` of a write (and
-    every ``time_step`` regardless), and wakes readers waiting for a sequence."""
+class Refresher:
+    """Publishes the engine's snapshots and hands them to reads: refreshes in the
+    background within ``refresh_gap`` of a write (and every ``time_step`` regardless),
+    and wakes the reads waiting for a sequence (``scoresvc.service.SnapshotSource``)."""
 
     def __init__(
         self,
@@ -74,17 +77,19 @@ class Refresher(SnapshotSource):
         settings: ServerSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(engine, settings.max_wait_seconds)
+        self.engine = engine
         self.settings = settings
         self.clock = clock
+        self.ready = threading.Event()
+        self.on_refresh: Callable[[float], None] | None = None
+        self._published = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scoresvc-refresher", daemon=True)
-        self.refreshes = 0
         self._last_duration = 0.0
-        self.on_refresh: Callable[[float], None] | None = None
 
     def written(self) -> None:
+        """Called after each accepted write."""
         self._wake.set()
 
     def start(self) -> None:
@@ -110,16 +115,65 @@ class Refresher(SnapshotSource):
         started = time.perf_counter()
         snap = self.engine.refresh(self.evaluation_time())
         self._last_duration = time.perf_counter() - started
-        self.refreshes += 1
         if self.on_refresh is not None:
             self.on_refresh(self._last_duration)
-        self.published()
+        self._wake_readers()
         log.debug(
             "refreshed to sequence %d in %.1f ms (%s)",
             snap.sequence,
             1000 * (time.perf_counter() - started),
             "full" if snap.stats.get("full") else "incremental",
         )
+
+    def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot:
+        """The snapshot for a read: the current one, or the first that includes
+        ``min_sequence``, waited for within the call's deadline and ``max_wait_seconds``."""
+        if not self.ready.is_set():
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", "NOT_READY")
+        if min_sequence == 0:  # the page-view path: no lock, no deadline lookup
+            return self.engine.snapshot
+        if min_sequence < 0:
+            raise invalid("min_sequence", "must not be negative")
+        if min_sequence > self.engine.sequence:
+            raise RpcError(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"min_sequence {min_sequence} is ahead of the last write ({self.engine.sequence})",
+                "SEQUENCE_AHEAD",
+                [("min_sequence", "is ahead of the last accepted write")],
+            )
+        timeout = self._wait_seconds(context)
+        # A caller that goes away ends the wait too: its slot is freed at once.
+        context.add_callback(self._wake_readers)
+        with self._published:
+            ok = self._published.wait_for(
+                lambda: self.engine.snapshot.sequence >= min_sequence or not context.is_active(),
+                timeout,
+            )
+        if not context.is_active():
+            raise RpcError(grpc.StatusCode.CANCELLED, "the caller went away", "CANCELLED")
+        if not ok:
+            cap = self.settings.max_wait_seconds
+            raise RpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no snapshot includes sequence {min_sequence} yet"
+                + (f" (reads wait at most {cap:g} s)" if timeout >= cap else ""),
+                "SNAPSHOT_NOT_READY",
+            )
+        return self.engine.snapshot
+
+    def _wait_seconds(self, context: grpc.ServicerContext) -> float:
+        """The call's remaining time, a little early so the answer arrives before the
+        deadline, never past the cap: no deadline reads as a practically infinite
+        remaining time, which no lock wait accepts."""
+        cap = min(self.settings.max_wait_seconds, threading.TIMEOUT_MAX)
+        remaining = context.time_remaining()
+        if remaining is None or not math.isfinite(remaining):
+            return cap
+        return max(min(remaining - 0.01, cap), 0.0)
+
+    def _wake_readers(self) -> None:
+        with self._published:
+            self._published.notify_all()
 
     def _run(self) -> None:
         step = self.settings.time_step_seconds
@@ -184,24 +238,7 @@ class ScoreServer:
         if metrics is not None:
             self.refresher.on_refresh = metrics.observe_refresh
         self.health = health.HealthServicer()
-        policy = CallPolicy(
-            authenticator=authenticator,
-            rate_per_caller=self.settings.rate_per_caller,
-            observer=None if metrics is None else metrics.observe_call,
-        )
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self.settings.workers, thread_name_prefix="scoresvc-rpc"
-            ),
-            interceptors=[CallInterceptor(policy)],
-            options=[
-                ("grpc.max_receive_message_length", self.settings.max_receive_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
-        )
-        servicer = ScoreServicer(self.refresher, max_batch_rows=self.settings.max_batch_rows)
-        self._grpc.add_generic_rpc_handlers((generic_handler(servicer),))
+        self._grpc = self._grpc_server(authenticator)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
             CommentedReflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
@@ -216,6 +253,28 @@ class ScoreServer:
         if self.port == 0:
             raise OSError(f"could not bind {address}")
         self.address = address.rsplit(":", 1)[0] + f":{self.port}"
+
+    def _grpc_server(self, auth: Authenticator | None) -> grpc.Server:
+        """The gRPC server with the ScoreService, each call behind the call guard."""
+        s = self.settings
+        guard = CallGuard(
+            CallPolicy(
+                authenticator=auth,
+                rate_per_caller=s.rate_per_caller,
+                observer=None if self.metrics is None else self.metrics.observe_call,
+            )
+        )
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="scoresvc-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", s.max_receive_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=s.max_concurrent_rpcs,
+        )
+        servicer = ScoreServicer(self.refresher, max_batch_rows=s.max_batch_rows)
+        server.add_generic_rpc_handlers((generic_handler(servicer, guard),))
+        return server
 
     def start(self, *, ready: bool = True) -> ScoreServer:
         """Start serving. With ``ready=False`` health stays NOT_SERVING (and writes
