@@ -1,7 +1,8 @@
 """The gRPC server: servicer, health, reflection and the background refresher.
 
-``build_server(address, engine)`` returns a started-on-demand ``ScoreServer`` and the
-bound port (pass port 0 in tests). Logging is configured by the CLI, not here.
+``build_server(address, engine, settings, auth=, tls=, metrics=)`` returns a bound
+``ScoreServer`` to ``start``; the CLI and the tests build servers with it. Logging is
+configured by the CLI, not here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -216,8 +219,42 @@ class CommentedReflection(reflection.ReflectionServicer):
             yield response
 
 
+@dataclass(frozen=True)
+class Tls:
+    """Serve TLS with this PEM certificate chain and private key; with ``client_ca``
+    (PEM), require client certificates it signed."""
+
+    certificate_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def from_files(cls, certificate_chain: str, private_key: str, client_ca: str = "") -> Tls:
+        return cls(
+            Path(certificate_chain).read_bytes(),
+            Path(private_key).read_bytes(),
+            Path(client_ca).read_bytes() if client_ca else None,
+        )
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.certificate_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """Where Prometheus reads ``/metrics`` over HTTP (port 0 picks a free one)."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+
+
 class ScoreServer:
-    """A ScoreService on one address with health and reflection."""
+    """A ScoreService on one address with health and reflection, built by
+    ``build_server``."""
 
     def __init__(
         self,
@@ -253,6 +290,16 @@ class ScoreServer:
         if self.port == 0:
             raise OSError(f"could not bind {address}")
         self.address = address.rsplit(":", 1)[0] + f":{self.port}"
+        self.metrics_port = 0
+        self._metrics_http: Any = None
+
+    def serve_metrics(self, endpoint: MetricsEndpoint) -> None:
+        """Serve ``/metrics`` at ``endpoint`` (its port in ``metrics_port``) until ``stop``."""
+        if self.metrics is None:
+            raise ValueError("a server built without metrics has none to serve")
+        self._metrics_http = self.metrics.serve(endpoint.port, endpoint.host)
+        self.metrics_port = self._metrics_http.server_port
+        log.info("metrics on http://%s:%d/metrics", endpoint.host, self.metrics_port)
 
     def _grpc_server(self, auth: Authenticator | None) -> grpc.Server:
         """The gRPC server with the ScoreService, each call behind the call guard."""
@@ -296,19 +343,44 @@ class ScoreServer:
         log.info("serving on %s", self.address)
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop taking calls, let in-flight ones finish within ``grace`` seconds."""
+        """Stop taking calls, let in-flight ones finish within ``grace`` seconds, then
+        stop refreshing and serving metrics."""
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_seconds if grace is None else grace
         self._grpc.stop(grace).wait()
         self.refresher.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
 
     def wait(self) -> None:
         self._grpc.wait_for_termination()
 
 
 def build_server(
-    address: str, engine: Engine | None = None, settings: ServerSettings | None = None
-) -> tuple[ScoreServer, int]:
-    """A ScoreServer bound to ``address`` (not yet started) and its port."""
-    server = ScoreServer(engine or Engine(), address, settings)
-    return server, server.port
+    address: str,
+    engine: Engine | None = None,
+    settings: ServerSettings | None = None,
+    *,
+    auth: Authenticator | None = None,
+    tls: Tls | None = None,
+    metrics: MetricsEndpoint | None = None,
+) -> ScoreServer:
+    """A ScoreServer bound to ``address`` (port 0 picks one: see ``.port``), not yet
+    started, serving ``engine`` (a new one by default).
+
+    ``auth`` None: no authentication; ``tls`` None: plaintext; ``metrics``: count
+    calls and refreshes (``.metrics``) and serve them there from now until ``stop``
+    (``.metrics_port``)."""
+    engine = Engine() if engine is None else engine
+    server = ScoreServer(
+        engine,
+        address,
+        settings,
+        authenticator=auth,
+        credentials=None if tls is None else tls.credentials(),
+        metrics=None if metrics is None else Metrics(engine),
+    )
+    if metrics is not None:
+        server.serve_metrics(metrics)
+    return server
