@@ -217,7 +217,8 @@ def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], s
 class ScoreServicer:
     """The methods of scoresvc.v1.ScoreService, by their names in the proto."""
 
-    def __init__(self, source: SnapshotSource, max_batch_rows: int = 1_000_000) -> None:
+    def __init__(self, source: SnapshotSource, max_batch_rows: int) -> None:
+        """``max_batch_rows``: interactions in one RecordInteractions call (ServerSettings)."""
         self.source = source
         self.engine = source.engine
         self.max_batch_rows = max_batch_rows
