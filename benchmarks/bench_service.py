@@ -51,7 +51,7 @@ def _serve(kind: str, users: int, events: int, ready: mp.Queue) -> None:  # type
     from concurrent import futures
 
     from scoresvc.engine import Engine
-    from scoresvc.server import ScoreServer, ServerSettings
+    from scoresvc.server import ServerSettings, build_server
     from scoresvc.synthetic import community
 
     settings = ServerSettings()
@@ -69,7 +69,7 @@ def _serve(kind: str, users: int, events: int, ready: mp.Queue) -> None:  # type
     engine = Engine()
     log = community(events, users, seed=1, end=time.time())
     engine.load_events(log)
-    real = ScoreServer(engine, "127.0.0.1:0", settings)
+    real = build_server("127.0.0.1:0", engine, settings)
     real.start()
     ready.put(real.port)
     real.wait()

@@ -73,7 +73,7 @@ FAST = ServerSettings(workers=4, refresh_gap_seconds=0.005, time_step_seconds=36
 @pytest.fixture
 def served():
     engine = Engine()
-    server, _ = build_server("127.0.0.1:0", engine, FAST)
+    server = build_server("127.0.0.1:0", engine, FAST)
     server.refresher.clock = lambda: NOW
     server.start()
     try:
@@ -275,7 +275,7 @@ def test_the_async_client_makes_the_same_calls_with_the_same_answers():
     answers = []
     for run in ("blocking", "asyncio"):
         engine = Engine()
-        server, _ = build_server("127.0.0.1:0", engine, FAST)
+        server = build_server("127.0.0.1:0", engine, FAST)
         server.refresher.clock = lambda: NOW
         server.start()
         try:

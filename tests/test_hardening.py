@@ -26,7 +26,7 @@ from support import CliServer
 from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
 from scoresvc.model import InteractionKind
-from scoresvc.server import ScoreServer, ServerSettings
+from scoresvc.server import ServerSettings, build_server
 from scoresvc.v1 import score_service_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["ScoreService"]
@@ -53,7 +53,7 @@ FUZZ = settings(
 def fuzzed():
     engine = Engine()
     settings_ = ServerSettings(workers=4, refresh_gap_seconds=0.002, time_step_seconds=3600)
-    server = ScoreServer(engine, "127.0.0.1:0", settings_).start()
+    server = build_server("127.0.0.1:0", engine, settings_).start()
     with ScoreClient(server.address) as client:  # something to find and endorse
         client.record_interactions([("ana", "bo", LIKE, None), ("bo", "cy", LIKE, None)])
     channel = grpc.insecure_channel(server.address)

@@ -31,7 +31,7 @@ def grpcurl_binary() -> str:
 
 @pytest.fixture(scope="module")
 def server():
-    srv, _ = build_server(
+    srv = build_server(
         "127.0.0.1:0", Engine(), ServerSettings(refresh_gap_seconds=0.005, time_step_seconds=3600)
     )
     srv.start()

@@ -24,9 +24,8 @@ from scoresvc import cli
 from scoresvc.auth import Authenticator, TokenStore
 from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.engine import Engine
-from scoresvc.metrics import Metrics
 from scoresvc.model import AccountStatus, InteractionKind
-from scoresvc.server import ScoreServer, ServerSettings
+from scoresvc.server import MetricsEndpoint, ScoreServer, ServerSettings, Tls, build_server
 from scoresvc.v1 import score_service_pb2 as pb
 from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 
@@ -45,7 +44,7 @@ def tokens(tmp_path):
 @pytest.fixture
 def guarded(tokens):
     store, _ = tokens
-    server = ScoreServer(Engine(), "127.0.0.1:0", FAST, authenticator=Authenticator(store)).start()
+    server = build_server("127.0.0.1:0", Engine(), FAST, auth=Authenticator(store)).start()
     yield server
     server.stop(0)
 
@@ -117,7 +116,7 @@ def test_every_method_for_every_role_follows_the_readme_role_table(tokens):
     for caller in CALLERS:
         engine.endorse(f"{caller}-fan", "bo")
     engine.refresh()
-    server = ScoreServer(engine, "127.0.0.1:0", FAST, authenticator=Authenticator(store)).start()
+    server = build_server("127.0.0.1:0", engine, FAST, auth=Authenticator(store)).start()
     got: dict[str, tuple[str, ...]] = {}
     try:
         with grpc.insecure_channel(server.address) as channel:
@@ -261,10 +260,8 @@ def pki():
 
 def _tls_server(pki, mutual: bool) -> ScoreServer:
     cert, key = pki["server"]
-    credentials = grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=pki["ca"] if mutual else None, require_client_auth=mutual
-    )
-    return ScoreServer(Engine(), "127.0.0.1:0", FAST, credentials=credentials).start()
+    tls = Tls(cert, key, client_ca=pki["ca"] if mutual else None)
+    return build_server("127.0.0.1:0", Engine(), FAST, tls=tls).start()
 
 
 def _tls_client(server: ScoreServer, pki, with_certificate: bool) -> ScoreClient:
@@ -313,7 +310,7 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki):
 def _limited(**limits):
     """A client of a server with ``limits`` (ServerSettings fields) on loopback."""
     settings = ServerSettings(workers=4, time_step_seconds=3600, **limits)
-    server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
+    server = build_server("127.0.0.1:0", Engine(), settings).start()
     try:
         with ScoreClient(server.address) as client:
             yield client
@@ -362,10 +359,8 @@ def test_the_rate_limit_holds_for_a_new_connection_per_call(tokens):
     with a token by their token, whichever connection they come on."""
     store, token = tokens
     settings = ServerSettings(workers=4, time_step_seconds=3600, rate_per_caller=5.0)
-    open_server = ScoreServer(Engine(), "127.0.0.1:0", settings).start()
-    guarded = ScoreServer(
-        Engine(), "127.0.0.1:0", settings, authenticator=Authenticator(store)
-    ).start()
+    open_server = build_server("127.0.0.1:0", Engine(), settings).start()
+    guarded = build_server("127.0.0.1:0", Engine(), settings, auth=Authenticator(store)).start()
 
     def codes(server: ScoreServer, metadata: list[tuple[str, str]], calls: int = 40) -> list:
         found = []
@@ -450,9 +445,7 @@ def test_a_caller_that_goes_away_frees_its_slot_at_once(one_slot):
 
 def test_metrics_count_calls_and_report_the_state():
     engine = Engine()
-    metrics = Metrics(engine)
-    server = ScoreServer(engine, "127.0.0.1:0", FAST, metrics=metrics).start()
-    endpoint = metrics.serve(0)
+    server = build_server("127.0.0.1:0", engine, FAST, metrics=MetricsEndpoint(port=0)).start()
     try:
         with ScoreClient(server.address) as client:
             rows = [("ana", "bo", LIKE, None), ("cy", "bo", LIKE, None)]
@@ -460,13 +453,12 @@ def test_metrics_count_calls_and_report_the_state():
             client.score("bo", min_sequence=seq)
             rejected(client.score, "nobody")
         text = (
-            urllib.request.urlopen(f"http://127.0.0.1:{endpoint.server_port}/metrics", timeout=10)
+            urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10)
             .read()
             .decode()
         )
     finally:
         server.stop(0)
-        endpoint.shutdown()
     assert 'scoresvc_rpcs_total{code="OK",method="Score"} 1.0' in text
     assert 'scoresvc_rpcs_total{code="NOT_FOUND",method="Score"} 1.0' in text
     assert 'scoresvc_rpc_duration_seconds_bucket{le="10.0",method="RecordInteractions"} 1.0' in text

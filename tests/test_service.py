@@ -28,7 +28,7 @@ FAST = ServerSettings(workers=8, refresh_gap_seconds=0.005, time_step_seconds=36
 
 @pytest.fixture
 def server():
-    srv, _ = build_server("127.0.0.1:0", Engine(), FAST)
+    srv = build_server("127.0.0.1:0", Engine(), FAST)
     srv.start()
     yield srv
     srv.stop(0)
@@ -107,7 +107,7 @@ def test_batch_score_gives_every_user_the_numbers_score_gives_globally_and_per_t
     engine.set_status("user0000005", AccountStatus.SEED)
     engine.set_status("user0000006", AccountStatus.SUSPENDED)
     engine.set_status("user0000007", AccountStatus.SUSPENDED)
-    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv = build_server("127.0.0.1:0", engine, FAST)
     srv.start()
     try:
         with grpc.insecure_channel(srv.address) as channel:
@@ -365,7 +365,7 @@ def test_min_sequence_waits_within_the_deadline_then_gives_up():
     # The refresh comes 5 s after the write: a read with a 0.3 s deadline gives up
     # first unless the machine stalls the test for longer than that.
     slow = ServerSettings(refresh_gap_seconds=5, max_staleness_seconds=5, time_step_seconds=3600)
-    srv, _ = build_server("127.0.0.1:0", Engine(), slow)
+    srv = build_server("127.0.0.1:0", Engine(), slow)
     srv.start()
     try:
         with ScoreClient(srv.address) as c:
@@ -387,7 +387,7 @@ def stalled():
         time_step_seconds=3600,
         max_wait_seconds=0.3,
     )
-    srv, _ = build_server("127.0.0.1:0", Engine(), settings)
+    srv = build_server("127.0.0.1:0", Engine(), settings)
     srv.start()
     try:
         with ScoreClient(srv.address) as c:
@@ -653,7 +653,7 @@ def test_a_request_id_reused_with_anything_changed_is_invalid_and_applies_nothin
     method, first, changed = CHANGED[case]
     engine = Engine()
     _prepare(engine)
-    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv = build_server("127.0.0.1:0", engine, FAST)
     srv.start()
     try:
         with grpc.insecure_channel(srv.address) as channel:
@@ -691,7 +691,7 @@ def test_the_same_batch_as_rows_or_as_columns_is_one_request(server):
 def test_retries_of_retract_and_set_status_get_the_first_sequence(request_):
     engine = Engine()
     _prepare(engine)
-    srv, _ = build_server("127.0.0.1:0", engine, FAST)
+    srv = build_server("127.0.0.1:0", engine, FAST)
     srv.start()
     try:
         with grpc.insecure_channel(srv.address) as channel:
@@ -713,7 +713,7 @@ class _Faulty(Engine):
 
 
 def test_unexpected_errors_are_internal_and_leak_nothing():
-    srv, _ = build_server("127.0.0.1:0", _Faulty(), FAST)
+    srv = build_server("127.0.0.1:0", _Faulty(), FAST)
     srv.start()
     try:
         with ScoreClient(srv.address) as c:
@@ -785,7 +785,7 @@ def test_concurrent_writers_and_readers_lose_nothing(server):
 
 
 def test_health_is_serving_only_once_ready():
-    srv, _ = build_server("127.0.0.1:0", Engine(), FAST)
+    srv = build_server("127.0.0.1:0", Engine(), FAST)
     srv.start(ready=False)
     try:
         with grpc.insecure_channel(srv.address) as channel:

@@ -36,6 +36,8 @@ METHOD_ROLES = {
     "RecordInteractions": "writer",
     "SetAccountStatus": "admin",
 }
+#: The methods that change state: those a reader may not call.
+WRITE_METHODS = frozenset(m for m, role in METHOD_ROLES.items() if role != "reader")
 TOKEN_FILE = "tokens.json"
 _PREFIX = "sv1"
 _RELOAD_SECONDS = 1.0

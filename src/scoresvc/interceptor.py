@@ -2,12 +2,15 @@
 
 In order: authentication and the method's role (when auth is on), the caller's request
 rate (keyed by token name, or by IP address for anonymous callers, so new connections
-share a bucket), then the handler; domain errors become their status
-(``scoresvc.status``), anything else ``INTERNAL`` with nothing internal leaked. Each
-call carries a request id (``x-request-id`` metadata, or one made up) back in its
-trailers, success or error; it is counted and timed for the metrics and logged with
-that id: writes and failures at INFO, reads at DEBUG (page-view traffic). The caller
-is available to the handler as ``current_caller``. Health and reflection pass untouched.
+share a bucket), then the handler, which is given the caller; domain errors become
+their status (``scoresvc.status``), anything else ``INTERNAL`` with nothing internal
+leaked. Each call carries a request id (``x-request-id`` metadata, or one made up) back
+in its trailers, success or error; it is counted and timed for the metrics and logged
+with that id: writes and failures at INFO, reads at DEBUG (page-view traffic).
+
+The server wraps the servicer's methods with ``CallGuard.admit`` when it builds the
+service's handlers (``scoresvc.service.generic_handler``); health and reflection are
+not wrapped.
 """
 
 from __future__ import annotations
@@ -18,26 +21,24 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from grpc_status import rpc_status
 
-from .auth import ANONYMOUS, Authenticator, AuthError, Caller
+from .auth import ANONYMOUS, WRITE_METHODS, Authenticator, AuthError, Caller
 from .errors import RateLimited, ScoreError
 from .status import status, status_of
 
 REQUEST_ID_HEADER = "x-request-id"
-SERVICE_PREFIX = "/scoresvc.v1.ScoreService/"
-WRITES = frozenset({"Endorse", "RetractEndorsement", "RecordInteractions", "SetAccountStatus"})
 
-current_caller: ContextVar[Caller] = ContextVar("scoresvc_caller", default=ANONYMOUS)
 access_log = logging.getLogger("scoresvc.access")
 
 #: Called with (method, status code name, seconds) after every call.
 CallObserver = Callable[[str, str, float], None]
+#: A servicer method: the request, the call's context and the admitted caller.
+Handler = Callable[[Any, grpc.ServicerContext, Caller], Any]
 
 
 @dataclass
@@ -51,35 +52,21 @@ class CallPolicy:
     observer: CallObserver | None = None
 
 
-class CallInterceptor(grpc.ServerInterceptor):
+class CallGuard:
+    """Admits each call by ``policy``: ``admit`` wraps one method's handler."""
+
     def __init__(self, policy: CallPolicy | None = None) -> None:
         self.policy = policy or CallPolicy()
         self._limiter = (
             _RateLimiter(self.policy.rate_per_caller) if self.policy.rate_per_caller > 0 else None
         )
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or not method.startswith(SERVICE_PREFIX):
-            return handler  # health, reflection: open, as they are
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(method[len(SERVICE_PREFIX) :], handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        self._wrapped[method] = wrapped
-        return wrapped
-
-    def _wrap(self, name: str, inner: Any) -> Any:
+    def admit(self, name: str, handler: Handler) -> Callable[[Any, grpc.ServicerContext], Any]:
+        """The gRPC behaviour of method ``name``: ``handler`` called with the caller."""
         authenticator = self.policy.authenticator
         limiter = self._limiter
         observer = self.policy.observer
-        write = name in WRITES
+        write = name in WRITE_METHODS
 
         def call(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
@@ -93,18 +80,8 @@ class CallInterceptor(grpc.ServerInterceptor):
                     authenticator.authorize(caller, name)
                 if limiter is not None:
                     limiter.take(_rate_key(caller, context))
-                if caller is ANONYMOUS:  # the default: nothing to set (the page-view path)
-                    return inner(request, context)
-                token = current_caller.set(caller)
-                try:
-                    return inner(request, context)
-                finally:
-                    current_caller.reset(token)
-            except AuthError as error:
-                code = "PERMISSION_DENIED" if error.permission else "UNAUTHENTICATED"
-                found = status(getattr(grpc.StatusCode, code), str(error), code)
-                _abort(context, found, request_id)
-            except ScoreError as error:
+                return handler(request, context, caller)
+            except (AuthError, ScoreError) as error:
                 found = status_of(error)
                 code = _CODE_BY_NUMBER[found.code].name
                 _abort(context, found, request_id)

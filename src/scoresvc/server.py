@@ -1,7 +1,8 @@
 """The gRPC server: servicer, health, reflection and the background refresher.
 
-``build_server(address, engine)`` returns a started-on-demand ``ScoreServer`` and the
-bound port (pass port 0 in tests). Logging is configured by the CLI, not here.
+``build_server(address, engine, settings, auth=, tls=, metrics=)`` returns a bound
+``ScoreServer`` to ``start``; the CLI and the tests build servers with it. Logging is
+configured by the CLI, not here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2
@@ -23,9 +26,11 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from .auth import Authenticator
 from .engine import Engine
-from .interceptor import CallInterceptor, CallPolicy
+from .interceptor import CallGuard, CallPolicy
 from .metrics import Metrics
-from .service import ScoreServicer, SnapshotSource, generic_handler
+from .service import ScoreServicer, generic_handler
+from .snapshot import Snapshot
+from .status import RpcError, invalid
 from .v1 import score_service_pb2 as pb
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ScoreService"].full_name
@@ -64,9 +69,10 @@ class ServerSettings:
     rate_per_caller: float = 0.0
 
 
-class Refresher(SnapshotSource):
-    """Refreshes the engine in the background within ``refresh_gap`` of a write (and
-    every ``time_step`` regardless), and wakes readers waiting for a sequence."""
+class Refresher:
+    """Publishes the engine's snapshots and hands them to reads: refreshes in the
+    background within ``refresh_gap`` of a write (and every ``time_step`` regardless),
+    and wakes the reads waiting for a sequence (``scoresvc.service.SnapshotSource``)."""
 
     def __init__(
         self,
@@ -74,17 +80,19 @@ class Refresher(SnapshotSource):
         settings: ServerSettings,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(engine, settings.max_wait_seconds)
+        self.engine = engine
         self.settings = settings
         self.clock = clock
+        self.ready = threading.Event()
+        self.on_refresh: Callable[[float], None] | None = None
+        self._published = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scoresvc-refresher", daemon=True)
-        self.refreshes = 0
         self._last_duration = 0.0
-        self.on_refresh: Callable[[float], None] | None = None
 
     def written(self) -> None:
+        """Called after each accepted write."""
         self._wake.set()
 
     def start(self) -> None:
@@ -110,16 +118,65 @@ class Refresher(SnapshotSource):
         started = time.perf_counter()
         snap = self.engine.refresh(self.evaluation_time())
         self._last_duration = time.perf_counter() - started
-        self.refreshes += 1
         if self.on_refresh is not None:
             self.on_refresh(self._last_duration)
-        self.published()
+        self._wake_readers()
         log.debug(
             "refreshed to sequence %d in %.1f ms (%s)",
             snap.sequence,
             1000 * (time.perf_counter() - started),
             "full" if snap.stats.get("full") else "incremental",
         )
+
+    def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot:
+        """The snapshot for a read: the current one, or the first that includes
+        ``min_sequence``, waited for within the call's deadline and ``max_wait_seconds``."""
+        if not self.ready.is_set():
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", "NOT_READY")
+        if min_sequence == 0:  # the page-view path: no lock, no deadline lookup
+            return self.engine.snapshot
+        if min_sequence < 0:
+            raise invalid("min_sequence", "must not be negative")
+        if min_sequence > self.engine.sequence:
+            raise RpcError(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"min_sequence {min_sequence} is ahead of the last write ({self.engine.sequence})",
+                "SEQUENCE_AHEAD",
+                [("min_sequence", "is ahead of the last accepted write")],
+            )
+        timeout = self._wait_seconds(context)
+        # A caller that goes away ends the wait too: its slot is freed at once.
+        context.add_callback(self._wake_readers)
+        with self._published:
+            ok = self._published.wait_for(
+                lambda: self.engine.snapshot.sequence >= min_sequence or not context.is_active(),
+                timeout,
+            )
+        if not context.is_active():
+            raise RpcError(grpc.StatusCode.CANCELLED, "the caller went away", "CANCELLED")
+        if not ok:
+            cap = self.settings.max_wait_seconds
+            raise RpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no snapshot includes sequence {min_sequence} yet"
+                + (f" (reads wait at most {cap:g} s)" if timeout >= cap else ""),
+                "SNAPSHOT_NOT_READY",
+            )
+        return self.engine.snapshot
+
+    def _wait_seconds(self, context: grpc.ServicerContext) -> float:
+        """The call's remaining time, a little early so the answer arrives before the
+        deadline, never past the cap: no deadline reads as a practically infinite
+        remaining time, which no lock wait accepts."""
+        cap = min(self.settings.max_wait_seconds, threading.TIMEOUT_MAX)
+        remaining = context.time_remaining()
+        if remaining is None or not math.isfinite(remaining):
+            return cap
+        return max(min(remaining - 0.01, cap), 0.0)
+
+    def _wake_readers(self) -> None:
+        with self._published:
+            self._published.notify_all()
 
     def _run(self) -> None:
         step = self.settings.time_step_seconds
@@ -162,8 +219,42 @@ class CommentedReflection(reflection.ReflectionServicer):
             yield response
 
 
+@dataclass(frozen=True)
+class Tls:
+    """Serve TLS with this PEM certificate chain and private key; with ``client_ca``
+    (PEM), require client certificates it signed."""
+
+    certificate_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    @classmethod
+    def from_files(cls, certificate_chain: str, private_key: str, client_ca: str = "") -> Tls:
+        return cls(
+            Path(certificate_chain).read_bytes(),
+            Path(private_key).read_bytes(),
+            Path(client_ca).read_bytes() if client_ca else None,
+        )
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.certificate_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """Where Prometheus reads ``/metrics`` over HTTP (port 0 picks a free one)."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+
+
 class ScoreServer:
-    """A ScoreService on one address with health and reflection."""
+    """A ScoreService on one address with health and reflection, built by
+    ``build_server``."""
 
     def __init__(
         self,
@@ -184,24 +275,7 @@ class ScoreServer:
         if metrics is not None:
             self.refresher.on_refresh = metrics.observe_refresh
         self.health = health.HealthServicer()
-        policy = CallPolicy(
-            authenticator=authenticator,
-            rate_per_caller=self.settings.rate_per_caller,
-            observer=None if metrics is None else metrics.observe_call,
-        )
-        self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self.settings.workers, thread_name_prefix="scoresvc-rpc"
-            ),
-            interceptors=[CallInterceptor(policy)],
-            options=[
-                ("grpc.max_receive_message_length", self.settings.max_receive_message_bytes),
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=self.settings.max_concurrent_rpcs,
-        )
-        servicer = ScoreServicer(self.refresher, max_batch_rows=self.settings.max_batch_rows)
-        self._grpc.add_generic_rpc_handlers((generic_handler(servicer),))
+        self._grpc = self._grpc_server(authenticator)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
         reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
             CommentedReflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)),
@@ -216,6 +290,38 @@ class ScoreServer:
         if self.port == 0:
             raise OSError(f"could not bind {address}")
         self.address = address.rsplit(":", 1)[0] + f":{self.port}"
+        self.metrics_port = 0
+        self._metrics_http: Any = None
+
+    def serve_metrics(self, endpoint: MetricsEndpoint) -> None:
+        """Serve ``/metrics`` at ``endpoint`` (its port in ``metrics_port``) until ``stop``."""
+        if self.metrics is None:
+            raise ValueError("a server built without metrics has none to serve")
+        self._metrics_http = self.metrics.serve(endpoint.port, endpoint.host)
+        self.metrics_port = self._metrics_http.server_port
+        log.info("metrics on http://%s:%d/metrics", endpoint.host, self.metrics_port)
+
+    def _grpc_server(self, auth: Authenticator | None) -> grpc.Server:
+        """The gRPC server with the ScoreService, each call behind the call guard."""
+        s = self.settings
+        guard = CallGuard(
+            CallPolicy(
+                authenticator=auth,
+                rate_per_caller=s.rate_per_caller,
+                observer=None if self.metrics is None else self.metrics.observe_call,
+            )
+        )
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="scoresvc-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", s.max_receive_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=s.max_concurrent_rpcs,
+        )
+        servicer = ScoreServicer(self.refresher, max_batch_rows=s.max_batch_rows)
+        server.add_generic_rpc_handlers((generic_handler(servicer, guard),))
+        return server
 
     def start(self, *, ready: bool = True) -> ScoreServer:
         """Start serving. With ``ready=False`` health stays NOT_SERVING (and writes
@@ -237,19 +343,44 @@ class ScoreServer:
         log.info("serving on %s", self.address)
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop taking calls, let in-flight ones finish within ``grace`` seconds."""
+        """Stop taking calls, let in-flight ones finish within ``grace`` seconds, then
+        stop refreshing and serving metrics."""
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_seconds if grace is None else grace
         self._grpc.stop(grace).wait()
         self.refresher.stop()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
 
     def wait(self) -> None:
         self._grpc.wait_for_termination()
 
 
 def build_server(
-    address: str, engine: Engine | None = None, settings: ServerSettings | None = None
-) -> tuple[ScoreServer, int]:
-    """A ScoreServer bound to ``address`` (not yet started) and its port."""
-    server = ScoreServer(engine or Engine(), address, settings)
-    return server, server.port
+    address: str,
+    engine: Engine | None = None,
+    settings: ServerSettings | None = None,
+    *,
+    auth: Authenticator | None = None,
+    tls: Tls | None = None,
+    metrics: MetricsEndpoint | None = None,
+) -> ScoreServer:
+    """A ScoreServer bound to ``address`` (port 0 picks one: see ``.port``), not yet
+    started, serving ``engine`` (a new one by default).
+
+    ``auth`` None: no authentication; ``tls`` None: plaintext; ``metrics``: count
+    calls and refreshes (``.metrics``) and serve them there from now until ``stop``
+    (``.metrics_port``)."""
+    engine = Engine() if engine is None else engine
+    server = ScoreServer(
+        engine,
+        address,
+        settings,
+        authenticator=auth,
+        credentials=None if tls is None else tls.credentials(),
+        metrics=None if metrics is None else Metrics(engine),
+    )
+    if metrics is not None:
+        server.serve_metrics(metrics)
+    return server

@@ -1,8 +1,9 @@
 """The ScoreService servicer: wire to domain and back, no maths.
 
 Each method checks what only the wire knows (presence, paging, enum numbers, sizes),
-calls the engine, and builds the response. Domain errors propagate to
-``scoresvc.interceptor``; field violations are renamed here to the request's dotted
+calls the engine, and builds the response. Every method takes the request, the gRPC
+context and the ``Caller`` that ``scoresvc.interceptor`` admitted; domain errors
+propagate back to it. Field violations are renamed here to the request's dotted
 paths. Request ids are scoped to the caller, so two callers' ids never collide.
 """
 
@@ -13,13 +14,14 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
 from . import _wire
+from .auth import Caller
 from .convert import (
     endorsement_to_wire,
     fill_explanation,
@@ -31,13 +33,12 @@ from .convert import (
 )
 from .engine import Engine
 from .errors import FieldViolation, InvalidArgument
-from .interceptor import current_caller
+from .interceptor import CallGuard, Handler
 from .results import WriteResult
 from .snapshot import Snapshot, log_scale_one
 from .status import RpcError, invalid
 from .users import MAX_ID_BYTES, UserIds
 from .v1 import score_service_pb2 as pb
-from .v1 import score_service_pb2_grpc as pb_grpc
 from .validation import TOO_LONG, check_user_id
 
 MAX_BATCH_USERS = 10_000
@@ -142,21 +143,22 @@ def _tolerant(parse: Callable[[bytes], Any], message: str) -> Callable[[bytes], 
     return deserialize
 
 
-def _rejecting_malformed(behaviour: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    def handle(request: Any, context: Any) -> Any:
+def _rejecting_malformed(handler: Handler) -> Handler:
+    def handle(request: Any, context: grpc.ServicerContext, caller: Caller) -> Any:
         if type(request) is MalformedRequest:
             raise invalid(
                 "request",
                 f"is not a valid {request.message}: {request.reason}",
                 "MALFORMED_REQUEST",
             )
-        return behaviour(request, context)
+        return handler(request, context, caller)
 
     return handle
 
 
-def generic_handler(servicer: ScoreServiceServicer) -> grpc.GenericRpcHandler:
-    """The service's handlers, built from its descriptor (the contract)."""
+def generic_handler(servicer: ScoreServicer, guard: CallGuard) -> grpc.GenericRpcHandler:
+    """The service's handlers, built from its descriptor (the contract), each behind
+    ``guard``."""
     service = pb.DESCRIPTOR.services_by_name["ScoreService"]
     handlers = {}
     for method in service.methods:
@@ -164,76 +166,24 @@ def generic_handler(servicer: ScoreServiceServicer) -> grpc.GenericRpcHandler:
         response = getattr(pb, method.output_type.name)
         parse = DESERIALIZERS.get(method.name, request.FromString)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _rejecting_malformed(getattr(servicer, method.name)),
+            guard.admit(method.name, _rejecting_malformed(getattr(servicer, method.name))),
             request_deserializer=_tolerant(parse, method.input_type.full_name),
             response_serializer=response.SerializeToString,
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
-class SnapshotSource:
-    """What the servicer needs from the server around the engine: the snapshot for a
-    read (waiting for ``min_sequence``), and a nudge after each write."""
+class SnapshotSource(Protocol):
+    """What the servicer needs from the server around the engine (``server.Refresher``):
+    the snapshot for a read (waiting for ``min_sequence``), whether start-up is done,
+    and a nudge after each write."""
 
-    def __init__(self, engine: Engine, max_wait_seconds: float = 30.0) -> None:
-        """``max_wait_seconds``: the longest a read waits for ``min_sequence`` (a
-        missing or longer deadline is cut to it)."""
-        self.engine = engine
-        self.max_wait_seconds = max_wait_seconds
-        self.ready = threading.Event()
-        self._published = threading.Condition()
+    engine: Engine
+    ready: threading.Event
 
-    def published(self) -> None:
-        """Called by the refresher after each refresh."""
-        with self._published:
-            self._published.notify_all()
+    def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot: ...
 
-    def written(self) -> None:
-        """Called after each accepted write (the refresher overrides it)."""
-
-    def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot:
-        if not self.ready.is_set():
-            raise RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", "NOT_READY")
-        if min_sequence == 0:  # the page-view path: no lock, no deadline lookup
-            return self.engine.snapshot
-        if min_sequence < 0:
-            raise invalid("min_sequence", "must not be negative")
-        if min_sequence > self.engine.sequence:
-            raise RpcError(
-                grpc.StatusCode.OUT_OF_RANGE,
-                f"min_sequence {min_sequence} is ahead of the last write ({self.engine.sequence})",
-                "SEQUENCE_AHEAD",
-                [("min_sequence", "is ahead of the last accepted write")],
-            )
-        timeout = self._wait_seconds(context)
-        # A caller that goes away ends the wait too: its slot is freed at once.
-        context.add_callback(self.published)
-        with self._published:
-            ok = self._published.wait_for(
-                lambda: self.engine.snapshot.sequence >= min_sequence or not context.is_active(),
-                timeout,
-            )
-        if not context.is_active():
-            raise RpcError(grpc.StatusCode.CANCELLED, "the caller went away", "CANCELLED")
-        if not ok:
-            cap = f" (reads wait at most {self.max_wait_seconds:g} s)"
-            raise RpcError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"no snapshot includes sequence {min_sequence} yet"
-                + (cap if timeout >= self.max_wait_seconds else ""),
-                "SNAPSHOT_NOT_READY",
-            )
-        return self.engine.snapshot
-
-    def _wait_seconds(self, context: grpc.ServicerContext) -> float:
-        """The call's remaining time, a little early so the answer arrives before the
-        deadline, never past the cap: no deadline reads as a practically infinite
-        remaining time, which no lock wait accepts."""
-        cap = min(self.max_wait_seconds, threading.TIMEOUT_MAX)
-        remaining = context.time_remaining()
-        if remaining is None or not math.isfinite(remaining):
-            return cap
-        return max(min(remaining - 0.01, cap), 0.0)
+    def written(self) -> None: ...
 
 
 # Ids of at most this many characters are within MAX_ID_BYTES whatever they hold.
@@ -253,9 +203,8 @@ def _check_topic(topic: str) -> None:
         raise invalid("topic", TOO_LONG)
 
 
-def _scoped(request_id: str) -> str:
+def _scoped(request_id: str, caller: Caller) -> str:
     """A request id in the caller's own namespace (token names hold no '/')."""
-    caller = current_caller.get()
     return f"{caller.name}/{request_id}" if request_id and caller.name else request_id
 
 
@@ -266,18 +215,20 @@ def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], s
         raise error.renamed(path) from None
 
 
-ScoreServiceServicer = pb_grpc.ScoreServiceServicer
+class ScoreServicer:
+    """The methods of scoresvc.v1.ScoreService, by their names in the proto."""
 
-
-class ScoreServicer(ScoreServiceServicer):
-    def __init__(self, source: SnapshotSource, max_batch_rows: int = 1_000_000) -> None:
+    def __init__(self, source: SnapshotSource, max_batch_rows: int) -> None:
+        """``max_batch_rows``: interactions in one RecordInteractions call (ServerSettings)."""
         self.source = source
         self.engine = source.engine
         self.max_batch_rows = max_batch_rows
 
     # ------------------------------------------------------------------ reads
 
-    def Score(self, request: pb.ScoreRequest, context: grpc.ServicerContext) -> pb.ScoreResponse:
+    def Score(
+        self, request: pb.ScoreRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.ScoreResponse:
         _check_id(request.user_id, "user_id")
         _check_topic(request.topic)
         if not 0 <= request.top_contributors <= MAX_CONTRIBUTORS:
@@ -306,7 +257,7 @@ class ScoreServicer(ScoreServiceServicer):
         return response
 
     def BatchScore(
-        self, request: pb.BatchScoreRequest, context: grpc.ServicerContext
+        self, request: pb.BatchScoreRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.BatchScoreResponse:
         if len(request.user_ids) > MAX_BATCH_USERS:
             raise invalid("user_ids", f"must hold at most {MAX_BATCH_USERS} ids")
@@ -330,7 +281,7 @@ class ScoreServicer(ScoreServiceServicer):
         )
 
     def TopUsers(
-        self, request: pb.TopUsersRequest, context: grpc.ServicerContext
+        self, request: pb.TopUsersRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.TopUsersResponse:
         if not 0 <= request.limit <= MAX_TOP_USERS:
             raise invalid("limit", f"must be between 0 and {MAX_TOP_USERS}")
@@ -344,7 +295,7 @@ class ScoreServicer(ScoreServiceServicer):
         )
 
     def ListEndorsements(
-        self, request: pb.ListEndorsementsRequest, context: grpc.ServicerContext
+        self, request: pb.ListEndorsementsRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.ListEndorsementsResponse:
         _check_id(request.user_id, "user_id")
         if request.direction == pb.ENDORSEMENT_DIRECTION_UNSPECIFIED:
@@ -371,23 +322,23 @@ class ScoreServicer(ScoreServiceServicer):
     # ------------------------------------------------------------------ writes
 
     def Endorse(
-        self, request: pb.EndorseRequest, context: grpc.ServicerContext
+        self, request: pb.EndorseRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.EndorseResponse:
-        done = self._endorsement(request, self.engine.endorse)
+        done = self._endorsement(request, caller, self.engine.endorse)
         return pb.EndorseResponse(
             sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
         )
 
     def RetractEndorsement(
-        self, request: pb.RetractEndorsementRequest, context: grpc.ServicerContext
+        self, request: pb.RetractEndorsementRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.RetractEndorsementResponse:
-        done = self._endorsement(request, self.engine.retract)
+        done = self._endorsement(request, caller, self.engine.retract)
         return pb.RetractEndorsementResponse(
             sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
         )
 
     def RecordInteractions(
-        self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext
+        self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.RecordInteractionsResponse:
         self._check_ready()
         if isinstance(request, RowBatch):
@@ -401,18 +352,18 @@ class ScoreServicer(ScoreServiceServicer):
                     request.target,
                     request.kind,
                     request.ts,
-                    request_id=_scoped(request.request_id),
+                    request_id=_scoped(request.request_id, caller),
                 ),
                 lambda v: f"interactions[{v.index}].{v.field}",
             )
             self.source.written()
             return pb.RecordInteractionsResponse(accepted=done.accepted, sequence=done.sequence)
         if isinstance(request, ColumnBatch):
-            done = self._record_columns(request)
+            done = self._record_columns(request, caller)
         elif request.HasField("columns"):
             if len(request.interactions):
                 raise invalid("columns", "set interactions or columns, not both")
-            done = self._record_columns(ColumnBatch.of(request))
+            done = self._record_columns(ColumnBatch.of(request), caller)
         elif len(request.interactions):
             self._check_rows("interactions", len(request.interactions))
             # Flat comprehensions over materialised messages are the fastest way out
@@ -431,7 +382,7 @@ class ScoreServicer(ScoreServiceServicer):
                     [m.target_id for m in rows],
                     [m.kind for m in rows],
                     times,
-                    request_id=_scoped(request.request_id),
+                    request_id=_scoped(request.request_id, caller),
                 ),
                 lambda v: f"interactions[{v.index}].{v.field}",
             )
@@ -441,7 +392,7 @@ class ScoreServicer(ScoreServiceServicer):
         return pb.RecordInteractionsResponse(accepted=done.accepted, sequence=done.sequence)
 
     def SetAccountStatus(
-        self, request: pb.SetAccountStatusRequest, context: grpc.ServicerContext
+        self, request: pb.SetAccountStatusRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.SetAccountStatusResponse:
         self._check_ready()
         if request.status not in (
@@ -453,14 +404,16 @@ class ScoreServicer(ScoreServiceServicer):
         done = self.engine.set_status(
             request.user_id,
             status_from_wire(request.status),
-            request_id=_scoped(request.request_id),
+            request_id=_scoped(request.request_id, caller),
         )
         self.source.written()
         return pb.SetAccountStatusResponse(sequence=done.sequence)
 
     # ------------------------------------------------------------------ helpers
 
-    def _endorsement(self, request: Any, write: Callable[..., WriteResult]) -> WriteResult:
+    def _endorsement(
+        self, request: Any, caller: Caller, write: Callable[..., WriteResult]
+    ) -> WriteResult:
         """Endorse and RetractEndorsement carry the same fields."""
         self._check_ready()
         done = write(
@@ -468,7 +421,7 @@ class ScoreServicer(ScoreServiceServicer):
             request.endorsee_id,
             request.topic,
             seconds_of(request),
-            request_id=_scoped(request.request_id),
+            request_id=_scoped(request.request_id, caller),
         )
         self.source.written()
         return done
@@ -483,7 +436,7 @@ class ScoreServicer(ScoreServiceServicer):
         if not self.source.ready.is_set():
             raise RpcError(grpc.StatusCode.UNAVAILABLE, "the service is starting", "NOT_READY")
 
-    def _record_columns(self, columns: ColumnBatch) -> WriteResult:
+    def _record_columns(self, columns: ColumnBatch, caller: Caller) -> WriteResult:
         n = len(columns.kind)
         expected = {
             "actor_index": (columns.actor_index, 4),
@@ -515,7 +468,12 @@ class ScoreServicer(ScoreServiceServicer):
 
         return _renamed(
             lambda: self.engine.record_interaction_columns(
-                columns.users, actor, target, kind, ts, request_id=_scoped(columns.request_id)
+                columns.users,
+                actor,
+                target,
+                kind,
+                ts,
+                request_id=_scoped(columns.request_id, caller),
             ),
             path,
         )

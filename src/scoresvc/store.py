@@ -32,6 +32,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -104,6 +105,21 @@ def decode(sequence: int, kind: str, payload: bytes) -> WriteRecord:
     )
 
 
+@dataclass(frozen=True)
+class StoreSettings:
+    """How a data directory is written: ``Store``'s defaults (and the CLI's)."""
+
+    # full: an acknowledged write survives power loss; normal: a crash of the process.
+    durability: str = "full"
+    # A checkpoint after this many events, or this long while writes arrive, since the
+    # last one: restarts replay at most that much journal.
+    checkpoint_events: int = 5_000_000
+    checkpoint_seconds: float = 600.0
+    # Checkpoints kept; the journal goes back to the oldest, so a corrupt newest one
+    # still has the journal it needs in the previous one.
+    keep_checkpoints: int = 2
+
+
 class Store:
     """A data directory: the journal, the checkpoints and a lock held while open.
 
@@ -116,11 +132,11 @@ class Store:
     def __init__(
         self,
         data_dir: str | Path,
-        durability: str = "full",
+        durability: str = StoreSettings.durability,
         *,
-        checkpoint_events: int = 5_000_000,
-        checkpoint_seconds: float = 600.0,
-        keep_checkpoints: int = 2,
+        checkpoint_events: int = StoreSettings.checkpoint_events,
+        checkpoint_seconds: float = StoreSettings.checkpoint_seconds,
+        keep_checkpoints: int = StoreSettings.keep_checkpoints,
         read_only: bool = False,
     ) -> None:
         if durability not in SYNCHRONOUS:
