@@ -244,3 +244,12 @@ def test_parquet_the_default_export_format_comes_with_the_plain_install():
     requires = importlib.metadata.requires("scoresvc") or []
     core = [r for r in requires if "extra ==" not in r]
     assert any(r.startswith("pyarrow") for r in core), core
+
+
+def test_import_into_an_unreadable_data_directory_is_one_line(demo_data, tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "scoresvc.db").write_bytes(b"not a database" * 100)
+    done = run_cli(
+        "import", "--data-dir", "broken", "--input", str(demo_data / "backup"), cwd=tmp_path
+    )
+    one_line_error(done, 1, "broken")

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -439,8 +440,11 @@ def _holdings(data_dir: str) -> str:
     path = Path(data_dir)
     writes = 0
     if (path / DB_NAME).exists():
-        with Store(path, read_only=True) as existing:
-            writes = existing.count()
+        try:
+            with Store(path, read_only=True) as existing:
+                writes = existing.count()
+        except sqlite3.Error as exc:
+            raise _Failed(f"cannot read the data directory {data_dir}: {exc}") from None
     kept = [sequence for sequence, _ in checkpoint.checkpoints(path / CHECKPOINT_DIR) if sequence]
     held = [f"{writes:,} journaled writes"] if writes else []
     held += [f"a checkpoint of writes 1-{kept[0]:,}"] if kept else []
