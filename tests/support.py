@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
@@ -180,14 +181,16 @@ def assert_matches_reference(
 
 
 class CliServer:
-    """``python -m scoresvc <args>`` started for a test: ``address`` once it listens,
-    its log in a file (a pipe nobody reads would fill and stall it). As a context
-    manager it is killed on every path out."""
+    """``python -m scoresvc <args>`` started for a test (in ``cwd`` when given):
+    ``address`` once it serves, its log in a file (a pipe nobody reads would fill and
+    stall it). As a context manager it is killed on every path out."""
 
     #: Long enough for a start-up on a machine whose cores are busy with other work.
     START_SECONDS = 120.0
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None
+    ) -> None:
         self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 (lives as long as the server)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "scoresvc", *args],
@@ -195,13 +198,18 @@ class CliServer:
             stderr=self._log,
             text=True,
             env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         self.pid = self.proc.pid
-        line = self._first_line()
-        if "listening on" not in line:
+        self.line = self._first_line()
+        if "listening on" not in self.line:
             self.kill()
-            raise AssertionError(f"the server did not start: {line}{self.log()}")
-        self.address = line.split()[-1]
+            raise AssertionError(f"the server did not start: {self.line}{self.log()}")
+        # The line is JSON under --log-format json.
+        if self.line.startswith("{"):
+            self.address = json.loads(self.line)["address"]
+        else:
+            self.address = self.line.split()[-1]
 
     def _first_line(self) -> str:
         """The first line of stdout, or "" if none comes within START_SECONDS (the
@@ -254,3 +262,17 @@ class CliServer:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+
+
+def run_cli(
+    *args: str, cwd: str | os.PathLike | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m scoresvc <args>`` run to its end, as an operator types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "scoresvc", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=120,  # a command that serves instead of failing is killed, and fails
+    )

@@ -211,7 +211,7 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
         "--snapshot",
         str(out),
         "--time-step",
-        "0",
+        "1",
         "--refresh-gap",
         "0.01",
     ]
@@ -233,7 +233,7 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
         assert store is not None
         store.close()
     # The data directory holds the snapshot and the write: a second --snapshot is refused.
-    assert cli.main(server_args) == 2
+    assert cli.main(server_args) == 1
     assert "needs an empty data directory" in capsys.readouterr().err
 
 

@@ -10,7 +10,7 @@ An archive is a directory of three tables and a manifest::
                           and the latest event folded into the compacted interactions
 
 or the same tables as ``.csv`` (for small data; needs nothing beyond the standard
-library). Parquet needs pyarrow (the ``parquet`` extra).
+library). Parquet needs pyarrow, a dependency of scoresvc.
 
 Interactions covered by a checkpoint exist only as decayed sums, so an export writes
 the compacted log (``Engine.compacted_log``): one row per (actor, target, kind) at the
@@ -66,7 +66,7 @@ def pyarrow_modules() -> Any:
         import pyarrow.parquet as pq
     except ImportError as exc:  # pragma: no cover - the extra is in the test install
         raise ArchiveError(
-            "Parquet needs pyarrow: pip install 'scoresvc[parquet]' (or use --format csv)"
+            "Parquet needs pyarrow (a dependency of scoresvc): pip install pyarrow"
         ) from exc
     return pa, pq
 

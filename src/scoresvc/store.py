@@ -51,6 +51,7 @@ log = logging.getLogger("scoresvc.store")
 
 DB_NAME = "scoresvc.db"
 LOCK_NAME = "LOCK"
+CHECKPOINT_DIR = "checkpoints"
 FORMAT = b"SVW2"  # version of the payload encoding below
 OLD_FORMATS = (b"SVW1",)  # SVW1 kept the user ids in the JSON header
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
@@ -144,7 +145,7 @@ class Store:
         if keep_checkpoints < 1:
             raise ValueError("keep_checkpoints must be at least 1")
         self.path = Path(data_dir)
-        self.checkpoint_dir = self.path / "checkpoints"
+        self.checkpoint_dir = self.path / CHECKPOINT_DIR
         self.durability = durability
         self.checkpoint_events = checkpoint_events
         self.checkpoint_seconds = checkpoint_seconds
@@ -194,7 +195,7 @@ class Store:
             raise StorageError(f"{self.path} holds no scoresvc data")
         try:
             self._db = sqlite3.connect(
-                f"{database.as_uri()}?mode=ro", uri=True, check_same_thread=False
+                f"{database.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read the data directory {self.path}: {exc}") from exc
