@@ -25,17 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import grpc
-
 from . import __version__, archive, batch, checkpoint
 from .archive import ArchiveError
 from .auth import ROLES, Authenticator, TokenStore
 from .engine import Engine, EngineState
 from .errors import ScoreError
-from .metrics import Metrics
 from .model import AccountStatus, ModelParams
-from .server import ScoreServer, ServerSettings
-from .store import CHECKPOINT_DIR, DB_NAME, Store
+from .server import MetricsEndpoint, ScoreServer, ServerSettings, Tls, build_server
+from .store import CHECKPOINT_DIR, DB_NAME, SYNCHRONOUS, Store, StoreSettings
 from .synthetic import community
 
 log = logging.getLogger("scoresvc")
@@ -157,13 +154,14 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
     defaults = ServerSettings()
+    storage = StoreSettings()
     _add(parser, "--host", str, "127.0.0.1", "address to listen on")
     _add(parser, "--data-dir", _path, data_dir, "where writes are stored ('' keeps them in memory)")
     _add(
         parser,
         "--durability",
         str,
-        "full",
+        storage.durability,
         "full: a write survives power loss; normal: it survives a process crash",
         DURABILITY,
     )
@@ -171,14 +169,14 @@ def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
         parser,
         "--checkpoint-events",
         _whole(1),
-        5_000_000,
+        storage.checkpoint_events,
         "checkpoint the state after this many events (restarts replay less)",
     )
     _add(
         parser,
         "--checkpoint-seconds",
         _number(0, above=True),
-        600.0,
+        storage.checkpoint_seconds,
         "checkpoint the state at least this often while writes arrive",
     )
     _add(parser, "--port", PORT, 50051, "port to listen on (0 picks a free one)")
@@ -230,7 +228,7 @@ def _server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
     _add(parser, "--tls-key", _path, "", "PEM private key of --tls-cert")
     _add(parser, "--tls-client-ca", _path, "", "PEM CA bundle: require client certificates")
     _add(parser, "--metrics-port", PORT, 0, "serve Prometheus metrics on this port (0: off)")
-    _add(parser, "--metrics-host", str, "127.0.0.1", "address of the metrics endpoint")
+    _add(parser, "--metrics-host", str, MetricsEndpoint().host, "address of the metrics endpoint")
     _add(
         parser,
         "--max-concurrent-rpcs",
@@ -294,7 +292,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
 
 
 LOOPBACK = ("127.0.0.1", "::1", "[::1]", "localhost")
-DURABILITY = ("full", "normal")
+DURABILITY = tuple(SYNCHRONOUS)
 
 
 class _UsageError(Exception):
@@ -313,7 +311,7 @@ def _read_flag_file(args: argparse.Namespace, name: str) -> bytes:
         raise _Failed(f"--{name.replace('_', '-')} {path}: {exc.strerror}") from None
 
 
-def _credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
+def _tls(args: argparse.Namespace) -> Tls | None:
     if not (args.tls_cert or args.tls_key):
         if args.tls_client_ca:
             raise _UsageError("--tls-client-ca needs --tls-cert and --tls-key")
@@ -321,11 +319,7 @@ def _credentials(args: argparse.Namespace) -> grpc.ServerCredentials | None:
     if not (args.tls_cert and args.tls_key):
         raise _UsageError("--tls-cert and --tls-key go together")
     client_ca = _read_flag_file(args, "tls_client_ca") if args.tls_client_ca else None
-    return grpc.ssl_server_credentials(
-        [(_read_flag_file(args, "tls_key"), _read_flag_file(args, "tls_cert"))],
-        root_certificates=client_ca,
-        require_client_auth=client_ca is not None,
-    )
+    return Tls(_read_flag_file(args, "tls_cert"), _read_flag_file(args, "tls_key"), client_ca)
 
 
 def _server(args: argparse.Namespace, engine: Engine) -> ScoreServer:
@@ -345,37 +339,25 @@ def _server(args: argparse.Namespace, engine: Engine) -> ScoreServer:
             "*** --insecure-no-auth: anyone who can reach %s may read and write scores ***",
             args.host,
         )
-    credentials = _credentials(args)
-    metrics = Metrics(engine) if args.metrics_port else None
+    tls = _tls(args)
+    metrics = None
+    if args.metrics_port:
+        metrics = MetricsEndpoint(args.metrics_port, args.metrics_host)
+        _check_port(args.metrics_host, args.metrics_port, "--metrics-host, --metrics-port")
     address = f"{args.host}:{args.port}"
-    _check_port(args.host, args.port)
+    _check_port(args.host, args.port, "--host, --port")
     try:
-        server = ScoreServer(
-            engine,
-            address,
-            _settings(args),
-            authenticator=authenticator,
-            credentials=credentials,
-            metrics=metrics,
+        return build_server(
+            address, engine, _settings(args), auth=authenticator, tls=tls, metrics=metrics
         )
     except (OSError, RuntimeError):  # grpcio says only that it could not bind
         raise _Failed(
             f"cannot listen on {address} (--host, --port): the port is in use"
             " or the address is not this machine's"
         ) from None
-    if metrics is not None:
-        try:
-            endpoint = metrics.serve(args.metrics_port, args.metrics_host)
-        except OSError as exc:
-            raise _Failed(
-                f"cannot serve metrics on {args.metrics_host}:{args.metrics_port}"
-                f" (--metrics-host, --metrics-port): {exc.strerror}"
-            ) from None
-        log.info("metrics on http://%s:%d/metrics", args.metrics_host, endpoint.server_port)
-    return server
 
 
-def _check_port(host: str, port: int) -> None:
+def _check_port(host: str, port: int, flags: str) -> None:
     """grpcio tells of a port it cannot bind only in a log line of its own: try first."""
     if port == 0:
         return
@@ -387,7 +369,7 @@ def _check_port(host: str, port: int) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio does
             probe.bind(where)
     except OSError as exc:
-        raise _Failed(f"cannot listen on {host}:{port} (--host, --port): {exc.strerror}") from None
+        raise _Failed(f"cannot listen on {host}:{port} ({flags}): {exc.strerror}") from None
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -826,7 +808,7 @@ def _parser() -> argparse.ArgumentParser:
     p_import = commands.add_parser("import", help="import an archive into a new data directory")
     _add(p_import, "--data-dir", _path, "scoresvc-data", "the data directory to import into")
     _add(p_import, "--input", _path, "scoresvc-export", "the archive directory to read")
-    _add(p_import, "--durability", str, "full", "as for serve", DURABILITY)
+    _add(p_import, "--durability", str, StoreSettings().durability, "as for serve", DURABILITY)
     _offline_flags(p_import)
     p_import.set_defaults(run=import_)
     p_batch = commands.add_parser(
