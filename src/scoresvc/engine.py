@@ -31,6 +31,7 @@ from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLim
 from .events import Compaction, EventLog, compacted_interactions
 from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
 from .results import Contributor, EndorsementEvent, WriteResult
+from .scoring import teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .users import MAX_ID_BYTES, UserIds, UserTable
 
@@ -865,7 +866,7 @@ class Engine:
                 self._grow_graph(n)
                 status = self._status[:n].copy()
                 old_teleport = self._teleport[:n].astype(np.float64)
-                teleport = self._teleport_vector(status)
+                teleport = teleport_vector(status)
                 # Seeds changed: a warm start would leave traces of trust at users no
                 # seed reaches any more, which the model wants at exactly 0. Rare
                 # (operator actions), so solve from scratch.
@@ -1659,12 +1660,6 @@ class Engine:
             pull_start, pull_src, pull_w, teleport, self.params.damping, x, r, self.threads
         )
         return steps
-
-    def _teleport_vector(self, status: np.ndarray) -> np.ndarray:
-        """p: 1 on each non-suspended seed, or on every non-suspended user if none."""
-        active = status != AccountStatus.SUSPENDED
-        seeds = active & (status == AccountStatus.SEED)
-        return (seeds if seeds.any() else active).astype(np.float64)
 
     def _received(self, n: int, full: bool, beta_changed: np.ndarray, scale: float) -> np.ndarray:
         """The explanation sums, recomputed for the targets whose inputs changed."""
