@@ -80,6 +80,13 @@ class TopicValues:
         n = max(n_users, 1)
         return self.keys // n, self.keys % n
 
+    def scores(self) -> np.ndarray:
+        """Every value's 1-100 score, its topic's maximum scoring 100."""
+        out = np.empty(len(self.value))
+        for lo, hi, top in self.bounds.values():
+            out[lo:hi] = log_scale(self.value[lo:hi], top)
+        return out
+
 
 def topic_values(
     topic: np.ndarray, user: np.ndarray, contribution: np.ndarray, n_users: int
