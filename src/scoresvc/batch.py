@@ -38,7 +38,7 @@ from . import _core, archive
 from .archive import Location, Part
 from .engine import Engine, EngineState
 from .events import Compaction, EventLog, compacted_interactions, deciding_endorsements
-from .model import AccountStatus, ModelParams
+from .model import AccountStatus, ModelParams, channel_of
 from .scoring import log_scale, member_percentiles, teleport_vector, topic_values
 
 log = logging.getLogger("scoresvc.batch")
@@ -133,7 +133,7 @@ def _interaction_part(
     keep = reach <= as_of
     lookup = _global(names, events.user_ids or [])
     a, b = lookup[events.actor[keep]], lookup[events.target[keep]]
-    channel = (events.kind[keep] - 1).astype(np.int8)
+    channel = channel_of(events.kind[keep])
     count = 1.0 if events.weight is None else events.weight[keep]
     value = (
         np.asarray(params.kind_weights)[channel]

@@ -29,7 +29,7 @@ from .arrays import grown
 from .endorsement_limit import EndorsementLimit
 from .errors import Conflict, FieldViolation, InvalidArgument, NotFound, RateLimited
 from .events import Compaction, EventLog, compacted_interactions
-from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams
+from .model import SECONDS_PER_DAY, AccountStatus, InteractionKind, ModelParams, channel_of
 from .results import Contributor, EndorsementEvent, WriteResult
 from .scoring import teleport_vector
 from .snapshot import Snapshot, build_snapshot
@@ -1002,7 +1002,7 @@ class Engine:
         live = None
         if record.kind == "interactions":
             dense = self._register_users(record.users)
-            channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
+            channel = channel_of(a["kind"])
             self._apply_interactions(dense, a["actor"], a["target"], channel, a["ts"])
             accepted = len(a["actor"])
         elif record.kind == "endorsement":
@@ -1049,7 +1049,7 @@ class Engine:
                 dense,
                 a["actor"],
                 a["target"],
-                (np.asarray(a["kind"]) - 1).astype(np.int8),
+                channel_of(a["kind"]),
                 a["ts"],
                 a.get("weight"),
                 None if compaction is None else Compaction(*compaction),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import AccountStatus
+from .model import AccountStatus, kind_of
 
 
 def _ints(values: object) -> np.ndarray:
@@ -152,7 +152,7 @@ def compacted_interactions(
     return {
         "actor": np.asarray(src)[pair],
         "target": np.asarray(dst)[pair],
-        "kind": (channel + 1).astype(np.int8),
+        "kind": kind_of(channel),
         "ts": np.full(len(pair), at),
         "weight": weight[pair, channel],
     }
