@@ -89,6 +89,47 @@ def test_batch_scores_are_the_engines_to_a_billionth(tmp_path, client, seeds):
     assert {str(result.user_ids[u]) for u in topics["user"][topics["topic"] == "rust"]} == ranked
 
 
+def _many_topics_engine() -> Engine:
+    """Forty topics, each topped by a different value: at the top of a ranking the
+    score ``1 + 99 ln(1 + v) / ln(1 + v_max)`` rounds a hair past 100 for some ``v``."""
+    engine = Engine(solver=TIGHT)
+    kinds = list(InteractionKind)
+    engine.record_interactions(
+        [(f"u{i}", f"u{(7 * i + 3) % 50}", kinds[i % 4], T0 - 600.0 * i) for i in range(200)],
+        now=T0,
+    )
+    for t in range(40):
+        engine.endorse(f"u{t}", f"u{t + 1}", f"topic{t}", T0 - 60.0 * t, now=T0)
+        engine.endorse(f"u{t + 2}", f"u{t + 3}", f"topic{t}", T0 - 90.0 * t, now=T0)
+    return engine
+
+
+def test_batch_and_live_agree_at_the_top_of_every_ranking(tmp_path, client):
+    engine = _many_topics_engine()
+    archive.export(engine, tmp_path / "archive")
+    result = batch.run(client, tmp_path / "archive", T0, topics=True)
+    snap = engine.refresh(T0)
+    topics = result.topics
+    assert topics is not None
+    # The case this pins: unclipped, some topic's top scores past 100.
+    names, at = np.unique(topics["topic"], return_inverse=True)
+    top = np.zeros(len(names))
+    np.maximum.at(top, at, topics["value"])
+    assert (1.0 + 99.0 * np.log1p(topics["value"]) / np.log1p(top[at]) > 100.0).any()
+    # Batch clips as the service does: no score past 100, the same top users alike.
+    assert topics["score"].max() <= 100.0 and result.columns["score"].max() <= 100.0
+    for i, name in enumerate(names):
+        mine = np.flatnonzero(at == i)
+        best = mine[np.lexsort((topics["user"][mine], -topics["value"][mine]))[0]]
+        (live,) = snap.top(1, str(name))
+        assert live.user_id == result.user_ids[topics["user"][best]]
+        assert live.score == pytest.approx(topics["score"][best], rel=1e-12)
+    (live,) = snap.top(1)
+    best = int(np.argmax(result.columns["influence"]))
+    assert live.user_id == result.user_ids[best]
+    assert live.score == pytest.approx(result.columns["score"][best], rel=1e-12)
+
+
 def test_events_after_as_of_are_left_out(tmp_path, client):
     # A raw archive (no manifest, nothing compacted): each event at its own time.
     (tmp_path / "interactions.csv").write_text(

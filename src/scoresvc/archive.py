@@ -42,12 +42,12 @@ import numpy as np
 
 from .engine import Engine
 from .events import Compaction, EventLog
-from .model import AccountStatus, InteractionKind
+from .model import AccountStatus, InteractionKind, channel_of, kind_of
 
 FORMAT = "scoresvc-archive"
 VERSION = 1
 TABLES = ("accounts", "interactions", "endorsements")
-KIND_NAMES = [k.name for k in InteractionKind]  # index = kind - 1
+KIND_NAMES = [k.name for k in InteractionKind]  # index = model.channel_of(kind)
 STATUS_NAMES = [s.name for s in AccountStatus]  # index = status
 #: Rows per chunk read or written: bounds memory whatever the archive's size.
 CHUNK_ROWS = 1_000_000
@@ -184,7 +184,7 @@ def export(
         "interactions": {
             "actor_id": names[log.actor],
             "target_id": names[log.target],
-            "kind": np.asarray(KIND_NAMES, dtype=object)[log.kind - 1],
+            "kind": np.asarray(KIND_NAMES, dtype=object)[channel_of(log.kind)],
             "event_time_seconds": log.ts,
             "weight": log.weight if log.weight is not None else np.ones(len(log.actor)),
         },
@@ -479,7 +479,7 @@ def _interactions(c: dict[str, np.ndarray]) -> EventLog:
         user_ids=users,
         actor=actor,
         target=target,
-        kind=(_codes(c["kind"], KIND_NAMES, "kind") + 1).astype(np.int8),
+        kind=kind_of(_codes(c["kind"], KIND_NAMES, "kind")),
         ts=_floats(c["event_time_seconds"], "event_time_seconds"),
         weight=None if weight is None else _floats(weight, "weight"),
     )

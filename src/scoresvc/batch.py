@@ -17,8 +17,8 @@ between them (``docs/batch.md`` tells the scaling story):
    running the engine's power step (``ppr_power_step``);
 6. on the client: influence, scores, percentiles (step 8) and, optionally, topics.
 
-The explanation sums and topic scores follow the numpy reference (``scoresvc.reference``);
-the result is the in-process engine's to rounding.
+Scores, percentiles, the teleport vector and topic values come from ``scoresvc.scoring``,
+as the live service's do; the result is the in-process engine's to rounding.
 """
 
 from __future__ import annotations
@@ -37,15 +37,10 @@ import numpy as np
 from . import _core, archive
 from .archive import Location, Part
 from .engine import Engine, EngineState
-from .events import Compaction, EventLog, compacted_interactions
-from .model import AccountStatus, ModelParams
+from .events import Compaction, EventLog, compacted_interactions, deciding_endorsements
+from .model import AccountStatus, ModelParams, channel_of
 from .pairs import pack_pairs, reversed_pairs, unpack_pairs
-from .reference import (
-    _log_scale,
-    _rank_lower,
-    latest_endorsement_events,
-    personalised_pagerank,
-)
+from .scoring import log_scale, member_percentiles, teleport_vector, topic_values
 
 log = logging.getLogger("scoresvc.batch")
 
@@ -148,7 +143,7 @@ def _interaction_part(
     keep = reach <= as_of
     lookup = _global(names, events.user_ids or [])
     a, b = lookup[events.actor[keep]], lookup[events.target[keep]]
-    channel = (events.kind[keep] - 1).astype(np.int8)
+    channel = channel_of(events.kind[keep])
     count = 1.0 if events.weight is None else events.weight[keep]
     value = (
         np.asarray(params.kind_weights)[channel]
@@ -264,7 +259,7 @@ def _winners(endo: dict[str, np.ndarray]) -> np.ndarray:
     """Each (endorser, endorsee, topic) key's deciding event, live or retracted."""
     if not endo:
         return np.zeros(0, np.int64)
-    return latest_endorsement_events(
+    return deciding_endorsements(
         endo["src"], endo["dst"], endo["topic"], endo["ts"], endo["retracted"]
     )
 
@@ -360,6 +355,32 @@ def _flow(graph: dict[str, np.ndarray], lo: int, hi: int, c: np.ndarray, damping
         num_threads=1,
     )
     return out
+
+
+def _personalised_pagerank(
+    flow: Callable[[np.ndarray], np.ndarray],
+    status: np.ndarray,
+    tolerance: float,
+    max_iterations: int,
+) -> tuple[np.ndarray, int]:
+    """Step 7 by power iteration from the teleport vector: ``flow(c)`` is ``d P^T c``
+    (one task per destination range); what the damping and the suspended lose returns
+    by teleport. Returns the credibility (summing to 1, or all 0 with nobody to
+    teleport to) and the iterations taken."""
+    teleport = teleport_vector(status)
+    if teleport.sum() == 0:
+        return np.zeros(len(status)), 0
+    teleport /= teleport.sum()
+    c = teleport.copy()
+    iterations = 0
+    for iterations in range(1, max_iterations + 1):  # noqa: B007
+        moved = flow(c)
+        c_next = moved + (1.0 - moved.sum()) * teleport
+        change = float(np.abs(c_next - c).sum())
+        c = c_next
+        if change < tolerance:
+            break
+    return c, iterations
 
 
 def _received(edges: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
@@ -481,7 +502,7 @@ def run(
     def flow(c: np.ndarray) -> np.ndarray:
         return per_range(_flow, client.scatter(c, broadcast=True), p.damping)
 
-    credibility, iterations = personalised_pagerank(flow, status, tolerance, max_iterations)
+    credibility, iterations = _personalised_pagerank(flow, status, tolerance, max_iterations)
     say(f"credibility after {iterations} iterations")
 
     # 6. Scores and the explanation.
@@ -494,8 +515,8 @@ def run(
         teleport_share = np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
     columns = {
         "influence": influence,
-        "score": _log_scale(influence),
-        "percentile": _rank_lower(influence, members),
+        "score": log_scale(influence, float(influence.max(initial=0.0))),
+        "percentile": member_percentiles(influence, ~suspended),
         "credibility": credibility,
         "engagement_received": received[:, 0],
         "engagement_saturated": received[:, 1],
@@ -526,37 +547,26 @@ def _topic_scores(
     topic_names: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Step 9 on the client: live endorsements are a few percent of the events.
-    Suspended users are ranked in no topic."""
+    Suspended users are ranked in no topic; general endorsements (topic "") count in
+    the overall score, not in a topic."""
     rows = _concat(client.gather([client.submit(operator.getitem, r, "topic_rows") for r in recip]))
-    if rows and len(rows["dst"]):
-        ranked = status[rows["dst"]] != AccountStatus.SUSPENDED
-        rows = {name: column[ranked] for name, column in rows.items()}
     betas = _concat(client.gather([client.submit(operator.getitem, b, "beta") for b in budget]))
     beta = np.ones(len(influence))
     if betas:
         beta[betas["user"]] = betas["beta"]
-    out: dict[str, list] = {"user": [], "topic": [], "value": [], "score": [], "percentile": []}
-    if rows and len(rows["src"]):
-        contribution = influence[rows["src"]] * beta[rows["src"]] * rows["value"]
-        for t in np.unique(rows["topic"]):
-            if topic_names[t] == "":
-                continue  # general endorsements: part of the overall score, not a topic
-            mask = rows["topic"] == t
-            users, at = np.unique(rows["dst"][mask], return_inverse=True)
-            value = np.bincount(at, weights=contribution[mask], minlength=len(users))
-            full = np.zeros(len(influence))
-            full[users] = value
-            out["user"].append(users)
-            out["topic"].append(np.full(len(users), t))
-            out["value"].append(value)
-            out["score"].append(_log_scale(value))
-            out["percentile"].append(_rank_lower(full, users)[users])
+    src, dst = rows.get("src", np.zeros(0, np.int64)), rows.get("dst", np.zeros(0, np.int64))
+    topic, value = rows.get("topic", np.zeros(0, np.int64)), rows.get("value", np.zeros(0))
+    ranked = (status[dst] != AccountStatus.SUSPENDED) & (topic_names[topic] != "")
+    src, dst, topic = src[ranked], dst[ranked], topic[ranked]
+    contribution = influence[src] * beta[src] * value[ranked]
+    table = topic_values(topic, dst, contribution, len(influence))
+    key_topic, user = table.topics_and_users(len(influence))
     return {
-        "user": np.concatenate(out["user"]) if out["user"] else np.zeros(0, np.int64),
-        "topic": topic_names[np.concatenate(out["topic"])] if out["topic"] else np.zeros(0, str),
-        "value": np.concatenate(out["value"]) if out["value"] else np.zeros(0),
-        "score": np.concatenate(out["score"]) if out["score"] else np.zeros(0),
-        "percentile": np.concatenate(out["percentile"]) if out["percentile"] else np.zeros(0),
+        "user": user,
+        "topic": topic_names[key_topic],
+        "value": table.value,
+        "score": table.scores(),
+        "percentile": table.percentile,
     }
 
 

@@ -34,8 +34,9 @@ from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
 from .records import EngineState, Journal, WriteRecord
 from .results import Contributor, EndorsementEvent, WriteResult
+from .scoring import teleport_vector
 from .snapshot import Snapshot, build_snapshot
-from .solver import Solver, SolverSettings, teleport_vector
+from .solver import Solver, SolverSettings
 from .users import UserIds
 
 __all__ = ["Engine", "EngineState", "SolverSettings", "WriteRecord", "WriteResult"]

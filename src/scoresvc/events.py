@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .model import AccountStatus
+from .model import AccountStatus, kind_of
 
 
 def _ints(values: object) -> np.ndarray:
@@ -122,6 +122,25 @@ class EventLog:
         return len(self.endorser)
 
 
+def deciding_endorsements(
+    endorser: np.ndarray,
+    endorsee: np.ndarray,
+    topic: np.ndarray,
+    ts: np.ndarray,
+    retracted: np.ndarray,
+) -> np.ndarray:
+    """Indexes, ascending, of the event that decides each (endorser, endorsee, topic):
+    the latest by time, a retraction beating an endorsement at the same second. Order
+    of arrival does not matter."""
+    if len(endorser) == 0:
+        return np.empty(0, np.int64)
+    order = np.lexsort((retracted, ts, topic, endorsee, endorser))
+    key = np.stack([endorser, endorsee, topic])[:, order]
+    last = np.ones(len(order), bool)
+    last[:-1] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+    return np.sort(order[last])
+
+
 def compacted_interactions(
     src: np.ndarray, dst: np.ndarray, sums: np.ndarray, kind_weights: np.ndarray, at: float
 ) -> dict[str, np.ndarray]:
@@ -133,7 +152,7 @@ def compacted_interactions(
     return {
         "actor": np.asarray(src)[pair],
         "target": np.asarray(dst)[pair],
-        "kind": (channel + 1).astype(np.int8),
+        "kind": kind_of(channel),
         "ts": np.full(len(pair), at),
         "weight": weight[pair, channel],
     }

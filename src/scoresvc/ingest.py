@@ -14,7 +14,7 @@ from .endorsements import EndorsementBook
 from .errors import NotFound
 from .events import Compaction, EventLog, compacted_interactions
 from .graph import Changes
-from .model import AccountStatus, ModelParams
+from .model import AccountStatus, ModelParams, channel_of
 from .pairs import PairTable
 from .records import WriteRecord
 from .results import EndorsementEvent
@@ -75,7 +75,7 @@ class IngestState:
         a = record.arrays
         if record.kind == "interactions":
             dense = self._register_users(record.users)
-            channel = (np.asarray(a["kind"]) - 1).astype(np.int8)
+            channel = channel_of(a["kind"])
             self._apply_interactions(dense, a["actor"], a["target"], channel, a["ts"])
             return len(a["actor"]), None
         if record.kind == "endorsement":
@@ -118,7 +118,7 @@ class IngestState:
             dense,
             a["actor"],
             a["target"],
-            (np.asarray(a["kind"]) - 1).astype(np.int8),
+            channel_of(a["kind"]),
             a["ts"],
             a.get("weight"),
             None if compaction is None else Compaction(*compaction),

@@ -32,6 +32,17 @@ class InteractionKind(enum.IntEnum):
     RESHARE = 4
 
 
+def channel_of(kind: np.ndarray) -> np.ndarray:
+    """Each ``InteractionKind``'s pair channel: its column (0-3) in the pair sums, in
+    ``ModelParams.kind_weights`` and in ``InteractionKind`` listed in order."""
+    return (np.asarray(kind) - InteractionKind.LIKE).astype(np.int8)
+
+
+def kind_of(channel: np.ndarray) -> np.ndarray:
+    """The ``InteractionKind`` of each pair channel (``channel_of`` undone)."""
+    return (np.asarray(channel) + InteractionKind.LIKE).astype(np.int8)
+
+
 class AccountStatus(enum.IntEnum):
     """Operator-set account status. SUSPENDED = 2 is also the core's constant."""
 

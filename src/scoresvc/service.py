@@ -35,7 +35,8 @@ from .engine import Engine
 from .errors import FieldViolation, InvalidArgument
 from .interceptor import CallGuard, Handler
 from .results import WriteResult
-from .snapshot import Snapshot, log_scale_one
+from .scoring import log_scale_one
+from .snapshot import Snapshot
 from .status import RpcError, invalid
 from .users import MAX_ID_BYTES, UserIds
 from .v1 import score_service_pb2 as pb

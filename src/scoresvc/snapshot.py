@@ -19,44 +19,10 @@ from . import _core
 from .errors import NotFound
 from .model import AccountStatus
 from .results import Contributor, Explanation, RankedUser, UserScore
+from .scoring import log_scale, log_scale_one, topic_values
 
 _SUSPENDED = int(AccountStatus.SUSPENDED)
 _STATUSES = tuple(AccountStatus)
-
-
-def log_scale(values: np.ndarray, top: float) -> np.ndarray:
-    """Step 8's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
-    if top <= 0:
-        return np.ones_like(values)
-    # Clipped: the top user's ratio can round a hair past 1.
-    return np.clip(1.0 + 99.0 * np.log1p(values) / np.log1p(top), 1.0, 100.0)
-
-
-def log_scale_one(value: float, top: float) -> float:
-    """``log_scale`` for one value, without numpy's per-call cost (a hot path)."""
-    if top <= 0:
-        return 1.0
-    return min(100.0, max(1.0, 1.0 + 99.0 * math.log1p(value) / math.log1p(top)))
-
-
-def lower_share(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """For each element, the percentage of its group with a strictly lower value."""
-    if values.size == 0:
-        return np.zeros(0)
-    order = np.lexsort((values, groups))
-    v, g = values[order], groups[order]
-    index = np.arange(len(v))
-    new_group = np.ones(len(v), bool)
-    new_group[1:] = g[1:] != g[:-1]
-    new_run = new_group.copy()
-    new_run[1:] |= v[1:] != v[:-1]
-    group_start = np.maximum.accumulate(np.where(new_group, index, 0))
-    run_start = np.maximum.accumulate(np.where(new_run, index, 0))
-    ends = np.flatnonzero(np.append(new_group[1:], True))
-    size = np.repeat(ends - np.flatnonzero(new_group) + 1, ends - np.flatnonzero(new_group) + 1)
-    out = np.empty(len(v))
-    out[order] = 100.0 * (run_start - group_start) / size
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -333,19 +299,10 @@ def build_snapshot(
 
     # A suspended user is ranked in no topic (it scores 1 there, as it does globally).
     ranked = status[topic_records["dst"]] != _SUSPENDED
-    t, dst = topic_records["topic"][ranked], topic_records["dst"][ranked]
     contribution = influence[topic_records["src"][ranked]] * topic_records["weight"][ranked]
-    keys, inverse = np.unique(t * n + dst, return_inverse=True)
-    value = np.bincount(inverse, weights=contribution, minlength=len(keys))
-    key_topic = keys // max(n, 1)
-    bounds: dict[int, tuple[int, int, float]] = {}
-    if len(keys):
-        starts = np.flatnonzero(np.r_[True, key_topic[1:] != key_topic[:-1]])
-        ends = np.r_[starts[1:], len(keys)]
-        tops = np.maximum.reduceat(value, starts)
-        bounds = {
-            int(key_topic[s]): (int(s), int(e), float(m)) for s, e, m in zip(starts, ends, tops)
-        }
+    topic = topic_values(
+        topic_records["topic"][ranked], topic_records["dst"][ranked], contribution, n
+    )
     return Snapshot(
         time=time,
         sequence=sequence,
@@ -361,9 +318,9 @@ def build_snapshot(
         received=received,
         teleport=(teleport > 0).astype(np.uint8) & members,
         mass=mass,
-        topic_keys=keys,
-        topic_value=value,
-        topic_percentile=lower_share(value, key_topic),
-        topic_bounds=bounds,
+        topic_keys=topic.keys,
+        topic_value=topic.value,
+        topic_percentile=topic.percentile,
+        topic_bounds=topic.bounds,
         stats=dict(stats),
     )

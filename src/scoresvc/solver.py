@@ -14,7 +14,6 @@ import numpy as np
 from . import _core
 from .arrays import grown
 from .graph import TrustGraph
-from .model import AccountStatus
 from .pairs import PairTable
 
 # A cap on full-refresh power steps; the push finishes whatever is left.
@@ -35,13 +34,6 @@ class SolverSettings:
 
     relative: float = 1e-8
     absolute: float = 1e-18
-
-
-def teleport_vector(status: np.ndarray) -> np.ndarray:
-    """p: 1 on each non-suspended seed, or on every non-suspended user if none."""
-    active = status != AccountStatus.SUSPENDED
-    seeds = active & (status == AccountStatus.SEED)
-    return (seeds if seeds.any() else active).astype(np.float64)
 
 
 class Solver:

@@ -1,0 +1,107 @@
+"""The scoring rules every producer of scores shares (docs/model.md, steps 7-9): the
+teleport vector, influence to the 1-100 score, percentiles, and per-topic values.
+
+The engine, the live snapshot and the batch job all read these, so the service and a
+batch run cannot drift apart. The numpy oracle (``scoresvc.reference``) keeps its own
+transcription of the specification: tests compare two independent implementations,
+and production never imports the oracle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import AccountStatus
+
+
+def teleport_vector(status: np.ndarray) -> np.ndarray:
+    """Step 7's p, unnormalised: 1 on each non-suspended seed, or on every
+    non-suspended user when there is none; 0 elsewhere."""
+    active = status != AccountStatus.SUSPENDED
+    seeds = active & (status == AccountStatus.SEED)
+    return (seeds if seeds.any() else active).astype(np.float64)
+
+
+def log_scale(values: np.ndarray, top: float) -> np.ndarray:
+    """Step 8's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
+    if top <= 0:
+        return np.ones_like(values)
+    # Clipped: the top user's ratio can round a hair past 1.
+    return np.clip(1.0 + 99.0 * np.log1p(values) / np.log1p(top), 1.0, 100.0)
+
+
+def log_scale_one(value: float, top: float) -> float:
+    """``log_scale`` for one value, without numpy's per-call cost (a hot path)."""
+    if top <= 0:
+        return 1.0
+    return min(100.0, max(1.0, 1.0 + 99.0 * math.log1p(value) / math.log1p(top)))
+
+
+def lower_share(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """For each element, the percentage of its group with a strictly lower value."""
+    if values.size == 0:
+        return np.zeros(0)
+    order = np.lexsort((values, groups))
+    v, g = values[order], groups[order]
+    index = np.arange(len(v))
+    new_group = np.ones(len(v), bool)
+    new_group[1:] = g[1:] != g[:-1]
+    new_run = new_group.copy()
+    new_run[1:] |= v[1:] != v[:-1]
+    group_start = np.maximum.accumulate(np.where(new_group, index, 0))
+    run_start = np.maximum.accumulate(np.where(new_run, index, 0))
+    ends = np.flatnonzero(np.append(new_group[1:], True))
+    size = np.repeat(ends - np.flatnonzero(new_group) + 1, ends - np.flatnonzero(new_group) + 1)
+    out = np.empty(len(v))
+    out[order] = 100.0 * (run_start - group_start) / size
+    return out
+
+
+def member_percentiles(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Each member's percentile among ``members`` (a boolean mask); 0 for the rest."""
+    out = np.zeros(len(values))
+    out[members] = lower_share(values[members], np.zeros(int(members.sum()), np.int64))
+    return out
+
+
+@dataclass(frozen=True)
+class TopicValues:
+    """Step 9's per-(topic, user) values, sorted by ``key = topic * n_users + user``."""
+
+    keys: np.ndarray
+    value: np.ndarray
+    percentile: np.ndarray  # within the key's topic
+    bounds: dict[int, tuple[int, int, float]]  # topic -> (lo, hi, max value)
+
+    def topics_and_users(self, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+        n = max(n_users, 1)
+        return self.keys // n, self.keys % n
+
+    def scores(self) -> np.ndarray:
+        """Every value's 1-100 score, its topic's maximum scoring 100."""
+        out = np.empty(len(self.value))
+        for lo, hi, top in self.bounds.values():
+            out[lo:hi] = log_scale(self.value[lo:hi], top)
+        return out
+
+
+def topic_values(
+    topic: np.ndarray, user: np.ndarray, contribution: np.ndarray, n_users: int
+) -> TopicValues:
+    """Sum each endorsement's ``contribution`` per (topic, endorsee), with the topic's
+    maximum (its 100) and each value's percentile within its topic."""
+    keys, inverse = np.unique(topic * n_users + user, return_inverse=True)
+    value = np.bincount(inverse, weights=contribution, minlength=len(keys))
+    key_topic = keys // max(n_users, 1)
+    bounds: dict[int, tuple[int, int, float]] = {}
+    if len(keys):
+        starts = np.flatnonzero(np.r_[True, key_topic[1:] != key_topic[:-1]])
+        ends = np.r_[starts[1:], len(keys)]
+        tops = np.maximum.reduceat(value, starts)
+        bounds = {
+            int(key_topic[s]): (int(s), int(e), float(m)) for s, e, m in zip(starts, ends, tops)
+        }
+    return TopicValues(keys, value, lower_share(value, key_topic), bounds)

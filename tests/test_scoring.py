@@ -1,0 +1,93 @@
+"""The shared scoring rules (scoresvc.scoring) the engine, the snapshot and batch read:
+scores stay in 1-100 in the order of the values, the one-value and array forms agree,
+percentiles count the strictly lower, and the teleport vector follows the seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scoresvc import scoring
+from scoresvc.model import AccountStatus
+
+values = st.lists(st.floats(0.0, 1e9), min_size=1, max_size=60)
+
+
+@given(values)
+def test_scores_run_from_1_to_100_in_the_order_of_the_values(vs):
+    v = np.array(vs)
+    top = float(v.max())
+    score = scoring.log_scale(v, top)
+    assert ((score >= 1.0) & (score <= 100.0)).all()
+    order = np.argsort(v, kind="stable")
+    assert (np.diff(score[order]) >= 0).all()
+    one = [scoring.log_scale_one(x, top) for x in vs]
+    assert one == pytest.approx(score.tolist(), rel=1e-14)
+    assert max(one) <= 100.0
+
+
+def test_a_top_that_rounds_past_100_scores_100():
+    # 1 + 99 ln(1 + v) / ln(1 + v) is a hair past 100 for some v: find one, then clip.
+    v = np.linspace(1.0, 2.0, 1001)
+    raw = 1.0 + 99.0 * np.log1p(v) / np.log1p(v)
+    over = v[raw > 100.0]
+    assert len(over)
+    for top in over[:5]:
+        assert scoring.log_scale(np.array([top]), float(top))[0] == 100.0
+        assert scoring.log_scale_one(float(top), float(top)) == 100.0
+
+
+def test_with_no_positive_top_everyone_scores_1():
+    assert scoring.log_scale(np.zeros(3), 0.0).tolist() == [1.0, 1.0, 1.0]
+    assert scoring.log_scale_one(0.0, 0.0) == 1.0
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5)), min_size=1, max_size=60),
+)
+def test_percentiles_count_the_strictly_lower_of_the_group(rows):
+    groups = np.array([g for g, _ in rows])
+    v = np.array([float(x) for _, x in rows])
+    got = scoring.lower_share(v, groups)
+    for i in range(len(rows)):
+        mine = groups == groups[i]
+        assert got[i] == 100.0 * np.sum(v[mine] < v[i]) / mine.sum()
+
+
+def test_member_percentiles_leave_others_at_0():
+    v = np.array([3.0, 1.0, 2.0, 9.0, 2.0])
+    members = np.array([True, True, True, False, True])
+    assert scoring.member_percentiles(v, members).tolist() == [75.0, 0.0, 25.0, 0.0, 25.0]
+
+
+def test_topic_values_sum_per_topic_and_user_with_each_topics_top():
+    table = scoring.topic_values(
+        topic=np.array([1, 1, 1, 2]),
+        user=np.array([4, 4, 0, 4]),
+        contribution=np.array([1.0, 2.0, 5.0, 0.5]),
+        n_users=10,
+    )
+    topic, user = table.topics_and_users(10)
+    assert list(zip(topic.tolist(), user.tolist())) == [(1, 0), (1, 4), (2, 4)]
+    assert table.value.tolist() == [5.0, 3.0, 0.5]
+    assert table.bounds == {1: (0, 2, 5.0), 2: (2, 3, 0.5)}
+    assert table.percentile.tolist() == [50.0, 0.0, 0.0]
+    assert table.scores()[[0, 2]].tolist() == [100.0, 100.0]
+
+
+S, N, X = AccountStatus.SEED, AccountStatus.NORMAL, AccountStatus.SUSPENDED
+
+
+@pytest.mark.parametrize(
+    ("status", "teleport"),
+    [
+        ([N, S, X, S], [0, 1, 0, 1]),  # the seeds
+        ([N, N, X], [1, 1, 0]),  # no seed: every member
+        ([X, X], [0, 0]),  # nobody to teleport to
+    ],
+)
+def test_the_teleport_vector_is_the_seeds_or_else_every_member(status, teleport):
+    got = scoring.teleport_vector(np.array(status, np.uint8))
+    assert got.dtype == np.float64 and got.tolist() == teleport
