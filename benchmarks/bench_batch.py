@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scoresvc import archive, batch
-from scoresvc.engine import Engine
+from scoresvc.batch import recompute as batch
+from scoresvc.core.engine import Engine
+from scoresvc.storage import archive
 from scoresvc.synthetic import community
 
 

@@ -23,9 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from peers import PEERS
 
-from scoresvc.engine import Engine
-from scoresvc.events import EventLog
-from scoresvc.model import ModelParams
+from scoresvc.core.engine import Engine
+from scoresvc.core.events import EventLog
+from scoresvc.core.model import ModelParams
 from scoresvc.synthetic import community
 
 TARGETS = {"build": 2.0, "refresh": 20.0, "bytes_per_pair": 100.0}

@@ -50,8 +50,8 @@ class TrivialServicer(pb_grpc.ScoreServiceServicer):
 def _serve(kind: str, users: int, events: int, ready: mp.Queue) -> None:  # type: ignore[type-arg]
     from concurrent import futures
 
-    from scoresvc.engine import Engine
-    from scoresvc.server import ServerSettings, build_server
+    from scoresvc.core.engine import Engine
+    from scoresvc.service.server import ServerSettings, build_server
     from scoresvc.synthetic import community
 
     settings = ServerSettings()

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scoresvc import checkpoint
-from scoresvc.engine import Engine, EngineState
-from scoresvc.store import Store
+from scoresvc.core.engine import Engine, EngineState
+from scoresvc.core.users import UserIds
+from scoresvc.storage import checkpoint
+from scoresvc.storage.store import Store
 from scoresvc.synthetic import community
-from scoresvc.users import UserIds
 
 TARGETS = {"normal_ratio": 0.5, "restart_seconds": 10.0}
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from scoresvc import reference
-from scoresvc.events import EventLog
-from scoresvc.model import AccountStatus, ModelParams
+from scoresvc.core.events import EventLog
+from scoresvc.core.model import AccountStatus, ModelParams
 
 
 def numpy_influence(log: EventLog, now: float, params: ModelParams) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from scoresvc import reference
-from scoresvc.engine import Engine
+from scoresvc.core.engine import Engine
 from scoresvc.synthetic import community
 
 EVENTS = int(float(os.environ.get("SCORESVC_BENCH_EVENTS", 1_000_000)))

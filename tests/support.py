@@ -21,10 +21,10 @@ from hypothesis import strategies as st
 
 from scoresvc import reference
 from scoresvc.client import ScoreServiceError
-from scoresvc.engine import Engine
-from scoresvc.events import EventLog
-from scoresvc.model import AccountStatus, ModelParams
-from scoresvc.snapshot import Snapshot
+from scoresvc.core.engine import Engine
+from scoresvc.core.events import EventLog
+from scoresvc.core.model import AccountStatus, ModelParams
+from scoresvc.core.snapshot import Snapshot
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0

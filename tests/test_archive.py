@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from support import T0, event_logs
 
-from scoresvc import archive, cli, reference
-from scoresvc.engine import Engine
-from scoresvc.model import AccountStatus, InteractionKind
-from scoresvc.store import Store
+from scoresvc import cli, reference
+from scoresvc.core.engine import Engine
+from scoresvc.core.model import AccountStatus, InteractionKind
+from scoresvc.storage import archive
+from scoresvc.storage.store import Store
 from scoresvc.synthetic import community
 
 LIKE = InteractionKind.LIKE

@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoresvc import archive, batch, cli
+from scoresvc import cli
+from scoresvc.batch import recompute as batch
 from scoresvc.client import ScoreClient
-from scoresvc.engine import Engine, SolverSettings
-from scoresvc.events import CompactionError, format_time
-from scoresvc.model import AccountStatus, InteractionKind
+from scoresvc.core.engine import Engine, SolverSettings
+from scoresvc.core.events import CompactionError, format_time
+from scoresvc.core.model import AccountStatus, InteractionKind
+from scoresvc.storage import archive
 from scoresvc.synthetic import community
 
 distributed = pytest.importorskip("distributed")  # the `distributed` extra; in [test]

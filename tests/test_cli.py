@@ -16,7 +16,7 @@ from support import CliServer, run_cli
 
 import scoresvc
 from scoresvc.client import ScoreClient
-from scoresvc.model import InteractionKind
+from scoresvc.core.model import InteractionKind
 
 SMALL_DEMO = ("--users", "300", "--events", "3000")
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

@@ -17,9 +17,9 @@ from support import rejected
 
 from scoresvc.client import AsyncScoreClient, ScoreClient, ScoreServiceError
 from scoresvc.convert import status_from_wire, status_to_wire, time_of, timestamp
-from scoresvc.engine import Engine
-from scoresvc.model import AccountStatus, InteractionKind, ModelParams
-from scoresvc.results import (
+from scoresvc.core.engine import Engine
+from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.core.results import (
     BatchScoreEntry,
     BatchScores,
     EndorsementEvent,
@@ -27,7 +27,7 @@ from scoresvc.results import (
     UserScore,
     WriteResult,
 )
-from scoresvc.server import ServerSettings, build_server
+from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.v1 import score_service_pb2 as pb
 
 # ------------------------------------------------------------------ conversions
@@ -318,5 +318,10 @@ def test_importing_the_client_loads_neither_the_engine_nor_the_compiled_core():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     ).stdout.split()
     assert "scoresvc.client" in loaded
-    for heavy in ("scoresvc._core", "scoresvc._wire", "scoresvc.engine", "scoresvc.service"):
+    for heavy in (
+        "scoresvc._core",
+        "scoresvc._wire",
+        "scoresvc.core.engine",
+        "scoresvc.service.servicer",
+    ):
         assert heavy not in loaded, loaded

@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import DAY, T0, assert_matches_reference, engine_for
 
-from scoresvc.endorsement_limit import EndorsementLimit
-from scoresvc.engine import Engine
-from scoresvc.errors import Conflict, InvalidArgument, NotFound, RateLimited
-from scoresvc.events import EventLog
-from scoresvc.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.core.endorsement_limit import EndorsementLimit
+from scoresvc.core.engine import Engine
+from scoresvc.core.errors import Conflict, InvalidArgument, NotFound, RateLimited
+from scoresvc.core.events import EventLog
+from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.synthetic import community
 
 NOW = T0 + 1.0

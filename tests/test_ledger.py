@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoresvc.errors import Conflict
-from scoresvc.ledger import RequestLedger
-from scoresvc.records import WriteResult
+from scoresvc.core.errors import Conflict
+from scoresvc.core.ledger import RequestLedger
+from scoresvc.core.records import WriteResult
 
 
 class Clock:

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from support import DAY, T0, close_credibility, engine_for, event_logs
 
 from scoresvc import reference
-from scoresvc.engine import Engine
-from scoresvc.events import EventLog
-from scoresvc.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.core.engine import Engine
+from scoresvc.core.events import EventLog
+from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
 
 NOW = T0 + 1.0
 kinds = st.sampled_from(list(InteractionKind))

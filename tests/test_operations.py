@@ -17,9 +17,9 @@ import pytest
 from support import CliServer
 
 from scoresvc.client import ScoreClient, ScoreServiceError
-from scoresvc.engine import Engine
-from scoresvc.model import InteractionKind
-from scoresvc.server import ServerSettings, build_server
+from scoresvc.core.engine import Engine
+from scoresvc.core.model import InteractionKind
+from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.v1 import score_service_pb2 as pb
 
 

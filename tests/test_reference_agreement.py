@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from support import DAY, T0, H, assert_matches_reference, close_credibility, engine_for, event_logs
 
 from scoresvc import reference
-from scoresvc.engine import Engine
+from scoresvc.core.engine import Engine
 from scoresvc.synthetic import community
 
 
@@ -48,7 +48,7 @@ def test_incremental_refresh_matches_reference(log, split, data):
 
 
 def _slice(log, lo, hi):
-    from scoresvc.events import EventLog
+    from scoresvc.core.events import EventLog
 
     return EventLog(
         n_users=log.n_users,

@@ -1,4 +1,4 @@
-"""The shared scoring rules (scoresvc.scoring) the engine, the snapshot and batch read:
+"""The shared scoring rules (scoresvc.core.scoring) the engine, the snapshot and batch read:
 scores stay in 1-100 in the order of the values, the one-value and array forms agree,
 percentiles count the strictly lower, and the teleport vector follows the seeds."""
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scoresvc import scoring
-from scoresvc.model import AccountStatus
+from scoresvc.core import scoring
+from scoresvc.core.model import AccountStatus
 
 values = st.lists(st.floats(0.0, 1e9), min_size=1, max_size=60)
 

@@ -21,11 +21,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support import CliServer, rejected
 
 from scoresvc import cli
-from scoresvc.auth import Authenticator, TokenStore
 from scoresvc.client import ScoreClient, ScoreServiceError
-from scoresvc.engine import Engine
-from scoresvc.model import AccountStatus, InteractionKind
-from scoresvc.server import MetricsEndpoint, ScoreServer, ServerSettings, Tls, build_server
+from scoresvc.core.engine import Engine
+from scoresvc.core.model import AccountStatus, InteractionKind
+from scoresvc.service.auth import Authenticator, TokenStore
+from scoresvc.service.server import MetricsEndpoint, ScoreServer, ServerSettings, Tls, build_server
 from scoresvc.v1 import score_service_pb2 as pb
 from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 

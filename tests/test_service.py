@@ -15,9 +15,9 @@ from support import rejected
 
 from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.convert import timestamp
-from scoresvc.engine import Engine
-from scoresvc.model import AccountStatus, InteractionKind, ModelParams
-from scoresvc.server import ServerSettings, build_server
+from scoresvc.core.engine import Engine
+from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.synthetic import community
 from scoresvc.v1 import score_service_pb2 as pb
 from scoresvc.v1 import score_service_pb2_grpc as pb_grpc

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from support import CliServer
 
-from scoresvc import checkpoint
-from scoresvc.engine import Engine, WriteResult
-from scoresvc.errors import Conflict, StorageError
-from scoresvc.events import Compaction
-from scoresvc.model import AccountStatus, InteractionKind, ModelParams
-from scoresvc.store import Store, decode, encode
+from scoresvc.core.engine import Engine, WriteResult
+from scoresvc.core.errors import Conflict, StorageError
+from scoresvc.core.events import Compaction
+from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.storage import checkpoint
+from scoresvc.storage.store import Store, decode, encode
 from scoresvc.synthetic import community
 from scoresvc.v1 import score_service_pb2 as pb
 from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
@@ -539,9 +539,9 @@ def test_acknowledged_writes_survive_sigkill_and_no_write_is_half_applied(tmp_pa
 
 LIMITS_SCRIPT = r"""
 import json, os, sys
-from scoresvc.engine import Engine
-from scoresvc.errors import StorageError
-from scoresvc.store import Store
+from scoresvc.core.engine import Engine
+from scoresvc.core.errors import StorageError
+from scoresvc.storage.store import Store
 
 data = sys.argv[1]
 out = {}

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scoresvc.users import UserIds, UserTable
+from scoresvc.core.users import UserIds, UserTable
 
 names = st.text(min_size=1, max_size=10)
 

@@ -4,7 +4,7 @@
 
 The kernels know nothing of users, topics or gRPC: they take the arrays the engine
 owns (caller-allocated outputs marked ``# OUT``, arrays updated in place ``# INOUT``),
-run without the GIL and trust their inputs. Validation lives in ``scoresvc.engine``.
+run without the GIL and trust their inputs. Validation lives in ``scoresvc.core.engine``.
 
 Layout of the state these kernels work on:
 

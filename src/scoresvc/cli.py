@@ -25,14 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import __version__, archive, batch, checkpoint
-from .archive import ArchiveError
-from .auth import ROLES, Authenticator, TokenStore
-from .engine import Engine, EngineState
-from .errors import ScoreError
-from .model import AccountStatus, ModelParams
-from .server import MetricsEndpoint, ScoreServer, ServerSettings, Tls, build_server
-from .store import CHECKPOINT_DIR, DB_NAME, SYNCHRONOUS, Store, StoreSettings
+from . import __version__
+from .batch import recompute as batch
+from .core.engine import Engine, EngineState
+from .core.errors import ScoreError
+from .core.model import AccountStatus, ModelParams
+from .service.auth import ROLES, Authenticator, TokenStore
+from .service.server import MetricsEndpoint, ScoreServer, ServerSettings, Tls, build_server
+from .storage import archive, checkpoint
+from .storage.archive import ArchiveError
+from .storage.store import CHECKPOINT_DIR, DB_NAME, SYNCHRONOUS, Store, StoreSettings
 from .synthetic import community
 
 log = logging.getLogger("scoresvc")

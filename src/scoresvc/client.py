@@ -4,7 +4,7 @@
         done = client.endorse("ana", "bo", "python")
         print(client.score("bo", "python", min_sequence=done.sequence).score)
 
-Results are the domain's own types (``scoresvc.results``, with ``scoresvc.model``'s
+Results are the domain's own types (``scoresvc.core.results``, with ``scoresvc.core.model``'s
 enums), the ones the in-process engine returns. Every failed call raises
 ``ScoreServiceError``. This module loads the generated stubs and the domain's
 vocabulary only, never the engine.
@@ -29,8 +29,8 @@ from .convert import (
     timestamp,
     write_result_of,
 )
-from .model import AccountStatus, InteractionKind
-from .results import BatchScores, EndorsementEvent, Ranking, UserScore, WriteResult
+from .core.model import AccountStatus, InteractionKind
+from .core.results import BatchScores, EndorsementEvent, Ranking, UserScore, WriteResult
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 

@@ -1,7 +1,7 @@
 """The proto's messages to and from the domain's results, in one place.
 
 The servicer turns results into responses and the client turns responses back into
-the same results (``scoresvc.results``). The wire's enums count from an UNSPECIFIED
+the same results (``scoresvc.core.results``). The wire's enums count from an UNSPECIFIED
 zero and the domain's do not, so a status crosses only through ``status_to_wire`` and
 ``status_from_wire``. This module imports the generated stubs and the domain's
 vocabulary and nothing else, so a client does not load the engine.
@@ -15,8 +15,8 @@ from typing import Any, cast
 
 from google.protobuf import timestamp_pb2
 
-from .model import AccountStatus
-from .results import (
+from .core.model import AccountStatus
+from .core.results import (
     BatchScoreEntry,
     BatchScores,
     Contributor,

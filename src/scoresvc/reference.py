@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import EventLog
-from .model import AccountStatus, ModelParams
+from .core.events import EventLog
+from .core.model import AccountStatus, ModelParams
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .events import EventLog
-from .model import SECONDS_PER_DAY
+from .core.events import EventLog
+from .core.model import SECONDS_PER_DAY
 
 #: Share of LIKE, MENTION, REPLY, RESHARE among interactions.
 KIND_MIX = (0.6, 0.15, 0.15, 0.1)

@@ -3,13 +3,13 @@
 In order: authentication and the method's role (when auth is on), the caller's request
 rate (keyed by token name, or by IP address for anonymous callers, so new connections
 share a bucket), then the handler, which is given the caller; domain errors become
-their status (``scoresvc.status``), anything else ``INTERNAL`` with nothing internal
+their status (``scoresvc.service.status``), anything else ``INTERNAL`` with nothing internal
 leaked. Each call carries a request id (``x-request-id`` metadata, or one made up) back
 in its trailers, success or error; it is counted and timed for the metrics and logged
 with that id: writes and failures at INFO, reads at DEBUG (page-view traffic).
 
 The server wraps the servicer's methods with ``CallGuard.admit`` when it builds the
-service's handlers (``scoresvc.service.generic_handler``); health and reflection are
+service's handlers (``scoresvc.service.servicer.generic_handler``); health and reflection are
 not wrapped.
 """
 
@@ -27,8 +27,8 @@ from typing import Any
 import grpc
 from grpc_status import rpc_status
 
+from ..core.errors import RateLimited, ScoreError
 from .auth import ANONYMOUS, WRITE_METHODS, Authenticator, AuthError, Caller
-from .errors import RateLimited, ScoreError
 from .status import status, status_of
 
 REQUEST_ID_HEADER = "x-request-id"

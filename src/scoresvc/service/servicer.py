@@ -2,7 +2,7 @@
 
 Each method checks what only the wire knows (presence, paging, enum numbers, sizes),
 calls the engine, and builds the response. Every method takes the request, the gRPC
-context and the ``Caller`` that ``scoresvc.interceptor`` admitted; domain errors
+context and the ``Caller`` that ``scoresvc.service.interceptor`` admitted; domain errors
 propagate back to it. Field violations are renamed here to the request's dotted
 paths. Request ids are scoped to the caller, so two callers' ids never collide.
 """
@@ -20,9 +20,8 @@ import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from . import _wire
-from .auth import Caller
-from .convert import (
+from .. import _wire
+from ..convert import (
     endorsement_to_wire,
     fill_explanation,
     ranked_to_wire,
@@ -31,16 +30,17 @@ from .convert import (
     status_from_wire,
     status_to_wire,
 )
-from .engine import Engine
-from .errors import FieldViolation, InvalidArgument
+from ..core.engine import Engine
+from ..core.errors import FieldViolation, InvalidArgument
+from ..core.results import WriteResult
+from ..core.scoring import log_scale_one
+from ..core.snapshot import Snapshot
+from ..core.users import MAX_ID_BYTES, UserIds
+from ..core.validation import TOO_LONG, check_user_id
+from ..v1 import score_service_pb2 as pb
+from .auth import Caller
 from .interceptor import CallGuard, Handler
-from .results import WriteResult
-from .scoring import log_scale_one
-from .snapshot import Snapshot
 from .status import RpcError, invalid
-from .users import MAX_ID_BYTES, UserIds
-from .v1 import score_service_pb2 as pb
-from .validation import TOO_LONG, check_user_id
 
 MAX_BATCH_USERS = 10_000
 MAX_TOP_USERS = 1_000

@@ -24,17 +24,17 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from ..core.engine import Engine
+from ..core.snapshot import Snapshot
+from ..v1 import score_service_pb2 as pb
 from .auth import Authenticator
-from .engine import Engine
 from .interceptor import CallGuard, CallPolicy
 from .metrics import Metrics
-from .service import ScoreServicer, generic_handler
-from .snapshot import Snapshot
+from .servicer import ScoreServicer, generic_handler
 from .status import RpcError, invalid
-from .v1 import score_service_pb2 as pb
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ScoreService"].full_name
-log = logging.getLogger("scoresvc.server")
+log = logging.getLogger("scoresvc.service.server")
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ServerSettings:
 class Refresher:
     """Publishes the engine's snapshots and hands them to reads: refreshes in the
     background within ``refresh_gap`` of a write (and every ``time_step`` regardless),
-    and wakes the reads waiting for a sequence (``scoresvc.service.SnapshotSource``)."""
+    and wakes the reads waiting for a sequence (``scoresvc.service.servicer.SnapshotSource``)."""
 
     def __init__(
         self,

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from .ledger import RequestLedger
-from .records import EngineState
-from .users import UserIds
+from ..core.ledger import RequestLedger
+from ..core.records import EngineState
+from ..core.users import UserIds
 
-log = logging.getLogger("scoresvc.checkpoint")
+log = logging.getLogger("scoresvc.storage.checkpoint")
 
 MAGIC = b"SVCK"
 VERSION = 2

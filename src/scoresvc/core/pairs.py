@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .arrays import grown
 from .events import Compaction
 from .model import ModelParams

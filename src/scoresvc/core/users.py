@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .arrays import grown
 
 #: The longest id accepted, in bytes of UTF-8 (the contract's limit).

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .arrays import grown
 from .graph import TrustGraph
 from .pairs import PairTable

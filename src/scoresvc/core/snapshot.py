@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .errors import NotFound
 from .model import AccountStatus
 from .results import Contributor, Explanation, RankedUser, UserScore

@@ -40,9 +40,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from .engine import Engine
-from .events import Compaction, EventLog
-from .model import AccountStatus, InteractionKind, channel_of, kind_of
+from ..core.engine import Engine
+from ..core.events import Compaction, EventLog
+from ..core.model import AccountStatus, InteractionKind, channel_of, kind_of
 
 FORMAT = "scoresvc-archive"
 VERSION = 1

@@ -17,7 +17,7 @@ between them (``docs/batch.md`` tells the scaling story):
    running the engine's power step (``ppr_power_step``);
 6. on the client: influence, scores, percentiles (step 8) and, optionally, topics.
 
-Scores, percentiles, the teleport vector and topic values come from ``scoresvc.scoring``,
+Scores, percentiles, the teleport vector and topic values come from ``scoresvc.core.scoring``,
 as the live service's do; the result is the in-process engine's to rounding.
 """
 
@@ -34,15 +34,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, archive
-from .archive import Location, Part
-from .engine import Engine, EngineState
-from .events import Compaction, EventLog, compacted_interactions, deciding_endorsements
-from .model import AccountStatus, ModelParams, channel_of
-from .pairs import pack_pairs, reversed_pairs, unpack_pairs
-from .scoring import log_scale, member_percentiles, teleport_vector, topic_values
+from .. import _core
+from ..core.engine import Engine, EngineState
+from ..core.events import Compaction, EventLog, compacted_interactions, deciding_endorsements
+from ..core.model import AccountStatus, ModelParams, channel_of
+from ..core.pairs import pack_pairs, reversed_pairs, unpack_pairs
+from ..core.scoring import log_scale, member_percentiles, teleport_vector, topic_values
+from ..storage import archive
+from ..storage.archive import Location, Part
 
-log = logging.getLogger("scoresvc.batch")
+log = logging.getLogger("scoresvc.batch.recompute")
 
 #: Output columns besides user_id, in order.
 SCORE_COLUMNS = (
@@ -652,7 +653,7 @@ def write_scores(result: BatchResult, out: str | Path | Location) -> list[Locati
 def _write_state(state: EngineState, directory: Location) -> Location:
     """A checkpoint of ``state`` in ``directory``: written in place when local (atomic,
     synced), else written locally and copied up whole."""
-    from . import checkpoint
+    from ..storage import checkpoint
 
     if not directory.is_url:
         return Location.of(checkpoint.write(Path(directory.text), state))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .arrays import grown
 from .endorsement_limit import EndorsementLimit
 from .errors import RateLimited

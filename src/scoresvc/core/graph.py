@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .arrays import grown
 from .pairs import PairTable
 

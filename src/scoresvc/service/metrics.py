@@ -21,7 +21,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .engine import Engine
+from ..core.engine import Engine
 
 LATENCY_BUCKETS = (
     0.0005,

@@ -3,7 +3,7 @@
 A ``ScoreError`` (or an ``AuthError``) becomes the status its class has in one table,
 with ``google.rpc`` details (``BadRequest`` field violations with dotted paths,
 ``ErrorInfo`` with an UPPER_SNAKE reason in domain ``scoresvc``, ``RetryInfo`` when
-waiting helps). ``scoresvc.interceptor`` applies it to every call; anything else
+waiting helps). ``scoresvc.service.interceptor`` applies it to every call; anything else
 becomes ``INTERNAL`` with nothing internal leaked.
 """
 
@@ -16,8 +16,8 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from ..core.errors import Conflict, InvalidArgument, NotFound, RateLimited, ScoreError, StorageError
 from .auth import AuthError
-from .errors import Conflict, InvalidArgument, NotFound, RateLimited, ScoreError, StorageError
 
 DOMAIN = "scoresvc"
 

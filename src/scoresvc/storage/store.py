@@ -15,7 +15,7 @@ Durability (SQLite's ``synchronous`` setting, https://sqlite.org/pragma.html):
   system's hands before it returns, so it survives a crash of the process; the last
   commits before a power loss may be lost. The database is not corrupted in either.
 
-Checkpoints (``scoresvc.checkpoint``) hold the engine's state as of a sequence
+Checkpoints (``scoresvc.storage.checkpoint``) hold the engine's state as of a sequence
 number; start-up loads the newest good one and replays the journal after it. Journal
 rows covered by the older of the two checkpoints kept are deleted, so a corrupt
 newest checkpoint still has the journal it needs in the previous one.
@@ -38,16 +38,16 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from ..core.errors import StorageError
+from ..core.records import WriteRecord
+from ..core.results import WriteResult
+from ..core.users import UserIds
 from . import checkpoint
-from .errors import StorageError
-from .records import WriteRecord
-from .results import WriteResult
-from .users import UserIds
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from ..core.engine import Engine
 
-log = logging.getLogger("scoresvc.store")
+log = logging.getLogger("scoresvc.storage.store")
 
 DB_NAME = "scoresvc.db"
 LOCK_NAME = "LOCK"
