@@ -16,7 +16,6 @@ import pytest
 from support import rejected
 
 from scoresvc.client import AsyncScoreClient, ScoreClient, ScoreServiceError
-from scoresvc.convert import status_from_wire, status_to_wire, time_of, timestamp
 from scoresvc.core.engine import Engine
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.core.results import (
@@ -27,6 +26,7 @@ from scoresvc.core.results import (
     UserScore,
     WriteResult,
 )
+from scoresvc.service.convert import status_from_wire, status_to_wire, time_of, timestamp
 from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.v1 import score_service_pb2 as pb
 

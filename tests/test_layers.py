@@ -68,3 +68,48 @@ def test_no_production_module_imports_the_oracle():
     assert len(modules) > 10  # the scan found the package
     offenders = [str(p.relative_to(PACKAGE)) for p in modules if ORACLE in _imports_of(p)]
     assert offenders == []
+
+
+# What each folder's modules may import of the package (docs/architecture.md): every
+# arrow points down, so the folders read as layers.
+MAY_IMPORT = {
+    "core": {"core", "_core"},
+    "storage": {"storage", "core", "_core"},
+    "service": {"service", "storage", "core", "_core", "_wire", "v1"},
+    "batch": {"batch", "storage", "core", "_core"},
+}
+
+
+def _package_imports(path: Path) -> set[str]:
+    """The top-level parts of the package (``core``, ``_core``, ...) a module imports."""
+    module = _module_name(path)
+    return _package_imports_in(path.read_text(), module.rpartition(".")[0])
+
+
+def _package_imports_in(source: str, package: str) -> set[str]:
+    root = PACKAGE.name
+    found = set()
+    for name in _imported(source, package):
+        parts = name.split(".")
+        if parts[0] == root and len(parts) > 1:
+            found.add(parts[1])
+    return found
+
+
+def test_each_folder_imports_only_the_layers_below_it():
+    offenders = {}
+    for folder, allowed in MAY_IMPORT.items():
+        modules = sorted((PACKAGE / folder).glob("*.py"))
+        assert modules, folder
+        for path in modules:
+            extra = _package_imports(path) - allowed - {"__init__"}
+            if extra:
+                offenders[f"{folder}/{path.name}"] = sorted(extra)
+    assert offenders == {}
+
+
+def test_the_layer_check_sees_an_import_from_above(tmp_path):
+    module = tmp_path / "engine.py"
+    module.write_text("from ..service import servicer\nfrom .. import _core\n")
+    imported = _package_imports_in(module.read_text(), f"{PACKAGE.name}.core")
+    assert imported == {"service", "_core"}

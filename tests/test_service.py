@@ -14,9 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support import rejected
 
 from scoresvc.client import ScoreClient, ScoreServiceError
-from scoresvc.convert import timestamp
 from scoresvc.core.engine import Engine
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.service.convert import timestamp
 from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.synthetic import community
 from scoresvc.v1 import score_service_pb2 as pb

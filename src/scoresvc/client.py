@@ -20,7 +20,9 @@ import grpc.aio
 import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
-from .convert import (
+from .core.model import AccountStatus, InteractionKind
+from .core.results import BatchScores, EndorsementEvent, Ranking, UserScore, WriteResult
+from .service.convert import (
     batch_scores_of,
     endorsement_of,
     ranking_of,
@@ -29,8 +31,6 @@ from .convert import (
     timestamp,
     write_result_of,
 )
-from .core.model import AccountStatus, InteractionKind
-from .core.results import BatchScores, EndorsementEvent, Ranking, UserScore, WriteResult
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 

@@ -1,7 +1,7 @@
 """What reads and writes answer, in domain terms.
 
 The in-process engine and its snapshots return these, and so does the client
-(``scoresvc.convert`` maps them to and from the proto), so code written against one
+(``scoresvc.service.convert`` maps them to and from the proto), so code written against one
 works against the other. Statuses are ``model.AccountStatus``; times are unix seconds.
 """
 

@@ -21,15 +21,6 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from .. import _wire
-from ..convert import (
-    endorsement_to_wire,
-    fill_explanation,
-    ranked_to_wire,
-    score_to_wire,
-    seconds_of,
-    status_from_wire,
-    status_to_wire,
-)
 from ..core.engine import Engine
 from ..core.errors import FieldViolation, InvalidArgument
 from ..core.results import WriteResult
@@ -39,6 +30,15 @@ from ..core.users import MAX_ID_BYTES, UserIds
 from ..core.validation import TOO_LONG, check_user_id
 from ..v1 import score_service_pb2 as pb
 from .auth import Caller
+from .convert import (
+    endorsement_to_wire,
+    fill_explanation,
+    ranked_to_wire,
+    score_to_wire,
+    seconds_of,
+    status_from_wire,
+    status_to_wire,
+)
 from .interceptor import CallGuard, Handler
 from .status import RpcError, invalid
 

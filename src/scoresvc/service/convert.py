@@ -15,8 +15,8 @@ from typing import Any, cast
 
 from google.protobuf import timestamp_pb2
 
-from .core.model import AccountStatus
-from .core.results import (
+from ..core.model import AccountStatus
+from ..core.results import (
     BatchScoreEntry,
     BatchScores,
     Contributor,
@@ -27,7 +27,7 @@ from .core.results import (
     UserScore,
     WriteResult,
 )
-from .v1 import score_service_pb2 as pb
+from ..v1 import score_service_pb2 as pb
 
 # ------------------------------------------------------------------ times and enums
 
