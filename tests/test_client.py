@@ -48,6 +48,12 @@ def test_timestamps_round_to_the_nearest_nanosecond(seconds, parts):
     assert time_of(stamp) == pytest.approx(seconds, abs=1e-9)
 
 
+def test_a_snapshots_compute_time_splits_like_every_other_timestamp():
+    snap = Engine().refresh(now=1.9999999999)
+    stamp = timestamp(snap.time)
+    assert snap.time_parts == (stamp.seconds, stamp.nanos) == (2, 0)
+
+
 def test_statuses_cross_the_wire_by_name_not_number():
     wire = {
         AccountStatus.NORMAL: pb.ACCOUNT_STATUS_NORMAL,

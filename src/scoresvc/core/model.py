@@ -6,6 +6,7 @@ Shared by the compiled engine and the numpy reference so both read the same numb
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,3 +90,13 @@ class ModelParams:
     def channel_reciprocity(self) -> np.ndarray:
         """Reciprocity penalty per pair channel: the four kinds, then endorsements."""
         return np.array([*self.kind_reciprocity, self.endorsement_reciprocity], dtype=np.float64)
+
+
+def seconds_and_nanos(seconds: float) -> tuple[int, int]:
+    """Unix seconds as whole seconds and nanoseconds, the nanos rounded (1.9999999999 is
+    2 s, not 1 s 999999999 ns): the one split of a time for the wire."""
+    whole = math.floor(seconds)
+    nanos = round((seconds - whole) * 1e9)
+    if nanos >= 1_000_000_000:
+        return whole + 1, nanos - 1_000_000_000
+    return whole, nanos

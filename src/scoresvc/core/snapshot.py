@@ -7,7 +7,6 @@ are derived on demand from influence (O(1) and O(log n) per user).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +16,7 @@ import numpy as np
 
 from .. import _core
 from .errors import NotFound
-from .model import AccountStatus
+from .model import AccountStatus, seconds_and_nanos
 from .results import Contributor, Explanation, RankedUser, UserScore
 from .scoring import log_scale, log_scale_one, topic_values
 
@@ -147,8 +146,7 @@ class Snapshot:
     @cached_property
     def time_parts(self) -> tuple[int, int]:
         """The snapshot time as (seconds, nanos), for wire timestamps."""
-        whole = math.floor(self.time)
-        return whole, min(round((self.time - whole) * 1e9), 999_999_999)
+        return seconds_and_nanos(self.time)
 
     def explanation(self, u: int, contributors: Sequence[tuple[str, float]] = ()) -> Explanation:
         r = self.received[u].tolist()

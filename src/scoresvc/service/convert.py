@@ -9,13 +9,12 @@ vocabulary and nothing else, so a client does not load the engine.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from google.protobuf import timestamp_pb2
 
-from ..core.model import AccountStatus
+from ..core.model import AccountStatus, seconds_and_nanos
 from ..core.results import (
     BatchScoreEntry,
     BatchScores,
@@ -34,10 +33,7 @@ from ..v1 import score_service_pb2 as pb
 
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     """Unix seconds as a Timestamp (nanos rounded; 1.9999999999 is 2 s, not 1)."""
-    whole = math.floor(seconds)
-    nanos = round((seconds - whole) * 1e9)
-    if nanos >= 1_000_000_000:
-        whole, nanos = whole + 1, nanos - 1_000_000_000
+    whole, nanos = seconds_and_nanos(seconds)
     return timestamp_pb2.Timestamp(seconds=whole, nanos=nanos)
 
 
