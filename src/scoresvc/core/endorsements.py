@@ -15,6 +15,7 @@ from .. import _core
 from .arrays import grown
 from .endorsement_limit import EndorsementLimit
 from .errors import RateLimited
+from .events import latest_events
 from .model import SECONDS_PER_DAY, ModelParams
 from .pairs import PairTable, pack_pairs, unpack_pairs
 from .results import EndorsementEvent
@@ -97,11 +98,7 @@ class EndorsementBook:
         pairs.note_times(ts)
         self._append_trail(src, dst, topic, ts, retracted, sequence)
         recs = self._records(pairs, pack_pairs(pairs.slots(pack_pairs(src, dst)), topic))
-        # Latest (ts, retracted) per record wins; sort so the winner comes last.
-        order = np.lexsort((retracted, ts, recs))
-        last = np.ones(len(order), bool)
-        last[:-1] = recs[order][1:] != recs[order][:-1]
-        win = order[last]
+        win = latest_events([recs], ts, retracted)
         rec_w, ts_w, retract_w = recs[win], ts[win], retracted[win]
         newer = (ts_w > self._ts[rec_w]) | (
             (ts_w == self._ts[rec_w]) & retract_w & (self._state[rec_w] != REC_RETRACTED)

@@ -7,6 +7,7 @@ bulk loaders and (later) export and the batch engine.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,6 +123,19 @@ class EventLog:
         return len(self.endorser)
 
 
+def latest_events(keys: Sequence[np.ndarray], ts: np.ndarray, retracted: np.ndarray) -> np.ndarray:
+    """Indexes of the event that decides each key (the rows of ``keys`` together): the
+    latest by time, a retraction beating an endorsement at the same second. The order of
+    arrival does not matter."""
+    if len(ts) == 0:
+        return np.empty(0, np.int64)
+    order = np.lexsort((retracted, ts, *reversed(keys)))
+    key = np.stack(keys)[:, order]
+    last = np.ones(len(order), bool)
+    last[:-1] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+    return order[last]
+
+
 def deciding_endorsements(
     endorser: np.ndarray,
     endorsee: np.ndarray,
@@ -129,16 +143,8 @@ def deciding_endorsements(
     ts: np.ndarray,
     retracted: np.ndarray,
 ) -> np.ndarray:
-    """Indexes, ascending, of the event that decides each (endorser, endorsee, topic):
-    the latest by time, a retraction beating an endorsement at the same second. Order
-    of arrival does not matter."""
-    if len(endorser) == 0:
-        return np.empty(0, np.int64)
-    order = np.lexsort((retracted, ts, topic, endorsee, endorser))
-    key = np.stack([endorser, endorsee, topic])[:, order]
-    last = np.ones(len(order), bool)
-    last[:-1] = np.any(key[:, 1:] != key[:, :-1], axis=0)
-    return np.sort(order[last])
+    """Indexes, ascending, of the event that decides each (endorser, endorsee, topic)."""
+    return np.sort(latest_events([endorser, endorsee, topic], ts, retracted))
 
 
 def compacted_interactions(
