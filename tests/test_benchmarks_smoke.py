@@ -7,9 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def benchmarks_importable():
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +134,133 @@ def test_batch_benchmark_runs_on_a_local_cluster():
         sys.path.remove(str(BENCH))
     assert result["batch_seconds"] > 0 and result["in_process_seconds"] > 0
     assert result["worst_relative_difference"] < 1e-5
+
+
+# ---------------------------------------------------------------------- gaming and real data
+
+
+def test_rank_statistics_count_ties_half_and_order_users_alike(benchmarks_importable):
+    import ranking
+
+    assert ranking.roc_auc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert ranking.roc_auc(np.array([1.0, 2.0]), np.array([3.0, 4.0])) == 0.0
+    assert ranking.roc_auc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+    assert ranking.spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 20.0, 90.0])) == 1.0
+    assert ranking.spearman(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])) == -1.0
+    assert list(ranking.average_ranks(np.array([5.0, 1.0, 5.0]))) == [2.5, 1.0, 2.5]
+    assert list(ranking.share_strictly_below(np.array([1.0, 2.0, 2.0, 3.0]), np.array([2.0]))) == [
+        25.0
+    ]
+
+
+@pytest.fixture(scope="module")
+def gaming_run(benchmarks_importable):
+    import bench_gaming
+
+    rows = "sybil-10,sybil-1,pair-reply,ring-20,trade-2,bought-seed-1,squat-new,smear,fans-50"
+    argv = ["--users", "600", "--events", "6000", "--targets", "3", "--seeds", "8"]
+    return bench_gaming.main([*argv, "--only", rows, "--compare-params", "{}"])
+
+
+def test_gaming_benchmark_reports_every_row_in_both_configurations(gaming_run):
+    import bench_gaming
+
+    from scoresvc.core.engine import Engine
+
+    rows = gaming_run["attacks"]
+    assert {"sybil-10", "sybil-1-1970", "pair-reply", "ring-20-inbound", "trade-2-cross"} <= set(
+        rows
+    )
+    assert rows["smear-20"]["modelled"] == hasattr(Engine, "distrust")
+    for name, row in rows.items():
+        for config in ("default", "seeded") if row["modelled"] else ():
+            r = row[config]
+            assert 0.0 <= r["before"] <= 100.0 and 0.0 <= r["after"] <= 100.0, name
+            assert r["verdict"] in ("", "ok", "MISS"), name
+    assert len(gaming_run["targets"]) == 3
+    assert gaming_run["spearman_vs_compare_params"] == pytest.approx({"default": 1, "seeded": 1})
+    assert -1.0 <= gaming_run["spearman_seeded_vs_default"] <= 1.0
+    printed = bench_gaming.table(gaming_run)
+    assert "sybil-10" in printed and "Spearman" in printed
+
+
+def test_gaming_benchmark_counts_what_each_attack_costs(gaming_run):
+    rows = gaming_run["attacks"]
+    assert (rows["sybil-10"]["default"]["accounts"], rows["sybil-10"]["default"]["actions"]) == (
+        10,
+        10,
+    )
+    assert rows["pair-reply"]["seeded"]["accounts"] == 2
+    # 20 members, each endorsing and resharing three others, and 20 bought likes.
+    assert rows["ring-20-inbound"]["default"]["actions"] == 20 * 6 + 20
+    assert rows["trade-2-cross"]["default"]["accounts"] == 0
+
+
+def test_gaming_benchmark_seeded_configuration_stops_fresh_sybils(gaming_run):
+    rows = gaming_run["attacks"]
+    for name in ("sybil-10", "sybil-1", "sybil-1-1970"):
+        seeded = rows[name]["seeded"]
+        assert seeded["gain"] <= 2.0 and seeded["fresh"] <= 2.0, name
+    # A closed pair no seed reaches has no influence at all.
+    assert rows["pair-reply"]["seeded"]["fresh"] == 0.0
+    # Honest fans still lift a user in both configurations.
+    assert rows["fans-50"]["default"]["gain"] > 0 and rows["fans-50"]["seeded"]["gain"] > 0
+
+
+def _signed_network(folder: Path) -> None:
+    """A small trust network in Bitcoin Alpha's CSV format: honest traders rate each
+    other +1..+10 (mostly returned), fraudsters get a few positive ratings from each
+    other and negative ones from honest traders, over two years."""
+    rng = np.random.default_rng(3)
+    honest, fraud, end = 150, 30, 1_450_000_000
+    rows = []
+    for a in range(honest):
+        for b in rng.choice(honest, 6, replace=False):
+            if a != b:
+                t = end - int(rng.integers(0, 730 * 86_400))
+                rows.append((a, int(b), int(rng.integers(1, 11)), t))
+                if rng.random() < 0.8:
+                    rows.append((int(b), a, int(rng.integers(1, 11)), t + 3600))
+    for f in range(honest, honest + fraud):
+        for other in rng.choice(np.arange(honest, honest + fraud), 3, replace=False):
+            if other != f:
+                rows.append((int(other), f, 10, end - int(rng.integers(0, 365 * 86_400))))
+        for victim in rng.choice(honest, 3, replace=False):
+            rows.append((f, int(victim), 5, end - int(rng.integers(0, 365 * 86_400))))
+            rows.append((int(victim), f, -10, end - int(rng.integers(0, 365 * 86_400))))
+    seen = set()
+    lines = ["source,target,rating,time"]
+    for s, t, r, ts in rows:
+        if (s, t) not in seen:
+            seen.add((s, t))
+            lines.append(f"{s + 1},{t + 1},{r},{ts}")
+    (folder / "network.csv").write_text("\n".join(lines) + "\n")
+    labels = ["user,label"]
+    labels += [f"{u + 1},1" for u in range(40)]
+    labels += [f"{u + 1},-1" for u in range(honest, honest + 20)]
+    (folder / "labels.csv").write_text("\n".join(labels) + "\n")
+
+
+def test_realworld_benchmark_runs_on_a_small_signed_network(
+    benchmarks_importable, tmp_path, capsys
+):
+    import bench_realworld
+
+    _signed_network(tmp_path)
+    result = bench_realworld.main([str(tmp_path), "--sybil-sample", "3", "--seeds", "5"])
+    assert result["ratings"] == result["positive_ratings"] + result["negative_ratings"]
+    assert result["negative_ratings"] > 0
+    assert len(result["auc"]) == 6
+    for name, halves in result["auc"].items():
+        assert len(halves) == 2 and all(0.0 <= a <= 1.0 for a in halves), name
+    # Fraudsters are distrusted and endorsed only by each other here: even counting
+    # positive ratings ranks honest traders above them.
+    assert min(result["auc"]["positive ratings counted"]) > 0.5
+    assert sum(result["halves"]) == 60 - result["seeds_labelled"]
+    for name, attack in result["sybil_attack"].items():
+        assert attack["fraudsters"] >= 1 and attack["of"] == result["users"], name
+        if "seeded" in name:
+            # Fresh accounts have nothing to pass on when trust comes from seeds.
+            assert attack["median_rank_after"] == attack["median_rank_before"], name
+    out = capsys.readouterr().out
+    assert "AUC half 1" in out and "PageRank" in out
