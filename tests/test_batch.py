@@ -14,6 +14,7 @@ import pytest
 
 from scoresvc import cli
 from scoresvc.batch import recompute as batch
+from scoresvc.cli import flags, serving
 from scoresvc.client import ScoreClient
 from scoresvc.core.engine import Engine, SolverSettings
 from scoresvc.core.events import CompactionError, format_time
@@ -259,9 +260,9 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
         "0.01",
     ]
     args = cli._parser().parse_args(server_args)
-    engine = cli._engine(args)
-    server = cli._server(args, engine)
-    store = cli._open_store(args, engine, cli._batch_snapshot(args))
+    engine = flags.engine(args)
+    server = serving._server(args, engine)
+    store = serving._open_store(args, engine, serving._batch_snapshot(args))
     server.start()
     try:
         with ScoreClient(server.address) as c:
