@@ -429,6 +429,53 @@ def run(
     buckets = max(2 * workers, 2)
 
     # 1. Dictionaries of users and topics.
+    names, topic_names = _dictionaries(client, parts)
+    n = len(names)
+    say(f"{n:,} users, {len(topic_names) - 1} topics")
+    status = _statuses(parts, names)
+    names_f = client.scatter(names, broadcast=True)
+    topics_f = client.scatter(topic_names, broadcast=True)
+    status_f = client.scatter(status, broadcast=True)
+
+    # 2. Pair sums per partition, split by unordered pair.
+    inter, endo = _pair_sums(client, parts, names_f, topics_f, as_of, p, buckets, compacted)
+
+    # 3. The shuffle by unordered pair: reciprocity.
+    recip = _reciprocity_by_pair(client, inter, endo, n, as_of, p, buckets)
+
+    # 4. The shuffle by source: budgets and transitions; then by destination range.
+    ranges = np.linspace(0, n, buckets + 1).astype(np.int64)
+    budget = _transitions_by_source(client, recip, status_f, p, ranges)
+    graph = _DestinationRanges(client, _pull_graphs(client, budget, ranges), ranges)
+    wait(graph.edges)
+    say(f"graph built in {time.perf_counter() - started:.1f} s")
+
+    # 5. Personalised PageRank, one task per destination range each iteration.
+    def flow(c: np.ndarray) -> np.ndarray:
+        return graph.map(_flow, client.scatter(c, broadcast=True), p.damping)
+
+    credibility, iterations = _personalised_pagerank(flow, status, tolerance, max_iterations)
+    say(f"credibility after {iterations} iterations")
+
+    # 6. Scores and the explanation.
+    received = graph.map(_received)
+    columns = _score_columns(credibility, flow(credibility), received, status)
+    topic_table = None
+    if topics:
+        influence = columns["influence"]
+        topic_table = _topic_scores(client, recip, budget, influence, status, topic_names)
+    engine_state = None
+    if state:
+        engine_state = _state(
+            client, recip, graph.edges, names, topic_names, status, as_of, p, credibility
+        )
+    return BatchResult(
+        names, columns, iterations, time.perf_counter() - started, topic_table, engine_state
+    )
+
+
+def _dictionaries(client: Any, parts: dict[str, list[Part]]) -> tuple[np.ndarray, np.ndarray]:
+    """Step 1: the sorted user ids and topics ("" first) of every partition."""
     found = client.gather(
         [
             client.submit(_distinct, table, part, pure=False)
@@ -438,17 +485,29 @@ def run(
     )
     names = np.unique(np.concatenate([np.zeros(0, dtype=str), *(u for u, _ in found)]))
     topic_names = np.unique(np.concatenate([np.array([""]), *(t for _, t in found)]))
-    n = len(names)
-    say(f"{n:,} users, {len(topic_names) - 1} topics")
-    status = np.zeros(n, np.uint8)
+    return names, topic_names
+
+
+def _statuses(parts: dict[str, list[Part]], names: np.ndarray) -> np.ndarray:
+    """Each user's account status, read on the client from the accounts table."""
+    status = np.zeros(len(names), np.uint8)
     for part in parts["accounts"]:
         accounts = archive.read_partition("accounts", *part)
         status[_global(names, accounts.user_ids or [])] = np.asarray(accounts.status)
-    names_f = client.scatter(names, broadcast=True)
-    topics_f = client.scatter(topic_names, broadcast=True)
-    status_f = client.scatter(status, broadcast=True)
+    return status
 
-    # 2. Pair sums per partition, split by unordered pair.
+
+def _pair_sums(
+    client: Any,
+    parts: dict[str, list[Part]],
+    names_f: Any,
+    topics_f: Any,
+    as_of: float,
+    p: ModelParams,
+    buckets: int,
+    compacted: Compaction | None,
+) -> tuple[list, list]:
+    """Step 2: a task per interaction and per endorsement partition."""
     inter = [
         client.submit(_interaction_part, part, names_f, as_of, p, buckets, compacted, pure=False)
         for part in parts["interactions"]
@@ -457,64 +516,94 @@ def run(
         client.submit(_endorsement_part, part, names_f, topics_f, as_of, buckets, pure=False)
         for part in parts["endorsements"]
     ]
+    return inter, endo
 
-    # 3. The shuffle by unordered pair: reciprocity.
-    def pieces(futures: list, b: int) -> list:
-        return [client.submit(operator.getitem, f, b) for f in futures]
 
-    recip = [
+def _pieces(client: Any, futures: list, b: int) -> list:
+    """Piece ``b`` of each task's split output: one side of a shuffle."""
+    return [client.submit(operator.getitem, f, b) for f in futures]
+
+
+def _reciprocity_by_pair(
+    client: Any, inter: list, endo: list, n: int, as_of: float, p: ModelParams, buckets: int
+) -> list:
+    """Step 3: a task per unordered-pair bucket."""
+    return [
         client.submit(
-            _reciprocity, pieces(inter, b), pieces(endo, b), n, as_of, p, buckets, pure=False
+            _reciprocity,
+            _pieces(client, inter, b),
+            _pieces(client, endo, b),
+            n,
+            as_of,
+            p,
+            buckets,
+            pure=False,
         )
         for b in range(buckets)
     ]
 
-    # 4. The shuffle by source: budgets and transitions.
-    ranges = np.linspace(0, n, buckets + 1).astype(np.int64)
+
+def _transitions_by_source(
+    client: Any, recip: list, status_f: Any, p: ModelParams, ranges: np.ndarray
+) -> list:
+    """Step 4: a task per source bucket."""
     by_source = [client.submit(operator.getitem, r, "by_source") for r in recip]
-    budget = [
-        client.submit(_budgets, pieces(by_source, b), status_f, p, ranges, pure=False)
-        for b in range(buckets)
+    return [
+        client.submit(_budgets, _pieces(client, by_source, b), status_f, p, ranges, pure=False)
+        for b in range(len(ranges) - 1)
     ]
-    by_destination = [client.submit(operator.getitem, f, "by_destination") for f in budget]
-    edges = [
-        client.submit(
-            _pull_graph, pieces(by_destination, b), int(ranges[b]), int(ranges[b + 1]), pure=False
-        )
-        for b in range(buckets)
-    ]
-    wait(edges)
-    say(f"graph built in {time.perf_counter() - started:.1f} s")
 
-    # 5. Personalised PageRank, one task per destination range each iteration.
-    def per_range(task: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
+
+def _pull_graphs(client: Any, budget: list, ranges: np.ndarray) -> list:
+    """The edges of each destination range, kept on the workers for step 5."""
+    by_destination = [client.submit(operator.getitem, f, "by_destination") for f in budget]
+    return [
+        client.submit(
+            _pull_graph,
+            _pieces(client, by_destination, b),
+            int(ranges[b]),
+            int(ranges[b + 1]),
+            pure=False,
+        )
+        for b in range(len(ranges) - 1)
+    ]
+
+
+@dataclass(frozen=True)
+class _DestinationRanges:
+    """The pull graph on the workers, ``edges[b]`` holding the destinations from
+    ``ranges[b]`` to ``ranges[b + 1]``."""
+
+    client: Any
+    edges: list
+    ranges: np.ndarray
+
+    def map(self, task: Callable[..., np.ndarray], *args: Any) -> np.ndarray:
         """``task(edges, lo, hi, *args)`` on every destination range, concatenated."""
+        ranges = self.ranges
         return np.concatenate(
-            client.gather(
+            self.client.gather(
                 [
-                    client.submit(
-                        task, edges[b], int(ranges[b]), int(ranges[b + 1]), *args, pure=False
+                    self.client.submit(
+                        task, edges, int(ranges[b]), int(ranges[b + 1]), *args, pure=False
                     )
-                    for b in range(buckets)
+                    for b, edges in enumerate(self.edges)
                 ]
             )
         )
 
-    def flow(c: np.ndarray) -> np.ndarray:
-        return per_range(_flow, client.scatter(c, broadcast=True), p.damping)
 
-    credibility, iterations = _personalised_pagerank(flow, status, tolerance, max_iterations)
-    say(f"credibility after {iterations} iterations")
-
-    # 6. Scores and the explanation.
-    received = per_range(_received)
-    inflow = flow(credibility)
+def _score_columns(
+    credibility: np.ndarray, inflow: np.ndarray, received: np.ndarray, status: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Step 6 on the client: ``SCORE_COLUMNS`` from the credibility, the flow into each
+    user and the sums each received (``_received``)."""
     suspended = status == AccountStatus.SUSPENDED
     members = np.flatnonzero(~suspended)
     influence = np.where(suspended, 0.0, members.size * credibility)
     with np.errstate(divide="ignore", invalid="ignore"):
         teleport_share = np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
-    columns = {
+    return {
         "influence": influence,
         "score": log_scale(influence, float(influence.max(initial=0.0))),
         "percentile": member_percentiles(influence, ~suspended),
@@ -526,17 +615,6 @@ def run(
         "reciprocity_removed": received[:, 4],
         "teleport_share": teleport_share,
     }
-    topic_table = None
-    if topics:
-        topic_table = _topic_scores(client, recip, budget, influence, status, topic_names)
-    engine_state = None
-    if state:
-        engine_state = _state(
-            client, recip, edges, names, topic_names, status, as_of, p, credibility
-        )
-    return BatchResult(
-        names, columns, iterations, time.perf_counter() - started, topic_table, engine_state
-    )
 
 
 def _topic_scores(
