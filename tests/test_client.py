@@ -210,8 +210,8 @@ def test_errors_are_one_type_with_code_reason_violations_and_retry_delay(client)
 async def _every_call(client: AsyncScoreClient) -> list[object]:
     """Every method once, and the errors of a few; what each answered, in order."""
     out: list[object] = [
-        await client.record_interactions([("ana", "bo", REPLY, NOW - 600)], request_id="a1"),
-        await client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500]),
+        await client.record_interactions([("ana", "bo", REPLY, NOW - 600, 2.0)], request_id="a1"),
+        await client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500], [3.0]),
         await client.endorse("ana", "bo", "python", event_time=NOW - 120),
         await client.endorse("cy", "bo", "python", event_time=NOW - 110),
         await client.retract("cy", "bo", "python", event_time=NOW - 100),
@@ -244,8 +244,8 @@ async def _every_call(client: AsyncScoreClient) -> list[object]:
 def _every_call_blocking(client: ScoreClient) -> list[object]:
     """``_every_call`` through the blocking client."""
     out: list[object] = [
-        client.record_interactions([("ana", "bo", REPLY, NOW - 600)], request_id="a1"),
-        client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500]),
+        client.record_interactions([("ana", "bo", REPLY, NOW - 600, 2.0)], request_id="a1"),
+        client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500], [3.0]),
         client.endorse("ana", "bo", "python", event_time=NOW - 120),
         client.endorse("cy", "bo", "python", event_time=NOW - 110),
         client.retract("cy", "bo", "python", event_time=NOW - 100),
@@ -296,6 +296,8 @@ def test_the_async_client_makes_the_same_calls_with_the_same_answers():
     writes, (bo, _, cy, batch, top, _, trail), errors = awaited[:6], awaited[6:13], awaited[13:]
     assert all(isinstance(w, WriteResult) for w in writes)
     assert bo.status == AccountStatus.NORMAL and cy.status == AccountStatus.SEED
+    # Weighted rows and columns: a reply of weight 2 (2 x 2.0) and a like of weight 3.
+    assert bo.explanation.engagement_received == pytest.approx(2 * 2.0 + 3 * 1.0, rel=1e-3)
     assert bo.explanation.top_contributors and {u.user_id for u in top.users} == {"bo", "cy"}
     assert [e.found for e in batch.entries] == [True, False]
     assert [e.retracted for e in trail] == [True, False, False]

@@ -34,8 +34,12 @@ from .core.results import BatchScores, EndorsementEvent, Ranking, UserScore, Wri
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 
-#: An interaction row: (actor_id, target_id, kind, unix seconds or None for server time).
-InteractionRow = tuple[str, str, InteractionKind | int, float | None]
+#: An interaction row: (actor_id, target_id, kind, unix seconds or None for server time),
+#: optionally followed by a weight (how many interactions it counts as; None or absent: 1).
+InteractionRow = (
+    tuple[str, str, InteractionKind | int, float | None]
+    | tuple[str, str, InteractionKind | int, float | None, float | None]
+)
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -127,10 +131,14 @@ def _endorsement_request(
 
 def _rows_request(rows: Iterable[InteractionRow], request_id: str) -> pb.RecordInteractionsRequest:
     interactions = []
-    for actor, target, kind, when in rows:
+    for row in rows:
+        actor, target, kind, when = row[:4]
         m = pb.Interaction(actor_id=actor, target_id=target, kind=cast(Any, int(kind)))
         if when is not None:
             m.event_time.CopyFrom(timestamp(when))
+        weight = row[4] if len(row) > 4 else None
+        if weight is not None:
+            m.weight = weight
         interactions.append(m)
     return pb.RecordInteractionsRequest(interactions=interactions, request_id=request_id)
 
@@ -141,6 +149,7 @@ def _columns_request(
     target_index: np.ndarray | Sequence[int],
     kind: np.ndarray | Sequence[int],
     event_time_seconds: np.ndarray | Sequence[float] | None,
+    weight: np.ndarray | Sequence[float] | None,
     request_id: str,
 ) -> pb.RecordInteractionsRequest:
     columns = pb.InteractionColumns(
@@ -151,6 +160,7 @@ def _columns_request(
         event_time_seconds=b""
         if event_time_seconds is None
         else np.asarray(event_time_seconds, "<f8").tobytes(),
+        weight=b"" if weight is None else np.asarray(weight, "<f8").tobytes(),
     )
     return pb.RecordInteractionsRequest(columns=columns, request_id=request_id)
 
@@ -338,8 +348,10 @@ class ScoreClient:
         request_id: str = "",
         timeout: float | None = None,
     ) -> WriteResult:
-        """Rows of (actor_id, target_id, kind, unix seconds or None for server time).
-        A batch with any invalid row is rejected whole, every bad row named."""
+        """Rows of (actor_id, target_id, kind, unix seconds or None for server time),
+        each optionally with a fifth item, its weight (how many interactions it counts
+        as, above 0 and at most 1e6; None: 1). A batch with any invalid row is rejected
+        whole, every bad row named."""
         request = _rows_request(rows, request_id)
         return write_result_of(self._call(self.stub.RecordInteractions, request, timeout))
 
@@ -350,14 +362,16 @@ class ScoreClient:
         target_index: np.ndarray | Sequence[int],
         kind: np.ndarray | Sequence[int],
         event_time_seconds: np.ndarray | Sequence[float] | None = None,
+        weight: np.ndarray | Sequence[float] | None = None,
         *,
         request_id: str = "",
         timeout: float | None = None,
     ) -> WriteResult:
         """A columnar batch for bulk loads: indexes into ``user_ids``, kinds 1-4
-        (``InteractionKind``), unix seconds (None: every row at server time)."""
+        (``InteractionKind``), unix seconds (None: every row at server time), weights
+        (None: every row weighs 1)."""
         request = _columns_request(
-            user_ids, actor_index, target_index, kind, event_time_seconds, request_id
+            user_ids, actor_index, target_index, kind, event_time_seconds, weight, request_id
         )
         return write_result_of(self._call(self.stub.RecordInteractions, request, timeout))
 
@@ -527,13 +541,14 @@ class AsyncScoreClient:
         target_index: np.ndarray | Sequence[int],
         kind: np.ndarray | Sequence[int],
         event_time_seconds: np.ndarray | Sequence[float] | None = None,
+        weight: np.ndarray | Sequence[float] | None = None,
         *,
         request_id: str = "",
         timeout: float | None = None,
     ) -> WriteResult:
         """A columnar batch; as ``ScoreClient.record_interaction_columns``."""
         request = _columns_request(
-            user_ids, actor_index, target_index, kind, event_time_seconds, request_id
+            user_ids, actor_index, target_index, kind, event_time_seconds, weight, request_id
         )
         return write_result_of(await self._call(self.stub.RecordInteractions, request, timeout))
 
