@@ -62,17 +62,48 @@ def test_score_reads_its_own_write(client):
 
 
 def test_endorse_retract_and_topic_scores(client):
-    client.endorse("ana", "bo", "python")
-    client.endorse("cy", "bo", "python")
-    seq = client.endorse("cy", "dee", "python").sequence
+    # A topic ranks users with two endorsers or more (docs/model.md, step 9).
+    for endorser in ("ana", "cy", "eve"):
+        client.endorse(endorser, "bo", "python")
+    client.endorse("cy", "dee", "python")
+    seq = client.endorse("eve", "dee", "python").sequence
     topic = client.score("bo", "python", min_sequence=seq)
     assert topic.topic == "python" and topic.score == pytest.approx(100.0)
-    assert topic.explanation.endorsements_received == pytest.approx(10.0, rel=1e-3)
+    assert topic.explanation.endorsements_received == pytest.approx(15.0, rel=1e-3)
     ranking = client.top_users(5, "python", min_sequence=seq)
     assert [u.user_id for u in ranking.users] == ["bo", "dee"]
     seq = client.retract("ana", "bo", "python").sequence
     after = client.score("bo", "python", min_sequence=seq)
-    assert after.explanation.endorsements_received == pytest.approx(5.0, rel=1e-3)
+    assert after.explanation.endorsements_received == pytest.approx(10.0, rel=1e-3)
+
+
+def test_topics_are_normalised_on_the_wire_and_listed_with_their_rankings(server, client):
+    client.endorse("ana", "bo", "Python")
+    client.endorse("cy", "bo", " PYTHON ")
+    client.endorse("ana", "cy", "Rust")
+    client.endorse("bo", "cy", "rust")
+    client.endorse("ana", "dee", "rust")  # one endorser: not ranked
+    client.endorse("ana", "eve", "go")  # a topic that ranks nobody is not listed
+    seq = client.endorse("cy", "dee", "\uff32\uff35\uff33\uff34").sequence  # full-width
+    got = client.score("bo", "pYthon", min_sequence=seq)
+    assert got.topic == "python" and got.score == 100.0
+    ranked = client.top_users(10, "RUST", min_sequence=seq)
+    assert {u.user_id for u in ranked.users} == {"cy", "dee"}
+    batch = client.batch_score(["bo", "eve"], " Python")
+    assert batch.entries[0].score == 100.0
+    assert client.score("eve", "go").score == 1.0
+    assert list(client.list_topics(page_size=1)) == [("python", 1), ("rust", 2)]
+    stub = server_stub(client)
+    first = stub.ListTopics(pb.ListTopicsRequest(page_size=1), timeout=10)
+    assert [t.topic for t in first.topics] == ["python"] and first.sequence >= seq
+    last = stub.ListTopics(pb.ListTopicsRequest(page_token=first.next_page_token), timeout=10)
+    assert [t.topic for t in last.topics] == ["rust"] and last.next_page_token == ""
+    bad = rejected(stub.ListTopics, pb.ListTopicsRequest(page_token="nonsense"))
+    assert bad.field_violations[0][0] == "page_token"
+    big = rejected(stub.ListTopics, pb.ListTopicsRequest(page_size=1001))
+    assert big.field_violations[0][0] == "page_size"
+    trail = list(client.list_endorsements("bo", given=False))
+    assert {e.topic for e in trail} == {"python"}
 
 
 def test_batch_score_flags_unknown_users_per_entry(client):

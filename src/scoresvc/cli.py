@@ -270,6 +270,13 @@ def _offline_flags(parser: argparse.ArgumentParser, log_level: str = "INFO") -> 
         ModelParams().daily_endorsement_limit,
         "endorsements per endorser per 24 hours (0 turns the limit off)",
     )
+    _add(
+        parser,
+        "--topic-min-endorsers",
+        _whole(1),
+        ModelParams().topic_min_endorsers,
+        "distinct endorsers with credibility a user needs to be ranked in a topic",
+    )
     _add(parser, "--threads", _whole(1), os.cpu_count() or 1, "threads of the parallel kernels")
     _log_flags(parser, log_level)
 
@@ -375,8 +382,14 @@ def _check_port(host: str, port: int, flags: str) -> None:
 
 
 def _engine(args: argparse.Namespace) -> Engine:
-    return Engine(
-        ModelParams(daily_endorsement_limit=args.daily_endorsement_limit), threads=args.threads
+    return Engine(_params(args), threads=args.threads)
+
+
+def _params(args: argparse.Namespace) -> ModelParams:
+    """The model's parameters the shared flags set (``_offline_flags``)."""
+    return ModelParams(
+        daily_endorsement_limit=args.daily_endorsement_limit,
+        topic_min_endorsers=args.topic_min_endorsers,
     )
 
 
@@ -756,7 +769,7 @@ def batch_(args: argparse.Namespace) -> int:
             client,
             args.input,
             as_of,
-            ModelParams(daily_endorsement_limit=args.daily_endorsement_limit),
+            _params(args),
             tolerance=args.tolerance,
             topics=args.topics,
             state=True,

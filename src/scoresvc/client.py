@@ -27,10 +27,18 @@ from .convert import (
     score_of,
     status_to_wire,
     timestamp,
+    topic_of,
     write_result_of,
 )
 from .core.model import AccountStatus, InteractionKind
-from .core.results import BatchScores, EndorsementEvent, Ranking, UserScore, WriteResult
+from .core.results import (
+    BatchScores,
+    EndorsementEvent,
+    Ranking,
+    TopicSummary,
+    UserScore,
+    WriteResult,
+)
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 
@@ -303,6 +311,19 @@ class ScoreClient:
             if not token:
                 return
 
+    def list_topics(self, *, page_size: int = 100) -> Iterator[TopicSummary]:
+        """Every topic that ranks at least one user, by name, with how many it ranks;
+        fetched page by page as it is iterated."""
+        token = ""
+        while True:
+            request = pb.ListTopicsRequest(page_size=page_size, page_token=token)
+            page = self._call(self.stub.ListTopics, request, None)
+            for m in page.topics:
+                yield topic_of(m)
+            token = page.next_page_token
+            if not token:
+                return
+
     # ------------------------------------------------------------------ writes
 
     def endorse(
@@ -487,6 +508,19 @@ class AsyncScoreClient:
             page = await self._call(self.stub.ListEndorsements, request, None)
             for m in page.endorsements:
                 yield endorsement_of(m)
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def list_topics(self, *, page_size: int = 100) -> AsyncIterator[TopicSummary]:
+        """The ranked topics, by name, page by page (``async for``); as
+        ``ScoreClient.list_topics``."""
+        token = ""
+        while True:
+            request = pb.ListTopicsRequest(page_size=page_size, page_token=token)
+            page = await self._call(self.stub.ListTopics, request, None)
+            for m in page.topics:
+                yield topic_of(m)
             token = page.next_page_token
             if not token:
                 return

@@ -37,6 +37,7 @@ from .results import Contributor, EndorsementEvent, WriteResult
 from .scoring import teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings
+from .topics import normalize_topic
 from .users import UserIds
 
 __all__ = ["Engine", "EngineState", "SolverSettings", "WriteRecord", "WriteResult"]
@@ -388,6 +389,8 @@ class Engine:
         now: float | None,
     ) -> WriteResult:
         now = time.time() if now is None else now
+        if isinstance(topic, str):  # anything else, validation names
+            topic = normalize_topic(topic)
         requested = ts
         ts = now if ts is None else float(ts)
         skew = self.params.max_future_skew_seconds
@@ -572,6 +575,7 @@ class Engine:
                 teleport=update.teleport,
                 received=update.received,
                 topic_records=update.topic_records,
+                topic_min_endorsers=self.params.topic_min_endorsers,
                 stats={
                     "full": update.full,
                     "rows": update.rows,

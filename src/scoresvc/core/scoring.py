@@ -67,6 +67,27 @@ def member_percentiles(values: np.ndarray, members: np.ndarray) -> np.ndarray:
     return out
 
 
+def supported(
+    topic: np.ndarray, user: np.ndarray, endorser: np.ndarray, credible: np.ndarray, least: int
+) -> np.ndarray:
+    """Step 9's support rule over live topic endorsements (one row each): which rows
+    are from a credible endorser (``credible``: credibility above 0) to a user whom
+    at least ``least`` distinct credible endorsers endorse in that topic."""
+    if len(topic) == 0:
+        return np.zeros(0, bool)
+    rows = np.flatnonzero(credible)
+    # Distinct (topic, user, endorser) triples, counted per (topic, user).
+    triples = np.unique(np.stack([topic[rows], user[rows], endorser[rows]]), axis=1)
+    keys, counts = np.unique(triples[:2], axis=1, return_counts=True)
+    enough = keys[:, counts >= least]
+    out = np.zeros(len(topic), bool)
+    if enough.shape[1]:
+        width = int(max(user.max(), enough[1].max())) + 1
+        wanted = np.isin(topic[rows] * width + user[rows], enough[0] * width + enough[1])
+        out[rows[wanted]] = True
+    return out
+
+
 @dataclass(frozen=True)
 class TopicValues:
     """Step 9's per-(topic, user) values, sorted by ``key = topic * n_users + user``."""

@@ -29,6 +29,7 @@ from ..convert import (
     seconds_of,
     status_from_wire,
     status_to_wire,
+    topics_to_wire,
 )
 from ..core.engine import Engine
 from ..core.errors import FieldViolation, InvalidArgument
@@ -325,6 +326,20 @@ class ScoreServicer:
             next_page_token="" if following is None else _encode_page_token(following),
         )
 
+    def ListTopics(
+        self, request: pb.ListTopicsRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.ListTopicsResponse:
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        after = _decode_topic_token(request.page_token)
+        snap = self.source.snapshot_for(0, context)
+        page, more = snap.topics_after(after, request.page_size or DEFAULT_PAGE_SIZE)
+        return pb.ListTopicsResponse(
+            topics=topics_to_wire(page),
+            next_page_token=_encode_topic_token(page[-1].topic) if more else "",
+            sequence=snap.sequence,
+        )
+
     # ------------------------------------------------------------------ writes
 
     def Endorse(
@@ -496,6 +511,23 @@ class ScoreServicer:
 
 def _encode_page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def _encode_topic_token(after: str) -> str:
+    """Topic pages follow names (keyset paging): the token holds the last name given."""
+    return base64.urlsafe_b64encode(f"t{after}".encode()).decode().rstrip("=")
+
+
+def _decode_topic_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    if not raw.startswith("t"):
+        raise invalid("page_token", "is not a token this service issued")
+    return raw[1:]
 
 
 def _decode_page_token(token: str) -> int:
