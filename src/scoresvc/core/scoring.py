@@ -73,18 +73,20 @@ def supported(
     """Step 9's support rule over live topic endorsements (one row each): which rows
     are from a credible endorser (``credible``: credibility above 0) to a user whom
     at least ``least`` distinct credible endorsers endorse in that topic."""
-    if len(topic) == 0:
-        return np.zeros(0, bool)
-    rows = np.flatnonzero(credible)
-    # Distinct (topic, user, endorser) triples, counted per (topic, user).
-    triples = np.unique(np.stack([topic[rows], user[rows], endorser[rows]]), axis=1)
-    keys, counts = np.unique(triples[:2], axis=1, return_counts=True)
-    enough = keys[:, counts >= least]
     out = np.zeros(len(topic), bool)
-    if enough.shape[1]:
-        width = int(max(user.max(), enough[1].max())) + 1
-        wanted = np.isin(topic[rows] * width + user[rows], enough[0] * width + enough[1])
-        out[rows[wanted]] = True
+    rows = np.flatnonzero(credible)
+    if len(rows) == 0:
+        return out
+    width = int(user.max()) + 1
+    key = np.asarray(topic, np.int64)[rows] * width + user[rows]
+    who = endorser[rows]
+    # Distinct (key, endorser) pairs in one sort, then endorsers counted per key.
+    order = np.lexsort((who, key))
+    k, e = key[order], who[order]
+    first = np.ones(len(k), bool)
+    first[1:] = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
+    keys, counts = np.unique(k[first], return_counts=True)
+    out[rows[np.isin(key, keys[counts >= least])]] = True
     return out
 
 
