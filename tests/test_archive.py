@@ -78,6 +78,25 @@ def test_export_then_import_gives_the_same_scores(tmp_path, fmt):
     assert imported.list_endorsements("cy", True, 0, 5)[0][0].retracted
 
 
+def test_an_imported_archive_merges_the_spellings_of_a_topic(tmp_path):
+    """Archives written before topics were normalised, or by hand, import as the
+    service names topics: "Rust", " rust" and "RUST" are one topic."""
+    (tmp_path / "endorsements.csv").write_text(
+        "endorser_id,endorsee_id,topic,event_time_seconds,retracted\n"
+        f"a,b,Rust,{T0},False\n"
+        f"c,b, rust,{T0},False\n"
+        f"a,d,RUST,{T0},False\n"
+        f"c,d,go,{T0},False\n"
+    )
+    engine = Engine()
+    archive.import_into(engine, tmp_path)
+    snap = engine.refresh(T0 + 1)
+    assert [u for u, _, _ in snap.top(10, "rust")] == ["b"]
+    assert snap.score("d", "Rust").score == 1.0  # one endorser there
+    trail, _ = engine.list_endorsements("b", False, 0, 10)
+    assert {e.topic for e in trail} == {"rust"}
+
+
 def test_a_bad_archive_names_the_file_and_column(tmp_path):
     (tmp_path / "interactions.csv").write_text(
         "actor_id,target_id,kind,event_time_seconds\na,b,POKE,1.0\n"

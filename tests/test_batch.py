@@ -18,7 +18,7 @@ from scoresvc.cli import flags, serving
 from scoresvc.client import ScoreClient
 from scoresvc.core.engine import Engine, SolverSettings
 from scoresvc.core.events import CompactionError, format_time
-from scoresvc.core.model import AccountStatus, InteractionKind
+from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.storage import archive
 from scoresvc.synthetic import community
 
@@ -51,6 +51,8 @@ def _engine(seeds: bool) -> Engine:
     engine.endorse(log.user_ids[8], log.user_ids[7], "rust", T0 - 1800, now=T0)
     engine.endorse(log.user_ids[9], log.user_ids[8], "", T0 - 120, now=T0)
     engine.endorse(log.user_ids[9], log.user_ids[5], "rust", T0 - 90, now=T0)  # suspended
+    # Two endorsers rank user 8 in rust; user 7's one does not (docs/model.md, step 9).
+    engine.endorse(log.user_ids[10], log.user_ids[8], "rust", T0 - 80, now=T0)
     engine.retract(log.user_ids[9], log.user_ids[8], "", T0 - 60, now=T0)
     return engine
 
@@ -90,12 +92,17 @@ def test_batch_scores_are_the_engines_to_a_billionth(tmp_path, client, seeds):
         )
     ranked = {u for u, _, _ in snap.top(snap.n_users, "rust")}
     assert {str(result.user_ids[u]) for u in topics["user"][topics["topic"] == "rust"]} == ranked
+    assert snap.user_ids[8] in ranked and snap.user_ids[7] not in ranked
+
+
+#: Rankings of one endorser each: the rounding case below needs many distinct tops.
+ONE_ENDORSER = ModelParams(topic_min_endorsers=1)
 
 
 def _many_topics_engine() -> Engine:
     """Forty topics, each topped by a different value: at the top of a ranking the
     score ``1 + 99 ln(1 + v) / ln(1 + v_max)`` rounds a hair past 100 for some ``v``."""
-    engine = Engine(solver=TIGHT)
+    engine = Engine(ONE_ENDORSER, solver=TIGHT)
     kinds = list(InteractionKind)
     engine.record_interactions(
         [(f"u{i}", f"u{(7 * i + 3) % 50}", kinds[i % 4], T0 - 600.0 * i) for i in range(200)],
@@ -110,7 +117,7 @@ def _many_topics_engine() -> Engine:
 def test_batch_and_live_agree_at_the_top_of_every_ranking(tmp_path, client):
     engine = _many_topics_engine()
     archive.export(engine, tmp_path / "archive")
-    result = batch.run(client, tmp_path / "archive", T0, topics=True)
+    result = batch.run(client, tmp_path / "archive", T0, ONE_ENDORSER, topics=True)
     snap = engine.refresh(T0)
     topics = result.topics
     assert topics is not None

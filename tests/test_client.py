@@ -216,8 +216,8 @@ def test_errors_are_one_type_with_code_reason_violations_and_retry_delay(client)
 async def _every_call(client: AsyncScoreClient) -> list[object]:
     """Every method once, and the errors of a few; what each answered, in order."""
     out: list[object] = [
-        await client.record_interactions([("ana", "bo", REPLY, NOW - 600)], request_id="a1"),
-        await client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500]),
+        await client.record_interactions([("ana", "bo", REPLY, NOW - 600, 2.0)], request_id="a1"),
+        await client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500], [3.0]),
         await client.endorse("ana", "bo", "python", event_time=NOW - 120),
         await client.endorse("cy", "bo", "python", event_time=NOW - 110),
         await client.retract("cy", "bo", "python", event_time=NOW - 100),
@@ -232,6 +232,7 @@ async def _every_call(client: AsyncScoreClient) -> list[object]:
         await client.top_users(3),
         await client.top_users(3, "python"),
         [e async for e in client.list_endorsements("bo", given=False, page_size=1)],
+        [t async for t in client.list_topics(page_size=1)],
     ]
     for call in (
         client.score("ghost"),
@@ -250,8 +251,8 @@ async def _every_call(client: AsyncScoreClient) -> list[object]:
 def _every_call_blocking(client: ScoreClient) -> list[object]:
     """``_every_call`` through the blocking client."""
     out: list[object] = [
-        client.record_interactions([("ana", "bo", REPLY, NOW - 600)], request_id="a1"),
-        client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500]),
+        client.record_interactions([("ana", "bo", REPLY, NOW - 600, 2.0)], request_id="a1"),
+        client.record_interaction_columns(["cy", "bo"], [0], [1], [1], [NOW - 500], [3.0]),
         client.endorse("ana", "bo", "python", event_time=NOW - 120),
         client.endorse("cy", "bo", "python", event_time=NOW - 110),
         client.retract("cy", "bo", "python", event_time=NOW - 100),
@@ -266,6 +267,7 @@ def _every_call_blocking(client: ScoreClient) -> list[object]:
         client.top_users(3),
         client.top_users(3, "python"),
         list(client.list_endorsements("bo", given=False, page_size=1)),
+        list(client.list_topics(page_size=1)),
     ]
     for call in (
         lambda: client.score("ghost"),
@@ -299,12 +301,17 @@ def test_the_async_client_makes_the_same_calls_with_the_same_answers():
             server.stop(0)
     blocking, awaited = answers
     assert awaited == blocking
-    writes, (bo, _, cy, batch, top, _, trail), errors = awaited[:6], awaited[6:13], awaited[13:]
+    writes, reads, errors = awaited[:6], awaited[6:14], awaited[14:]
+    bo, _, cy, batch, top, _, trail, topics = reads
     assert all(isinstance(w, WriteResult) for w in writes)
     assert bo.status == AccountStatus.NORMAL and cy.status == AccountStatus.SEED
+    # Weighted rows and columns: a reply of weight 2 (2 x 2.0) and a like of weight 3.
+    assert bo.explanation.engagement_received == pytest.approx(2 * 2.0 + 3 * 1.0, rel=1e-3)
     assert bo.explanation.top_contributors and {u.user_id for u in top.users} == {"bo", "cy"}
     assert [e.found for e in batch.entries] == [True, False]
     assert [e.retracted for e in trail] == [True, False, False]
+    # "python": ana's endorsement alone (cy's retracted, ana suspended) ranks nobody.
+    assert topics == []
     assert [error[0] for error in errors] == [
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -407,6 +407,7 @@ def test_topic_scores_rank_within_the_topic():
     for fan in range(6):
         engine.endorse(f"fan{fan}", "guru", "python", T0, now=NOW)
     engine.endorse("fan0", "novice", "python", T0, now=NOW)
+    engine.endorse("fan1", "novice", "python", T0, now=NOW)  # two endorsers: ranked
     snap = engine.refresh(NOW)
     guru, novice = snap.score("guru", "python"), snap.score("novice", "python")
     assert guru.score == pytest.approx(100.0) and novice.score < guru.score

@@ -15,6 +15,7 @@ from scoresvc import reference
 from scoresvc.core.engine import Engine
 from scoresvc.core.events import EventLog
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.core.topics import normalize_topic
 
 NOW = T0 + 1.0
 kinds = st.sampled_from(list(InteractionKind))
@@ -52,6 +53,7 @@ def test_the_default_constants_are_the_specified_ones():
     assert p.max_future_skew_seconds == 300.0
     assert p.daily_endorsement_limit == 20
     assert p.endorsement_limit_horizon_seconds == 7_776_000.0  # 90 days
+    assert p.topic_min_endorsers == 2
     assert list(p.channel_weights()) == [1.0, 1.5, 2.0, 3.0, 5.0]
     assert list(p.channel_reciprocity()) == [0.5, 0.25, 0.0, 0.5, 0.9]
 
@@ -424,6 +426,7 @@ def test_suspension_of_a_topics_leader_removes_it_and_lifting_restores_it():
     for fan in ("u1", "u2", "u3"):
         engine.endorse(fan, "u0", "python", T0, now=NOW)
     engine.endorse("u1", "u2", "python", T0, now=NOW)
+    engine.endorse("u3", "u2", "python", T0, now=NOW)  # two endorsers: ranked
     before = engine.refresh(NOW)
     assert [u for u, _, _ in before.top(1, "python")] == ["u0"]
     engine.set_status("u0", AccountStatus.SUSPENDED)
@@ -435,6 +438,85 @@ def test_suspension_of_a_topics_leader_removes_it_and_lifting_restores_it():
     engine.set_status("u0", AccountStatus.NORMAL)
     after, was = engine.refresh(NOW).score("u0", "python"), before.score("u0", "python")
     assert (after.score, after.percentile) == pytest.approx((was.score, was.percentile))
+
+
+# 12. Topic support -----------------------------------------------------------------
+
+
+@given(log=event_logs(max_endorsements=40), least=st.integers(1, 3))
+def test_topic_support_a_topic_ranks_only_users_with_enough_credible_endorsers(log, least):
+    """A user is ranked in a topic exactly when at least ``topic_min_endorsers``
+    distinct endorsers with influence above 0 endorse them there; anyone else scores 1
+    with percentile 0 there and is in no top list (the engine and the oracle alike)."""
+    assert log.user_ids is not None
+    params = ModelParams(topic_min_endorsers=least)
+    _, snap = engine_for(log, NOW, params=params)
+    ref = reference.compute(log, NOW, params, tolerance=1e-15, max_iterations=20_000)
+    live = reference.live_endorsements(log)
+    influence = snap.influence
+    dense = np.array([snap.user_index[u] for u in log.user_ids])
+    for t, topic in enumerate(log.topics):
+        if not topic:
+            continue
+        ranked = {u for u, _, _ in snap.top(log.n_users, topic)}
+        assert {log.user_ids[u] for u in ref.topic_value.get(t, {})} == ranked
+        for i, user in enumerate(log.user_ids):
+            endorsers = {
+                int(a)
+                for a, b, k in zip(log.endorser[live], log.endorsee[live], log.topic[live])
+                if b == i and k == t and influence[dense[a]] > 0
+            }
+            supported = len(endorsers) >= least and log.status[i] != AccountStatus.SUSPENDED
+            assert (user in ranked) == supported, (topic, user, endorsers)
+            if not supported:
+                got = snap.score(user, topic)
+                assert (got.score, got.percentile) == (1.0, 0.0)
+
+
+def test_topic_support_one_account_cannot_claim_a_topic():
+    """Topic squatting: an endorsement from one account, however credible, ranks no one;
+    a second credible endorser does. Fresh accounts with no credibility count for
+    nothing, with seeds (where they get none)."""
+    engine = fresh_engine(6)
+    engine.endorse("u1", "u0", "rust", T0, now=NOW)
+    alone = engine.refresh(NOW)
+    assert alone.top(10, "rust") == []
+    assert alone.score("u0", "rust").score == 1.0
+    engine.endorse("u2", "u0", "rust", T0, now=NOW)
+    assert [u for u, _, _ in engine.refresh(NOW).top(10, "rust")] == ["u0"]
+
+    seeded = fresh_engine(4)
+    seeded.set_status("u3", AccountStatus.SEED)
+    seeded.endorse("u3", "u1", "", T0, now=NOW)
+    seeded.endorse("u1", "u0", "rust", T0, now=NOW)  # credible: reached from the seed
+    for fresh in ("f1", "f2", "f3"):  # no seed reaches them: credibility 0
+        seeded.endorse(fresh, "u0", "rust", T0, now=NOW)
+    assert seeded.refresh(NOW).top(10, "rust") == []
+    seeded.endorse("u3", "u0", "rust", T0, now=NOW)
+    assert [u for u, _, _ in seeded.refresh(NOW).top(10, "rust")] == ["u0"]
+
+
+@given(topic=st.text(max_size=20))
+def test_topic_names_are_normalised_idempotently(topic):
+    once = normalize_topic(topic)
+    assert normalize_topic(once) == once
+    if topic.isascii():
+        assert normalize_topic(topic.upper()) == normalize_topic(topic.lower())
+    assert once == once.strip()
+
+
+def test_spellings_of_a_topic_are_one_topic_everywhere():
+    engine = fresh_engine(4)
+    engine.endorse("u1", "u0", "Python", T0, now=NOW)
+    engine.endorse("u2", "u0", " python\u3000", T0, now=NOW)  # ideographic space
+    engine.retract("u2", "u0", "PYTHON", T0 + 0.5, now=NOW)
+    engine.endorse("u3", "u0", "\uff30\uff59\uff54\uff48\uff4f\uff4e", T0, now=NOW)  # full-width
+    snap = engine.refresh(NOW)
+    assert [u for u, _, _ in snap.top(10, "pYtHoN ")] == ["u0"]
+    assert snap.score("u0", "PYTHON").topic == "python"
+    assert snap.score("u0", "PYTHON").score == 100.0
+    trail, _ = engine.list_endorsements("u0", False, 0, 10)
+    assert {e.topic for e in trail} == {"python"}
 
 
 def test_the_specification_is_self_contained_and_names_real_tests():

@@ -105,6 +105,16 @@ def test_grpcurl_score_and_an_endorsement_with_an_rfc3339_time(server):
     assert int(json.loads(out)["sequence"]) > 0
 
 
+def test_grpcurl_lists_topics_as_the_readme_shows(server):
+    with ScoreClient(server.address) as c:
+        c.endorse("ana", "bo", "Go")
+        seq = c.endorse("cy", "bo", "go ").sequence
+        c.top_users(1, "go", min_sequence=seq)
+    out = grpcurl(server, "scoresvc.v1.ScoreService/ListTopics", data='{"page_size": 5}')
+    got = json.loads(out)
+    assert {"topic": "go", "endorsee_count": "1"} in got["topics"]
+
+
 def _until_in_flight(client: ScoreClient, reader: threading.Thread) -> bool:
     """Whether the server (taking one call at a time) holds the reader's call: a probe
     is refused with RESOURCE_EXHAUSTED. False if the reader finished first."""

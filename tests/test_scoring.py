@@ -91,3 +91,22 @@ S, N, X = AccountStatus.SEED, AccountStatus.NORMAL, AccountStatus.SUSPENDED
 def test_the_teleport_vector_is_the_seeds_or_else_every_member(status, teleport):
     got = scoring.teleport_vector(np.array(status, np.uint8))
     assert got.dtype == np.float64 and got.tolist() == teleport
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 4), st.integers(0, 4), st.booleans()),
+        max_size=40,
+    ),
+    least=st.integers(1, 3),
+)
+def test_a_topic_supports_users_with_enough_distinct_credible_endorsers(rows, least):
+    """Counted by brute force: each (topic, user) keeps the rows of credible endorsers
+    when at least ``least`` distinct credible endorsers endorse it; repeats count once."""
+    topic, user, endorser, credible = (
+        (np.array(c, dtype=int) for c in zip(*rows)) if rows else (np.zeros(0, int),) * 4
+    )
+    got = scoring.supported(topic, user, endorser, credible.astype(bool), least)
+    for i, (t, u, _, ok) in enumerate(rows):
+        backers = {a for (t2, u2, a, ok2) in rows if (t2, u2) == (t, u) and ok2}
+        assert got[i] == (bool(ok) and len(backers) >= least)

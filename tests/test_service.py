@@ -62,17 +62,48 @@ def test_score_reads_its_own_write(client):
 
 
 def test_endorse_retract_and_topic_scores(client):
-    client.endorse("ana", "bo", "python")
-    client.endorse("cy", "bo", "python")
-    seq = client.endorse("cy", "dee", "python").sequence
+    # A topic ranks users with two endorsers or more (docs/model.md, step 9).
+    for endorser in ("ana", "cy", "eve"):
+        client.endorse(endorser, "bo", "python")
+    client.endorse("cy", "dee", "python")
+    seq = client.endorse("eve", "dee", "python").sequence
     topic = client.score("bo", "python", min_sequence=seq)
     assert topic.topic == "python" and topic.score == pytest.approx(100.0)
-    assert topic.explanation.endorsements_received == pytest.approx(10.0, rel=1e-3)
+    assert topic.explanation.endorsements_received == pytest.approx(15.0, rel=1e-3)
     ranking = client.top_users(5, "python", min_sequence=seq)
     assert [u.user_id for u in ranking.users] == ["bo", "dee"]
     seq = client.retract("ana", "bo", "python").sequence
     after = client.score("bo", "python", min_sequence=seq)
-    assert after.explanation.endorsements_received == pytest.approx(5.0, rel=1e-3)
+    assert after.explanation.endorsements_received == pytest.approx(10.0, rel=1e-3)
+
+
+def test_topics_are_normalised_on_the_wire_and_listed_with_their_rankings(server, client):
+    client.endorse("ana", "bo", "Python")
+    client.endorse("cy", "bo", " PYTHON ")
+    client.endorse("ana", "cy", "Rust")
+    client.endorse("bo", "cy", "rust")
+    client.endorse("ana", "dee", "rust")  # one endorser: not ranked
+    client.endorse("ana", "eve", "go")  # a topic that ranks nobody is not listed
+    seq = client.endorse("cy", "dee", "\uff32\uff35\uff33\uff34").sequence  # full-width
+    got = client.score("bo", "pYthon", min_sequence=seq)
+    assert got.topic == "python" and got.score == 100.0
+    ranked = client.top_users(10, "RUST", min_sequence=seq)
+    assert {u.user_id for u in ranked.users} == {"cy", "dee"}
+    batch = client.batch_score(["bo", "eve"], " Python")
+    assert batch.entries[0].score == 100.0
+    assert client.score("eve", "go").score == 1.0
+    assert list(client.list_topics(page_size=1)) == [("python", 1), ("rust", 2)]
+    stub = server_stub(client)
+    first = stub.ListTopics(pb.ListTopicsRequest(page_size=1), timeout=10)
+    assert [t.topic for t in first.topics] == ["python"] and first.sequence >= seq
+    last = stub.ListTopics(pb.ListTopicsRequest(page_token=first.next_page_token), timeout=10)
+    assert [t.topic for t in last.topics] == ["rust"] and last.next_page_token == ""
+    bad = rejected(stub.ListTopics, pb.ListTopicsRequest(page_token="nonsense"))
+    assert bad.field_violations[0][0] == "page_token"
+    big = rejected(stub.ListTopics, pb.ListTopicsRequest(page_size=1001))
+    assert big.field_violations[0][0] == "page_size"
+    trail = list(client.list_endorsements("bo", given=False))
+    assert {e.topic for e in trail} == {"python"}
 
 
 def test_batch_score_flags_unknown_users_per_entry(client):
@@ -165,6 +196,46 @@ def test_columnar_ingest(client):
     assert done.accepted == 1
 
 
+def test_a_weighted_interaction_counts_as_that_many_in_rows_and_columns(client):
+    t = now()
+    done = client.record_interactions(
+        [("ana", "bo", LIKE, t, 4.0), ("cy", "bo", REPLY, t), ("cy", "dee", LIKE, t, None)]
+    )
+    got = client.score("bo", min_sequence=done.sequence)
+    assert got.explanation.engagement_received == pytest.approx(4 * 1.0 + 2.0, rel=1e-3)
+    done = client.record_interaction_columns(
+        ["ana", "dee", "eve"], [0, 2], [1, 1], [LIKE, REPLY], np.full(2, t), [0.5, 3.0]
+    )
+    got = client.score("dee", min_sequence=done.sequence)
+    assert got.explanation.engagement_received == pytest.approx(1.0 + 0.5 + 3 * 2.0, rel=1e-3)
+
+
+def test_weights_read_by_protobuf_keep_absent_apart_from_zero(server, client):
+    # An empty id sends the batch to protobuf's parser rather than the compiled one.
+    request = _rows(
+        _row("", "b", when=None), _row("a", "b", when=None, weight=0.0), _row("a", "c", when=None)
+    )
+    got = rejected(server_stub(client).RecordInteractions, request)
+    assert [f for f, _ in got.field_violations] == [
+        "interactions[0].actor_id",
+        "interactions[1].weight",
+    ]
+
+
+def test_bad_weights_in_columns_name_the_column_and_apply_nothing(client):
+    got = rejected(
+        client.record_interaction_columns, ["a", "b"], [0, 1], [1, 0], [1, 1], None, [1.0, 0.0]
+    )
+    assert got.field_violations == [("columns.weight[1]", "must be a finite number above 0")]
+    big = rejected(client.record_interaction_columns, ["a", "b"], [0], [1], [1], None, [2e6])
+    assert big.field_violations == [("columns.weight[0]", "must be at most 1000000")]
+    short = rejected(
+        client.record_interaction_columns, ["a", "b"], [0, 1], [1, 0], [1, 1], None, [2.0]
+    )
+    assert short.field_violations[0][0] == "columns.weight"
+    assert rejected(client.score, "a").code == grpc.StatusCode.NOT_FOUND
+
+
 def test_list_endorsements_pages_the_audit_trail(client):
     for i in range(7):
         client.endorse("ana", f"u{i}", "go")
@@ -232,6 +303,20 @@ def test_set_account_status_suspends_and_restores(client):
         (pb.Interaction(actor_id="a", target_id="a", kind=1), "interactions[1].target_id"),
         (pb.Interaction(actor_id="a", target_id="b", kind=0), "interactions[1].kind"),
         (pb.Interaction(actor_id="a", target_id="b", kind=9), "interactions[1].kind"),
+        (pb.Interaction(actor_id="a", target_id="b", kind=1, weight=0), "interactions[1].weight"),
+        (pb.Interaction(actor_id="a", target_id="b", kind=1, weight=-2), "interactions[1].weight"),
+        (
+            pb.Interaction(actor_id="a", target_id="b", kind=1, weight=float("nan")),
+            "interactions[1].weight",
+        ),
+        (
+            pb.Interaction(actor_id="a", target_id="b", kind=1, weight=float("inf")),
+            "interactions[1].weight",
+        ),
+        (
+            pb.Interaction(actor_id="a", target_id="b", kind=1, weight=1e6 + 1),
+            "interactions[1].weight",
+        ),
     ],
 )
 def test_bad_rows_name_their_field_and_apply_nothing(server, client, row, path):
@@ -500,10 +585,19 @@ def _at(seconds: float) -> Timestamp:
     return stamp
 
 
-def _row(actor: str, target: str, kind: int = LIKE, when: float | None = T, topic: str = ""):
+def _row(
+    actor: str,
+    target: str,
+    kind: int = LIKE,
+    when: float | None = T,
+    topic: str = "",
+    weight: float | None = None,
+):
     row = pb.Interaction(actor_id=actor, target_id=target, kind=kind, topic=topic)
     if when is not None:
         row.event_time.CopyFrom(_at(when))
+    if weight is not None:
+        row.weight = weight
     return row
 
 
@@ -511,7 +605,9 @@ def _rows(*rows) -> pb.RecordInteractionsRequest:
     return pb.RecordInteractionsRequest(interactions=rows)
 
 
-def _columns(users=("a", "b", "c"), actor=(0, 2), target=(1, 1), kind=(1, 3), times=(T, T)):
+def _columns(
+    users=("a", "b", "c"), actor=(0, 2), target=(1, 1), kind=(1, 3), times=(T, T), weight=()
+):
     return pb.RecordInteractionsRequest(
         columns=pb.InteractionColumns(
             user_ids=users,
@@ -519,6 +615,7 @@ def _columns(users=("a", "b", "c"), actor=(0, 2), target=(1, 1), kind=(1, 3), ti
             target_index=np.array(target, "<u4").tobytes(),
             kind=np.array(kind, np.uint8).tobytes(),
             event_time_seconds=np.array(times, "<f8").tobytes(),
+            weight=np.array(weight, "<f8").tobytes(),
         )
     )
 
@@ -580,6 +677,16 @@ CHANGED = {
         BASE_ROWS,
         _rows(_row("a", "b"), _row("c", "b", REPLY, T)),
     ),
+    "rows: weight": (
+        "RecordInteractions",
+        BASE_ROWS,
+        _rows(_row("a", "b", weight=2.0), _row("c", "b", REPLY, None)),
+    ),
+    "rows: weight, both given": (
+        "RecordInteractions",
+        _rows(_row("a", "b", weight=2.0), _row("c", "b", REPLY, None)),
+        _rows(_row("a", "b", weight=2.5), _row("c", "b", REPLY, None)),
+    ),
     "rows: a row less": ("RecordInteractions", BASE_ROWS, _rows(_row("a", "b"))),
     "rows: a row more": (
         "RecordInteractions",
@@ -602,6 +709,12 @@ CHANGED = {
     "columns: kind": ("RecordInteractions", _columns(), _columns(kind=(1, 4))),
     "columns: time": ("RecordInteractions", _columns(), _columns(times=(T, T - 60))),
     "columns: time left out": ("RecordInteractions", _columns(), _columns(times=())),
+    "columns: weight": ("RecordInteractions", _columns(), _columns(weight=(1, 4))),
+    "columns: weight changed": (
+        "RecordInteractions",
+        _columns(weight=(1, 4)),
+        _columns(weight=(4, 1)),
+    ),
     "columns: as rows, a kind changed": (
         "RecordInteractions",
         _columns(),
@@ -680,6 +793,20 @@ def test_the_same_batch_as_rows_or_as_columns_is_one_request(server):
         stub = pb_grpc.ScoreServiceStub(channel)
         first = _send(stub, columns)
         assert _send(stub, rows) == first
+        assert _send(stub, columns) == first
+
+
+def test_a_weight_of_one_is_the_same_request_as_no_weight(server):
+    """Absent means 1, so a retry that spells the default out is a retry, in either form."""
+    plain = _rows(_row("a", "b"), _row("c", "b", REPLY))
+    spelled = _rows(_row("a", "b", weight=1.0), _row("c", "b", REPLY, weight=1.0))
+    columns = _columns(weight=(1.0, 1.0))
+    for request in (plain, spelled, columns):
+        request.request_id = "weight-one"
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.ScoreServiceStub(channel)
+        first = _send(stub, plain)
+        assert _send(stub, spelled) == first
         assert _send(stub, columns) == first
 
 

@@ -88,6 +88,31 @@ def test_a_restart_gives_the_same_scores_and_remembers_request_ids(tmp_path):
     assert [e.retracted for e in trail][:2] == [True, False]
 
 
+def test_weighted_interactions_are_journaled_with_their_weights_and_request_ids(tmp_path):
+    first = Engine()
+    store = Store(tmp_path)
+    store.load_into(first)
+    rows = [("ana", "bo", LIKE, NOW - 60, 4.0), ("cy", "bo", LIKE, NOW - 60)]
+    first.record_interactions(rows, request_id="w-1", now=NOW)
+    first.record_interaction_columns(
+        ["dee", "bo"], [0], [1], [LIKE], [NOW - 60], [2.5], request_id="w-2", now=NOW
+    )
+    store.close(final_checkpoint=False)  # all from the journal
+
+    second = Engine()
+    Store(tmp_path).load_into(second)
+    snap = second.refresh(NOW)
+    received = snap.score("bo").explanation.engagement_received
+    assert received == pytest.approx((4.0 + 1.0 + 2.5) * 2 ** (-60 / (30 * 86_400)))
+    assert second.record_interactions(rows, request_id="w-1", now=NOW).sequence == 1
+    with pytest.raises(Conflict):
+        second.record_interactions(
+            [("ana", "bo", LIKE, NOW - 60, 3.0), ("cy", "bo", LIKE, NOW - 60)],
+            request_id="w-1",
+            now=NOW,
+        )
+
+
 def _write_a_little(engine: Engine) -> None:
     """The writes in tests/data/checkpoint-version-1.svck (refreshed at NOW)."""
     engine.record_interactions(
@@ -109,7 +134,9 @@ def test_a_version_1_checkpoint_is_read_with_its_clock_topics_and_request_ids(tm
     (tmp_path / "checkpoints").mkdir()
     fixture = Path(__file__).parent / "data" / "checkpoint-version-1.svck"
     shutil.copy(fixture, tmp_path / "checkpoints" / checkpoint.file_name(5))
-    fresh, restored = Engine(), Engine()
+    # The fixture's "python" has one endorser: rank it, to compare its topic scores.
+    one_endorser = ModelParams(topic_min_endorsers=1)
+    fresh, restored = Engine(one_endorser), Engine(one_endorser)
     _write_a_little(fresh)
     with Store(tmp_path) as store:
         assert store.load_into(restored) == fresh.sequence == 5

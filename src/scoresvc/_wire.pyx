@@ -9,6 +9,7 @@ The row parser builds Python strings and a dict, so the parsers live apart from
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport NAN
 from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.string cimport memcpy
 
 import numpy as np
 
@@ -46,12 +47,24 @@ cdef inline int _skip(const unsigned char* buf, Py_ssize_t n, Py_ssize_t* pos,
     return 0 if pos[0] <= n else -1
 
 
+cdef inline double _double_le(const unsigned char* at) noexcept nogil:
+    """A little-endian IEEE double at ``at`` (the wire's byte order, whatever the host's)."""
+    cdef uint64_t bits = 0
+    cdef double out
+    cdef int i
+    for i in range(8):
+        bits |= (<uint64_t>at[i]) << (8 * i)
+    memcpy(&out, &bits, 8)
+    return out
+
+
 def parse_interaction_rows(const unsigned char[::1] data):
     """Parse a ``RecordInteractionsRequest`` carrying rows (field 1) into columns.
 
-    Returns ``(user_ids, actor, target, kind, ts, request_id)``: the distinct ids in
-    order of first use, int64 indexes into them, int64 kinds, float64 unix seconds
-    (NaN where ``event_time`` is unset). Returns None when the message holds
+    Returns ``(user_ids, actor, target, kind, ts, weight, request_id)``: the distinct
+    ids in order of first use, int64 indexes into them, int64 kinds, float64 unix
+    seconds (NaN where ``event_time`` is unset), float64 weights (1 where ``weight``
+    is unset). Returns None when the message holds
     ``columns``, is malformed, or anything else this fast path does not handle: the
     caller then parses it with protobuf, which reports errors as it always does.
     Building the id dictionary here, in one pass, is what makes the row form fast.
@@ -67,12 +80,14 @@ def parse_interaction_rows(const unsigned char[::1] data):
     cdef str request_id = ""
     cdef int64_t seconds, nanos, kind_v, who
     cdef bint has_time
+    cdef double weight_v
     actor = np.empty(cap, np.int64)
     target = np.empty(cap, np.int64)
     kind = np.empty(cap, np.int64)
     ts = np.empty(cap, np.float64)
+    weight = np.empty(cap, np.float64)
     cdef int64_t[::1] a_v = actor, t_v = target, k_v = kind
-    cdef double[::1] s_v = ts
+    cdef double[::1] s_v = ts, w_v = weight
     while pos < n:
         if _varint(buf, n, &pos, &key) != 0:
             return None
@@ -102,16 +117,19 @@ def parse_interaction_rows(const unsigned char[::1] data):
             target = np.resize(target, cap)
             kind = np.resize(kind, cap)
             ts = np.resize(ts, cap)
+            weight = np.resize(weight, cap)
             a_v = actor
             t_v = target
             k_v = kind
             s_v = ts
+            w_v = weight
         a_v[rows] = -1
         t_v[rows] = -1
         kind_v = 0
         seconds = 0
         nanos = 0
         has_time = False
+        weight_v = 1.0
         while pos < end:
             if _varint(buf, end, &pos, &key) != 0:
                 return None
@@ -160,6 +178,11 @@ def parse_interaction_rows(const unsigned char[::1] data):
                         nanos = <int64_t>(<int32_t>v)
                     elif _skip(buf, sub_end, &pos, <int>(key & 7)) != 0:
                         return None
+            elif field == 6 and wire == 1:
+                if end - pos < 8:
+                    return None
+                weight_v = _double_le(buf + pos)
+                pos += 8
             else:
                 if _skip(buf, end, &pos, wire) != 0:
                     return None
@@ -169,8 +192,9 @@ def parse_interaction_rows(const unsigned char[::1] data):
             return None  # an empty id: protobuf's path names the field
         k_v[rows] = kind_v
         s_v[rows] = (<double>seconds + <double>nanos * 1e-9) if has_time else NAN
+        w_v[rows] = weight_v
         rows += 1
-    return users, actor[:rows], target[:rows], kind[:rows], ts[:rows], request_id
+    return users, actor[:rows], target[:rows], kind[:rows], ts[:rows], weight[:rows], request_id
 
 
 cdef inline object _bytes_field(const unsigned char* buf, Py_ssize_t n, Py_ssize_t* pos):
@@ -187,7 +211,7 @@ def parse_interaction_columns(const unsigned char[::1] data):
     """Parse a ``RecordInteractionsRequest`` carrying ``columns`` (field 2).
 
     Returns ``(blob, offsets, actor_index, target_index, kind, event_time_seconds,
-    request_id)``: the user ids as one uint8 array of their UTF-8 bytes with int64
+    weight, request_id)``: the user ids as one uint8 array of their UTF-8 bytes with int64
     offsets (no Python string per id: known ids are looked up as bytes), then the
     packed columns as bytes. Returns None for anything else (rows, a repeated
     ``columns`` field, a malformed message): protobuf's parser takes those.
@@ -198,7 +222,7 @@ def parse_interaction_columns(const unsigned char[::1] data):
     cdef int field, wire
     cdef Py_ssize_t count = 0, total = 0, cap = 1024, i
     cdef str request_id = ""
-    cdef list columns = [b"", b"", b"", b""]
+    cdef list columns = [b"", b"", b"", b"", b""]
     cdef object value
     spans = np.empty(cap, np.int64)
     cdef int64_t[::1] s_v = spans
@@ -236,7 +260,7 @@ def parse_interaction_columns(const unsigned char[::1] data):
             return None
         field = <int>(key >> 3)
         wire = <int>(key & 7)
-        if 1 <= field <= 5 and wire == 2:
+        if 1 <= field <= 6 and wire == 2:
             if field == 1:
                 if _varint(buf, end, &pos, &length) != 0 or length > <uint64_t>(end - pos):
                     return None
@@ -270,4 +294,4 @@ def parse_interaction_columns(const unsigned char[::1] data):
                 b_v[at + k] = buf[s_v[2 * i] + k]
             at += s_v[2 * i + 1]
             o_v[i + 1] = at
-    return blob, offsets, columns[0], columns[1], columns[2], columns[3], request_id
+    return blob, offsets, columns[0], columns[1], columns[2], columns[3], columns[4], request_id

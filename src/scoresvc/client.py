@@ -21,7 +21,14 @@ import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
 from .core.model import AccountStatus, InteractionKind
-from .core.results import BatchScores, EndorsementEvent, Ranking, UserScore, WriteResult
+from .core.results import (
+    BatchScores,
+    EndorsementEvent,
+    Ranking,
+    TopicSummary,
+    UserScore,
+    WriteResult,
+)
 from .service.convert import (
     batch_scores_of,
     endorsement_of,
@@ -29,13 +36,18 @@ from .service.convert import (
     score_of,
     status_to_wire,
     timestamp,
+    topic_of,
     write_result_of,
 )
 from .v1 import score_service_pb2 as pb
 from .v1 import score_service_pb2_grpc as pb_grpc
 
-#: An interaction row: (actor_id, target_id, kind, unix seconds or None for server time).
-InteractionRow = tuple[str, str, InteractionKind | int, float | None]
+#: An interaction row: (actor_id, target_id, kind, unix seconds or None for server time),
+#: optionally followed by a weight (how many interactions it counts as; None or absent: 1).
+InteractionRow = (
+    tuple[str, str, InteractionKind | int, float | None]
+    | tuple[str, str, InteractionKind | int, float | None, float | None]
+)
 
 _STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
@@ -127,10 +139,14 @@ def _endorsement_request(
 
 def _rows_request(rows: Iterable[InteractionRow], request_id: str) -> pb.RecordInteractionsRequest:
     interactions = []
-    for actor, target, kind, when in rows:
+    for row in rows:
+        actor, target, kind, when = row[:4]
         m = pb.Interaction(actor_id=actor, target_id=target, kind=cast(Any, int(kind)))
         if when is not None:
             m.event_time.CopyFrom(timestamp(when))
+        weight = row[4] if len(row) > 4 else None
+        if weight is not None:
+            m.weight = weight
         interactions.append(m)
     return pb.RecordInteractionsRequest(interactions=interactions, request_id=request_id)
 
@@ -141,6 +157,7 @@ def _columns_request(
     target_index: np.ndarray | Sequence[int],
     kind: np.ndarray | Sequence[int],
     event_time_seconds: np.ndarray | Sequence[float] | None,
+    weight: np.ndarray | Sequence[float] | None,
     request_id: str,
 ) -> pb.RecordInteractionsRequest:
     columns = pb.InteractionColumns(
@@ -151,6 +168,7 @@ def _columns_request(
         event_time_seconds=b""
         if event_time_seconds is None
         else np.asarray(event_time_seconds, "<f8").tobytes(),
+        weight=b"" if weight is None else np.asarray(weight, "<f8").tobytes(),
     )
     return pb.RecordInteractionsRequest(columns=columns, request_id=request_id)
 
@@ -293,6 +311,19 @@ class ScoreClient:
             if not token:
                 return
 
+    def list_topics(self, *, page_size: int = 100) -> Iterator[TopicSummary]:
+        """Every topic that ranks at least one user, by name, with how many it ranks;
+        fetched page by page as it is iterated."""
+        token = ""
+        while True:
+            request = pb.ListTopicsRequest(page_size=page_size, page_token=token)
+            page = self._call(self.stub.ListTopics, request, None)
+            for m in page.topics:
+                yield topic_of(m)
+            token = page.next_page_token
+            if not token:
+                return
+
     # ------------------------------------------------------------------ writes
 
     def endorse(
@@ -338,8 +369,10 @@ class ScoreClient:
         request_id: str = "",
         timeout: float | None = None,
     ) -> WriteResult:
-        """Rows of (actor_id, target_id, kind, unix seconds or None for server time).
-        A batch with any invalid row is rejected whole, every bad row named."""
+        """Rows of (actor_id, target_id, kind, unix seconds or None for server time),
+        each optionally with a fifth item, its weight (how many interactions it counts
+        as, above 0 and at most 1e6; None: 1). A batch with any invalid row is rejected
+        whole, every bad row named."""
         request = _rows_request(rows, request_id)
         return write_result_of(self._call(self.stub.RecordInteractions, request, timeout))
 
@@ -350,14 +383,16 @@ class ScoreClient:
         target_index: np.ndarray | Sequence[int],
         kind: np.ndarray | Sequence[int],
         event_time_seconds: np.ndarray | Sequence[float] | None = None,
+        weight: np.ndarray | Sequence[float] | None = None,
         *,
         request_id: str = "",
         timeout: float | None = None,
     ) -> WriteResult:
         """A columnar batch for bulk loads: indexes into ``user_ids``, kinds 1-4
-        (``InteractionKind``), unix seconds (None: every row at server time)."""
+        (``InteractionKind``), unix seconds (None: every row at server time), weights
+        (None: every row weighs 1)."""
         request = _columns_request(
-            user_ids, actor_index, target_index, kind, event_time_seconds, request_id
+            user_ids, actor_index, target_index, kind, event_time_seconds, weight, request_id
         )
         return write_result_of(self._call(self.stub.RecordInteractions, request, timeout))
 
@@ -477,6 +512,19 @@ class AsyncScoreClient:
             if not token:
                 return
 
+    async def list_topics(self, *, page_size: int = 100) -> AsyncIterator[TopicSummary]:
+        """The ranked topics, by name, page by page (``async for``); as
+        ``ScoreClient.list_topics``."""
+        token = ""
+        while True:
+            request = pb.ListTopicsRequest(page_size=page_size, page_token=token)
+            page = await self._call(self.stub.ListTopics, request, None)
+            for m in page.topics:
+                yield topic_of(m)
+            token = page.next_page_token
+            if not token:
+                return
+
     # ------------------------------------------------------------------ writes
 
     async def endorse(
@@ -527,13 +575,14 @@ class AsyncScoreClient:
         target_index: np.ndarray | Sequence[int],
         kind: np.ndarray | Sequence[int],
         event_time_seconds: np.ndarray | Sequence[float] | None = None,
+        weight: np.ndarray | Sequence[float] | None = None,
         *,
         request_id: str = "",
         timeout: float | None = None,
     ) -> WriteResult:
         """A columnar batch; as ``ScoreClient.record_interaction_columns``."""
         request = _columns_request(
-            user_ids, actor_index, target_index, kind, event_time_seconds, request_id
+            user_ids, actor_index, target_index, kind, event_time_seconds, weight, request_id
         )
         return write_result_of(await self._call(self.stub.RecordInteractions, request, timeout))
 

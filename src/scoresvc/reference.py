@@ -219,7 +219,8 @@ def compute(
         teleport_share = np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
 
     # 9. Topic scores: each live endorsement carries its pair's reciprocity discount;
-    # suspended users are ranked in no topic.
+    # a topic ranks the users it has at least topic_min_endorsers distinct endorsers
+    # with credibility for, suspended users in no topic.
     with np.errstate(divide="ignore", invalid="ignore"):
         pair_discount = np.where(E > 0, E_pen / E, 0.0)
     topic_value: dict[int, dict[int, float]] = {}
@@ -237,7 +238,12 @@ def compute(
             * (pair_discount[pairs])
         )
         value = np.bincount(dst[pairs], weights=contribution, minlength=n)
-        users = np.unique(dst[pairs])
+        credible = influence[src[pairs]] > 0  # a suspended endorser has none
+        # One live endorsement per (endorser, endorsee, topic): pairs count endorsers.
+        endorsers = np.bincount(dst[pairs][credible], minlength=n)
+        users = np.flatnonzero(endorsers >= p.topic_min_endorsers)
+        if len(users) == 0:
+            continue
         mapped = _log_scale(value[users])
         pct = _rank_lower(value, users)
         topic_value[int(t)] = {int(u): float(value[u]) for u in users}

@@ -39,7 +39,13 @@ from ..core.engine import Engine, EngineState
 from ..core.events import Compaction, EventLog, compacted_interactions, deciding_endorsements
 from ..core.model import AccountStatus, ModelParams, channel_of
 from ..core.pairs import pack_pairs, reversed_pairs, unpack_pairs
-from ..core.scoring import log_scale, member_percentiles, teleport_vector, topic_values
+from ..core.scoring import (
+    log_scale,
+    member_percentiles,
+    supported,
+    teleport_vector,
+    topic_values,
+)
 from ..storage import archive
 from ..storage.archive import Location, Part
 
@@ -463,7 +469,9 @@ def run(
     topic_table = None
     if topics:
         influence = columns["influence"]
-        topic_table = _topic_scores(client, recip, budget, influence, status, topic_names)
+        topic_table = _topic_scores(
+            client, recip, budget, influence, status, topic_names, p.topic_min_endorsers
+        )
     engine_state = None
     if state:
         engine_state = _state(
@@ -624,10 +632,12 @@ def _topic_scores(
     influence: np.ndarray,
     status: np.ndarray,
     topic_names: np.ndarray,
+    least: int,
 ) -> dict[str, np.ndarray]:
     """Step 9 on the client: live endorsements are a few percent of the events.
-    Suspended users are ranked in no topic; general endorsements (topic "") count in
-    the overall score, not in a topic."""
+    Suspended users are ranked in no topic, nor users with fewer than ``least``
+    credible endorsers there; general endorsements (topic "") count in the overall
+    score, not in a topic."""
     rows = _concat(client.gather([client.submit(operator.getitem, r, "topic_rows") for r in recip]))
     betas = _concat(client.gather([client.submit(operator.getitem, b, "beta") for b in budget]))
     beta = np.ones(len(influence))
@@ -636,6 +646,7 @@ def _topic_scores(
     src, dst = rows.get("src", np.zeros(0, np.int64)), rows.get("dst", np.zeros(0, np.int64))
     topic, value = rows.get("topic", np.zeros(0, np.int64)), rows.get("value", np.zeros(0))
     ranked = (status[dst] != AccountStatus.SUSPENDED) & (topic_names[topic] != "")
+    ranked &= supported(topic, dst, src, influence[src] > 0, least)
     src, dst, topic = src[ranked], dst[ranked], topic[ranked]
     contribution = influence[src] * beta[src] * value[ranked]
     table = topic_values(topic, dst, contribution, len(influence))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from ..batch import recompute as batch
-from ..core.model import ModelParams
 from ..storage import archive, checkpoint
 from ..storage.store import DB_NAME, Store
 from . import flags
@@ -145,7 +144,7 @@ def batch_(args: argparse.Namespace) -> int:
             client,
             args.input,
             as_of,
-            ModelParams(daily_endorsement_limit=args.daily_endorsement_limit),
+            flags.params(args),
             tolerance=args.tolerance,
             topics=args.topics,
             state=True,

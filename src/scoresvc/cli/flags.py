@@ -297,6 +297,13 @@ def offline_flags(parser: argparse.ArgumentParser, log_level: str = "INFO") -> N
         ModelParams().daily_endorsement_limit,
         "endorsements per endorser per 24 hours (0 turns the limit off)",
     )
+    add(
+        parser,
+        "--topic-min-endorsers",
+        whole(1),
+        ModelParams().topic_min_endorsers,
+        "distinct endorsers with credibility a user needs to be ranked in a topic",
+    )
     add(parser, "--threads", whole(1), os.cpu_count() or 1, "threads of the parallel kernels")
     log_flags(parser, log_level)
 
@@ -343,6 +350,12 @@ def tls(args: argparse.Namespace) -> Tls | None:
 
 
 def engine(args: argparse.Namespace) -> Engine:
-    return Engine(
-        ModelParams(daily_endorsement_limit=args.daily_endorsement_limit), threads=args.threads
+    return Engine(params(args), threads=args.threads)
+
+
+def params(args: argparse.Namespace) -> ModelParams:
+    """The model's parameters the shared flags set (``offline_flags``)."""
+    return ModelParams(
+        daily_endorsement_limit=args.daily_endorsement_limit,
+        topic_min_endorsers=args.topic_min_endorsers,
     )

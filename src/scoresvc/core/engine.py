@@ -37,6 +37,7 @@ from .results import Contributor, EndorsementEvent, WriteResult
 from .scoring import teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings
+from .topics import normalize_topic
 from .users import UserIds
 
 __all__ = ["Engine", "EngineState", "SolverSettings", "WriteRecord", "WriteResult"]
@@ -188,16 +189,20 @@ class Engine:
         request_id: str = "",
         now: float | None = None,
     ) -> WriteResult:
-        """Add interactions given as rows ``(actor_id, target_id, kind, ts)``.
+        """Add interactions given as rows ``(actor_id, target_id, kind, ts)`` or
+        ``(actor_id, target_id, kind, ts, weight)``.
 
-        ``ts`` may be None (server time). A batch with any bad row is rejected whole.
+        ``ts`` may be None (server time), ``weight`` None or absent (1). A batch with
+        any bad row is rejected whole.
         """
         rows = list(rows)
+        weighted = any(len(r) > 4 and r[4] is not None for r in rows)
         return self.record_interaction_lists(
             [r[0] for r in rows],
             [r[1] for r in rows],
             [r[2] for r in rows],
             [math.nan if r[3] is None else r[3] for r in rows],
+            [1.0 if len(r) < 5 or r[4] is None else r[4] for r in rows] if weighted else None,
             request_id=request_id,
             now=now,
         )
@@ -208,17 +213,19 @@ class Engine:
         target_ids: Sequence[str],
         kinds: Sequence[int],
         times: Sequence[float] | np.ndarray,
+        weights: Sequence[float] | np.ndarray | None = None,
         *,
         request_id: str = "",
         now: float | None = None,
     ) -> WriteResult:
         """The row form as parallel lists (what a servicer builds fastest); a time of
-        NaN means server time. Ids are checked once per distinct id, not per row."""
-        users, actor, target, kind, given = validation.encode_lists(
-            actor_ids, target_ids, kinds, times
+        NaN means server time, ``weights`` None that every row weighs 1. Ids are
+        checked once per distinct id, not per row."""
+        users, actor, target, kind, given, weight = validation.encode_lists(
+            actor_ids, target_ids, kinds, times, weights
         )
         return self.record_interaction_rows(
-            users, actor, target, kind, given, request_id=request_id, now=now
+            users, actor, target, kind, given, weight, request_id=request_id, now=now
         )
 
     def record_interaction_rows(
@@ -228,20 +235,22 @@ class Engine:
         target: np.ndarray,
         kind: np.ndarray,
         given: np.ndarray,
+        weight: np.ndarray | None = None,
         *,
         request_id: str = "",
         now: float | None = None,
     ) -> WriteResult:
         """Rows already dictionary-encoded (``users`` distinct, in order of first use);
         unlike the columnar form, a bad id is reported on each row that uses it, as
-        ``actor_id`` or ``target_id``. A time of NaN means server time."""
+        ``actor_id`` or ``target_id``. A time of NaN means server time; ``weight``
+        None, that every row weighs 1."""
         now = time.time() if now is None else now
         users = users if isinstance(users, UserIds) else UserIds.of(users)
         ts = np.where(np.isnan(given), now, given)
         skew = self.params.max_future_skew_seconds
-        validation.check_rows(users, actor, target, kind, ts, now, skew)
+        validation.check_rows(users, actor, target, kind, ts, now, skew, weight)
         return self._record_columns(
-            users, actor, target, kind, ts, given, request_id, now, users_checked=True
+            users, actor, target, kind, ts, given, weight, request_id, now, users_checked=True
         )
 
     def record_interaction_columns(
@@ -251,19 +260,20 @@ class Engine:
         target_index: np.ndarray,
         kind: np.ndarray,
         ts: np.ndarray | None,
+        weight: np.ndarray | None = None,
         *,
         request_id: str = "",
         now: float | None = None,
     ) -> WriteResult:
         """Add interactions as columns: indexes into ``user_ids``, kinds (1-4), unix
-        seconds (None: all at server time). The batch gets one sequence number; any
-        bad row rejects it whole."""
+        seconds (None: all at server time), weights (None: all 1). The batch gets one
+        sequence number; any bad row rejects it whole."""
         now = time.time() if now is None else now
         users = user_ids if isinstance(user_ids, UserIds) else UserIds.of(user_ids)
         given = None if ts is None else np.asarray(ts, np.float64)
         resolved = np.full(len(actor_index), now) if given is None else given
         return self._record_columns(
-            users, actor_index, target_index, kind, resolved, given, request_id, now
+            users, actor_index, target_index, kind, resolved, given, weight, request_id, now
         )
 
     def _record_columns(
@@ -274,15 +284,22 @@ class Engine:
         kind: np.ndarray,
         ts: np.ndarray,
         given_ts: np.ndarray | None,
+        weight: np.ndarray | None,
         request_id: str,
         now: float,
         users_checked: bool = False,
     ) -> WriteResult:
         """``ts`` resolved to server time where the caller gave none; ``given_ts`` is
-        what the caller sent, so a retry with the same request id matches."""
+        what the caller sent, so a retry with the same request id matches. ``weight``
+        None (or all 1: the same batch) is one per row."""
         actor_index = np.asarray(actor_index, np.int64)
         target_index = np.asarray(target_index, np.int64)
         kind = np.asarray(kind)
+        if weight is not None:
+            weight = np.asarray(weight, np.float64)
+            validation.check_lengths(actor_index, weight)
+            if np.all(weight == 1.0):
+                weight = None
         validation.check_lengths(actor_index, target_index, kind, ts)
         fingerprint: tuple[Any, ...] = ()
         if request_id:
@@ -293,6 +310,9 @@ class Engine:
                 "interactions",
                 digest_batch(users, actor_index, target_index, kinds, sent),
             )
+            if weight is not None:
+                # Its own element: an unweighted batch keeps the fingerprint it had.
+                fingerprint += (digest_batch(UserIds.of([]), weight),)
             with self._ingest_lock:
                 done = self._requests.answer(request_id, fingerprint)
             if done:
@@ -306,6 +326,7 @@ class Engine:
             now,
             self.params.max_future_skew_seconds,
             users_checked,
+            weight,
         )
         arrays: dict[str, np.ndarray] = {
             "actor": actor_index.astype(np.int64),
@@ -313,6 +334,8 @@ class Engine:
             "kind": kind.astype(np.int8),
             "ts": ts,
         }
+        if weight is not None:
+            arrays["weight"] = weight
         return self._write(
             request_id,
             fingerprint,
@@ -366,6 +389,8 @@ class Engine:
         now: float | None,
     ) -> WriteResult:
         now = time.time() if now is None else now
+        if isinstance(topic, str):  # anything else, validation names
+            topic = normalize_topic(topic)
         requested = ts
         ts = now if ts is None else float(ts)
         skew = self.params.max_future_skew_seconds
@@ -550,6 +575,7 @@ class Engine:
                 teleport=update.teleport,
                 received=update.received,
                 topic_records=update.topic_records,
+                topic_min_endorsers=self.params.topic_min_endorsers,
                 stats={
                     "full": update.full,
                     "rows": update.rows,

@@ -76,7 +76,9 @@ class IngestState:
         if record.kind == "interactions":
             dense = self._register_users(record.users)
             channel = channel_of(a["kind"])
-            self._apply_interactions(dense, a["actor"], a["target"], channel, a["ts"])
+            self._apply_interactions(
+                dense, a["actor"], a["target"], channel, a["ts"], a.get("weight")
+            )
             return len(a["actor"]), None
         if record.kind == "endorsement":
             return 1, self._apply_endorsement(record)

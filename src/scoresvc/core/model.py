@@ -69,6 +69,9 @@ class ModelParams:
     daily_endorsement_limit: int = 20
     # The limit counts endorsements of this much event time before the newest event.
     endorsement_limit_horizon_seconds: float = 90 * SECONDS_PER_DAY
+    # A topic ranks a user endorsed in it by at least this many distinct endorsers
+    # with credibility (step 9): one account alone cannot claim a topic.
+    topic_min_endorsers: int = 2
 
     def __post_init__(self) -> None:
         if self.half_life_seconds <= 0:
@@ -77,6 +80,8 @@ class ModelParams:
             raise ValueError("damping must be in (0, 1)")
         if self.endorsement_limit_horizon_seconds < SECONDS_PER_DAY:
             raise ValueError("endorsement_limit_horizon_seconds must be at least a day")
+        if self.topic_min_endorsers < 1:
+            raise ValueError("topic_min_endorsers must be at least 1")
         if self.endorsement_budget <= 0:
             raise ValueError("endorsement_budget must be positive")
         rhos = (*self.kind_reciprocity, self.endorsement_reciprocity)

@@ -21,7 +21,8 @@ class WriteRecord:
     """One accepted write as the engine applies it, with every server-side choice
     (sequence, resolved times, request id) made: what a journal stores and replays.
 
-    ``kind`` is "interactions" (arrays: actor, target, kind, ts; users), "endorsement"
+    ``kind`` is "interactions" (arrays: actor, target, kind, ts and, when any row
+    weighs other than 1, weight; users), "endorsement"
     (fields: topic, ts, retract; users: endorser, endorsee), "status" (fields: status;
     users: the user) or "log" (arrays and users of an EventLog bulk load; fields:
     topics and, for a compacted log, ``compaction`` as ``[at, latest_event]``).

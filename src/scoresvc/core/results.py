@@ -105,6 +105,14 @@ class EndorsementEvent:
     decides_current_state: bool = False
 
 
+class TopicSummary(NamedTuple):
+    """A topic and the size of its ranking."""
+
+    topic: str
+    #: How many users the topic ranks (endorsed there by enough credible endorsers).
+    endorsee_count: int
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What a write returns: its sequence number, how many events it carried and, for

@@ -67,6 +67,29 @@ def member_percentiles(values: np.ndarray, members: np.ndarray) -> np.ndarray:
     return out
 
 
+def supported(
+    topic: np.ndarray, user: np.ndarray, endorser: np.ndarray, credible: np.ndarray, least: int
+) -> np.ndarray:
+    """Step 9's support rule over live topic endorsements (one row each): which rows
+    are from a credible endorser (``credible``: credibility above 0) to a user whom
+    at least ``least`` distinct credible endorsers endorse in that topic."""
+    out = np.zeros(len(topic), bool)
+    rows = np.flatnonzero(credible)
+    if len(rows) == 0:
+        return out
+    width = int(user.max()) + 1
+    key = np.asarray(topic, np.int64)[rows] * width + user[rows]
+    who = endorser[rows]
+    # Distinct (key, endorser) pairs in one sort, then endorsers counted per key.
+    order = np.lexsort((who, key))
+    k, e = key[order], who[order]
+    first = np.ones(len(k), bool)
+    first[1:] = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
+    keys, counts = np.unique(k[first], return_counts=True)
+    out[rows[np.isin(key, keys[counts >= least])]] = True
+    return out
+
+
 @dataclass(frozen=True)
 class TopicValues:
     """Step 9's per-(topic, user) values, sorted by ``key = topic * n_users + user``."""

@@ -7,6 +7,7 @@ are derived on demand from influence (O(1) and O(log n) per user).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,8 +18,9 @@ import numpy as np
 from .. import _core
 from .errors import NotFound
 from .model import AccountStatus, seconds_and_nanos
-from .results import Contributor, Explanation, RankedUser, UserScore
-from .scoring import log_scale, log_scale_one, topic_values
+from .results import Contributor, Explanation, RankedUser, TopicSummary, UserScore
+from .scoring import log_scale, log_scale_one, supported, topic_values
+from .topics import normalize_topic
 
 _SUSPENDED = int(AccountStatus.SUSPENDED)
 _STATUSES = tuple(AccountStatus)
@@ -172,6 +174,7 @@ class Snapshot:
     ) -> UserScore:
         u = self.user(user_id)
         explanation = self.explanation(u, contributors)
+        topic = normalize_topic(topic)
         if topic:
             value, pct, top = self._topic_entry(u, topic)
             score = log_scale_one(value, top)
@@ -204,6 +207,7 @@ class Snapshot:
         score = np.zeros(len(dense))
         influence = np.zeros(len(dense))
         percentile = np.zeros(len(dense))
+        topic = normalize_topic(topic)
         if topic:
             entries = [self._topic_entry(int(u), topic) for u in users]
             top = entries[0][2] if entries else 0.0
@@ -223,6 +227,7 @@ class Snapshot:
 
     def top(self, limit: int, topic: str = "") -> list[RankedUser]:
         """The ``limit`` highest users, highest first."""
+        topic = normalize_topic(topic)
         if topic:
             t = self.topic_index.get(topic)
             if t is None or t not in self.topic_bounds:
@@ -246,6 +251,27 @@ class Snapshot:
             )
             for u in best
         ]
+
+    @cached_property
+    def ranked_topics(self) -> tuple[list[str], list[int]]:
+        """The topics that rank anyone (the general topic aside), sorted by name, and
+        how many users each ranks."""
+        # A copy first: the engine adds topics to the index while readers read.
+        named = sorted(
+            (name, self.topic_bounds[t][1] - self.topic_bounds[t][0])
+            for name, t in list(self.topic_index.items())
+            if name and t in self.topic_bounds
+        )
+        return [name for name, _ in named], [count for _, count in named]
+
+    def topics_after(self, after: str, limit: int) -> tuple[list[TopicSummary], bool]:
+        """Up to ``limit`` ranked topics named after ``after`` (sorted by name), with
+        their ranked users, and whether more follow."""
+        names, counts = self.ranked_topics
+        lo = bisect.bisect_right(names, after)
+        hi = min(lo + limit, len(names))
+        page = [TopicSummary(n, c) for n, c in zip(names[lo:hi], counts[lo:hi])]
+        return page, hi < len(names)
 
     def _topic_entry(self, u: int, topic: str) -> tuple[float, float, float]:
         t = self.topic_index.get(topic)
@@ -285,9 +311,11 @@ def build_snapshot(
     teleport: np.ndarray,
     received: np.ndarray,
     topic_records: Mapping[str, np.ndarray],
+    topic_min_endorsers: int,
     stats: Mapping[str, Any],
 ) -> Snapshot:
-    """Normalise the solver's ``x`` into credibility and influence, and index topics."""
+    """Normalise the solver's ``x`` into credibility and influence, and index topics
+    (a user is ranked in a topic with ``topic_min_endorsers`` credible endorsers)."""
     n = len(status)
     members = status != AccountStatus.SUSPENDED
     n_members = int(members.sum())
@@ -295,12 +323,14 @@ def build_snapshot(
     influence = (np.where(members, x, 0.0) / mass if mass > 0 else np.zeros(n)) * n_members
     ranking = _ranking(previous, x, members)
 
-    # A suspended user is ranked in no topic (it scores 1 there, as it does globally).
-    ranked = status[topic_records["dst"]] != _SUSPENDED
-    contribution = influence[topic_records["src"][ranked]] * topic_records["weight"][ranked]
-    topic = topic_values(
-        topic_records["topic"][ranked], topic_records["dst"][ranked], contribution, n
+    # A suspended user is ranked in no topic (it scores 1 there, as it does globally),
+    # nor is one without enough credible endorsers there.
+    src, dst, on = topic_records["src"], topic_records["dst"], topic_records["topic"]
+    ranked = (status[dst] != _SUSPENDED) & supported(
+        on, dst, src, influence[src] > 0, topic_min_endorsers
     )
+    contribution = influence[src[ranked]] * topic_records["weight"][ranked]
+    topic = topic_values(on[ranked], dst[ranked], contribution, n)
     return Snapshot(
         time=time,
         sequence=sequence,

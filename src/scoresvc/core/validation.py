@@ -17,6 +17,10 @@ from .users import MAX_ID_BYTES, UserIds
 MAX_VIOLATIONS = 100
 TOO_LONG = f"must be at most {MAX_ID_BYTES} bytes of UTF-8"
 NOT_FINITE = "must be a finite number of seconds"
+#: The largest interaction weight: a batch of a million rows at this weight still sums
+#: to 1e12 times a kind's weight, far from overflowing a double.
+MAX_WEIGHT = 1e6
+BAD_WEIGHT = "must be a finite number above 0"
 
 
 def id_violations(users: UserIds) -> list[tuple[int, str]]:
@@ -55,8 +59,10 @@ def column_violations(
     ts: np.ndarray,
     now: float,
     skew: float,
+    weight: np.ndarray | None = None,
 ) -> tuple[list[FieldViolation], int]:
-    """The first violations of a columnar batch in row order, and the count of all."""
+    """The first violations of a columnar batch in row order, and the count of all
+    (``weight`` None: every row weighs 1)."""
     finite = np.isfinite(ts)  # one message for NaN and infinities, nothing more
     checks = [
         ("target_id", actor == target, "must differ from actor_id"),
@@ -69,6 +75,16 @@ def column_violations(
         ("event_time", finite & (ts < 0), "must be a time after 1970"),
         ("event_time", finite & (ts > now + skew), f"is more than {skew:g} s in the future"),
     ]
+    if weight is not None:
+        # NaN fails every comparison, so "not above 0" catches it with the infinities.
+        checks.append(("weight", ~(weight > 0) | (weight == np.inf), BAD_WEIGHT))
+        checks.append(
+            (
+                "weight",
+                np.isfinite(weight) & (weight > MAX_WEIGHT),
+                f"must be at most {MAX_WEIGHT:.0f}",
+            )
+        )
     found: list[tuple[int, FieldViolation]] = []
     total = 0
     for field, mask, description in checks:
@@ -89,6 +105,7 @@ def check_rows(
     ts: np.ndarray,
     now: float,
     skew: float,
+    weight: np.ndarray | None = None,
 ) -> None:
     """Rows dictionary-encoded: a bad id is reported on each row that uses it, as
     ``actor_id`` or ``target_id``, with the rows' other violations. Only the ids are
@@ -103,7 +120,7 @@ def check_rows(
                 (int(i), FieldViolation(side, description, int(i)))
                 for i in np.flatnonzero(column == j)[:MAX_VIOLATIONS]
             )
-    more, more_total = column_violations(actor, target, kind, ts, now, skew)
+    more, more_total = column_violations(actor, target, kind, ts, now, skew, weight)
     found.sort(key=lambda item: item[0])
     listed = [v for _, v in found][:MAX_VIOLATIONS]
     raise _invalid(listed + more, len(found) + more_total)
@@ -114,11 +131,15 @@ def encode_lists(
     target_ids: Sequence[str],
     kinds: Sequence[int],
     times: Sequence[float] | np.ndarray,
-) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    weights: Sequence[float] | np.ndarray | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Parallel lists of rows, dictionary-encoded: the distinct ids, actor and target
-    indexes, kinds and times."""
+    indexes, kinds, times and weights (None when not given)."""
     n = len(actor_ids)
-    if not (len(target_ids) == len(kinds) == len(times) == n):
+    lengths = {len(target_ids), len(kinds), len(times), n}
+    if weights is not None:
+        lengths.add(len(weights))
+    if lengths != {n}:
         raise InvalidArgument([FieldViolation("interactions", "lists differ in length")])
     # Ids in order of first use, actor before target row by row (as the wire parser
     # builds them), so both routes fingerprint a batch alike.
@@ -130,6 +151,7 @@ def encode_lists(
         np.fromiter(map(index.__getitem__, target_ids), np.int64, n),
         np.fromiter(kinds, np.int64, n),
         np.fromiter(times, np.float64, n),
+        None if weights is None else np.fromiter(weights, np.float64, n),
     )
 
 
@@ -147,10 +169,11 @@ def check_columns(
     now: float,
     skew: float,
     users_checked: bool = False,
+    weight: np.ndarray | None = None,
 ) -> None:
-    """Columns of indexes into ``users``, kinds and resolved times (of one length:
-    ``check_lengths``)."""
-    violations, total = column_violations(actor_index, target_index, kind, ts, now, skew)
+    """Columns of indexes into ``users``, kinds, resolved times and weights (of one
+    length: ``check_lengths``)."""
+    violations, total = column_violations(actor_index, target_index, kind, ts, now, skew, weight)
     bad_users = (
         [] if users_checked else [FieldViolation("user_ids", d, j) for j, d in id_violations(users)]
     )

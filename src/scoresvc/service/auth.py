@@ -31,6 +31,7 @@ METHOD_ROLES = {
     "BatchScore": "reader",
     "TopUsers": "reader",
     "ListEndorsements": "reader",
+    "ListTopics": "reader",
     "Endorse": "writer",
     "RetractEndorsement": "writer",
     "RecordInteractions": "writer",

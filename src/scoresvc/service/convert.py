@@ -23,6 +23,7 @@ from ..core.results import (
     Explanation,
     RankedUser,
     Ranking,
+    TopicSummary,
     UserScore,
     WriteResult,
 )
@@ -173,6 +174,14 @@ def endorsement_of(m: pb.EndorsementEvent) -> EndorsementEvent:
         sequence=m.sequence,
         decides_current_state=m.decides_current_state,
     )
+
+
+def topics_to_wire(topics: Iterable[TopicSummary]) -> list[pb.TopicSummary]:
+    return [pb.TopicSummary(topic=t.topic, endorsee_count=t.endorsee_count) for t in topics]
+
+
+def topic_of(m: pb.TopicSummary) -> TopicSummary:
+    return TopicSummary(m.topic, m.endorsee_count)
 
 
 # ------------------------------------------------------------------ writes

@@ -38,6 +38,7 @@ from .convert import (
     seconds_of,
     status_from_wire,
     status_to_wire,
+    topics_to_wire,
 )
 from .interceptor import CallGuard, Handler
 from .status import RpcError, invalid
@@ -55,6 +56,7 @@ _COLUMN_OF = {
     "target_index": "target_index",
     "kind": "kind",
     "event_time": "event_time_seconds",
+    "weight": "weight",
     "actor_index": "actor_index",
     "user_ids": "user_ids",
 }
@@ -68,13 +70,15 @@ def _compute_time(snap: Snapshot) -> timestamp_pb2.Timestamp:
 @dataclass(frozen=True)
 class RowBatch:
     """A RecordInteractionsRequest in row form, parsed straight from its wire bytes
-    (see ``parse_record_interactions``): ids dictionary-encoded, times NaN if unset."""
+    (see ``parse_record_interactions``): ids dictionary-encoded, times NaN if unset,
+    weights 1 if unset."""
 
     users: list[str]
     actor: np.ndarray
     target: np.ndarray
     kind: np.ndarray
     ts: np.ndarray
+    weight: np.ndarray
     request_id: str
 
 
@@ -88,6 +92,7 @@ class ColumnBatch:
     target_index: bytes
     kind: bytes
     event_time_seconds: bytes
+    weight: bytes
     request_id: str
 
     @classmethod
@@ -99,6 +104,7 @@ class ColumnBatch:
             c.target_index,
             c.kind,
             c.event_time_seconds,
+            c.weight,
             request.request_id,
         )
 
@@ -116,8 +122,8 @@ def parse_record_interactions(
         return RowBatch(*rows)
     columns = _wire.parse_interaction_columns(data)
     if columns is not None:
-        blob, offsets, actor, target, kind, seconds, request_id = columns
-        return ColumnBatch(UserIds(blob, offsets), actor, target, kind, seconds, request_id)
+        blob, offsets, actor, target, kind, seconds, weight, request_id = columns
+        return ColumnBatch(UserIds(blob, offsets), actor, target, kind, seconds, weight, request_id)
     return pb.RecordInteractionsRequest.FromString(data)
 
 
@@ -320,6 +326,20 @@ class ScoreServicer:
             next_page_token="" if following is None else _encode_page_token(following),
         )
 
+    def ListTopics(
+        self, request: pb.ListTopicsRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.ListTopicsResponse:
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        after = _decode_topic_token(request.page_token)
+        snap = self.source.snapshot_for(0, context)
+        page, more = snap.topics_after(after, request.page_size or DEFAULT_PAGE_SIZE)
+        return pb.ListTopicsResponse(
+            topics=topics_to_wire(page),
+            next_page_token=_encode_topic_token(page[-1].topic) if more else "",
+            sequence=snap.sequence,
+        )
+
     # ------------------------------------------------------------------ writes
 
     def Endorse(
@@ -353,6 +373,7 @@ class ScoreServicer:
                     request.target,
                     request.kind,
                     request.ts,
+                    request.weight,
                     request_id=_scoped(request.request_id, caller),
                 ),
                 lambda v: f"interactions[{v.index}].{v.field}",
@@ -369,7 +390,7 @@ class ScoreServicer:
             self._check_rows("interactions", len(request.interactions))
             # Flat comprehensions over materialised messages are the fastest way out
             # of protobuf (each access to the repeated field wraps its elements anew);
-            # only a zero time needs asking whether it was set at all.
+            # only a zero time or weight needs asking whether it was set at all.
             rows = list(request.interactions)
             stamps = [m.event_time for m in rows]
             times = np.array([t.seconds for t in stamps], np.float64)
@@ -377,12 +398,17 @@ class ScoreServicer:
             for i in np.flatnonzero(times == 0):
                 if not rows[int(i)].HasField("event_time"):
                     times[i] = math.nan
+            weights = np.array([m.weight for m in rows], np.float64)
+            for i in np.flatnonzero(weights == 0):
+                if not rows[int(i)].HasField("weight"):
+                    weights[i] = 1.0
             done = _renamed(
                 lambda: self.engine.record_interaction_lists(
                     [m.actor_id for m in rows],
                     [m.target_id for m in rows],
                     [m.kind for m in rows],
                     times,
+                    weights,
                     request_id=_scoped(request.request_id, caller),
                 ),
                 lambda v: f"interactions[{v.index}].{v.field}",
@@ -443,10 +469,11 @@ class ScoreServicer:
             "actor_index": (columns.actor_index, 4),
             "target_index": (columns.target_index, 4),
             "event_time_seconds": (columns.event_time_seconds, 8),
+            "weight": (columns.weight, 8),
         }
         for name, (data, width) in expected.items():
-            if name == "event_time_seconds" and not data:
-                continue  # every row at server time
+            if name in ("event_time_seconds", "weight") and not data:
+                continue  # every row at server time, or of weight 1
             if len(data) != n * width:
                 raise invalid(
                     f"columns.{name}",
@@ -462,6 +489,7 @@ class ScoreServicer:
             ts = np.frombuffer(columns.event_time_seconds, "<f8").astype(np.float64)
         else:
             ts = None
+        weight = np.frombuffer(columns.weight, "<f8").astype(np.float64) if columns.weight else None
 
         def path(v: FieldViolation) -> str:
             column = _COLUMN_OF.get(v.field, v.field)
@@ -474,6 +502,7 @@ class ScoreServicer:
                 target,
                 kind,
                 ts,
+                weight,
                 request_id=_scoped(columns.request_id, caller),
             ),
             path,
@@ -482,6 +511,23 @@ class ScoreServicer:
 
 def _encode_page_token(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def _encode_topic_token(after: str) -> str:
+    """Topic pages follow names (keyset paging): the token holds the last name given."""
+    return base64.urlsafe_b64encode(f"t{after}".encode()).decode().rstrip("=")
+
+
+def _decode_topic_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raw = ""
+    if not raw.startswith("t"):
+        raise invalid("page_token", "is not a token this service issued")
+    return raw[1:]
 
 
 def _decode_page_token(token: str) -> int:

@@ -43,6 +43,7 @@ import numpy as np
 from ..core.engine import Engine
 from ..core.events import Compaction, EventLog
 from ..core.model import AccountStatus, InteractionKind, channel_of, kind_of
+from ..core.topics import normalize_topics
 
 FORMAT = "scoresvc-archive"
 VERSION = 1
@@ -487,7 +488,10 @@ def _interactions(c: dict[str, np.ndarray]) -> EventLog:
 
 def _endorsements(c: dict[str, np.ndarray]) -> EventLog:
     users, (endorser, endorsee) = _dense(c["endorser_id"], c["endorsee_id"])
-    topics, (topic,) = _dense(c["topic"])
+    spelled, (spelling,) = _dense(c["topic"])
+    # Topics as the service names them: spellings of one topic become one topic.
+    topics, merged = normalize_topics(spelled)
+    topic = merged[spelling] if len(spelling) else spelling
     retracted = c["retracted"]
     if retracted.dtype == object:  # CSV: True / False as text
         retracted = _codes(retracted, ["False", "True"], "retracted").astype(bool)
