@@ -31,7 +31,7 @@ def duckdb_influence(
     con = duckdb.connect()
     con.execute(f"SET threads TO {int(threads)}")
     h, d = params.half_life_seconds, params.damping
-    kw, kr = params.kind_weights, params.kind_reciprocity
+    kw = params.kind_weights
     ev = {"a": log.actor, "b": log.target, "k": log.kind.astype(np.int32), "ts": log.ts}
     en = {
         "a": log.endorser,
@@ -70,28 +70,39 @@ def duckdb_influence(
                coalesce(w1, 0) AS w1, coalesce(w2, 0) AS w2, coalesce(w3, 0) AS w3,
                coalesce(w4, 0) AS w4, coalesce(e.e, 0) AS e
         FROM w FULL OUTER JOIN e ON w.a = e.a AND w.b = e.b""")
+    # Step 3: a pair's matched volume, gated by both ends' support from elsewhere.
+    con.execute("""
+        CREATE TABLE vol AS
+        SELECT a, b, w1 + w2 + w3 + w4 AS raw, e, w1 + w2 + w3 + w4 + e AS v FROM pairs""")
+    con.execute("CREATE TABLE support AS SELECT b AS u, sum(v) AS s FROM vol GROUP BY b")
     con.execute(f"""
+        CREATE TABLE shares AS
+        SELECT p.a, p.b, p.raw, p.e,
+               CASE WHEN r.v IS NULL OR p.v <= 0 OR r.v <= 0 THEN 0.0
+                    ELSE {params.reciprocity!r} * least(p.v, r.v) / p.v
+                         * (1 - pow(greatest(0.0, least(1.0,
+                               CASE WHEN sa.s > 0 THEN 1 - r.v / sa.s ELSE 0 END,
+                               CASE WHEN sb.s > 0 THEN 1 - p.v / sb.s ELSE 0 END)), 2))
+               END AS share
+        FROM vol p LEFT JOIN vol r ON r.a = p.b AND r.b = p.a
+        LEFT JOIN support sa ON sa.u = p.a LEFT JOIN support sb ON sb.u = p.b""")
+    con.execute("""
         CREATE TABLE pen AS
-        SELECT p.a, p.b, p.w1 + p.w2 + p.w3 + p.w4 AS raw, p.e,
-               ln(1 + p.w1 + p.w2 + p.w3 + p.w4
-                  - {kr[0]!r} * least(p.w1, coalesce(r.w1, 0))
-                  - {kr[1]!r} * least(p.w2, coalesce(r.w2, 0))
-                  - {kr[2]!r} * least(p.w3, coalesce(r.w3, 0))
-                  - {kr[3]!r} * least(p.w4, coalesce(r.w4, 0))) AS s,
-               p.e - {params.endorsement_reciprocity!r} * least(p.e, coalesce(r.e, 0)) AS ep
-        FROM pairs p LEFT JOIN pairs r ON r.a = p.b AND r.b = p.a""")
+        SELECT a, b, raw, e, ln(1 + raw * (1 - share)) AS s, e * (1 - share) AS ep
+        FROM shares""")
     con.execute(f"""
         CREATE TABLE beta AS
         SELECT a, CASE WHEN sum(e) > {params.endorsement_budget!r}
                        THEN {params.endorsement_budget!r} / sum(e) ELSE 1.0 END AS beta
         FROM pairs GROUP BY a""")
-    con.execute("""
+    con.execute(f"""
         CREATE TABLE edges AS
         WITH g AS (
             SELECT pen.a, pen.b, pen.s + beta.beta * pen.ep AS g,
                    ln(1 + pen.raw) + beta.beta * pen.e AS dpart
             FROM pen JOIN beta USING (a))
-        SELECT g.a, g.b, g.g / sum(g.dpart) OVER (PARTITION BY g.a) AS p
+        SELECT g.a, g.b,
+               g.g / greatest(sum(g.dpart) OVER (PARTITION BY g.a), {params.min_row_weight!r}) AS p
         FROM g
         JOIN users ua ON ua.u = g.a JOIN users ub ON ub.u = g.b
         WHERE NOT ua.suspended AND NOT ub.suspended""")

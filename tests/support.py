@@ -143,11 +143,15 @@ def assert_matches_reference(
         np.testing.assert_allclose(edges["budget_factor"][dense], ref.budget_factor, rtol=1e-12)
         # Trust sent to a suspended user is dropped in the oracle and absorbed (then
         # excluded from normalisation) in the engine: the same fixed point elsewhere.
+        # A fully matched pair keeps V - min(V, V_rev): a difference of nearly equal
+        # sums, which the engine (forward-decayed) and the oracle (decayed per event)
+        # round differently, so what is left is compared to its row's scale.
         alive = log.status[ref.pair_dst] != AccountStatus.SUSPENDED
         np.testing.assert_allclose(
-            edges["transition"][at][alive], ref.transition[alive], rtol=1e-12, atol=1e-300
+            edges["transition"][at][alive], ref.transition[alive], rtol=1e-12, atol=1e-12
         )
-        np.testing.assert_allclose(snap.received[dense], ref.received, rtol=1e-12, atol=1e-300)
+        scale = 1e-12 * max(1.0, float(np.abs(ref.received).max(initial=0.0)))
+        np.testing.assert_allclose(snap.received[dense], ref.received, rtol=1e-12, atol=scale)
 
     got = snap.credibility[dense]
     ok = close_credibility(got, ref.credibility)

@@ -46,6 +46,39 @@ def accumulate(
 def mark_dirty(
     pair: I32, pair_key: U64, pair_rev: I32, row_dirty: U8, target_dirty: U8
 ) -> None: ...
+def in_volumes(
+    targets: I32,
+    in_start: I32,
+    in_length: I32,
+    in_pair: I32,
+    pair_fd: F64,
+    pair_eslot: I32,
+    e_sum: F64,
+    support: F64,
+    moved: U8,
+    num_threads: int,
+) -> None: ...
+def mark_partners(
+    users: I32,
+    start: I32,
+    length: I32,
+    e_pair: I32,
+    pair_key: U64,
+    pair_rev: I32,
+    row_dirty: U8,
+    target_dirty: U8,
+) -> None: ...
+def kept_shares(
+    pairs: I32,
+    pair_key: U64,
+    pair_fd: F64,
+    pair_rev: I32,
+    pair_eslot: I32,
+    e_sum: F64,
+    support: F64,
+    rho: float,
+    out: F64,
+) -> None: ...
 def link_reverse(
     index: U64Index, pair_key: U64, first_new: int, n_pairs: int, pair_rev: I32
 ) -> None: ...
@@ -70,14 +103,17 @@ def compute_rows(
     start: I32,
     length: I32,
     e_pair: I32,
+    pair_key: U64,
     pair_fd: F64,
     pair_rev: I32,
     pair_eslot: I32,
     e_sum: F64,
+    support: F64,
     status: U8,
     scale: float,
-    rho: F64,
+    rho: float,
     budget: float,
+    min_weight: float,
     pair_p: F64,
     beta: F64,
     out_d: F64,
@@ -94,9 +130,10 @@ def received_sums(
     pair_rev: I32,
     pair_eslot: I32,
     e_sum: F64,
+    support: F64,
     beta: F64,
     scale: float,
-    rho: F64,
+    rho: float,
     received: F64,
     num_threads: int,
 ) -> None: ...

@@ -47,34 +47,84 @@ cdef inline double _endorsed(const int32_t[::1] eslot, const double[::1] e_sum,
 
 cdef struct PairWeights:
     double raw  # sum_k W_k(a->b): decayed, before reciprocity
-    double pen  # sum_k rho_k min(W_k(a->b), W_k(b->a)): what reciprocity removes
+    double pen  # share * raw: what reciprocity removes from the interactions
     double e    # E(a->b): decayed endorsements, before reciprocity and budget
-    double cut  # rho_E min(E(a->b), E(b->a))
+    double cut  # share * E(a->b): what it removes from the endorsements
 
 
-cdef inline PairWeights _pair_weights(int32_t p, int32_t q, const double[:, ::1] pair_fd,
+cdef inline double _volume(int32_t p, const double[:, ::1] pair_fd,
+                           const int32_t[::1] pair_eslot,
+                           const double[::1] e_sum) noexcept nogil:
+    """V(p) = sum_k W_k + E, forward-decayed (unscaled)."""
+    cdef int32_t k
+    cdef double v = _endorsed(pair_eslot, e_sum, p)
+    for k in range(N_KINDS):
+        v += pair_fd[p, k]
+    return v
+
+
+cdef inline double _own_share(double support, double partner) noexcept nogil:
+    """The share of a user's received volume not from its partner, in [0, 1]."""
+    cdef double own
+    if support <= 0.0:
+        return 0.0
+    own = 1.0 - partner / support
+    return 0.0 if own < 0.0 else (1.0 if own > 1.0 else own)
+
+
+cdef inline double _removed_share(int32_t p, int32_t q, const uint64_t[::1] pair_key,
+                                  const double[:, ::1] pair_fd,
+                                  const int32_t[::1] pair_eslot,
+                                  const double[::1] e_sum, const double[::1] support,
+                                  double rho) noexcept nogil:
+    """Model step 3 for the ordered pair p (q its reverse, or -1): the share of every
+    channel of p that reciprocity removes, the one place it is computed.
+    ``support[u]`` is the volume u receives, forward-decayed; the share is a ratio of
+    sums at one time, so it does not depend on the evaluation time."""
+    cdef double v, v_rev, own_src, own_dst
+    if q < 0 or rho == 0.0:
+        return 0.0
+    v = _volume(p, pair_fd, pair_eslot, e_sum)
+    v_rev = _volume(q, pair_fd, pair_eslot, e_sum)
+    if v <= 0.0 or v_rev <= 0.0:
+        return 0.0
+    own_src = _own_share(support[<int32_t>(pair_key[p] >> 32)], v_rev)
+    own_dst = _own_share(support[<int32_t>(pair_key[p] & <uint64_t>0xffffffff)], v)
+    if own_dst < own_src:
+        own_src = own_dst
+    return rho * ((v if v < v_rev else v_rev) / v) * (1.0 - own_src * own_src)
+
+
+cdef inline PairWeights _pair_weights(int32_t p, int32_t q, const uint64_t[::1] pair_key,
+                                      const double[:, ::1] pair_fd,
                                       const int32_t[::1] pair_eslot,
-                                      const double[::1] e_sum, const double[::1] rho,
-                                      double scale) noexcept nogil:
-    """Model steps 1-3 for the ordered pair p (q its reverse, or -1) at ``scale``:
-    the one place the reciprocity penalty is computed."""
+                                      const double[::1] e_sum, const double[::1] support,
+                                      double rho, double scale) noexcept nogil:
+    """Model steps 1-3 for the ordered pair p (q its reverse, or -1) at ``scale``."""
     cdef PairWeights out
     cdef int32_t k
-    cdef double w, wq
+    cdef double share = _removed_share(p, q, pair_key, pair_fd, pair_eslot, e_sum,
+                                       support, rho)
     out.raw = 0.0
-    out.pen = 0.0
     for k in range(N_KINDS):
-        w = pair_fd[p, k] * scale
-        out.raw += w
-        if q >= 0 and rho[k] != 0.0:
-            wq = pair_fd[q, k] * scale
-            out.pen += rho[k] * (w if w < wq else wq)
+        out.raw += pair_fd[p, k] * scale
     out.e = _endorsed(pair_eslot, e_sum, p) * scale
-    out.cut = 0.0
-    if q >= 0:
-        wq = _endorsed(pair_eslot, e_sum, q) * scale
-        out.cut = rho[ENDORSE] * (out.e if out.e < wq else wq)
+    out.pen = share * out.raw
+    out.cut = share * out.e
     return out
+
+
+def kept_shares(const int32_t[::1] pairs, const uint64_t[::1] pair_key,
+                const double[:, ::1] pair_fd, const int32_t[::1] pair_rev,
+                const int32_t[::1] pair_eslot, const double[::1] e_sum,
+                const double[::1] support, double rho, double[::1] out):
+    """``out[i]``: the share of pair ``pairs[i]`` that reciprocity keeps, ``E'/E``
+    (OUT): what each of its topic endorsements carries (step 9)."""
+    cdef int64_t i, n = pairs.shape[0]
+    with nogil:
+        for i in range(n):
+            out[i] = 1.0 - _removed_share(pairs[i], pair_rev[pairs[i]], pair_key, pair_fd,
+                                          pair_eslot, e_sum, support, rho)
 
 
 cdef inline int64_t _rank(const int32_t[::1] ranking, const double[::1] x,
@@ -346,6 +396,50 @@ def mark_dirty(const int32_t[::1] pair, const uint64_t[::1] pair_key,
                 target_dirty[src] = 1
 
 
+def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
+               const int32_t[::1] in_length, const int32_t[::1] in_pair,
+               const double[:, ::1] pair_fd, const int32_t[::1] pair_eslot,
+               const double[::1] e_sum, double[::1] support, uint8_t[::1] moved,
+               int num_threads):
+    """``support[u] = sum_a V(a -> u)`` (forward-decayed) for the targets (INOUT);
+    ``moved[u]`` set to 1 where it changed (INOUT): the reciprocity gate of every
+    reciprocated pair touching u moves with it."""
+    cdef int64_t i, n = targets.shape[0], e
+    cdef int32_t u
+    cdef double total
+    with nogil:
+        for i in prange(n, schedule="dynamic", chunksize=256, num_threads=num_threads):
+            u = targets[i]
+            total = 0.0
+            for e in range(in_start[u], in_start[u] + in_length[u]):
+                total = total + _volume(in_pair[e], pair_fd, pair_eslot, e_sum)
+            if total != support[u]:
+                support[u] = total
+                moved[u] = 1
+
+
+def mark_partners(const int32_t[::1] users, const int32_t[::1] start,
+                  const int32_t[::1] length, const int32_t[::1] e_pair,
+                  const uint64_t[::1] pair_key, const int32_t[::1] pair_rev,
+                  uint8_t[::1] row_dirty, uint8_t[::1] target_dirty):
+    """Flag, for each user u whose received volume moved, u's row and each
+    reciprocating partner b (u -> b and b -> u both exist): b's row and both ends'
+    sums, whose reciprocity gate reads u's volume (INOUT flags)."""
+    cdef int64_t i, n = users.shape[0], e
+    cdef int32_t u, p, b
+    with nogil:
+        for i in range(n):
+            u = users[i]
+            for e in range(start[u], start[u] + length[u]):
+                p = e_pair[e]
+                if pair_rev[p] >= 0:
+                    b = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
+                    row_dirty[u] = 1
+                    target_dirty[u] = 1
+                    row_dirty[b] = 1
+                    target_dirty[b] = 1
+
+
 def link_reverse(U64Index index, const uint64_t[::1] pair_key, int32_t first_new,
                  int32_t n_pairs, int32_t[::1] pair_rev):
     """Set ``pair_rev`` for the pairs ``[first_new, n_pairs)`` and their partners."""
@@ -449,14 +543,17 @@ def csr_insert(const int32_t[::1] rows, const int32_t[::1] pairs,
 
 def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const int32_t[::1] length, const int32_t[::1] e_pair,
-                 const double[:, ::1] pair_fd, const int32_t[::1] pair_rev,
-                 const int32_t[::1] pair_eslot, const double[::1] e_sum,
-                 const uint8_t[::1] status, double scale, const double[::1] rho,
-                 double budget, double[::1] pair_p, double[::1] beta, double[::1] out_d,
-                 uint8_t[::1] beta_changed, int num_threads):
+                 const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
+                 const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
+                 const double[::1] e_sum, const double[::1] support,
+                 const uint8_t[::1] status, double scale, double rho, double budget,
+                 double min_weight, double[::1] pair_p, double[::1] beta,
+                 double[::1] out_d, uint8_t[::1] beta_changed, int num_threads):
     """Transition probabilities ``P(a -> b) = g(a -> b) / D_a`` of the given rows.
 
-    Steps 3 to 6 of the model, evaluated at the decay ``scale = 2^((L - t) / H)``.
+    Steps 3 to 6 of the model, evaluated at the decay ``scale = 2^((L - t) / H)``;
+    ``support`` is each user's received volume (``in_volumes``), ``min_weight`` the
+    least a non-empty row's ``D_a`` may be (kappa).
     Rows are independent, so they run in parallel (``prange``, dynamic schedule:
     power-law degrees make static chunks uneven).
 
@@ -481,9 +578,12 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
             d_a = 0.0
             for e in range(e0, e1):
                 p = e_pair[e]
-                pw = _pair_weights(p, pair_rev[p], pair_fd, pair_eslot, e_sum, rho, scale)
+                pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
+                                   support, rho, scale)
                 d_a = d_a + log1p(pw.raw) + b_a * pw.e
                 pair_p[p] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
+            if d_a > 0.0 and d_a < min_weight:
+                d_a = min_weight
             old_beta = beta[a]
             beta[a] = b_a
             out_d[a] = d_a
@@ -501,8 +601,9 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
                   const int32_t[::1] in_length, const int32_t[::1] in_pair,
                   const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                   const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
-                  const double[::1] e_sum, const double[::1] beta, double scale,
-                  const double[::1] rho, double[:, ::1] received, int num_threads):
+                  const double[::1] e_sum, const double[::1] support,
+                  const double[::1] beta, double scale, double rho,
+                  double[:, ::1] received, int num_threads):
     """What each target received, for the explanation (``received`` OUT rows):
 
     0 engagement before saturation ``sum_a sum_k W_k(a->u)``,
@@ -528,7 +629,8 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
             for e in range(e0, e1):
                 p = in_pair[e]
                 a = <int32_t>(pair_key[p] >> 32)
-                pw = _pair_weights(p, pair_rev[p], pair_fd, pair_eslot, e_sum, rho, scale)
+                pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
+                                   support, rho, scale)
                 eng_raw = eng_raw + pw.raw
                 eng_sat = eng_sat + log1p(pw.raw - pw.pen)
                 end_raw = end_raw + pw.e

@@ -168,11 +168,18 @@ def compute(
     endorse_value = p.endorsement_weight * np.exp2(-(now - log.endorse_ts[live]) / half_life)
     E = np.bincount(of_endorsement, weights=endorse_value, minlength=n_pairs)
 
-    # 3. Reciprocity.
-    W_rev = np.where(has_rev[:, None], W[rev], 0.0)
-    E_rev = np.where(has_rev, E[rev], 0.0)
-    W_pen = W - np.asarray(p.kind_reciprocity) * np.minimum(W, W_rev)
-    E_pen = E - p.endorsement_reciprocity * np.minimum(E, E_rev)
+    # 3. Reciprocity, per pair across all kinds, gated by independent support.
+    V = W.sum(axis=1) + E
+    V_rev = np.where(has_rev, V[rev], 0.0)
+    support = np.bincount(dst, weights=V, minlength=n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own_src = np.where(support[src] > 0, 1.0 - V_rev / support[src], 0.0)
+        own_dst = np.where(support[dst] > 0, 1.0 - V / support[dst], 0.0)
+        independent = np.clip(np.minimum(own_src, own_dst), 0.0, 1.0)
+        matched = np.where(V > 0, np.minimum(V, V_rev) / V, 0.0)
+    removed_share = p.reciprocity * matched * (1.0 - independent**2)
+    W_pen = W * (1.0 - removed_share)[:, None]
+    E_pen = E * (1.0 - removed_share)
 
     # 4. Saturation.
     s = np.log1p(W_pen.sum(axis=1))
@@ -187,6 +194,8 @@ def compute(
     # 6. Trust graph; the normaliser uses weights before the penalty.
     g = s + e
     D = np.bincount(src, weights=np.log1p(W.sum(axis=1)) + beta[src] * E, minlength=n)
+    # ... and is at least kappa, so an old only-link passes little.
+    D = np.where(D > 0, np.maximum(D, p.min_row_weight), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         P = np.where(D[src] > 0, g / D[src], 0.0)
     # Suspended accounts pass no trust, and trust sent to them is lost.

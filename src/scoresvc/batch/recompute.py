@@ -9,7 +9,8 @@ between them (``docs/batch.md`` tells the scaling story):
 2. per interaction partition, the pair sums at ``as_of`` with the engine's compiled
    kernels (``U64Index``, ``accumulate``), split by unordered pair;
 3. per unordered-pair bucket (the shuffle that brings a pair and its reverse together):
-   sums merged, endorsements resolved (latest event wins), reciprocity (steps 1-3);
+   sums merged, endorsements resolved (latest event wins), each user's received volume
+   summed on the client, then reciprocity (steps 1-3) with the engine's kernel;
 4. per source bucket: saturation, budgets, transition probabilities (steps 4-6) with
    the engine's row kernel (``compute_rows``);
 5. per destination range: the edges in the pull form, kept on the workers for the power
@@ -186,16 +187,16 @@ def _concat(pieces: Sequence[dict]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
-def _reciprocity(
+def _merge(
     interactions: Sequence[dict],
     endorsements: Sequence[dict],
     n_users: int,
     as_of: float,
     params: ModelParams,
-    buckets: int,
 ) -> dict[str, Any]:
-    """Step 3 for one unordered-pair bucket: merged sums, live endorsements, the
-    reciprocity penalties; the pairs split by source bucket for step 4."""
+    """Step 2 for one unordered-pair bucket: merged sums and live endorsements, and
+    the volume each user receives from the bucket's pairs (summed over buckets, the
+    reciprocity gate's support)."""
     inter = _concat(interactions)
     endo = _concat(endorsements)
     keys = inter.get("key", np.zeros(0, np.uint64))
@@ -221,32 +222,64 @@ def _reciprocity(
     all_keys = np.union1d(keys, e_keys)
     W_all = np.zeros((len(all_keys), 4))
     W_all[np.searchsorted(all_keys, keys)] = W
-    E = np.bincount(np.searchsorted(all_keys, e_keys), weights=e_value, minlength=len(all_keys))
+    E = np.bincount(
+        np.searchsorted(all_keys, e_keys), weights=e_value, minlength=len(all_keys)
+    ).astype(np.float64)  # bincount of nothing is integer
+    dst = unpack_pairs(all_keys)[1]
+    return {
+        "keys": all_keys,
+        "W": W_all,
+        "E": E,
+        "e_keys": e_keys,
+        "e_value": e_value,
+        "endo": endo,
+        "winners": winners,
+        "live": live,
+        "support": np.bincount(dst, weights=W_all.sum(axis=1) + E, minlength=n_users),
+    }
+
+
+def _reciprocity(
+    merged: dict[str, Any], support: np.ndarray, rho: float, buckets: int
+) -> dict[str, Any]:
+    """Step 3 for one unordered-pair bucket, with the engine's kernel: each pair with
+    its reverse's sums and the share reciprocity keeps (``kept_shares``, reading every
+    user's received volume ``support``); the pairs split by source bucket for step 4."""
+    all_keys, W_all, E = merged["keys"], merged["W"], merged["E"]
+    endo, winners, live = merged["endo"], merged["winners"], merged["live"]
     rev_keys = reversed_pairs(all_keys)
     rev = np.searchsorted(all_keys, rev_keys)
     rev[rev >= len(all_keys)] = 0
     has_rev = all_keys[rev] == rev_keys if len(all_keys) else np.zeros(0, bool)
-    W_rev = np.where(has_rev[:, None], W_all[rev], 0.0)
-    E_rev = np.where(has_rev, E[rev], 0.0)
-    W_pen = W_all - np.asarray(params.kind_reciprocity) * np.minimum(W_all, W_rev)
-    E_pen = E - params.endorsement_reciprocity * np.minimum(E, E_rev)
     src, dst = unpack_pairs(all_keys)
+    kept = np.empty(len(all_keys))
+    _core.kept_shares(
+        pairs=np.arange(len(all_keys), dtype=np.int32),
+        pair_key=all_keys,
+        pair_fd=np.ascontiguousarray(W_all),
+        pair_rev=np.where(has_rev, rev, -1).astype(np.int32),
+        pair_eslot=np.arange(len(all_keys), dtype=np.int32),
+        e_sum=E,
+        support=support,
+        rho=rho,
+        out=kept,
+    )
+    raw = W_all.sum(axis=1)
     pairs = {
         "src": src,
         "dst": dst,
+        "key": all_keys,
         "W": W_all,
-        "W_rev": W_rev,
+        "W_rev": np.where(has_rev[:, None], W_all[rev], 0.0),
         "E": E,
-        "E_rev": E_rev,
+        "E_rev": np.where(has_rev, E[rev], 0.0),
         "has_rev": has_rev,
-        "raw": W_all.sum(axis=1),
-        "s": np.log1p(W_pen.sum(axis=1)),
-        "E_pen": E_pen,
-        "removed": (W_all - W_pen).sum(axis=1) + (E - E_pen),
+        "raw": raw,
+        "s": np.log1p(raw * kept),
+        "E_pen": E * kept,
+        "removed": (raw + E) * (1.0 - kept),
     }
-    with np.errstate(divide="ignore", invalid="ignore"):
-        discount = np.where(E > 0, E_pen / E, 0.0)
-    live_pair = np.searchsorted(all_keys, e_keys)
+    live_pair = np.searchsorted(all_keys, merged["e_keys"])
     records = (
         {k: endo[k][winners] for k in ("src", "dst", "topic", "ts", "retracted")}
         if len(winners)
@@ -256,7 +289,7 @@ def _reciprocity(
         "src": endo["src"][live] if len(live) else np.zeros(0, np.int64),
         "dst": endo["dst"][live] if len(live) else np.zeros(0, np.int64),
         "topic": endo["topic"][live] if len(live) else np.zeros(0, np.int64),
-        "value": e_value * discount[live_pair] if len(live) else np.zeros(0),
+        "value": merged["e_value"] * kept[live_pair],
     }
     by_source = _split(src % buckets, buckets, pairs)
     return {"by_source": by_source, "records": records, "topic_rows": topic_rows}
@@ -272,7 +305,11 @@ def _winners(endo: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _budgets(
-    pieces: Sequence[dict], status: np.ndarray, params: ModelParams, ranges: np.ndarray
+    pieces: Sequence[dict],
+    status: np.ndarray,
+    support: np.ndarray,
+    params: ModelParams,
+    ranges: np.ndarray,
 ) -> dict[str, Any]:
     """Step 4: one source bucket's saturation, budgets and transition probabilities,
     by the engine's own row kernel (``_core.compute_rows``); the edges split by
@@ -296,14 +333,17 @@ def _budgets(
         start=first.astype(np.int32),
         length=count.astype(np.int32),
         e_pair=np.arange(m, dtype=np.int32),
+        pair_key=np.concatenate([pairs["key"], reversed_pairs(pairs["key"])]),
         pair_fd=np.ascontiguousarray(np.concatenate([pairs["W"], pairs["W_rev"]])),
         pair_rev=np.where(pairs["has_rev"], ghost, -1).astype(np.int32),
         pair_eslot=np.arange(2 * m, dtype=np.int32),
         e_sum=np.concatenate([pairs["E"], pairs["E_rev"]]),
+        support=support,
         status=np.ascontiguousarray(status[sources], dtype=np.uint8),
         scale=1.0,  # the sums are already decayed to the evaluation time
-        rho=params.channel_reciprocity(),
+        rho=params.reciprocity,
         budget=params.endorsement_budget,
+        min_weight=params.min_row_weight,
         pair_p=pair_p,
         beta=beta,
         out_d=np.zeros(len(sources)),
@@ -447,11 +487,11 @@ def run(
     inter, endo = _pair_sums(client, parts, names_f, topics_f, as_of, p, buckets, compacted)
 
     # 3. The shuffle by unordered pair: reciprocity.
-    recip = _reciprocity_by_pair(client, inter, endo, n, as_of, p, buckets)
+    recip, support_f = _reciprocity_by_pair(client, inter, endo, n, as_of, p, buckets)
 
     # 4. The shuffle by source: budgets and transitions; then by destination range.
     ranges = np.linspace(0, n, buckets + 1).astype(np.int64)
-    budget = _transitions_by_source(client, recip, status_f, p, ranges)
+    budget = _transitions_by_source(client, recip, status_f, support_f, p, ranges)
     graph = _DestinationRanges(client, _pull_graphs(client, budget, ranges), ranges)
     wait(graph.edges)
     say(f"graph built in {time.perf_counter() - started:.1f} s")
@@ -534,30 +574,37 @@ def _pieces(client: Any, futures: list, b: int) -> list:
 
 def _reciprocity_by_pair(
     client: Any, inter: list, endo: list, n: int, as_of: float, p: ModelParams, buckets: int
-) -> list:
-    """Step 3: a task per unordered-pair bucket."""
-    return [
+) -> tuple[list, Any]:
+    """Step 3: a task per unordered-pair bucket merges its sums; every user's received
+    volume (the reciprocity gate's support) is summed over buckets on the client and
+    broadcast; then a task per bucket applies the penalty. Returns those tasks and the
+    support."""
+    merged = [
         client.submit(
-            _reciprocity,
-            _pieces(client, inter, b),
-            _pieces(client, endo, b),
-            n,
-            as_of,
-            p,
-            buckets,
-            pure=False,
+            _merge, _pieces(client, inter, b), _pieces(client, endo, b), n, as_of, p, pure=False
         )
         for b in range(buckets)
     ]
+    support = np.sum(
+        client.gather([client.submit(operator.getitem, f, "support") for f in merged]), axis=0
+    )
+    support_f = client.scatter(support, broadcast=True)
+    recip = [
+        client.submit(_reciprocity, merged[b], support_f, p.reciprocity, buckets, pure=False)
+        for b in range(buckets)
+    ]
+    return recip, support_f
 
 
 def _transitions_by_source(
-    client: Any, recip: list, status_f: Any, p: ModelParams, ranges: np.ndarray
+    client: Any, recip: list, status_f: Any, support_f: Any, p: ModelParams, ranges: np.ndarray
 ) -> list:
     """Step 4: a task per source bucket."""
     by_source = [client.submit(operator.getitem, r, "by_source") for r in recip]
     return [
-        client.submit(_budgets, _pieces(client, by_source, b), status_f, p, ranges, pure=False)
+        client.submit(
+            _budgets, _pieces(client, by_source, b), status_f, support_f, p, ranges, pure=False
+        )
         for b in range(len(ranges) - 1)
     ]
 

@@ -269,20 +269,25 @@ class EndorsementBook:
         return entries, (following if following < len(hits) else None)
 
     def topic_records(
-        self, pairs: PairTable, beta: np.ndarray, scale: float, reciprocity: float
+        self, pairs: PairTable, beta: np.ndarray, scale: float, support: np.ndarray, rho: float
     ) -> dict[str, np.ndarray]:
         """Each live endorsement's effective weight ``beta_a E_T (E'/E)`` per topic, at
-        the time where the stored sums times ``scale`` apply."""
+        the time where the stored sums times ``scale`` apply; ``support`` and ``rho``
+        are the reciprocity gate's (``TrustGraph.support``, ``ModelParams.reciprocity``)."""
         live = np.flatnonzero(self._state[: self._n] == REC_LIVE)
         pair = self._pair[live]
         src, dst = pairs.src_dst(pair)
-        e_pair = pairs.endorsement_sums(pair) * scale
-        rev = pairs.rev[pair]
-        e_rev = np.where(rev >= 0, pairs.endorsement_sums(np.maximum(rev, 0)) * scale, 0.0)
-        discount = np.where(
-            e_pair > 0,
-            (e_pair - reciprocity * np.minimum(e_pair, e_rev)) / np.where(e_pair > 0, e_pair, 1.0),
-            0.0,
+        discount = np.empty(len(pair))
+        _core.kept_shares(
+            pairs=np.ascontiguousarray(pair, dtype=np.int32),
+            pair_key=pairs.key,
+            pair_fd=pairs.fd,
+            pair_rev=pairs.rev,
+            pair_eslot=pairs.eslot,
+            e_sum=pairs.e_sum,
+            support=support,
+            rho=rho,
+            out=discount,
         )
         assert pairs.landmark is not None
         value = (

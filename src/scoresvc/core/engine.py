@@ -79,7 +79,6 @@ class Engine:
         self.solver = solver or SolverSettings()
         env_threads = os.environ.get("SCORESVC_THREADS")
         self.threads = int(threads or env_threads or os.cpu_count() or 1)
-        self._channel_rho = self.params.channel_reciprocity()
         self._ingest_lock = threading.Lock()
         self._graph_lock = threading.Lock()
         # Ingest side (ingest lock).
@@ -610,13 +609,12 @@ class Engine:
         moved = pairs.take_landmark_moved()
         full = cold or graph.time != now or moved or graph.n_users == 0
         graph.insert_new_edges(pairs)
+        graph.update_support(ingest.changes, pairs, moved or graph.time is None, self.threads)
         rows = ingest.changes.take_rows(n, full)
         scale = pairs.decay_to(now)
         if not full:
             solver.scatter(rows, graph, pairs, -p.damping)
-        beta_changed = graph.compute_rows(
-            rows, pairs, ingest.status, scale, self._channel_rho, p.endorsement_budget, self.threads
-        )
+        beta_changed = graph.compute_rows(rows, pairs, ingest.status, scale, p, self.threads)
         if not full:
             solver.scatter(rows, graph, pairs, p.damping)
         return _RowUpdate(
@@ -633,10 +631,10 @@ class Engine:
                 full,
                 pairs,
                 scale,
-                self._channel_rho,
+                p.reciprocity,
                 self.threads,
             ),
             topic_records=ingest.book.topic_records(
-                pairs, graph.beta, scale, p.endorsement_reciprocity
+                pairs, graph.beta, scale, graph.support, p.reciprocity
             ),
         )

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _core
 from .arrays import grown
+from .model import ModelParams
 from .pairs import PairTable
 
 
@@ -77,6 +78,8 @@ class TrustGraph:
         self.out = SlackCSR()
         self.inward = SlackCSR()
         self.beta = np.zeros(0, np.float64)
+        # Volume each user receives, forward-decayed: the reciprocity gate's input.
+        self.support = np.zeros(0, np.float64)
         self.n_users = 0
         self.n_pairs = 0
         self.time: float | None = None
@@ -87,7 +90,7 @@ class TrustGraph:
 
     @property
     def node_nbytes(self) -> int:
-        return self.out.row_nbytes + self.inward.row_nbytes + self.beta.nbytes
+        return self.out.row_nbytes + self.inward.row_nbytes + self.beta.nbytes + self.support.nbytes
 
     def grow(self, n: int) -> None:
         if n == self.n_users:
@@ -95,6 +98,7 @@ class TrustGraph:
         self.out.grow(n)
         self.inward.grow(n)
         self.beta = grown(self.beta, n, 1.0)
+        self.support = grown(self.support, n, 0.0)
         self.n_users = n
 
     def insert_new_edges(self, pairs: PairTable) -> None:
@@ -129,17 +133,52 @@ class TrustGraph:
         """How many edges the first ``n`` users send."""
         return int(self.out.length[:n].sum())
 
+    def update_support(
+        self, changes: Changes, pairs: PairTable, everyone: bool, threads: int
+    ) -> None:
+        """Recompute the received volume of the targets marked in ``changes`` (of
+        everyone when ``everyone``: the landmark moved or the graph is new), and mark
+        for recomputation the rows and sums whose reciprocity gate reads a volume that
+        moved. Call after ``insert_new_edges``, before the marks are taken."""
+        n = self.n_users
+        if everyone:
+            targets = np.arange(n, dtype=np.int32)
+        else:
+            targets = np.flatnonzero(changes.targets[:n]).astype(np.int32)
+        moved = np.zeros(n, np.uint8)
+        _core.in_volumes(
+            targets=targets,
+            in_start=self.inward.start,
+            in_length=self.inward.length,
+            in_pair=self.inward.pair,
+            pair_fd=pairs.fd,
+            pair_eslot=pairs.eslot,
+            e_sum=pairs.e_sum,
+            support=self.support,
+            moved=moved,
+            num_threads=threads,
+        )
+        _core.mark_partners(
+            users=np.flatnonzero(moved).astype(np.int32),
+            start=self.out.start,
+            length=self.out.length,
+            e_pair=self.out.pair,
+            pair_key=pairs.key,
+            pair_rev=pairs.rev,
+            row_dirty=changes.rows,
+            target_dirty=changes.targets,
+        )
+
     def compute_rows(
         self,
         rows: np.ndarray,
         pairs: PairTable,
         status: np.ndarray,
         scale: float,
-        rho: np.ndarray,
-        budget: float,
+        params: ModelParams,
         threads: int,
     ) -> np.ndarray:
-        """Recompute ``P`` and ``beta`` of ``rows`` (MODEL.md 4-6) from the pair sums
+        """Recompute ``P`` and ``beta`` of ``rows`` (MODEL.md 3-6) from the pair sums
         times ``scale``; returns 1 where a user's ``beta`` changed."""
         n = self.n_users
         beta_changed = np.zeros(n, np.uint8)
@@ -148,14 +187,17 @@ class TrustGraph:
             start=self.out.start,
             length=self.out.length,
             e_pair=self.out.pair,
+            pair_key=pairs.key,
             pair_fd=pairs.fd,
             pair_rev=pairs.rev,
             pair_eslot=pairs.eslot,
             e_sum=pairs.e_sum,
+            support=self.support,
             status=status,
             scale=scale,
-            rho=rho,
-            budget=budget,
+            rho=params.reciprocity,
+            budget=params.endorsement_budget,
+            min_weight=params.min_row_weight,
             pair_p=pairs.p,
             beta=self.beta,
             out_d=np.empty(n),
@@ -172,7 +214,7 @@ class TrustGraph:
         full: bool,
         pairs: PairTable,
         scale: float,
-        rho: np.ndarray,
+        rho: float,
         threads: int,
     ) -> np.ndarray:
         """The explanation sums per user, recomputed for the targets marked ``changed``
@@ -196,6 +238,7 @@ class TrustGraph:
             pair_rev=pairs.rev,
             pair_eslot=pairs.eslot,
             e_sum=pairs.e_sum,
+            support=self.support,
             beta=self.beta,
             scale=scale,
             rho=rho,

@@ -60,9 +60,12 @@ class ModelParams:
     # Base weights of LIKE, MENTION, REPLY, RESHARE.
     kind_weights: tuple[float, float, float, float] = (1.0, 1.5, 2.0, 3.0)
     endorsement_weight: float = 5.0
-    # Reciprocity penalty of LIKE, MENTION, REPLY, RESHARE (reply is conversation).
-    kind_reciprocity: tuple[float, float, float, float] = (0.5, 0.25, 0.0, 0.5)
-    endorsement_reciprocity: float = 0.9
+    # Share of a pair's matched volume removed, across every kind (step 3), before
+    # the independent-support gate.
+    reciprocity: float = 1.0
+    # kappa: a row's normaliser is at least one fresh like's weight, ln 2 (step 6), so
+    # an old only-link passes less than a fresh one.
+    min_row_weight: float = math.log(2.0)
     endorsement_budget: float = 50.0
     damping: float = 0.85
     max_future_skew_seconds: float = 300.0
@@ -84,17 +87,14 @@ class ModelParams:
             raise ValueError("topic_min_endorsers must be at least 1")
         if self.endorsement_budget <= 0:
             raise ValueError("endorsement_budget must be positive")
-        rhos = (*self.kind_reciprocity, self.endorsement_reciprocity)
-        if any(not 0.0 <= r <= 1.0 for r in rhos):
-            raise ValueError("reciprocity penalties must be in [0, 1]")
+        if not 0.0 <= self.reciprocity <= 1.0:
+            raise ValueError("reciprocity must be in [0, 1]")
+        if not 0.0 <= self.min_row_weight < math.inf:
+            raise ValueError("min_row_weight must be finite and not negative")
 
     def channel_weights(self) -> np.ndarray:
         """Base weight per pair channel: the four kinds, then endorsements."""
         return np.array([*self.kind_weights, self.endorsement_weight], dtype=np.float64)
-
-    def channel_reciprocity(self) -> np.ndarray:
-        """Reciprocity penalty per pair channel: the four kinds, then endorsements."""
-        return np.array([*self.kind_reciprocity, self.endorsement_reciprocity], dtype=np.float64)
 
 
 def seconds_and_nanos(seconds: float) -> tuple[int, int]:
