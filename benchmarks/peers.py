@@ -3,6 +3,8 @@ the numpy oracle. Used by the benchmarks to time the model as others would run i
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from scoresvc import reference
@@ -107,15 +109,7 @@ def duckdb_influence(
         JOIN users ua ON ua.u = g.a JOIN users ub ON ub.u = g.b
         WHERE NOT ua.suspended AND NOT ub.suspended""")
     con.execute("DELETE FROM edges WHERE p <= 0 OR isnan(p)")
-    con.execute("""
-        CREATE TABLE tele AS
-        SELECT u, CASE WHEN (SELECT count(*) FROM users WHERE seed AND NOT suspended) > 0
-                       THEN (seed AND NOT suspended)::DOUBLE
-                       ELSE (NOT suspended)::DOUBLE END AS p
-        FROM users""")
-    con.execute(
-        "CREATE OR REPLACE TABLE tele AS SELECT u, p / (SELECT sum(p) FROM tele) AS p FROM tele"
-    )
+    _teleport(con, log, now, params)
     con.execute("CREATE TABLE c AS SELECT u, p AS v FROM tele")
     for _ in range(max_iterations):
         con.execute(f"""
@@ -137,6 +131,39 @@ def duckdb_influence(
     credibility[result["u"]] = result["v"]
     members = ~users["suspended"]
     return np.where(members, credibility * members.sum(), 0.0)
+
+
+def _teleport(con: Any, log: EventLog, now: float, params: ModelParams) -> None:
+    """Step 7's p as table ``tele(u, p)``, normalised: each member's maturity (age since
+    first seen over the maturity age, capped at 1; first seen is the log's column or
+    else the earliest event naming the user), blended with the seeds."""
+    if log.first_seen is not None:
+        con.register("seen", {"u": np.arange(log.n_users), "fs": log.first_seen})
+    else:
+        con.execute("""
+            CREATE TABLE seen AS SELECT u, min(t) AS fs FROM (
+                SELECT a AS u, ts AS t FROM ev UNION ALL SELECT b, ts FROM ev
+                UNION ALL SELECT a, ts FROM en UNION ALL SELECT b, ts FROM en) GROUP BY u""")
+    m, alpha = params.maturity_age_seconds, params.seed_prior_share
+    con.execute(f"""
+        CREATE TABLE grown AS
+        SELECT users.u, users.seed AND NOT users.suspended AS seed, NOT users.suspended AS member,
+               CASE WHEN users.suspended OR seen.fs IS NULL THEN 0.0
+                    ELSE least(1.0, greatest(0.0, ({now!r} - seen.fs) / {m!r})) END AS g
+        FROM users LEFT JOIN seen USING (u)""")
+    con.execute(f"""
+        CREATE TABLE tele AS
+        WITH totals AS (SELECT sum(g) AS total, count(*) FILTER (WHERE seed) AS seeds
+                        FROM grown)
+        SELECT u, CASE WHEN seeds = 0 AND total > 0 THEN g
+                       WHEN seeds = 0 THEN member::DOUBLE
+                       WHEN total <= 0 THEN seed::DOUBLE
+                       ELSE {alpha!r} * seed::DOUBLE + (1 - {alpha!r}) * seeds * g / total
+                  END AS p
+        FROM grown, totals""")
+    con.execute(
+        "CREATE OR REPLACE TABLE tele AS SELECT u, p / (SELECT sum(p) FROM tele) AS p FROM tele"
+    )
 
 
 PEERS = {"duckdb": duckdb_influence, "numpy": numpy_influence}

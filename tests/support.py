@@ -54,7 +54,12 @@ def event_logs(
     max_endorsements: int = 20,
     statuses: bool = True,
     span_days: float = 200.0,
+    first_seen: bool = True,
 ) -> EventLog:
+    """Small event logs over ``span_days`` before T0. With ``first_seen``, some logs
+    date their accounts explicitly (any time in the span, not necessarily before the
+    account's events: accounts created after their back-dated events; or never), the
+    others by their earliest event."""
     n = draw(st.integers(2, max_users))
     m = draw(st.integers(0, max_interactions))
     k = draw(st.integers(0, max_endorsements))
@@ -73,8 +78,13 @@ def event_logs(
             draw(st.lists(st.sampled_from([0, 0, 0, 0, 1, 2]), min_size=n, max_size=n)),
             np.uint8,
         )
+    seen = None
+    if first_seen and draw(st.booleans()):
+        never = st.just(np.inf)
+        seen = draw(st.lists(st.one_of(when, never), min_size=n, max_size=n))
     return EventLog(
         n_users=n,
+        first_seen=seen,
         actor=[p[0] for p in pairs],
         target=[p[1] for p in pairs],
         kind=draw(st.lists(st.integers(1, 4), min_size=m, max_size=m)),

@@ -54,6 +54,9 @@ def _engine(seeds: bool) -> Engine:
     # Two endorsers rank user 8 in rust; user 7's one does not (docs/model.md, step 9).
     engine.endorse(log.user_ids[10], log.user_ids[8], "rust", T0 - 80, now=T0)
     engine.retract(log.user_ids[9], log.user_ids[8], "", T0 - 60, now=T0)
+    # Created now with events back-dated to 1970: young, whatever its events claim.
+    engine.record_interactions([("newcomer", log.user_ids[8], InteractionKind.LIKE, 1.0)], now=T0)
+    engine.endorse("newcomer", log.user_ids[10], "", 2.0, now=T0)
     return engine
 
 

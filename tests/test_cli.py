@@ -50,6 +50,7 @@ def demo_data(tmp_path_factory) -> Path:
         server.wait_serving()
     finally:
         assert server.stop(timeout=60) == 0, server.log()
+    (cwd / "demo.log").write_text(server.log())
     done = run_cli("export", "--data-dir", "data", "--out", "backup", cwd=cwd)
     assert done.returncode == 0, done.stderr
     return cwd
@@ -57,6 +58,19 @@ def demo_data(tmp_path_factory) -> Path:
 
 def test_demo_with_a_data_dir_writes_a_checkpoint_at_shutdown(demo_data):
     assert list((demo_data / "data" / "checkpoints").glob("checkpoint-*.svck"))
+
+
+def test_demo_runs_with_seed_accounts_and_says_so(demo_data):
+    assert "trust is anchored in 20 seed accounts" in (demo_data / "demo.log").read_text()
+
+
+def test_serve_without_seeds_says_seeds_are_the_strongest_defence(tmp_path):
+    with CliServer("serve", "--port", "0", "--data-dir", "data", cwd=tmp_path) as server:
+        server.wait_serving()
+        assert server.stop(timeout=60) == 0, server.log()
+        log = server.log()
+    assert "no seed accounts" in log
+    assert "strongest defence against fake accounts" in log
 
 
 def test_the_readmes_export_and_import_take_relative_paths(demo_data):

@@ -53,10 +53,11 @@ def test_everyone_suspended_scores_one_with_no_influence():
 
 
 def test_seeds_that_reach_nobody_keep_all_the_trust():
+    """With the whole teleport vector on the seeds (``seed_prior_share`` 1)."""
     log = community(300, 20, seed=2)
     now = float(log.ts.max())
     loner = EventLog(n_users=1, user_ids=["loner"], status=np.array([AccountStatus.SEED]))
-    engine, _ = engine_for(log, now)
+    engine, _ = engine_for(log, now, params=ModelParams(seed_prior_share=1.0))
     engine.load_events(loner)
     snap = engine.refresh(now)
     assert snap.score("loner").influence == pytest.approx(snap.n_users)
@@ -64,8 +65,9 @@ def test_seeds_that_reach_nobody_keep_all_the_trust():
 
 
 def test_no_seeds_teleports_to_everyone_and_influence_averages_one():
+    """Everyone seen before the snapshot's time has a share of the teleport vector."""
     log = community(2000, 100, seed=3)
-    _, snap = engine_for(log, float(log.ts.max()))
+    _, snap = engine_for(log, float(log.ts.max()) + 1.0)
     assert snap.influence.mean() == pytest.approx(1.0)
     assert snap.teleport_share.min() > 0
 

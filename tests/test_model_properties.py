@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from support import DAY, T0, close_credibility, engine_for, event_logs
+from support import (
+    DAY,
+    T0,
+    assert_matches_reference,
+    close_credibility,
+    engine_for,
+    event_logs,
+)
 
 from scoresvc import reference
 from scoresvc.core.engine import Engine
 from scoresvc.core.events import EventLog
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.core.topics import normalize_topic
+from scoresvc.synthetic import community
 
 NOW = T0 + 1.0
 kinds = st.sampled_from(list(InteractionKind))
@@ -49,6 +57,8 @@ def test_the_default_constants_are_the_specified_ones():
     assert p.daily_endorsement_limit == 20
     assert p.endorsement_limit_horizon_seconds == 7_776_000.0  # 90 days
     assert p.topic_min_endorsers == 2
+    assert p.maturity_age_seconds == 2_592_000.0  # 30 days
+    assert p.seed_prior_share == 0.15
     assert list(p.channel_weights()) == [1.0, 1.5, 2.0, 3.0, 5.0]
 
 
@@ -66,7 +76,7 @@ def received(engine: Engine, user: str) -> dict[str, float]:
 def fresh_engine(users: int, **params: float) -> Engine:
     engine = Engine(ModelParams(**params))
     for i in range(users):
-        engine.set_status(f"u{i}", AccountStatus.NORMAL)
+        engine.set_status(f"u{i}", AccountStatus.NORMAL, now=NOW)
     return engine
 
 
@@ -392,6 +402,9 @@ def test_retraction_endorse_then_retract_equals_never_endorsing(log, pair, topic
     # The background must not already hold this endorsement.
     same = (log.endorser == a) & (log.endorsee == b) & (np.array(log.topics)[log.topic] == topic)
     assume(not same.any())
+    # An endorsement dates its accounts (docs/model.md, "Accounts and their age"): the
+    # two were seen before, so only the endorsement differs.
+    log.first_seen = np.minimum(reference.first_seen_times(log), NOW)
     plain, _ = engine_for(log, NOW)
     retracted, _ = engine_for(log, NOW)
     retracted.endorse(f"u{a}", f"u{b}", topic, T0 - gap - 60, now=NOW)
@@ -421,6 +434,7 @@ def _permuted(log: EventLog, order: np.ndarray, eorder: np.ndarray) -> EventLog:
         status=log.status,
         user_ids=log.user_ids,
         topics=log.topics,
+        first_seen=log.first_seen,
     )
 
 
@@ -464,6 +478,147 @@ def test_order_independence_incremental_refreshes_stay_within_tolerance(log, see
     dense = [snap.user_index[u] for u in log.user_ids]
     cold_dense = [cold.user_index[u] for u in log.user_ids]
     assert close_credibility(snap.credibility[dense], cold.credibility[cold_dense]).all()
+
+
+# 12. Anchoring ------------------------------------------------------------------------
+
+MATURITY = 30 * DAY  # maturity_age_seconds, as docs/model.md states it
+
+
+def _dated_users(ages: list[float], status: list[int] | None = None) -> EventLog:
+    """Users first seen ``ages`` before NOW, with no events (their teleport share is
+    all their credibility)."""
+    n = len(ages)
+    return EventLog(
+        n_users=n,
+        first_seen=[NOW - a for a in ages],
+        status=np.zeros(n, np.uint8) if status is None else np.array(status, np.uint8),
+    )
+
+
+def _teleport(engine: Engine, log: EventLog, now: float = NOW) -> tuple[np.ndarray, np.ndarray]:
+    """Step 7's p (normalised) of the engine's snapshot and of the oracle, in log order."""
+    snap = engine.refresh(now)
+    assert log.user_ids is not None
+    got = snap.teleport[[snap.user_index[u] for u in log.user_ids]]
+    want = reference.teleport_prior(log.status, reference.first_seen_times(log), now, engine.params)
+    return got / got.sum(), want
+
+
+@given(ages=st.lists(st.integers(0, int(3 * MATURITY)), min_size=2, max_size=12))
+def test_anchoring_maturity_ramps_linearly_with_age_to_the_maturity_age(ages):
+    log = _dated_users(ages)
+    engine, _ = engine_for(log, NOW)
+    got, want = _teleport(engine, log)
+    ramp = np.minimum(np.array(ages) / MATURITY, 1.0)
+    expected = ramp / ramp.sum() if ramp.sum() > 0 else np.full(len(ages), 1 / len(ages))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(want, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_anchoring_a_brand_new_deployment_teleports_uniformly_over_members():
+    """Nobody has any age yet: trust must be anchored somewhere, so everyone shares."""
+    log = _dated_users([0.0] * 5, status=[0, 0, 0, 0, 2])
+    engine, _ = engine_for(log, NOW)
+    got, want = _teleport(engine, log)
+    np.testing.assert_allclose(got, [0.25, 0.25, 0.25, 0.25, 0.0])
+    np.testing.assert_allclose(want, [0.25, 0.25, 0.25, 0.25, 0.0])
+
+
+@given(
+    ages=st.lists(st.integers(0, int(3 * MATURITY)), min_size=3, max_size=12),
+    seeds=st.sets(st.integers(0, 11), min_size=1, max_size=4),
+    share=st.floats(0.0, 1.0),
+)
+def test_anchoring_with_seeds_the_teleport_blends_the_seed_and_maturity_priors(ages, seeds, share):
+    status = [int(AccountStatus.SEED) if i in seeds else 0 for i in range(len(ages))]
+    assume(any(status))
+    log = _dated_users(ages, status)
+    engine, _ = engine_for(log, NOW, params=ModelParams(seed_prior_share=share))
+    got, want = _teleport(engine, log)
+    seed = np.array(status, float) / sum(1 for s in status if s)
+    ramp = np.minimum(np.array(ages) / MATURITY, 1.0)
+    # Nobody mature: the seeds alone.
+    expected = share * seed + (1 - share) * ramp / ramp.sum() if ramp.sum() > 0 else seed
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(want, expected, rtol=1e-12, atol=1e-15)
+
+
+def _fresh_attack(engine: Engine, target: str, n: int, shape: str, channel: int) -> list[str]:
+    """``n`` accounts created at NOW in ``shape``, every one also endorsing or engaging
+    ``target``; returns their ids."""
+    fresh = [f"fresh{i}" for i in range(n)]
+    links = [(f, target) for f in fresh]
+    if shape == "ring":
+        links += [(fresh[i], fresh[(i + 1) % n]) for i in range(n) if n > 1]
+    elif shape == "clique":
+        links += [(a, b) for a in fresh for b in fresh if a != b]
+    for a, b in links:
+        if channel == 0:
+            engine.endorse(a, b, "", NOW - 60, now=NOW)
+        else:
+            engine.record_interactions([(a, b, InteractionKind(channel), NOW - 60)], now=NOW)
+    return fresh
+
+
+@given(
+    n=st.integers(1, 20),  # within the daily endorsement limit
+    shape=st.sampled_from(["star", "ring", "clique"]),
+    channel=st.integers(0, 4),  # 0: endorsement, else an InteractionKind
+    target_is_fresh=st.booleans(),
+    seeded=st.booleans(),
+)
+def test_anchoring_fresh_accounts_pass_on_nothing_in_any_shape(
+    n, shape, channel, target_is_fresh, seeded
+):
+    """Accounts first seen now (by the server's clock) have no teleport share, so a
+    target endorsed or engaged only by them gains nothing: every established user's
+    credibility is as if they did not exist, and a fresh target stays at 0."""
+    log = community(1500, 40, seed=5, end=NOW - DAY)
+    assert log.user_ids is not None
+    if seeded:
+        log.status[:4] = AccountStatus.SEED
+    target = "fresh-target" if target_is_fresh else log.user_ids[7]
+    _, before = engine_for(log, NOW)
+    attacked, _ = engine_for(log, NOW)
+    fresh = _fresh_attack(attacked, target, n, shape, channel)
+    after = attacked.refresh(NOW)
+    for u in fresh + ([target] if target_is_fresh else []):
+        assert after.teleport[after.user_index[u]] == 0.0
+        assert after.score(u).influence == 0.0
+    old = [after.user_index[u] for u in log.user_ids]
+    assert close_credibility(after.credibility[old], before.credibility).all()
+
+
+def test_anchoring_back_dated_first_events_do_not_make_an_account_mature():
+    """An account created today whose events claim 1970 is as new as one whose events
+    are dated today; an account whose history a bulk load dates 60 days back is mature."""
+    engine = Engine()
+    engine.load_events(_dated_users([60 * DAY]))  # "u0", mature
+    engine.record_interactions([("backdated", "u0", InteractionKind.LIKE, 0.0)], now=NOW)
+    engine.endorse("backdated", "u0", "", 1.0, now=NOW)
+    engine.record_interactions([("today", "u0", InteractionKind.LIKE, NOW)], now=NOW)
+    engine.endorse("today", "u0", "", NOW, now=NOW)
+    snap = engine.refresh(NOW + DAY)
+    p = {u: snap.teleport[snap.user_index[u]] for u in ("u0", "backdated", "today")}
+    assert p["backdated"] == pytest.approx(p["today"], rel=1e-12)
+    assert p["backdated"] == pytest.approx(p["u0"] / 30, rel=1e-12)  # one day of thirty
+    # The oracle, given the first-seen times the engine keeps.
+    log = EventLog(
+        n_users=3,
+        user_ids=["u0", "backdated", "today"],
+        first_seen=[NOW - 60 * DAY, NOW, NOW],
+        actor=[1, 2],
+        target=[0, 0],
+        kind=[1, 1],
+        ts=[0.0, NOW],
+        endorser=[1, 2],
+        endorsee=[0, 0],
+        topic=[0, 0],
+        endorse_ts=[1.0, NOW],
+        retracted=[False, False],
+    )
+    assert_matches_reference(engine, snap, log, NOW + DAY)
 
 
 # Suspension --------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from support import DAY, T0, H, assert_matches_reference, close_credibility, eng
 
 from scoresvc import reference
 from scoresvc.core.engine import Engine
+from scoresvc.core.events import EventLog
+from scoresvc.core.model import AccountStatus
 from scoresvc.synthetic import community
 
 
@@ -39,17 +41,73 @@ def test_incremental_refresh_matches_reference(log, split, data):
     """Events arriving after a snapshot: only touched rows are recomputed."""
     now = T0 + 1.0
     first = _slice(log, 0, split)
-    engine, _ = engine_for(first, now)
+    engine, before = engine_for(first, now)
     rest = _slice(log, split, None)
     engine.load_events(rest)
     snap = engine.refresh(now)
-    assert not snap.stats["full"]
+    # Teleport changes go through the residual; only a user losing its share (the
+    # first mature member ends the uniform fallback) needs a cold solve.
+    lost = (before.teleport > 0) & (snap.teleport[: before.n_users] == 0)
+    unanchored = (snap.teleport == 0) & (snap.status != AccountStatus.SUSPENDED)
+    assert snap.stats["full"] == bool(lost.any() and unanchored.any())
     assert_matches_reference(engine, snap, log, now)
 
 
-def _slice(log, lo, hi):
-    from scoresvc.core.events import EventLog
+@given(
+    log=event_logs(max_users=8),
+    arrivals=st.lists(
+        st.tuples(st.integers(0, 9), st.integers(0, 7), st.integers(0, 60)), max_size=6
+    ),
+)
+def test_accounts_arriving_through_the_api_at_any_age_match_reference(log, arrivals):
+    """Writes accepted at earlier server times, refreshed incrementally at one time: the
+    new accounts' teleport shares (and older ones' first-seen times moving earlier)
+    enter the residual exactly; events back-dated to 1970 date nothing."""
+    now = T0 + 1.0
+    engine, before = engine_for(log, now)
+    assert log.user_ids is not None
+    ids = list(log.user_ids)
+    first_seen = list(reference.first_seen_times(log))
+    actor, target, ts = list(log.actor), list(log.target), list(log.ts)
+    for new, old, days in arrivals:
+        name, other = f"new{new}", ids[old % log.n_users]
+        arrived = now - days * DAY
+        engine.record_interactions([(name, other, 1, 0.0)], now=arrived)
+        if name not in ids:
+            ids.append(name)
+            first_seen.append(np.inf)
+        a, b = ids.index(name), ids.index(other)
+        first_seen[a] = min(first_seen[a], arrived)
+        first_seen[b] = min(first_seen[b], arrived)
+        actor.append(a)
+        target.append(b)
+        ts.append(0.0)
+    snap = engine.refresh(now)
+    lost = (before.teleport > 0) & (snap.teleport[: before.n_users] == 0)
+    unanchored = (snap.teleport == 0) & (snap.status != AccountStatus.SUSPENDED)
+    assert snap.stats["full"] == bool(lost.any() and unanchored.any())
+    status = np.zeros(len(ids), np.uint8)
+    status[: log.n_users] = log.status
+    merged = EventLog(
+        n_users=len(ids),
+        user_ids=ids,
+        first_seen=first_seen,
+        actor=actor,
+        target=target,
+        kind=[*log.kind, *[1] * (len(actor) - log.n_interactions)],
+        ts=ts,
+        endorser=log.endorser,
+        endorsee=log.endorsee,
+        topic=log.topic,
+        endorse_ts=log.endorse_ts,
+        retracted=log.retracted,
+        status=status,
+        topics=log.topics,
+    )
+    assert_matches_reference(engine, snap, merged, now)
 
+
+def _slice(log, lo, hi):
     return EventLog(
         n_users=log.n_users,
         actor=log.actor[lo:hi],
@@ -64,6 +122,7 @@ def _slice(log, lo, hi):
         status=log.status,
         user_ids=log.user_ids,
         topics=log.topics,
+        first_seen=log.first_seen,
     )
 
 

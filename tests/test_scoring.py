@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scoresvc.core import scoring
-from scoresvc.core.model import AccountStatus
+from scoresvc.core.model import AccountStatus, ModelParams
 
 values = st.lists(st.floats(0.0, 1e9), min_size=1, max_size=60)
 
@@ -80,17 +80,25 @@ def test_topic_values_sum_per_topic_and_user_with_each_topics_top():
 S, N, X = AccountStatus.SEED, AccountStatus.NORMAL, AccountStatus.SUSPENDED
 
 
+DAY = 86_400.0
+
+
 @pytest.mark.parametrize(
-    ("status", "teleport"),
+    ("status", "ages", "teleport"),
     [
-        ([N, S, X, S], [0, 1, 0, 1]),  # the seeds
-        ([N, N, X], [1, 1, 0]),  # no seed: every member
-        ([X, X], [0, 0]),  # nobody to teleport to
+        ([N, S, X, S], [0, 0, 0, 0], [0, 1, 0, 1]),  # nobody aged: the seeds
+        ([N, N, X], [0, 0, 0], [1, 1, 0]),  # nobody aged, no seed: every member
+        ([X, X], [9, 9], [0, 0]),  # nobody to teleport to
+        ([N, N, X, N], [15, 60, 60, 0], [0.5, 1, 0, 0]),  # maturity: age / 30 days, capped
+        ([N, S], [30, 0], [0.85, 0.15]),  # seeds: 0.15 each, 0.85 |S| by maturity
     ],
 )
-def test_the_teleport_vector_is_the_seeds_or_else_every_member(status, teleport):
-    got = scoring.teleport_vector(np.array(status, np.uint8))
-    assert got.dtype == np.float64 and got.tolist() == teleport
+def test_the_teleport_vector_is_maturity_blended_with_the_seeds(status, ages, teleport):
+    now = 1_700_000_000.0
+    first_seen = now - np.array(ages, float) * DAY
+    got = scoring.teleport_vector(np.array(status, np.uint8), first_seen, now, ModelParams())
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, teleport, rtol=1e-12)
 
 
 @given(

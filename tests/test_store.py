@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from support import CliServer
+from support import DAY, CliServer
 
 from scoresvc.core.engine import Engine, WriteResult
 from scoresvc.core.errors import Conflict, StorageError
@@ -113,8 +113,9 @@ def test_weighted_interactions_are_journaled_with_their_weights_and_request_ids(
         )
 
 
-def _write_a_little(engine: Engine) -> None:
-    """The writes in tests/data/checkpoint-version-1.svck (refreshed at NOW)."""
+def _write_a_little(engine: Engine, now: float = NOW) -> None:
+    """The writes in tests/data/checkpoint-version-1.svck (refreshed at NOW), accepted
+    at ``now``."""
     engine.record_interactions(
         [
             ("ana", "bo", LIKE, NOW - 60),
@@ -122,12 +123,12 @@ def _write_a_little(engine: Engine) -> None:
             ("cy", "bo", InteractionKind.RESHARE, NOW - 10),
         ],
         request_id="rows-1",
-        now=NOW,
+        now=now,
     )
-    engine.endorse("ana", "bo", "python", NOW - 100, request_id="e-1", now=NOW)
-    engine.endorse("cy", "bo", "", NOW - 50, now=NOW)
-    engine.retract("cy", "bo", "", NOW - 5, request_id="r-1", now=NOW)
-    engine.set_status("ana", AccountStatus.SEED, request_id="s-1")
+    engine.endorse("ana", "bo", "python", NOW - 100, request_id="e-1", now=now)
+    engine.endorse("cy", "bo", "", NOW - 50, now=now)
+    engine.retract("cy", "bo", "", NOW - 5, request_id="r-1", now=now)
+    engine.set_status("ana", AccountStatus.SEED, request_id="s-1", now=now)
 
 
 def test_a_version_1_checkpoint_is_read_with_its_clock_topics_and_request_ids(tmp_path):
@@ -137,7 +138,9 @@ def test_a_version_1_checkpoint_is_read_with_its_clock_topics_and_request_ids(tm
     # The fixture's "python" has one endorser: rank it, to compare its topic scores.
     one_endorser = ModelParams(topic_min_endorsers=1)
     fresh, restored = Engine(one_endorser), Engine(one_endorser)
-    _write_a_little(fresh)
+    # The checkpoint predates first-seen times: it dates every account at its latest
+    # event, NOW - 5 (docs/model.md); the fresh engine sees them then too.
+    _write_a_little(fresh, now=NOW - 5)
     with Store(tmp_path) as store:
         assert store.load_into(restored) == fresh.sequence == 5
         assert restored.landmark == fresh.landmark
@@ -151,6 +154,36 @@ def test_a_version_1_checkpoint_is_read_with_its_clock_topics_and_request_ids(tm
         with pytest.raises(Conflict):
             restored.set_status("bo", AccountStatus.SEED, request_id="s-1")
         assert restored.sequence == 5
+
+
+def _accounts_arriving(engine: Engine) -> None:
+    """Accounts first seen through the API at different server times, each with
+    events back-dated to 1970, beside a community bulk-loaded long before."""
+    engine.load_events(community(2000, 100, seed=1, end=NOW - 40 * DAY))
+    engine.record_interactions([("ana", "user0000001", LIKE, 0.0)], now=NOW - 20 * DAY)
+    engine.endorse("bo", "user0000002", "", 5.0, now=NOW - 10 * DAY)
+    engine.set_status("cy", AccountStatus.NORMAL, now=NOW - 5 * DAY)
+    engine.record_interaction_columns(["dee", "ana"], [0], [1], [1], [1.0], now=NOW - 2 * DAY)
+
+
+def test_first_seen_times_survive_the_journal_and_checkpoints(tmp_path):
+    first = Engine()
+    store = Store(tmp_path)
+    store.load_into(first)
+    _accounts_arriving(first)
+    want = first.refresh(NOW).teleport
+    p = {u: want[first.snapshot.user_index[u]] / want.max() for u in ("ana", "bo", "cy", "dee")}
+    assert p == pytest.approx({"ana": 20 / 30, "bo": 10 / 30, "cy": 5 / 30, "dee": 2 / 30})
+    store.close(final_checkpoint=False)
+    replayed = Engine()
+    with Store(tmp_path) as again:  # from the journal; closing writes a checkpoint
+        again.load_into(replayed)
+        np.testing.assert_array_equal(replayed.refresh(NOW).teleport, want)
+    restored = Engine()
+    with Store(tmp_path) as again:
+        again.load_into(restored)
+        assert again._tail(checkpoint.latest(tmp_path / "checkpoints").sequence)[0] == 0
+        np.testing.assert_array_equal(restored.refresh(NOW).teleport, want)
 
 
 def test_a_write_that_cannot_be_stored_is_not_applied(tmp_path):

@@ -82,22 +82,55 @@ def live_endorsements(log: EventLog) -> np.ndarray:
     return winners[~log.retracted[winners]]
 
 
+def first_seen_times(log: EventLog) -> np.ndarray:
+    """ "Accounts and their age" (docs/model.md): the log's first-seen times, or each
+    user's earliest event in the log (inf for a user with none)."""
+    if log.first_seen is not None:
+        return np.asarray(log.first_seen, np.float64)
+    users = np.concatenate([log.actor, log.target, log.endorser, log.endorsee])
+    times = np.concatenate([log.ts, log.ts, log.endorse_ts, log.endorse_ts])
+    first = np.full(log.n_users, np.inf)
+    np.minimum.at(first, users, times)
+    return first
+
+
+def teleport_prior(
+    status: np.ndarray, first_seen: np.ndarray, now: float, p: ModelParams
+) -> np.ndarray:
+    """Step 7's p (summing to 1, or all 0 when there is no member): the maturity prior
+    of members, uniform over members when no member has any maturity; with seeds,
+    ``alpha`` of it uniform over the non-suspended seeds and the rest by maturity (all
+    on the seeds when no member has any maturity)."""
+    suspended = status == AccountStatus.SUSPENDED
+    seeds = (status == AccountStatus.SEED) & ~suspended
+    age = np.maximum(now - first_seen, 0.0)
+    maturity = np.where(suspended, 0.0, np.minimum(age / p.maturity_age_seconds, 1.0))
+    if maturity.sum() > 0:
+        prior = maturity / maturity.sum()
+    elif seeds.any():
+        prior = seeds / seeds.sum()
+    elif (~suspended).any():
+        prior = (~suspended) / (~suspended).sum()
+    else:
+        return np.zeros(len(status))
+    if not seeds.any():
+        return prior
+    alpha = p.seed_prior_share
+    return alpha * seeds / seeds.sum() + (1.0 - alpha) * prior
+
+
 def personalised_pagerank(
     flow: Callable[[np.ndarray], np.ndarray],
-    status: np.ndarray,
+    teleport: np.ndarray,
     tolerance: float,
     max_iterations: int,
 ) -> tuple[np.ndarray, int]:
-    """Step 7 (docs/model.md) by plain power iteration from the teleport vector: ``flow(c)``
-    is ``d P^T c``; what the damping and the suspended lose returns by teleport.
-    Returns the credibility (summing to 1, or all 0 with nobody to teleport to) and the
-    iterations taken."""
-    suspended = status == AccountStatus.SUSPENDED
-    seeds = (status == AccountStatus.SEED) & ~suspended
-    teleport = (seeds if seeds.any() else ~suspended).astype(np.float64)
+    """Step 7 (docs/model.md) by plain power iteration from the teleport vector
+    ``teleport`` (summing to 1): ``flow(c)`` is ``d P^T c``; what the damping and the
+    suspended lose returns by teleport. Returns the credibility (summing to 1, or all 0
+    with nobody to teleport to) and the iterations taken."""
     if teleport.sum() == 0:
-        return np.zeros(len(status)), 0
-    teleport /= teleport.sum()
+        return np.zeros(len(teleport)), 0
     c = teleport.copy()
     iterations = 0
     for iterations in range(1, max_iterations + 1):  # noqa: B007
@@ -201,10 +234,12 @@ def compute(
     # Suspended accounts pass no trust, and trust sent to them is lost.
     P[suspended[src] | suspended[dst]] = 0.0
 
-    # 7. Credibility: personalised PageRank by plain power iteration from p.
+    # 7. Credibility: personalised PageRank by plain power iteration from p, which
+    # anchors trust in accounts by age (and in the seeds).
+    teleport = teleport_prior(status, first_seen_times(log), now, p)
     credibility, iterations = personalised_pagerank(
         lambda c: p.damping * np.bincount(dst, weights=P * c[src], minlength=n),
-        status,
+        teleport,
         tolerance,
         max_iterations,
     )

@@ -114,3 +114,18 @@ def community(
         user_ids=[f"user{i:07d}" for i in range(n_users)],
         topics=list(TOPICS),
     )
+
+
+def early_hubs(log: EventLog, count: int, days: float = 7.0) -> list[str]:
+    """The ``count`` best-connected users (most events given or received) among those
+    active in the first ``days`` of ``log``: natural seed accounts, established early
+    and well known."""
+    assert log.user_ids is not None
+    users = np.concatenate([log.actor, log.target, log.endorser, log.endorsee])
+    times = np.concatenate([log.ts, log.ts, log.endorse_ts, log.endorse_ts])
+    if len(times) == 0:
+        return []
+    early = np.unique(users[times < times.min() + days * SECONDS_PER_DAY])
+    degree = np.bincount(users, minlength=log.n_users)
+    ranked = early[np.argsort(-degree[early], kind="stable")]
+    return [log.user_ids[u] for u in ranked[:count]]

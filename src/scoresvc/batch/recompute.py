@@ -37,7 +37,13 @@ import numpy as np
 
 from .. import _core
 from ..core.engine import Engine, EngineState
-from ..core.events import Compaction, EventLog, compacted_interactions, deciding_endorsements
+from ..core.events import (
+    Compaction,
+    EventLog,
+    compacted_interactions,
+    deciding_endorsements,
+    earliest_events,
+)
 from ..core.model import AccountStatus, ModelParams, channel_of
 from ..core.pairs import pack_pairs, reversed_pairs, unpack_pairs
 from ..core.scoring import (
@@ -82,12 +88,30 @@ class BatchResult:
 # ---------------------------------------------------------------------- reading
 
 
-def _distinct(table: str, part: Part) -> tuple[np.ndarray, np.ndarray]:
-    """The user ids and topics a partition names, sorted."""
+def _distinct(table: str, part: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """The user ids and topics a partition names, sorted; when each id was first seen
+    by the partition (its first-seen column, else its earliest event) and whether the
+    partition has a first-seen column."""
     events = archive.read_partition(table, *part)
+    ids, inverse = np.unique(np.asarray(events.user_ids, dtype=str), return_inverse=True)
+    seen = events.first_seen
+    if seen is None:
+        seen = earliest_events(
+            len(events.user_ids or []),
+            events.actor,
+            events.target,
+            events.ts,
+            events.endorser,
+            events.endorsee,
+            events.endorse_ts,
+        )
+    first = np.full(len(ids), np.inf)
+    np.minimum.at(first, inverse.reshape(-1), seen)
     return (
-        np.unique(np.asarray(events.user_ids, dtype=str)),
+        ids,
         np.unique(np.asarray(events.topics, dtype=str)),
+        first,
+        events.first_seen is not None,
     )
 
 
@@ -406,17 +430,17 @@ def _flow(graph: dict[str, np.ndarray], lo: int, hi: int, c: np.ndarray, damping
 
 def _personalised_pagerank(
     flow: Callable[[np.ndarray], np.ndarray],
-    status: np.ndarray,
+    teleport: np.ndarray,
     tolerance: float,
     max_iterations: int,
 ) -> tuple[np.ndarray, int]:
-    """Step 7 by power iteration from the teleport vector: ``flow(c)`` is ``d P^T c``
-    (one task per destination range); what the damping and the suspended lose returns
-    by teleport. Returns the credibility (summing to 1, or all 0 with nobody to
-    teleport to) and the iterations taken."""
-    teleport = teleport_vector(status)
+    """Step 7 by power iteration from the teleport vector (``scoring.teleport_vector``):
+    ``flow(c)`` is ``d P^T c`` (one task per destination range); what the damping and
+    the suspended lose returns by teleport. Returns the credibility (summing to 1, or
+    all 0 with nobody to teleport to) and the iterations taken."""
+    teleport = teleport.copy()
     if teleport.sum() == 0:
-        return np.zeros(len(status)), 0
+        return np.zeros(len(teleport)), 0
     teleport /= teleport.sum()
     c = teleport.copy()
     iterations = 0
@@ -428,6 +452,17 @@ def _personalised_pagerank(
         if change < tolerance:
             break
     return c, iterations
+
+
+def _first_seen(names: np.ndarray, found: Sequence[tuple]) -> np.ndarray:
+    """Each user's first-seen time ("Accounts and their age"), as an import sets it:
+    the accounts table's column when it has one, else the earliest event."""
+    dated = any(explicit for *_, explicit in found)
+    first = np.full(len(names), np.inf)
+    for ids, _, seen, explicit in found:
+        if explicit or not dated:
+            np.minimum.at(first, _global(names, ids), seen)
+    return first
 
 
 def _received(edges: dict[str, np.ndarray], lo: int, hi: int) -> np.ndarray:
@@ -475,7 +510,7 @@ def run(
     buckets = max(2 * workers, 2)
 
     # 1. Dictionaries of users and topics.
-    names, topic_names = _dictionaries(client, parts)
+    names, topic_names, first_seen = _dictionaries(client, parts)
     n = len(names)
     say(f"{n:,} users, {len(topic_names) - 1} topics")
     status = _statuses(parts, names)
@@ -500,7 +535,8 @@ def run(
     def flow(c: np.ndarray) -> np.ndarray:
         return graph.map(_flow, client.scatter(c, broadcast=True), p.damping)
 
-    credibility, iterations = _personalised_pagerank(flow, status, tolerance, max_iterations)
+    teleport = teleport_vector(status, first_seen, as_of, p)
+    credibility, iterations = _personalised_pagerank(flow, teleport, tolerance, max_iterations)
     say(f"credibility after {iterations} iterations")
 
     # 6. Scores and the explanation.
@@ -515,15 +551,27 @@ def run(
     engine_state = None
     if state:
         engine_state = _state(
-            client, recip, graph.edges, names, topic_names, status, as_of, p, credibility
+            client,
+            recip,
+            graph.edges,
+            names,
+            topic_names,
+            status,
+            first_seen,
+            as_of,
+            p,
+            credibility,
         )
     return BatchResult(
         names, columns, iterations, time.perf_counter() - started, topic_table, engine_state
     )
 
 
-def _dictionaries(client: Any, parts: dict[str, list[Part]]) -> tuple[np.ndarray, np.ndarray]:
-    """Step 1: the sorted user ids and topics ("" first) of every partition."""
+def _dictionaries(
+    client: Any, parts: dict[str, list[Part]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 1: the sorted user ids and topics ("" first) of every partition, and when
+    each user was first seen."""
     found = client.gather(
         [
             client.submit(_distinct, table, part, pure=False)
@@ -531,9 +579,9 @@ def _dictionaries(client: Any, parts: dict[str, list[Part]]) -> tuple[np.ndarray
             for part in parts[table]
         ]
     )
-    names = np.unique(np.concatenate([np.zeros(0, dtype=str), *(u for u, _ in found)]))
-    topic_names = np.unique(np.concatenate([np.array([""]), *(t for _, t in found)]))
-    return names, topic_names
+    names = np.unique(np.concatenate([np.zeros(0, dtype=str), *(f[0] for f in found)]))
+    topic_names = np.unique(np.concatenate([np.array([""]), *(f[1] for f in found)]))
+    return names, topic_names, _first_seen(names, found)
 
 
 def _statuses(parts: dict[str, list[Part]], names: np.ndarray) -> np.ndarray:
@@ -714,6 +762,7 @@ def _state(
     names: np.ndarray,
     topic_names: np.ndarray,
     status: np.ndarray,
+    first_seen: np.ndarray,
     as_of: float,
     p: ModelParams,
     credibility: np.ndarray,
@@ -739,6 +788,7 @@ def _state(
         endorse_ts=records.get("ts", np.zeros(0)),
         retracted=records.get("retracted", np.zeros(0, bool)),
         status=status,
+        first_seen=first_seen,
         user_ids=names.tolist(),
         topics=topic_names.tolist(),
         compaction=Compaction(as_of, as_of),

@@ -48,7 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     server_flags(p_demo, "")
     add(p_demo, "--users", whole(2), 20_000, "users in the demo community")
     add(p_demo, "--events", whole(0), 400_000, "events in the demo community")
-    add(p_demo, "--seeds", whole(0), 0, "how many of the first users are seed accounts")
+    add(
+        p_demo,
+        "--seeds",
+        whole(0),
+        20,
+        "seed accounts: the best-connected users of the community's first week",
+    )
     add(p_demo, "--seed", whole(0), 7, "random seed of the generator")
     p_demo.set_defaults(run=demo)
     p_export = commands.add_parser("export", help="export every event as Parquet or CSV")

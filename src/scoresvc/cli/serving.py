@@ -22,7 +22,7 @@ from ..service.auth import Authenticator, TokenStore
 from ..service.server import MetricsEndpoint, ScoreServer, build_server
 from ..storage import checkpoint
 from ..storage.store import CHECKPOINT_DIR, DB_NAME, Store
-from ..synthetic import community
+from ..synthetic import community, early_hubs
 from . import flags
 from .errors import Failed, UsageError
 from .logs import JsonFormatter, log
@@ -221,6 +221,19 @@ def _batch_snapshot(args: argparse.Namespace) -> EngineState | None:
 # ---------------------------------------------------------------------- the commands
 
 
+def _log_anchoring(engine: Engine) -> None:
+    """Say at start-up what anchors trust (docs/model.md, step 7)."""
+    seeds = engine.n_seeds
+    if seeds:
+        log.info("trust is anchored in %d seed accounts and in accounts' age", seeds)
+        return
+    log.warning(
+        "no seed accounts: trust is anchored in accounts' age alone; seed accounts"
+        " (SetAccountStatus ACCOUNT_STATUS_SEED) are the strongest defence against fake"
+        " accounts"
+    )
+
+
 def _serve(
     args: argparse.Namespace,
     snapshot: EngineState | None = None,
@@ -241,6 +254,7 @@ def _serve(
             loaded.set()
             if populate is not None:
                 populate(engine)
+            _log_anchoring(engine)
             if store is not None and server.metrics is not None:
                 server.metrics.watch_store(store.size_bytes)
 
@@ -264,8 +278,7 @@ def demo(args: argparse.Namespace) -> int:
         if engine.sequence == 0:
             community_ = community(args.events, args.users, seed=args.seed, end=time.time())
             engine.load_events(community_)
-            assert community_.user_ids is not None
-            for uid in community_.user_ids[: args.seeds]:
+            for uid in early_hubs(community_, args.seeds):
                 engine.set_status(uid, AccountStatus.SEED)
         engine.refresh()
         top = engine.snapshot.top(3)

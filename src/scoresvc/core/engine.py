@@ -129,6 +129,12 @@ class Engine:
     def n_pairs(self) -> int:
         return self._ingest.pairs.n
 
+    @property
+    def n_seeds(self) -> int:
+        """Seed accounts (a suspended one is not a seed): the strongest anchors."""
+        with self._ingest_lock:
+            return int((self._ingest.status[: self.n_users] == AccountStatus.SEED).sum())
+
     def has_user(self, user_id: str) -> bool:
         return user_id in self._ingest.users.index
 
@@ -339,7 +345,7 @@ class Engine:
             request_id,
             fingerprint,
             lambda sequence: WriteRecord(
-                sequence, "interactions", {}, arrays, users, request_id, fingerprint
+                sequence, "interactions", {"now": now}, arrays, users, request_id, fingerprint
             ),
         )
 
@@ -409,7 +415,7 @@ class Engine:
             return WriteRecord(
                 sequence,
                 "endorsement",
-                {"topic": topic, "ts": ts, "retract": retract},
+                {"topic": topic, "ts": ts, "retract": retract, "now": now},
                 {},
                 users,
                 request_id,
@@ -419,9 +425,16 @@ class Engine:
         return self._write(request_id, fingerprint, make_record)
 
     def set_status(
-        self, user_id: str, status: AccountStatus, *, request_id: str = ""
+        self,
+        user_id: str,
+        status: AccountStatus,
+        *,
+        request_id: str = "",
+        now: float | None = None,
     ) -> WriteResult:
-        """Make an account NORMAL, SEED or SUSPENDED (a new id is registered)."""
+        """Make an account NORMAL, SEED or SUSPENDED (a new id is registered, first
+        seen ``now``)."""
+        now = time.time() if now is None else now
         bad = validation.check_user_id(user_id, "user_id")
         if bad:
             raise InvalidArgument([bad])
@@ -432,7 +445,13 @@ class Engine:
             request_id,
             fingerprint,
             lambda sequence: WriteRecord(
-                sequence, "status", {"status": int(status)}, {}, users, request_id, fingerprint
+                sequence,
+                "status",
+                {"status": int(status), "now": now},
+                {},
+                users,
+                request_id,
+                fingerprint,
             ),
         )
 
@@ -598,12 +617,13 @@ class Engine:
         graph.grow(n)
         solver.grow(n)
         status = ingest.status[:n].copy()
-        teleport = teleport_vector(status)
-        # Seeds changed: a warm start would leave traces of trust at users no seed
-        # reaches any more, which the model wants at exactly 0. Rare (operator actions),
-        # so solve from scratch.
+        teleport = teleport_vector(status, ingest.first_seen[:n], now, p)
+        # A user lost its teleport share (seeds changed, or the first member matured):
+        # a warm start would leave traces of trust at users nothing anchored reaches
+        # any more, which the model wants at exactly 0. Rare, so solve from scratch.
         lost = (solver.teleport[:n] > 0) & (teleport == 0)
-        cold = bool((status == AccountStatus.SEED).any() and lost.any())
+        unanchored = (teleport == 0) & (status != AccountStatus.SUSPENDED)
+        cold = bool(lost.any() and unanchored.any())
         if cold:
             solver.restart(n)
         moved = pairs.take_landmark_moved()

@@ -79,6 +79,8 @@ class EventLog:
     ``weight[i]``, when given, makes interaction ``i`` count that many times (a
     compacted log's interactions carry fractional weights; raw ones count once);
     ``compaction`` says which interactions are compacted sums and what they hold.
+    ``first_seen[i]``, when given, is when user ``i`` was first seen (inf: not yet);
+    without it a bulk load dates each user by its earliest event in the log.
     """
 
     n_users: int
@@ -96,6 +98,7 @@ class EventLog:
     topics: list[str] = field(default_factory=lambda: [""])
     weight: np.ndarray | None = None
     compaction: Compaction | None = None
+    first_seen: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.actor = _ints(self.actor)
@@ -109,6 +112,8 @@ class EventLog:
         self.retracted = np.ascontiguousarray(self.retracted, dtype=bool)
         if self.weight is not None:
             self.weight = np.ascontiguousarray(self.weight, dtype=np.float64)
+        if self.first_seen is not None:
+            self.first_seen = np.ascontiguousarray(self.first_seen, dtype=np.float64)
         if self.status is None:
             self.status = np.full(self.n_users, AccountStatus.NORMAL, np.uint8)
         if self.user_ids is None:
@@ -134,6 +139,24 @@ def latest_events(keys: Sequence[np.ndarray], ts: np.ndarray, retracted: np.ndar
     last = np.ones(len(order), bool)
     last[:-1] = np.any(key[:, 1:] != key[:, :-1], axis=0)
     return order[last]
+
+
+def earliest_events(
+    n_users: int,
+    actor: np.ndarray,
+    target: np.ndarray,
+    ts: np.ndarray,
+    endorser: np.ndarray,
+    endorsee: np.ndarray,
+    endorse_ts: np.ndarray,
+) -> np.ndarray:
+    """Per user, the time of the earliest event naming it (inf where none does): how a
+    bulk load without first-seen times dates its accounts."""
+    out = np.full(n_users, np.inf)
+    for users, times in ((actor, ts), (target, ts), (endorser, endorse_ts), (endorsee, endorse_ts)):
+        if len(users):
+            np.minimum.at(out, np.asarray(users, np.int64), np.asarray(times, np.float64))
+    return out
 
 
 def deciding_endorsements(

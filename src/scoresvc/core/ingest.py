@@ -1,6 +1,6 @@
-"""The state the writes build, and how a write record changes it: the users and their
-statuses, the pair sums (``PairTable``), the endorsement book and the marks of what
-changed since the last refresh. Every method runs under the engine's ingest lock.
+"""The state the writes build, and how a write record changes it: the users, their
+statuses and first-seen times, the pair sums (``PairTable``), the endorsement book and
+the marks of what changed since the last refresh. Every method runs under the engine's ingest lock.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from .arrays import grown
 from .endorsements import EndorsementBook
 from .errors import NotFound
-from .events import Compaction, EventLog, compacted_interactions
+from .events import Compaction, EventLog, compacted_interactions, earliest_events
 from .graph import Changes
 from .model import AccountStatus, ModelParams, channel_of
 from .pairs import PairTable
@@ -38,8 +38,9 @@ _LOG_COLUMNS = (
 def log_record(sequence: int, log: EventLog) -> WriteRecord:
     """The write record of a bulk load of ``log``."""
     arrays = {name: np.asarray(getattr(log, name)) for name in _LOG_COLUMNS}
-    if log.weight is not None:
-        arrays["weight"] = np.asarray(log.weight)
+    for optional in ("weight", "first_seen"):
+        if getattr(log, optional) is not None:
+            arrays[optional] = np.asarray(getattr(log, optional))
     users = UserIds.of(log.user_ids or [])
     fields: dict[str, object] = {"topics": list(log.topics)}
     if log.compaction is not None:
@@ -48,12 +49,19 @@ def log_record(sequence: int, log: EventLog) -> WriteRecord:
 
 
 class IngestState:
-    """Users, statuses, pair sums, endorsements and change marks."""
+    """Users, statuses, first-seen times, pair sums, endorsements and change marks.
+
+    A user's first-seen time (docs/model.md, "Accounts and their age") is the arrival
+    time (the write's ``now``) of the first API write naming it, or for bulk loads the
+    log's ``first_seen`` or else the user's earliest event in it; the earliest wins,
+    so the order writes are applied in does not matter.
+    """
 
     def __init__(self, params: ModelParams) -> None:
         self.params = params
         self.users = UserTable()
         self.status = np.zeros(0, np.uint8)
+        self.first_seen = np.zeros(0, np.float64)
         self.pairs = PairTable(params)
         self.book = EndorsementBook(params)
         self.changes = Changes()
@@ -64,7 +72,7 @@ class IngestState:
         return {
             "pairs": self.pairs.nbytes,
             "endorsements": self.book.nbytes,
-            "users": self.status.nbytes + self.changes.nbytes,
+            "users": self.status.nbytes + self.first_seen.nbytes + self.changes.nbytes,
         }
 
     # ------------------------------------------------------------------ applying
@@ -74,7 +82,12 @@ class IngestState:
         an endorsement or retraction, whether the endorsement is live after it."""
         a = record.arrays
         if record.kind == "interactions":
-            dense = self._register_users(record.users)
+            # Journals from before arrival times were kept: the events' own times.
+            arrived = record.fields.get("now")
+            dense = self._register_users(record.users, arrived)
+            if arrived is None:
+                self._note_seen(dense[a["actor"]], a["ts"])
+                self._note_seen(dense[a["target"]], a["ts"])
             channel = channel_of(a["kind"])
             self._apply_interactions(
                 dense, a["actor"], a["target"], channel, a["ts"], a.get("weight")
@@ -83,7 +96,7 @@ class IngestState:
         if record.kind == "endorsement":
             return 1, self._apply_endorsement(record)
         if record.kind == "status":
-            u = int(self._register_users(record.users)[0])
+            u = int(self._register_users(record.users, record.fields.get("now"))[0])
             self._apply_status(u, AccountStatus(int(record.fields["status"])))
             return 1, None
         if record.kind == "log":
@@ -94,7 +107,7 @@ class IngestState:
         """Apply one endorsement or retraction; returns whether the endorsement is live
         after it (events resolve by event time: a back-dated retraction leaves it so)."""
         f = record.fields
-        dense = self._register_users(record.users)
+        dense = self._register_users(record.users, f.get("now", f["ts"]))
         a, b, t = int(dense[0]), int(dense[1]), self.book.topic_id(f["topic"])
         ts = float(f["ts"])
         self._apply_endorsements(
@@ -112,6 +125,18 @@ class IngestState:
     def _apply_log(self, record: WriteRecord) -> int:
         a = record.arrays
         dense = self._register_users(record.users)
+        seen = a.get("first_seen")
+        if seen is None:
+            seen = earliest_events(
+                len(dense),
+                a["actor"],
+                a["target"],
+                a["ts"],
+                a["endorser"],
+                a["endorsee"],
+                a["endorse_ts"],
+            )
+        self._note_seen(dense, seen)
         topic_dense = np.array(
             [self.book.topic_id(name) for name in record.fields["topics"]], dtype=np.int64
         )
@@ -140,15 +165,22 @@ class IngestState:
         self.pairs.trim()
         return len(a["actor"]) + len(a["endorser"])
 
-    def _register_users(self, users: UserIds) -> np.ndarray:
-        """Dense ids of ``users``, registering new ones."""
+    def _register_users(self, users: UserIds, seen: float | None = None) -> np.ndarray:
+        """Dense ids of ``users``, registering new ones; all seen at ``seen`` if given."""
         known = len(self.users)
         dense = self.users.register(users)
         n = len(self.users)
         if n > known:
             self.status = grown(self.status, n)
+            self.first_seen = grown(self.first_seen, n, np.inf)
             self.changes.grow(n)
+        if seen is not None:
+            self._note_seen(dense, np.full(len(dense), float(seen)))
         return dense
+
+    def _note_seen(self, dense: np.ndarray, times: np.ndarray) -> None:
+        """Users ``dense`` seen at ``times``: each keeps its earliest."""
+        np.minimum.at(self.first_seen, dense, np.asarray(times, np.float64))
 
     def _apply_interactions(
         self,
@@ -211,6 +243,7 @@ class IngestState:
         """Copies of everything (for checkpoints)."""
         arrays = self.users.arrays()
         arrays["status"] = self.status[: len(self.users)].copy()
+        arrays["user_first_seen"] = self.first_seen[: len(self.users)].copy()
         arrays.update(self.pairs.arrays())
         arrays.update(self.book.arrays(self.pairs.latest_event))
         return arrays
@@ -225,9 +258,18 @@ class IngestState:
         state.pairs = PairTable.from_arrays(arrays, params, spare_pairs)
         state.users = UserTable.from_arrays(arrays)
         state.status = arrays["status"].copy()
+        state.first_seen = state._first_seen_of(arrays, len(state.users))
         state.changes.mark_all(len(state.users))
         state.book = EndorsementBook.from_arrays(arrays, params)
         return state
+
+    def _first_seen_of(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """A state's first-seen times; a state from before they were kept dates every
+        user at its latest event (the earliest time the state proves it existed by)."""
+        if "user_first_seen" in arrays:
+            return arrays["user_first_seen"].astype(np.float64)
+        latest = self.pairs.latest_event
+        return np.full(n, latest if math.isfinite(latest) else np.inf)
 
     def compacted_log(self, at: float | None, now: float) -> tuple[EventLog, float]:
         """See ``Engine.compacted_log`` (``now``: the wall clock)."""
@@ -249,6 +291,7 @@ class IngestState:
             endorse_ts=trail["ts"],
             retracted=trail["retracted"],
             status=self.status[: len(self.users)].copy(),
+            first_seen=self.first_seen[: len(self.users)].copy(),
             user_ids=list(self.users.ids),
             topics=list(self.book.topics),
             compaction=Compaction(

@@ -75,6 +75,10 @@ class ModelParams:
     # A topic ranks a user endorsed in it by at least this many distinct endorsers
     # with credibility (step 9): one account alone cannot claim a topic.
     topic_min_endorsers: int = 2
+    # Teleport (step 7): an account's share ramps from 0 when first seen to full at
+    # this age; with seeds, the seeds' part of the teleport vector.
+    maturity_age_seconds: float = 30 * SECONDS_PER_DAY
+    seed_prior_share: float = 0.15
 
     def __post_init__(self) -> None:
         if self.half_life_seconds <= 0:
@@ -91,6 +95,10 @@ class ModelParams:
             raise ValueError("reciprocity must be in [0, 1]")
         if not 0.0 <= self.min_row_weight < math.inf:
             raise ValueError("min_row_weight must be finite and not negative")
+        if self.maturity_age_seconds <= 0:
+            raise ValueError("maturity_age_seconds must be positive")
+        if not 0.0 <= self.seed_prior_share <= 1.0:
+            raise ValueError("seed_prior_share must be in [0, 1]")
 
     def channel_weights(self) -> np.ndarray:
         """Base weight per pair channel: the four kinds, then endorsements."""

@@ -1,5 +1,6 @@
 """The scoring rules every producer of scores shares (docs/model.md, steps 7-9): the
-teleport vector, influence to the 1-100 score, percentiles, and per-topic values.
+teleport vector (accounts' maturity and the seeds), influence to the 1-100 score,
+percentiles, and per-topic values.
 
 The engine, the live snapshot and the batch job all read these, so the service and a
 batch run cannot drift apart. The numpy oracle (``scoresvc.reference``) keeps its own
@@ -14,15 +15,36 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import AccountStatus
+from .model import AccountStatus, ModelParams
 
 
-def teleport_vector(status: np.ndarray) -> np.ndarray:
-    """Step 7's p, unnormalised: 1 on each non-suspended seed, or on every
-    non-suspended user when there is none; 0 elsewhere."""
-    active = status != AccountStatus.SUSPENDED
-    seeds = active & (status == AccountStatus.SEED)
-    return (seeds if seeds.any() else active).astype(np.float64)
+def maturity(status: np.ndarray, first_seen: np.ndarray, now: float, age: float) -> np.ndarray:
+    """Step 7's maturity of each member at ``now``: its age since first seen over the
+    maturity age, capped at 1 (0 when first seen at ``now`` or later, or never); 0
+    for the suspended."""
+    grown = np.clip((now - np.asarray(first_seen, np.float64)) / age, 0.0, 1.0)
+    return np.where(status != AccountStatus.SUSPENDED, grown, 0.0)
+
+
+def teleport_vector(
+    status: np.ndarray, first_seen: np.ndarray, now: float, params: ModelParams
+) -> np.ndarray:
+    """Step 7's p at ``now``, unnormalised (any positive multiple gives the same
+    credibility): without seeds each member's maturity, or 1 on every member when
+    none has any; with seeds ``alpha`` on each non-suspended seed plus
+    ``(1 - alpha) |S|`` shared in proportion to maturity (the seeds alone when no
+    member has any)."""
+    members = status != AccountStatus.SUSPENDED
+    seeds = members & (status == AccountStatus.SEED)
+    grown = maturity(status, first_seen, now, params.maturity_age_seconds)
+    total = float(grown.sum())
+    n_seeds = int(seeds.sum())
+    if n_seeds == 0:
+        return grown if total > 0 else members.astype(np.float64)
+    if total <= 0:
+        return seeds.astype(np.float64)
+    alpha = params.seed_prior_share
+    return alpha * seeds + (1.0 - alpha) * n_seeds * (grown / total)
 
 
 def log_scale(values: np.ndarray, top: float) -> np.ndarray:

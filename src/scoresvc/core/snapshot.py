@@ -42,7 +42,7 @@ class Snapshot:
     influence_max: float
     ranking: np.ndarray  # members by credibility, ascending
     received: np.ndarray
-    teleport: np.ndarray  # 1 where trust teleports (uint8)
+    teleport: np.ndarray  # p per user, in the units of x (0 when suspended)
     mass: float  # the sum of x over members
     topic_keys: np.ndarray  # topic * n_users + user, sorted
     topic_value: np.ndarray
@@ -71,7 +71,7 @@ class Snapshot:
             influence_max=0.0,
             ranking=i4,
             received=np.zeros((0, 5)),
-            teleport=np.zeros(0, np.uint8),
+            teleport=f8,
             mass=0.0,
             topic_keys=np.zeros(0, np.int64),
             topic_value=f8,
@@ -344,7 +344,7 @@ def build_snapshot(
         influence_max=float(influence.max(initial=0.0)),
         ranking=ranking.astype(np.int32),
         received=received,
-        teleport=(teleport > 0).astype(np.uint8) & members,
+        teleport=np.where(members, teleport, 0.0),
         mass=mass,
         topic_keys=topic.keys,
         topic_value=topic.value,

@@ -37,8 +37,8 @@ class SolverSettings:
 
 
 class Solver:
-    """``x``, ``r`` and the teleport vector ``p`` (uint8) per user; refresh-side state
-    (the engine's graph lock)."""
+    """``x``, ``r`` and the teleport vector ``p`` per user; refresh-side state (the
+    engine's graph lock)."""
 
     def __init__(self, settings: SolverSettings, damping: float, threads: int) -> None:
         self.settings = settings
@@ -46,7 +46,7 @@ class Solver:
         self.threads = threads
         self.x = np.zeros(0, np.float64)
         self.r = np.zeros(0, np.float64)
-        self.teleport = np.zeros(0, np.uint8)
+        self.teleport = np.zeros(0, np.float64)
 
     @property
     def nbytes(self) -> int:
@@ -95,7 +95,8 @@ class Solver:
         full: bool,
     ) -> tuple[int, int, int]:
         """Bring ``x`` within tolerance of ``x = p + d P^T x`` for the new ``teleport``
-        (which becomes the solver's).
+        (which becomes the solver's). Teleport changes (ages grow, seeds change)
+        enter the residual exactly as ``p_new - p_old``.
 
         After a few changed rows, residual push touches only what moved. Yet a burst
         can shift credibility everywhere by more than the tolerance, and push work
@@ -105,8 +106,8 @@ class Solver:
 
         Returns (power steps, pushes, edges touched by pushes).
         """
-        old_teleport = self.teleport[:n].astype(np.float64)
-        self.teleport[:n] = teleport.astype(np.uint8)
+        old_teleport = self.teleport[:n].copy()
+        self.teleport[:n] = teleport
         tol_abs = self.settings.absolute * max(float(teleport.sum()), 1.0)
         queue, in_queue = np.empty(n, np.int32), np.zeros(n, np.uint8)
         pushes = work = 0

@@ -3,7 +3,8 @@ batch engine) read.
 
 An archive is a directory of three tables and a manifest::
 
-    accounts.parquet      user_id, status (NORMAL, SEED, SUSPENDED): every user
+    accounts.parquet      user_id, status (NORMAL, SEED, SUSPENDED), first_seen_seconds
+                          (when the account was first seen; inf: not yet): every user
     interactions.parquet  actor_id, target_id, kind (LIKE ...), event_time_seconds, weight
     endorsements.parquet  endorser_id, endorsee_id, topic, event_time_seconds, retracted
     manifest.json         format, version, tables and row counts, the compaction time
@@ -17,6 +18,11 @@ the compacted log (``Engine.compacted_log``): one row per (actor, target, kind) 
 compaction time, ``weight`` being how many events at that time weigh the same. They
 read exactly at any time from the latest event folded in (``events.Compaction``). The
 endorsement trail is exported whole. Importing an archive rebuilds the same scores.
+
+Accounts keep their age through an archive: where the accounts table has
+``first_seen_seconds`` (every export's does), it dates the accounts and events do not;
+an archive without it (written by hand, or by an older scoresvc) dates each account
+by its earliest event in the archive (docs/model.md, "Accounts and their age").
 
 An archive is read from a local directory or from shared storage by URL (``s3://``,
 ``gs://``, ``hdfs://``, ``file://``: pyarrow's file systems), so that every worker of a
@@ -174,13 +180,14 @@ def export(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     log, at = engine.compacted_log()
-    assert log.compaction is not None
+    assert log.compaction is not None and log.first_seen is not None
     names = np.asarray(log.user_ids, dtype=object)
     topics = np.asarray(log.topics, dtype=object)
     tables: dict[str, dict[str, np.ndarray]] = {
         "accounts": {
             "user_id": names,
             "status": np.asarray(STATUS_NAMES, dtype=object)[log.status],
+            "first_seen_seconds": log.first_seen,
         },
         "interactions": {
             "actor_id": names[log.actor],
@@ -317,6 +324,7 @@ def read(directory: str | Path | Location, progress: Progress | None = None) -> 
     it uses (``user_ids``), so chunks stay small whatever the number of users."""
     files = table_files(directory)
     compacted = compaction(directory)
+    dated = False  # the accounts table dates every account: events must not
     for name in TABLES:
         path = files.get(name)
         if path is None:
@@ -325,6 +333,10 @@ def read(directory: str | Path | Location, progress: Progress | None = None) -> 
             log = _convert(name, path, columns)
             if name == "interactions":
                 log.compaction = compacted
+            if name == "accounts":
+                dated = dated or log.first_seen is not None
+            elif dated:
+                log.first_seen = np.full(log.n_users, np.inf)
             yield log
             if progress is not None:
                 progress(name, done, total)
@@ -464,12 +476,23 @@ def _floats(values: np.ndarray, column: str) -> np.ndarray:
     return out
 
 
+def _first_seen(values: np.ndarray | None) -> np.ndarray | None:
+    """The accounts' first-seen times: numbers, inf for an account not seen yet."""
+    if values is None:
+        return None
+    out = np.asarray(values, dtype=np.float64)
+    if np.isnan(out).any() or (out == -np.inf).any():
+        raise ValueError("first_seen_seconds: times must be numbers (inf: not seen yet)")
+    return out
+
+
 def _accounts(c: dict[str, np.ndarray]) -> EventLog:
     users, (codes,) = _dense(c["user_id"])
     if len(users) != len(codes):
         raise ValueError("user_id: an account is listed twice")
     status = _codes(c["status"], STATUS_NAMES, "status").astype(np.uint8)
-    return EventLog(n_users=len(users), user_ids=users, status=status)
+    first_seen = _first_seen(c.get("first_seen_seconds"))
+    return EventLog(n_users=len(users), user_ids=users, status=status, first_seen=first_seen)
 
 
 def _interactions(c: dict[str, np.ndarray]) -> EventLog:
