@@ -473,6 +473,8 @@ def test_concurrent_writers_readers_and_refreshes_lose_nothing():
         t.join()
     assert not errors
     snap = engine.refresh(now)
+    # Every account was first seen by the API at ``now``, whatever its events' times:
+    # the oracle is given the first-seen times the engine keeps.
     interactions_only = EventLog(
         n_users=log.n_users,
         actor=log.actor,
@@ -480,8 +482,25 @@ def test_concurrent_writers_readers_and_refreshes_lose_nothing():
         kind=log.kind,
         ts=log.ts,
         user_ids=log.user_ids,
+        first_seen=np.full(log.n_users, now),
     )
     assert_matches_reference(engine, snap, interactions_only, now, exact_edges=False)
+
+
+def test_accounts_crossing_the_maturity_age_count_in_the_gate_from_the_next_refresh():
+    """Support from elsewhere counts established senders only; an account becomes one
+    by age alone, with no event, so the refresh after it crosses the maturity age
+    recomputes the support of its targets and the gates that read it."""
+    end = 1_767_225_600.0
+    log = community(3000, 80, seed=12, end=end, days=20)
+    rng = np.random.default_rng(12)
+    newcomers = rng.random(log.n_users) < 0.3
+    log.first_seen = np.where(newcomers, end - 25 * DAY, end - 90 * DAY)
+    engine, _ = engine_for(log, end + 1)
+    after = engine.refresh(end + 6 * DAY)
+    assert_matches_reference(engine, after, log, end + 6 * DAY)
+    # and from scratch before they cross it, where they count for nothing
+    assert_matches_reference(*engine_for(log, end + 1), log, end + 1)
 
 
 def test_memory_is_reported_by_part():

@@ -31,6 +31,7 @@ kinds = st.sampled_from(list(InteractionKind))
 # The model's defaults as docs/model.md states them: literals, never read from the code,
 # so a changed parameter fails these tests instead of moving their expectations along.
 H = 30 * DAY
+MATURITY = 30 * DAY  # maturity_age_seconds
 KIND_WEIGHT = {
     InteractionKind.LIKE: 1.0,
     InteractionKind.MENTION: 1.5,
@@ -183,12 +184,15 @@ def test_reciprocity_a_closed_reply_ring_of_two_gains_nothing(replies, seed, kin
 
 @given(others=st.integers(3, 12))
 def test_reciprocity_honest_mutual_feedback_between_supported_users_keeps_most(others):
-    """u0 and u1 endorse each other and are each endorsed by ``others`` users: the
-    penalty is gated by the share of each side's support from elsewhere,
-    o = others / (others + 1), removing only rho (1 - o^2) of the matched volume."""
-    engine = fresh_engine(2)
+    """Established u0 and u1 (first seen the maturity age ago) endorse each other and
+    are each endorsed by ``others`` established users: the penalty is gated by the
+    share of each side's support from elsewhere, o = others / (others + 1), removing
+    only rho (1 - o^2) of the matched volume."""
+    engine = fresh_engine(0)
     for u in ("u0", "u1"):
+        engine.set_status(u, AccountStatus.NORMAL, now=NOW - MATURITY)
         for i in range(others):
+            engine.set_status(f"{u}-fan{i}", AccountStatus.NORMAL, now=NOW - MATURITY)
             engine.endorse(f"{u}-fan{i}", u, "", T0, now=NOW)
     engine.endorse("u0", "u1", "", T0, now=NOW)
     engine.endorse("u1", "u0", "", T0, now=NOW)
@@ -481,8 +485,6 @@ def test_order_independence_incremental_refreshes_stay_within_tolerance(log, see
 
 
 # 12. Anchoring ------------------------------------------------------------------------
-
-MATURITY = 30 * DAY  # maturity_age_seconds, as docs/model.md states it
 
 
 def _dated_users(ages: list[float], status: list[int] | None = None) -> EventLog:

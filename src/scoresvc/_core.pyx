@@ -76,20 +76,24 @@ cdef inline double _removed_share(int32_t p, int32_t q, const uint64_t[::1] pair
                                   const double[:, ::1] pair_fd,
                                   const int32_t[::1] pair_eslot,
                                   const double[::1] e_sum, const double[::1] support,
-                                  double rho) noexcept nogil:
+                                  const uint8_t[::1] mature, double rho) noexcept nogil:
     """Model step 3 for the ordered pair p (q its reverse, or -1): the share of every
     channel of p that reciprocity removes, the one place it is computed.
-    ``support[u]`` is the volume u receives, forward-decayed; the share is a ratio of
-    sums at one time, so it does not depend on the evaluation time."""
+    ``support[u]`` is the volume u receives from established senders (``mature[x]``
+    1), forward-decayed; the share is a ratio of sums at one time, so it does not
+    depend on the evaluation time."""
     cdef double v, v_rev, own_src, own_dst
+    cdef int32_t src, dst
     if q < 0 or rho == 0.0:
         return 0.0
     v = _volume(p, pair_fd, pair_eslot, e_sum)
     v_rev = _volume(q, pair_fd, pair_eslot, e_sum)
     if v <= 0.0 or v_rev <= 0.0:
         return 0.0
-    own_src = _own_share(support[<int32_t>(pair_key[p] >> 32)], v_rev)
-    own_dst = _own_share(support[<int32_t>(pair_key[p] & <uint64_t>0xffffffff)], v)
+    src = <int32_t>(pair_key[p] >> 32)
+    dst = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
+    own_src = _own_share(support[src], v_rev if mature[dst] else 0.0)
+    own_dst = _own_share(support[dst], v if mature[src] else 0.0)
     if own_dst < own_src:
         own_src = own_dst
     return rho * ((v if v < v_rev else v_rev) / v) * (1.0 - own_src * own_src)
@@ -99,12 +103,13 @@ cdef inline PairWeights _pair_weights(int32_t p, int32_t q, const uint64_t[::1] 
                                       const double[:, ::1] pair_fd,
                                       const int32_t[::1] pair_eslot,
                                       const double[::1] e_sum, const double[::1] support,
-                                      double rho, double scale) noexcept nogil:
+                                      const uint8_t[::1] mature, double rho,
+                                      double scale) noexcept nogil:
     """Model steps 1-3 for the ordered pair p (q its reverse, or -1) at ``scale``."""
     cdef PairWeights out
     cdef int32_t k
     cdef double share = _removed_share(p, q, pair_key, pair_fd, pair_eslot, e_sum,
-                                       support, rho)
+                                       support, mature, rho)
     out.raw = 0.0
     for k in range(N_KINDS):
         out.raw += pair_fd[p, k] * scale
@@ -117,14 +122,15 @@ cdef inline PairWeights _pair_weights(int32_t p, int32_t q, const uint64_t[::1] 
 def kept_shares(const int32_t[::1] pairs, const uint64_t[::1] pair_key,
                 const double[:, ::1] pair_fd, const int32_t[::1] pair_rev,
                 const int32_t[::1] pair_eslot, const double[::1] e_sum,
-                const double[::1] support, double rho, double[::1] out):
+                const double[::1] support, const uint8_t[::1] mature, double rho,
+                double[::1] out):
     """``out[i]``: the share of pair ``pairs[i]`` that reciprocity keeps, ``E'/E``
     (OUT): what each of its topic endorsements carries (step 9)."""
     cdef int64_t i, n = pairs.shape[0]
     with nogil:
         for i in range(n):
             out[i] = 1.0 - _removed_share(pairs[i], pair_rev[pairs[i]], pair_key, pair_fd,
-                                          pair_eslot, e_sum, support, rho)
+                                          pair_eslot, e_sum, support, mature, rho)
 
 
 cdef inline int64_t _rank(const int32_t[::1] ranking, const double[::1] x,
@@ -398,21 +404,25 @@ def mark_dirty(const int32_t[::1] pair, const uint64_t[::1] pair_key,
 
 def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
                const int32_t[::1] in_length, const int32_t[::1] in_pair,
-               const double[:, ::1] pair_fd, const int32_t[::1] pair_eslot,
-               const double[::1] e_sum, double[::1] support, uint8_t[::1] moved,
+               const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
+               const int32_t[::1] pair_eslot, const double[::1] e_sum,
+               const uint8_t[::1] mature, double[::1] support, uint8_t[::1] moved,
                int num_threads):
-    """``support[u] = sum_a V(a -> u)`` (forward-decayed) for the targets (INOUT);
-    ``moved[u]`` set to 1 where it changed (INOUT): the reciprocity gate of every
-    reciprocated pair touching u moves with it."""
+    """``support[u] = sum_a m_a V(a -> u)`` (forward-decayed; ``m_a = mature[a]``, 1
+    for an established sender) for the targets (INOUT); ``moved[u]`` set to 1 where it
+    changed (INOUT): the reciprocity gate of every reciprocated pair touching u moves
+    with it."""
     cdef int64_t i, n = targets.shape[0], e
-    cdef int32_t u
+    cdef int32_t u, p
     cdef double total
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=256, num_threads=num_threads):
             u = targets[i]
             total = 0.0
             for e in range(in_start[u], in_start[u] + in_length[u]):
-                total = total + _volume(in_pair[e], pair_fd, pair_eslot, e_sum)
+                p = in_pair[e]
+                if mature[<int32_t>(pair_key[p] >> 32)]:
+                    total = total + _volume(p, pair_fd, pair_eslot, e_sum)
             if total != support[u]:
                 support[u] = total
                 moved[u] = 1
@@ -546,13 +556,14 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                  const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
                  const double[::1] e_sum, const double[::1] support,
-                 const uint8_t[::1] status, double scale, double rho, double budget,
-                 double min_weight, double[::1] pair_p, double[::1] beta,
+                 const uint8_t[::1] mature, const uint8_t[::1] status, double scale,
+                 double rho, double budget, double min_weight, double[::1] pair_p, double[::1] beta,
                  double[::1] out_d, uint8_t[::1] beta_changed, int num_threads):
     """Transition probabilities ``P(a -> b) = g(a -> b) / D_a`` of the given rows.
 
     Steps 3 to 6 of the model, evaluated at the decay ``scale = 2^((L - t) / H)``;
-    ``support`` is each user's received volume (``in_volumes``), ``min_weight`` the
+    ``support`` is each user's received volume from established senders
+    (``in_volumes``), ``mature`` 1 for those senders, ``min_weight`` the
     least a non-empty row's ``D_a`` may be (kappa).
     Rows are independent, so they run in parallel (``prange``, dynamic schedule:
     power-law degrees make static chunks uneven).
@@ -579,7 +590,7 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
             for e in range(e0, e1):
                 p = e_pair[e]
                 pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
-                                   support, rho, scale)
+                                   support, mature, rho, scale)
                 d_a = d_a + log1p(pw.raw) + b_a * pw.e
                 pair_p[p] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
             if d_a > 0.0 and d_a < min_weight:
@@ -602,7 +613,8 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
                   const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                   const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
                   const double[::1] e_sum, const double[::1] support,
-                  const double[::1] beta, double scale, double rho,
+                  const uint8_t[::1] mature, const double[::1] beta, double scale,
+                  double rho,
                   double[:, ::1] received, int num_threads):
     """What each target received, for the explanation (``received`` OUT rows):
 
@@ -630,7 +642,7 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
                 p = in_pair[e]
                 a = <int32_t>(pair_key[p] >> 32)
                 pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
-                                   support, rho, scale)
+                                   support, mature, rho, scale)
                 eng_raw = eng_raw + pw.raw
                 eng_sat = eng_sat + log1p(pw.raw - pw.pen)
                 end_raw = end_raw + pw.e

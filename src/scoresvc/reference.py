@@ -201,13 +201,15 @@ def compute(
     endorse_value = p.endorsement_weight * np.exp2(-(now - log.endorse_ts[live]) / half_life)
     E = np.bincount(of_endorsement, weights=endorse_value, minlength=n_pairs)
 
-    # 3. Reciprocity, per pair across all kinds, gated by independent support.
+    # 3. Reciprocity, per pair across all kinds, gated by independent support: what a
+    # user receives from established accounts (first seen at least M before now).
     V = W.sum(axis=1) + E
     V_rev = np.where(has_rev, V[rev], 0.0)
-    support = np.bincount(dst, weights=V, minlength=n)
+    established = (first_seen_times(log) <= now - p.maturity_age_seconds).astype(np.float64)
+    support = np.bincount(dst, weights=established[src] * V, minlength=n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        own_src = np.where(support[src] > 0, 1.0 - V_rev / support[src], 0.0)
-        own_dst = np.where(support[dst] > 0, 1.0 - V / support[dst], 0.0)
+        own_src = np.where(support[src] > 0, 1.0 - established[dst] * V_rev / support[src], 0.0)
+        own_dst = np.where(support[dst] > 0, 1.0 - established[src] * V / support[dst], 0.0)
         independent = np.clip(np.minimum(own_src, own_dst), 0.0, 1.0)
         matched = np.where(V > 0, np.minimum(V, V_rev) / V, 0.0)
     removed_share = p.reciprocity * matched * (1.0 - independent**2)

@@ -10,7 +10,8 @@ between them (``docs/batch.md`` tells the scaling story):
    kernels (``U64Index``, ``accumulate``), split by unordered pair;
 3. per unordered-pair bucket (the shuffle that brings a pair and its reverse together):
    sums merged, endorsements resolved (latest event wins), each user's received volume
-   summed on the client, then reciprocity (steps 1-3) with the engine's kernel;
+   from established accounts summed on the client, then reciprocity (steps 1-3) with
+   the engine's kernel;
 4. per source bucket: saturation, budgets, transition probabilities (steps 4-6) with
    the engine's row kernel (``compute_rows``);
 5. per destination range: the edges in the pull form, kept on the workers for the power
@@ -47,6 +48,7 @@ from ..core.events import (
 from ..core.model import AccountStatus, ModelParams, channel_of
 from ..core.pairs import pack_pairs, reversed_pairs, unpack_pairs
 from ..core.scoring import (
+    established,
     log_scale,
     member_percentiles,
     supported,
@@ -214,12 +216,13 @@ def _concat(pieces: Sequence[dict]) -> dict[str, np.ndarray]:
 def _merge(
     interactions: Sequence[dict],
     endorsements: Sequence[dict],
-    n_users: int,
+    mature: np.ndarray,
     as_of: float,
     params: ModelParams,
 ) -> dict[str, Any]:
     """Step 2 for one unordered-pair bucket: merged sums and live endorsements, and
-    the volume each user receives from the bucket's pairs (summed over buckets, the
+    the volume each user receives from the bucket's pairs sent by established
+    accounts (``mature``, 1 per established user; summed over buckets, the
     reciprocity gate's support)."""
     inter = _concat(interactions)
     endo = _concat(endorsements)
@@ -249,7 +252,8 @@ def _merge(
     E = np.bincount(
         np.searchsorted(all_keys, e_keys), weights=e_value, minlength=len(all_keys)
     ).astype(np.float64)  # bincount of nothing is integer
-    dst = unpack_pairs(all_keys)[1]
+    src, dst = unpack_pairs(all_keys)
+    volume = (W_all.sum(axis=1) + E) * mature[src]
     return {
         "keys": all_keys,
         "W": W_all,
@@ -259,16 +263,17 @@ def _merge(
         "endo": endo,
         "winners": winners,
         "live": live,
-        "support": np.bincount(dst, weights=W_all.sum(axis=1) + E, minlength=n_users),
+        "support": np.bincount(dst, weights=volume, minlength=len(mature)),
     }
 
 
 def _reciprocity(
-    merged: dict[str, Any], support: np.ndarray, rho: float, buckets: int
+    merged: dict[str, Any], support: np.ndarray, mature: np.ndarray, rho: float, buckets: int
 ) -> dict[str, Any]:
     """Step 3 for one unordered-pair bucket, with the engine's kernel: each pair with
     its reverse's sums and the share reciprocity keeps (``kept_shares``, reading every
-    user's received volume ``support``); the pairs split by source bucket for step 4."""
+    user's received volume from established accounts ``support`` and which are
+    established, ``mature``); the pairs split by source bucket for step 4."""
     all_keys, W_all, E = merged["keys"], merged["W"], merged["E"]
     endo, winners, live = merged["endo"], merged["winners"], merged["live"]
     rev_keys = reversed_pairs(all_keys)
@@ -285,6 +290,7 @@ def _reciprocity(
         pair_eslot=np.arange(len(all_keys), dtype=np.int32),
         e_sum=E,
         support=support,
+        mature=mature,
         rho=rho,
         out=kept,
     )
@@ -332,6 +338,7 @@ def _budgets(
     pieces: Sequence[dict],
     status: np.ndarray,
     support: np.ndarray,
+    mature: np.ndarray,
     params: ModelParams,
     ranges: np.ndarray,
 ) -> dict[str, Any]:
@@ -363,6 +370,7 @@ def _budgets(
         pair_eslot=np.arange(2 * m, dtype=np.int32),
         e_sum=np.concatenate([pairs["E"], pairs["E_rev"]]),
         support=support,
+        mature=mature,
         status=np.ascontiguousarray(status[sources], dtype=np.uint8),
         scale=1.0,  # the sums are already decayed to the evaluation time
         rho=params.reciprocity,
@@ -517,16 +525,19 @@ def run(
     names_f = client.scatter(names, broadcast=True)
     topics_f = client.scatter(topic_names, broadcast=True)
     status_f = client.scatter(status, broadcast=True)
+    mature_f = client.scatter(
+        established(first_seen, as_of, p.maturity_age_seconds), broadcast=True
+    )
 
     # 2. Pair sums per partition, split by unordered pair.
     inter, endo = _pair_sums(client, parts, names_f, topics_f, as_of, p, buckets, compacted)
 
     # 3. The shuffle by unordered pair: reciprocity.
-    recip, support_f = _reciprocity_by_pair(client, inter, endo, n, as_of, p, buckets)
+    recip, support_f = _reciprocity_by_pair(client, inter, endo, mature_f, as_of, p, buckets)
 
     # 4. The shuffle by source: budgets and transitions; then by destination range.
     ranges = np.linspace(0, n, buckets + 1).astype(np.int64)
-    budget = _transitions_by_source(client, recip, status_f, support_f, p, ranges)
+    budget = _transitions_by_source(client, recip, status_f, support_f, mature_f, p, ranges)
     graph = _DestinationRanges(client, _pull_graphs(client, budget, ranges), ranges)
     wait(graph.edges)
     say(f"graph built in {time.perf_counter() - started:.1f} s")
@@ -621,15 +632,27 @@ def _pieces(client: Any, futures: list, b: int) -> list:
 
 
 def _reciprocity_by_pair(
-    client: Any, inter: list, endo: list, n: int, as_of: float, p: ModelParams, buckets: int
+    client: Any,
+    inter: list,
+    endo: list,
+    mature_f: Any,
+    as_of: float,
+    p: ModelParams,
+    buckets: int,
 ) -> tuple[list, Any]:
     """Step 3: a task per unordered-pair bucket merges its sums; every user's received
-    volume (the reciprocity gate's support) is summed over buckets on the client and
-    broadcast; then a task per bucket applies the penalty. Returns those tasks and the
-    support."""
+    volume from established accounts (the reciprocity gate's support; ``mature_f``
+    says who is established) is summed over buckets on the client and broadcast; then
+    a task per bucket applies the penalty. Returns those tasks and the support."""
     merged = [
         client.submit(
-            _merge, _pieces(client, inter, b), _pieces(client, endo, b), n, as_of, p, pure=False
+            _merge,
+            _pieces(client, inter, b),
+            _pieces(client, endo, b),
+            mature_f,
+            as_of,
+            p,
+            pure=False,
         )
         for b in range(buckets)
     ]
@@ -638,20 +661,35 @@ def _reciprocity_by_pair(
     )
     support_f = client.scatter(support, broadcast=True)
     recip = [
-        client.submit(_reciprocity, merged[b], support_f, p.reciprocity, buckets, pure=False)
+        client.submit(
+            _reciprocity, merged[b], support_f, mature_f, p.reciprocity, buckets, pure=False
+        )
         for b in range(buckets)
     ]
     return recip, support_f
 
 
 def _transitions_by_source(
-    client: Any, recip: list, status_f: Any, support_f: Any, p: ModelParams, ranges: np.ndarray
+    client: Any,
+    recip: list,
+    status_f: Any,
+    support_f: Any,
+    mature_f: Any,
+    p: ModelParams,
+    ranges: np.ndarray,
 ) -> list:
     """Step 4: a task per source bucket."""
     by_source = [client.submit(operator.getitem, r, "by_source") for r in recip]
     return [
         client.submit(
-            _budgets, _pieces(client, by_source, b), status_f, support_f, p, ranges, pure=False
+            _budgets,
+            _pieces(client, by_source, b),
+            status_f,
+            support_f,
+            mature_f,
+            p,
+            ranges,
+            pure=False,
         )
         for b in range(len(ranges) - 1)
     ]

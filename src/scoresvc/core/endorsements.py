@@ -269,11 +269,18 @@ class EndorsementBook:
         return entries, (following if following < len(hits) else None)
 
     def topic_records(
-        self, pairs: PairTable, beta: np.ndarray, scale: float, support: np.ndarray, rho: float
+        self,
+        pairs: PairTable,
+        beta: np.ndarray,
+        scale: float,
+        support: np.ndarray,
+        mature: np.ndarray,
+        rho: float,
     ) -> dict[str, np.ndarray]:
         """Each live endorsement's effective weight ``beta_a E_T (E'/E)`` per topic, at
-        the time where the stored sums times ``scale`` apply; ``support`` and ``rho``
-        are the reciprocity gate's (``TrustGraph.support``, ``ModelParams.reciprocity``)."""
+        the time where the stored sums times ``scale`` apply; ``support``, ``mature``
+        and ``rho`` are the reciprocity gate's (``TrustGraph.support``,
+        ``TrustGraph.mature``, ``ModelParams.reciprocity``)."""
         live = np.flatnonzero(self._state[: self._n] == REC_LIVE)
         pair = self._pair[live]
         src, dst = pairs.src_dst(pair)
@@ -286,6 +293,7 @@ class EndorsementBook:
             pair_eslot=pairs.eslot,
             e_sum=pairs.e_sum,
             support=support,
+            mature=mature,
             rho=rho,
             out=discount,
         )

@@ -34,7 +34,7 @@ from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
 from .records import EngineState, Journal, WriteRecord
 from .results import Contributor, EndorsementEvent, WriteResult
-from .scoring import teleport_vector
+from .scoring import established, teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings
 from .topics import normalize_topic
@@ -629,7 +629,10 @@ class Engine:
         moved = pairs.take_landmark_moved()
         full = cold or graph.time != now or moved or graph.n_users == 0
         graph.insert_new_edges(pairs)
-        graph.update_support(ingest.changes, pairs, moved or graph.time is None, self.threads)
+        mature = established(ingest.first_seen[:n], now, p.maturity_age_seconds)
+        graph.update_support(
+            ingest.changes, pairs, mature, moved or graph.time is None, self.threads
+        )
         rows = ingest.changes.take_rows(n, full)
         scale = pairs.decay_to(now)
         if not full:
@@ -655,6 +658,6 @@ class Engine:
                 self.threads,
             ),
             topic_records=ingest.book.topic_records(
-                pairs, graph.beta, scale, graph.support, p.reciprocity
+                pairs, graph.beta, scale, graph.support, graph.mature, p.reciprocity
             ),
         )

@@ -40,6 +40,13 @@ class SlackCSR:
         s = self.start[a]
         return self.pair[s : s + self.length[a]]
 
+    def rows(self, rows: np.ndarray) -> np.ndarray:
+        """The slots of the given rows, concatenated."""
+        start = self.start[rows].astype(np.int64)
+        length = self.length[rows].astype(np.int64)
+        before = np.cumsum(length) - length
+        return self.pair[np.repeat(start - before, length) + np.arange(int(length.sum()))]
+
     def insert(self, rows: np.ndarray, pairs: np.ndarray, n: int) -> None:
         """Append ``pairs[i]`` to row ``rows[i]`` (``n`` rows in all)."""
         per_row = np.bincount(rows, minlength=n).astype(np.int64)
@@ -78,8 +85,11 @@ class TrustGraph:
         self.out = SlackCSR()
         self.inward = SlackCSR()
         self.beta = np.zeros(0, np.float64)
-        # Volume each user receives, forward-decayed: the reciprocity gate's input.
+        # Volume each user receives from established senders, forward-decayed, and
+        # which senders were established at the last refresh: the reciprocity gate's
+        # inputs.
         self.support = np.zeros(0, np.float64)
+        self.mature = np.zeros(0, np.uint8)
         self.n_users = 0
         self.n_pairs = 0
         self.time: float | None = None
@@ -90,7 +100,13 @@ class TrustGraph:
 
     @property
     def node_nbytes(self) -> int:
-        return self.out.row_nbytes + self.inward.row_nbytes + self.beta.nbytes + self.support.nbytes
+        return (
+            self.out.row_nbytes
+            + self.inward.row_nbytes
+            + self.beta.nbytes
+            + self.support.nbytes
+            + self.mature.nbytes
+        )
 
     def grow(self, n: int) -> None:
         if n == self.n_users:
@@ -99,6 +115,7 @@ class TrustGraph:
         self.inward.grow(n)
         self.beta = grown(self.beta, n, 1.0)
         self.support = grown(self.support, n, 0.0)
+        self.mature = grown(self.mature, n, 0)
         self.n_users = n
 
     def insert_new_edges(self, pairs: PairTable) -> None:
@@ -134,26 +151,39 @@ class TrustGraph:
         return int(self.out.length[:n].sum())
 
     def update_support(
-        self, changes: Changes, pairs: PairTable, everyone: bool, threads: int
+        self,
+        changes: Changes,
+        pairs: PairTable,
+        mature: np.ndarray,
+        everyone: bool,
+        threads: int,
     ) -> None:
-        """Recompute the received volume of the targets marked in ``changes`` (of
+        """Recompute the received volume from established senders (``mature``, 1 per
+        user established now) of the targets marked in ``changes`` and of those whose
+        senders became established or stopped being since the last refresh (of
         everyone when ``everyone``: the landmark moved or the graph is new), and mark
         for recomputation the rows and sums whose reciprocity gate reads a volume that
         moved. Call after ``insert_new_edges``, before the marks are taken."""
         n = self.n_users
+        flipped = np.flatnonzero(self.mature[:n] != mature)
+        self.mature[:n] = mature
         if everyone:
             targets = np.arange(n, dtype=np.int32)
         else:
-            targets = np.flatnonzero(changes.targets[:n]).astype(np.int32)
+            marked = changes.targets[:n].copy()
+            marked[pairs.src_dst(self.out.rows(flipped))[1]] = 1
+            targets = np.flatnonzero(marked).astype(np.int32)
         moved = np.zeros(n, np.uint8)
         _core.in_volumes(
             targets=targets,
             in_start=self.inward.start,
             in_length=self.inward.length,
             in_pair=self.inward.pair,
+            pair_key=pairs.key,
             pair_fd=pairs.fd,
             pair_eslot=pairs.eslot,
             e_sum=pairs.e_sum,
+            mature=self.mature,
             support=self.support,
             moved=moved,
             num_threads=threads,
@@ -193,6 +223,7 @@ class TrustGraph:
             pair_eslot=pairs.eslot,
             e_sum=pairs.e_sum,
             support=self.support,
+            mature=self.mature,
             status=status,
             scale=scale,
             rho=params.reciprocity,
@@ -239,6 +270,7 @@ class TrustGraph:
             pair_eslot=pairs.eslot,
             e_sum=pairs.e_sum,
             support=self.support,
+            mature=self.mature,
             beta=self.beta,
             scale=scale,
             rho=rho,
@@ -251,8 +283,7 @@ class TrustGraph:
         """The users the ``sources`` send to (with repeats)."""
         if len(sources) == 0:
             return np.zeros(0, np.int64)
-        sent = np.concatenate([self.out.row(a) for a in sources])
-        return pairs.src_dst(sent)[1]
+        return pairs.src_dst(self.out.rows(sources))[1]
 
     def top_in_edges(
         self, u: int, pairs: PairTable, x: np.ndarray, damping: float, limit: int

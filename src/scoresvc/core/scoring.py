@@ -26,6 +26,12 @@ def maturity(status: np.ndarray, first_seen: np.ndarray, now: float, age: float)
     return np.where(status != AccountStatus.SUSPENDED, grown, 0.0)
 
 
+def established(first_seen: np.ndarray, now: float, age: float) -> np.ndarray:
+    """Step 3's ``m`` at ``now``: 1 for each account first seen at or before
+    ``now - age`` (whose support counts in the reciprocity gate), else 0."""
+    return (np.asarray(first_seen, np.float64) <= now - age).astype(np.uint8)
+
+
 def teleport_vector(
     status: np.ndarray, first_seen: np.ndarray, now: float, params: ModelParams
 ) -> np.ndarray:
