@@ -72,22 +72,33 @@ def duckdb_influence(
                coalesce(w1, 0) AS w1, coalesce(w2, 0) AS w2, coalesce(w3, 0) AS w3,
                coalesce(w4, 0) AS w4, coalesce(e.e, 0) AS e
         FROM w FULL OUTER JOIN e ON w.a = e.a AND w.b = e.b""")
-    # Step 3: a pair's matched volume, gated by both ends' support from elsewhere.
+    # Step 3: a pair's matched volume, gated by both ends' support from elsewhere,
+    # which counts established senders (first seen at least M before now) only.
+    _first_seen(con, log)
+    con.execute(f"""
+        CREATE TABLE est AS
+        SELECT users.u, CASE WHEN seen.fs <= {now - params.maturity_age_seconds!r}
+                             THEN 1.0 ELSE 0.0 END AS z
+        FROM users LEFT JOIN seen USING (u)""")
     con.execute("""
         CREATE TABLE vol AS
         SELECT a, b, w1 + w2 + w3 + w4 AS raw, e, w1 + w2 + w3 + w4 + e AS v FROM pairs""")
-    con.execute("CREATE TABLE support AS SELECT b AS u, sum(v) AS s FROM vol GROUP BY b")
+    con.execute("""
+        CREATE TABLE support AS
+        SELECT vol.b AS u, sum(est.z * vol.v) AS s FROM vol JOIN est ON est.u = vol.a
+        GROUP BY vol.b""")
     con.execute(f"""
         CREATE TABLE shares AS
         SELECT p.a, p.b, p.raw, p.e,
                CASE WHEN r.v IS NULL OR p.v <= 0 OR r.v <= 0 THEN 0.0
                     ELSE {params.reciprocity!r} * least(p.v, r.v) / p.v
                          * (1 - pow(greatest(0.0, least(1.0,
-                               CASE WHEN sa.s > 0 THEN 1 - r.v / sa.s ELSE 0 END,
-                               CASE WHEN sb.s > 0 THEN 1 - p.v / sb.s ELSE 0 END)), 2))
+                               CASE WHEN sa.s > 0 THEN 1 - zb.z * r.v / sa.s ELSE 0 END,
+                               CASE WHEN sb.s > 0 THEN 1 - za.z * p.v / sb.s ELSE 0 END)), 2))
                END AS share
         FROM vol p LEFT JOIN vol r ON r.a = p.b AND r.b = p.a
-        LEFT JOIN support sa ON sa.u = p.a LEFT JOIN support sb ON sb.u = p.b""")
+        LEFT JOIN support sa ON sa.u = p.a LEFT JOIN support sb ON sb.u = p.b
+        JOIN est za ON za.u = p.a JOIN est zb ON zb.u = p.b""")
     con.execute("""
         CREATE TABLE pen AS
         SELECT a, b, raw, e, ln(1 + raw * (1 - share)) AS s, e * (1 - share) AS ep
@@ -133,10 +144,9 @@ def duckdb_influence(
     return np.where(members, credibility * members.sum(), 0.0)
 
 
-def _teleport(con: Any, log: EventLog, now: float, params: ModelParams) -> None:
-    """Step 7's p as table ``tele(u, p)``, normalised: each member's maturity (age since
-    first seen over the maturity age, capped at 1; first seen is the log's column or
-    else the earliest event naming the user), blended with the seeds."""
+def _first_seen(con: Any, log: EventLog) -> None:
+    """Table ``seen(u, fs)``: when each user was first seen, the log's column or else
+    the earliest event naming the user."""
     if log.first_seen is not None:
         con.register("seen", {"u": np.arange(log.n_users), "fs": log.first_seen})
     else:
@@ -144,6 +154,12 @@ def _teleport(con: Any, log: EventLog, now: float, params: ModelParams) -> None:
             CREATE TABLE seen AS SELECT u, min(t) AS fs FROM (
                 SELECT a AS u, ts AS t FROM ev UNION ALL SELECT b, ts FROM ev
                 UNION ALL SELECT a, ts FROM en UNION ALL SELECT b, ts FROM en) GROUP BY u""")
+
+
+def _teleport(con: Any, log: EventLog, now: float, params: ModelParams) -> None:
+    """Step 7's p as table ``tele(u, p)``, normalised: each member's maturity (age since
+    first seen over the maturity age, capped at 1; first seen from table ``seen``),
+    blended with the seeds."""
     m, alpha = params.maturity_age_seconds, params.seed_prior_share
     con.execute(f"""
         CREATE TABLE grown AS
