@@ -208,7 +208,7 @@ class TrustGraph:
         params: ModelParams,
         threads: int,
     ) -> np.ndarray:
-        """Recompute ``P`` and ``beta`` of ``rows`` (MODEL.md 3-6) from the pair sums
+        """Recompute ``P`` and ``beta`` of ``rows`` (docs/model.md, steps 3-6) from the pair sums
         times ``scale``; returns 1 where a user's ``beta`` changed."""
         n = self.n_users
         beta_changed = np.zeros(n, np.uint8)

@@ -28,7 +28,7 @@ class SolverSettings:
     """How closely the credibility solver converges (docs/model.md, "Tolerance").
 
     A node stops being pushed once ``|r_u| <= relative * x_u + absolute * |p|``;
-    ``relative = 1e-8`` keeps every node within MODEL.md's 1e-5 with a margin of
+    ``relative = 1e-8`` keeps every node within the model's 1e-5 (docs/model.md) with a margin of
     two orders of magnitude for paths up to thousands of hops deep.
     """
 
