@@ -189,4 +189,7 @@ def test_demo_serves_a_community_with_meaningful_scores():
             top = c.top_users(5)
             assert len(top.users) == 5 and top.users[0].score == pytest.approx(100)
             assert top.users[-1].score < top.users[0].score
+            # The community and its seeds are write 1, as the README's walkthrough counts.
+            first = c.record_interactions([("ana", "user0000001", InteractionKind.REPLY, None)])
+            assert first.sequence == 2
         assert server.stop(timeout=60) == 0

@@ -277,9 +277,12 @@ def demo(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         if engine.sequence == 0:
             community_ = community(args.events, args.users, seed=args.seed, end=time.time())
-            engine.load_events(community_)
+            # The seeds ride in the one bulk write, so the community is write 1.
+            assert community_.user_ids is not None and community_.status is not None
+            index = {uid: i for i, uid in enumerate(community_.user_ids)}
             for uid in early_hubs(community_, args.seeds):
-                engine.set_status(uid, AccountStatus.SEED)
+                community_.status[index[uid]] = AccountStatus.SEED
+            engine.load_events(community_)
         engine.refresh()
         top = engine.snapshot.top(3)
         log.info(
