@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..batch import output as batch_output
 from ..batch import recompute as batch
 from ..storage import archive, checkpoint
 from ..storage.store import DB_NAME, Store
@@ -150,7 +151,7 @@ def batch_(args: argparse.Namespace) -> int:
             state=True,
             progress=progress,
         )
-        written = batch.write_scores(result, args.out)
+        written = batch_output.write_scores(result, args.out)
     log.info(
         "%d users scored at %s in %.1f s (%d iterations): %s",
         len(result.user_ids),

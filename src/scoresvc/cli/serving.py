@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..batch import recompute as batch
+from ..batch import output as batch_output
 from ..core.engine import Engine, EngineState
 from ..core.model import AccountStatus
 from ..service.auth import Authenticator, TokenStore
@@ -208,7 +208,7 @@ def _batch_snapshot(args: argparse.Namespace) -> EngineState | None:
     """The state a batch run wrote beside ``--snapshot`` (None without the flag)."""
     if not getattr(args, "snapshot", ""):
         return None
-    directory = batch.state_dir(args.snapshot)
+    directory = batch_output.state_dir(args.snapshot)
     state = checkpoint.latest(directory)
     if state is None:
         raise UsageError(
