@@ -161,132 +161,226 @@ def _log_scale(values: np.ndarray) -> np.ndarray:
     return 1.0 + 99.0 * np.log1p(values) / np.log1p(top)
 
 
-def compute(
-    log: EventLog,
-    now: float,
-    params: ModelParams | None = None,
-    *,
-    tolerance: float = 1e-12,
-    max_iterations: int = 2000,
-) -> ReferenceSnapshot:
-    """Evaluate the model on ``log`` at time ``now``."""
-    p = params or ModelParams()
-    n = log.n_users
-    half_life = p.half_life_seconds
-    status = np.asarray(log.status)
-    suspended = status == AccountStatus.SUSPENDED
+@dataclass
+class Pairs:
+    """Every ordered (a, b) with an interaction or a live endorsement, sorted by code
+    ``a * n + b``, and which pair each event falls in."""
 
-    # Pairs: every ordered (a, b) with an interaction or a live endorsement.
-    live = live_endorsements(log)
+    n_users: int
+    src: np.ndarray
+    dst: np.ndarray
+    reverse: np.ndarray  # index of (b, a), meaningful where has_reverse
+    has_reverse: np.ndarray
+    of_interaction: np.ndarray  # pair of each interaction
+    of_endorsement: np.ndarray  # pair of each live endorsement
+
+    def to_targets(self, per_pair: np.ndarray) -> np.ndarray:
+        """Sum of a per-pair value over each user's in-pairs."""
+        return np.bincount(self.dst, weights=per_pair, minlength=self.n_users)
+
+    def from_sources(self, per_pair: np.ndarray) -> np.ndarray:
+        """Sum of a per-pair value over each user's out-pairs."""
+        return np.bincount(self.src, weights=per_pair, minlength=self.n_users)
+
+
+def index_pairs(log: EventLog, live: np.ndarray) -> Pairs:
+    """Step 2's pairs: every ordered (a, b) that has an interaction or a live
+    endorsement, with its reverse (b, a) where that is a pair too."""
+    n = log.n_users
     src_all = np.concatenate([log.actor, log.endorser[live]])
     dst_all = np.concatenate([log.target, log.endorsee[live]])
     pair_code, pair_of = np.unique(src_all * n + dst_all, return_inverse=True)
     n_pairs = len(pair_code)
     src, dst = pair_code // n, pair_code % n
-    of_interaction = pair_of[: log.n_interactions]
-    of_endorsement = pair_of[log.n_interactions :]
     rev_code = dst * n + src
     rev = np.searchsorted(pair_code, rev_code)
     rev[rev >= n_pairs] = 0
     has_rev = pair_code[rev] == rev_code if n_pairs else np.zeros(0, bool)
+    return Pairs(
+        n_users=n,
+        src=src,
+        dst=dst,
+        reverse=rev,
+        has_reverse=has_rev,
+        of_interaction=pair_of[: log.n_interactions],
+        of_endorsement=pair_of[log.n_interactions :],
+    )
 
-    # 1-2. Decayed pair sums per kind, and endorsements summed over topics.
-    W = np.zeros((n_pairs, 4))
+
+def decayed_pair_sums(
+    log: EventLog, live: np.ndarray, pairs: Pairs, now: float, p: ModelParams
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-2, decay and pair sums: ``W_k(a->b)`` per kind, ``E(a->b)`` summed over
+    topics, and each live endorsement's decayed value (kept per topic for step 9)."""
+    half_life = p.half_life_seconds
+    W = np.zeros((len(pairs.src), 4))
     weights = np.asarray(p.kind_weights)
     decay = np.exp2(-(now - log.ts) / half_life)
     counts = 1.0 if log.weight is None else log.weight
     np.add.at(
-        W, (of_interaction, log.kind.astype(np.int64) - 1), weights[log.kind - 1] * decay * counts
+        W,
+        (pairs.of_interaction, log.kind.astype(np.int64) - 1),
+        weights[log.kind - 1] * decay * counts,
     )
     endorse_value = p.endorsement_weight * np.exp2(-(now - log.endorse_ts[live]) / half_life)
-    E = np.bincount(of_endorsement, weights=endorse_value, minlength=n_pairs)
+    E = np.bincount(pairs.of_endorsement, weights=endorse_value, minlength=len(pairs.src))
+    return W, E, endorse_value
 
-    # 3. Reciprocity, per pair across all kinds, gated by independent support: what a
-    # user receives from established accounts (first seen at least M before now).
+
+def reciprocity(
+    W: np.ndarray,
+    E: np.ndarray,
+    pairs: Pairs,
+    first_seen: np.ndarray,
+    now: float,
+    p: ModelParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3, reciprocity: ``W'_k`` and ``E'``, each pair's matched volume across all
+    kinds removed as far as its ends lack support from established others."""
+    src, dst = pairs.src, pairs.dst
     V = W.sum(axis=1) + E
-    V_rev = np.where(has_rev, V[rev], 0.0)
-    established = (first_seen_times(log) <= now - p.maturity_age_seconds).astype(np.float64)
-    support = np.bincount(dst, weights=established[src] * V, minlength=n)
+    V_rev = np.where(pairs.has_reverse, V[pairs.reverse], 0.0)
+    established = (first_seen <= now - p.maturity_age_seconds).astype(np.float64)
+    support = pairs.to_targets(established[src] * V)
     with np.errstate(divide="ignore", invalid="ignore"):
         own_src = np.where(support[src] > 0, 1.0 - established[dst] * V_rev / support[src], 0.0)
         own_dst = np.where(support[dst] > 0, 1.0 - established[src] * V / support[dst], 0.0)
         independent = np.clip(np.minimum(own_src, own_dst), 0.0, 1.0)
         matched = np.where(V > 0, np.minimum(V, V_rev) / V, 0.0)
     removed_share = p.reciprocity * matched * (1.0 - independent**2)
-    W_pen = W * (1.0 - removed_share)[:, None]
-    E_pen = E * (1.0 - removed_share)
+    return W * (1.0 - removed_share)[:, None], E * (1.0 - removed_share)
 
-    # 4. Saturation.
-    s = np.log1p(W_pen.sum(axis=1))
 
-    # 5. Budget, on the un-penalised sums.
-    given = np.bincount(src, weights=E, minlength=n)
+def saturation(W_pen: np.ndarray) -> np.ndarray:
+    """Step 4, saturation: the engagement edge ``s(a->b) = ln(1 + sum_k W'_k(a->b))``."""
+    return np.log1p(W_pen.sum(axis=1))
+
+
+def budget(
+    E: np.ndarray, E_pen: np.ndarray, pairs: Pairs, p: ModelParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5, budget: ``beta_a`` on the un-penalised sums, and the endorsement edge."""
+    given = pairs.from_sources(E)
     beta = np.where(
         given > p.endorsement_budget, p.endorsement_budget / np.maximum(given, 1e-300), 1.0
     )
-    e = beta[src] * E_pen
+    return beta, beta[pairs.src] * E_pen
 
-    # 6. Trust graph; the normaliser uses weights before the penalty.
+
+def trust_graph(
+    W: np.ndarray,
+    E: np.ndarray,
+    s: np.ndarray,
+    e: np.ndarray,
+    beta: np.ndarray,
+    pairs: Pairs,
+    suspended: np.ndarray,
+    p: ModelParams,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 6, trust graph: ``g = s + e`` and ``P(a->b) = g(a->b) / D_a``."""
+    src = pairs.src
     g = s + e
-    D = np.bincount(src, weights=np.log1p(W.sum(axis=1)) + beta[src] * E, minlength=n)
+    # The normaliser uses weights before the penalty, so what it removes leaks.
+    D = pairs.from_sources(np.log1p(W.sum(axis=1)) + beta[src] * E)
     # ... and is at least kappa, so an old only-link passes little.
     D = np.where(D > 0, np.maximum(D, p.min_row_weight), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         P = np.where(D[src] > 0, g / D[src], 0.0)
     # Suspended accounts pass no trust, and trust sent to them is lost.
-    P[suspended[src] | suspended[dst]] = 0.0
+    P[suspended[src] | suspended[pairs.dst]] = 0.0
+    return g, P
 
-    # 7. Credibility: personalised PageRank by plain power iteration from p, which
-    # anchors trust in accounts by age (and in the seeds).
-    teleport = teleport_prior(status, first_seen_times(log), now, p)
-    credibility, iterations = personalised_pagerank(
-        lambda c: p.damping * np.bincount(dst, weights=P * c[src], minlength=n),
+
+def solve_credibility(
+    P: np.ndarray,
+    pairs: Pairs,
+    teleport: np.ndarray,
+    p: ModelParams,
+    tolerance: float,
+    max_iterations: int,
+) -> tuple[np.ndarray, int]:
+    """Step 7, credibility: personalised PageRank anchored in the teleport vector."""
+    return personalised_pagerank(
+        lambda c: p.damping * pairs.to_targets(P * c[pairs.src]),
         teleport,
         tolerance,
         max_iterations,
     )
 
-    # 8. Influence and score.
+
+def influence_and_score(
+    credibility: np.ndarray, suspended: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 8, influence and score: ``I_u = N c_u``, its 1-100 score and percentile."""
     members = np.flatnonzero(~suspended)
     influence = np.where(suspended, 0.0, members.size * credibility)
-    score = _log_scale(influence)
-    percentile = _rank_lower(influence, members)
+    return influence, _log_scale(influence), _rank_lower(influence, members)
 
-    # Explanation: what each user received.
-    received = np.zeros((n, 5))
-    received[:, 0] = np.bincount(dst, weights=W.sum(axis=1), minlength=n)
-    received[:, 1] = np.bincount(dst, weights=s, minlength=n)
-    received[:, 2] = np.bincount(dst, weights=E, minlength=n)
-    received[:, 3] = np.bincount(dst, weights=e, minlength=n)
-    removed = (W - W_pen).sum(axis=1) + (E - E_pen)
-    received[:, 4] = np.bincount(dst, weights=removed, minlength=n)
+
+def received_sums(
+    W: np.ndarray,
+    W_pen: np.ndarray,
+    E: np.ndarray,
+    E_pen: np.ndarray,
+    s: np.ndarray,
+    e: np.ndarray,
+    pairs: Pairs,
+) -> np.ndarray:
+    """Explanation: what each user received (columns as model.RECEIVED_COLUMNS)."""
+    received = np.zeros((pairs.n_users, 5))
+    received[:, 0] = pairs.to_targets(W.sum(axis=1))
+    received[:, 1] = pairs.to_targets(s)
+    received[:, 2] = pairs.to_targets(E)
+    received[:, 3] = pairs.to_targets(e)
+    received[:, 4] = pairs.to_targets((W - W_pen).sum(axis=1) + (E - E_pen))
+    return received
+
+
+def teleport_shares(
+    P: np.ndarray, credibility: np.ndarray, pairs: Pairs, damping: float
+) -> np.ndarray:
+    """Explanation: the share of each user's credibility that came by teleport."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        inflow = p.damping * np.bincount(dst, weights=P * credibility[src], minlength=n)
-        teleport_share = np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
+        inflow = damping * pairs.to_targets(P * credibility[pairs.src])
+        return np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
 
-    # 9. Topic scores: each live endorsement carries its pair's reciprocity discount;
-    # a topic ranks the users it has at least topic_min_endorsers distinct endorsers
-    # with credibility for, suspended users in no topic.
+
+TopicTable = dict[int, dict[int, float]]
+
+
+def topic_scores(
+    log: EventLog,
+    live: np.ndarray,
+    endorse_value: np.ndarray,
+    E: np.ndarray,
+    E_pen: np.ndarray,
+    beta: np.ndarray,
+    influence: np.ndarray,
+    pairs: Pairs,
+    p: ModelParams,
+) -> tuple[TopicTable, TopicTable, TopicTable]:
+    """Step 9, topic scores: per topic, value, 1-100 score and percentile of each user
+    with at least ``K`` distinct credible endorsers there, suspended users in none."""
+    suspended = np.asarray(log.status) == AccountStatus.SUSPENDED
+    src, dst = pairs.src, pairs.dst
+    # Each live endorsement carries its pair's reciprocity discount E'/E.
     with np.errstate(divide="ignore", invalid="ignore"):
         pair_discount = np.where(E > 0, E_pen / E, 0.0)
-    topic_value: dict[int, dict[int, float]] = {}
-    topic_score: dict[int, dict[int, float]] = {}
-    topic_percentile: dict[int, dict[int, float]] = {}
+    topic_value: TopicTable = {}
+    topic_score: TopicTable = {}
+    topic_percentile: TopicTable = {}
     for t in np.unique(log.topic[live]):
         in_topic = (log.topic[live] == t) & ~suspended[log.endorsee[live]]
         if not in_topic.any():
             continue
-        pairs = of_endorsement[in_topic]
+        at = pairs.of_endorsement[in_topic]
         contribution = (
-            influence[src[pairs]]
-            * beta[src[pairs]]
-            * endorse_value[in_topic]
-            * (pair_discount[pairs])
+            influence[src[at]] * beta[src[at]] * endorse_value[in_topic] * (pair_discount[at])
         )
-        value = np.bincount(dst[pairs], weights=contribution, minlength=n)
-        credible = influence[src[pairs]] > 0  # a suspended endorser has none
+        value = np.bincount(dst[at], weights=contribution, minlength=pairs.n_users)
+        credible = influence[src[at]] > 0  # a suspended endorser has none
         # One live endorsement per (endorser, endorsee, topic): pairs count endorsers.
-        endorsers = np.bincount(dst[pairs][credible], minlength=n)
+        endorsers = np.bincount(dst[at][credible], minlength=pairs.n_users)
         users = np.flatnonzero(endorsers >= p.topic_min_endorsers)
         if len(users) == 0:
             continue
@@ -295,12 +389,40 @@ def compute(
         topic_value[int(t)] = {int(u): float(value[u]) for u in users}
         topic_score[int(t)] = {int(u): float(m) for u, m in zip(users, mapped)}
         topic_percentile[int(t)] = {int(u): float(pct[u]) for u in users}
+    return topic_value, topic_score, topic_percentile
 
+
+def compute(
+    log: EventLog,
+    now: float,
+    params: ModelParams | None = None,
+    *,
+    tolerance: float = 1e-12,
+    max_iterations: int = 2000,
+) -> ReferenceSnapshot:
+    """Evaluate the model on ``log`` at time ``now``, step by step."""
+    p = params or ModelParams()
+    status = np.asarray(log.status)
+    suspended = status == AccountStatus.SUSPENDED
+    first_seen = first_seen_times(log)
+    live = live_endorsements(log)
+    pairs = index_pairs(log, live)
+    W, E, endorse_value = decayed_pair_sums(log, live, pairs, now, p)  # 1-2
+    W_pen, E_pen = reciprocity(W, E, pairs, first_seen, now, p)  # 3
+    s = saturation(W_pen)  # 4
+    beta, e = budget(E, E_pen, pairs, p)  # 5
+    g, P = trust_graph(W, E, s, e, beta, pairs, suspended, p)  # 6
+    teleport = teleport_prior(status, first_seen, now, p)  # 7
+    c, iterations = solve_credibility(P, pairs, teleport, p, tolerance, max_iterations)
+    influence, score, percentile = influence_and_score(c, suspended)  # 8
+    topic_value, topic_score, topic_percentile = topic_scores(  # 9
+        log, live, endorse_value, E, E_pen, beta, influence, pairs, p
+    )
     return ReferenceSnapshot(
         time=now,
-        n_users=n,
-        pair_src=src,
-        pair_dst=dst,
+        n_users=log.n_users,
+        pair_src=pairs.src,
+        pair_dst=pairs.dst,
         interaction_sums=W,
         endorsement_sums=E,
         interaction_penalised=W_pen,
@@ -310,12 +432,12 @@ def compute(
         endorsement_edge=e,
         trust_edge=g,
         transition=P,
-        credibility=credibility,
+        credibility=c,
         influence=influence,
         score=score,
         percentile=percentile,
-        received=received,
-        teleport_share=teleport_share,
+        received=received_sums(W, W_pen, E, E_pen, s, e, pairs),
+        teleport_share=teleport_shares(P, c, pairs, p.damping),
         topic_value=topic_value,
         topic_score=topic_score,
         topic_percentile=topic_percentile,
