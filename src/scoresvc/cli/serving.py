@@ -86,10 +86,13 @@ def _run(server: ScoreServer, prepare: Callable[[], None], log_format: str) -> i
     printed once it has, and a failure of it is raised here after the server stopped."""
     stopping = threading.Event()
     failed: list[BaseException] = []
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("received %s, draining", signal.Signals(signum).name)
-        stopping.set()
+        # Only a list append here: a handler runs in the main thread between any two
+        # bytecodes, and setting an Event (or logging) could wait for a lock that very
+        # thread holds, inside Event.wait, and never return.
+        received.append(signum)
 
     def start() -> None:
         try:
@@ -105,7 +108,10 @@ def _run(server: ScoreServer, prepare: Callable[[], None], log_format: str) -> i
     signal.signal(signal.SIGINT, on_signal)
     server.start(ready=False)
     threading.Thread(target=start, name="scoresvc-start", daemon=True).start()
-    stopping.wait()
+    while not received and not stopping.wait(0.1):
+        pass  # the signal handler cannot wake the wait (above): look at it ten times a second
+    if received:
+        log.info("received %s, draining", signal.Signals(received[0]).name)
     server.stop()
     if failed:
         raise failed[0]
