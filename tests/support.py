@@ -52,6 +52,7 @@ def event_logs(
     max_users: int = 10,
     max_interactions: int = 60,
     max_endorsements: int = 20,
+    max_distrusts: int = 8,
     statuses: bool = True,
     span_days: float = 200.0,
     first_seen: bool = True,
@@ -63,6 +64,7 @@ def event_logs(
     n = draw(st.integers(2, max_users))
     m = draw(st.integers(0, max_interactions))
     k = draw(st.integers(0, max_endorsements))
+    q = draw(st.integers(0, max_distrusts))
     user = st.integers(0, n - 1)
     # Whole seconds, so equal timestamps (ties) happen.
     when = st.integers(-int(span_days * DAY), 0).map(lambda s: T0 + s)
@@ -71,6 +73,9 @@ def event_logs(
     )
     endorsements = draw(
         st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]), min_size=k, max_size=k)
+    )
+    distrusts = draw(
+        st.lists(st.tuples(user, user).filter(lambda p: p[0] != p[1]), min_size=q, max_size=q)
     )
     status = np.zeros(n, np.uint8)
     if statuses:
@@ -94,8 +99,48 @@ def event_logs(
         topic=draw(st.lists(st.integers(0, 2), min_size=k, max_size=k)),
         endorse_ts=draw(st.lists(when, min_size=k, max_size=k)),
         retracted=draw(st.lists(st.booleans(), min_size=k, max_size=k)),
+        distruster=[p[0] for p in distrusts],
+        distrusted=[p[1] for p in distrusts],
+        distrust_topic=draw(st.lists(st.integers(0, 2), min_size=q, max_size=q)),
+        distrust_ts=draw(st.lists(when, min_size=q, max_size=q)),
+        distrust_retracted=draw(st.lists(st.booleans(), min_size=q, max_size=q)),
         status=status,
         topics=["", "python", "rust"],
+    )
+
+
+def vouches(log: EventLog) -> int:
+    """Endorsement and distrust events together (``subset``'s second index space)."""
+    return log.n_endorsement_events + log.n_distrust_events
+
+
+def subset(log: EventLog, interactions: np.ndarray, events: np.ndarray) -> EventLog:
+    """The log with only these interactions and these vouches (indexes below
+    ``n_endorsement_events`` are endorsement events, the rest distrust events), in the
+    order given; users, statuses and first-seen times as they were."""
+    events = np.asarray(events, np.int64)
+    e = events[events < log.n_endorsement_events]
+    d = events[events >= log.n_endorsement_events] - log.n_endorsement_events
+    return EventLog(
+        n_users=log.n_users,
+        actor=log.actor[interactions],
+        target=log.target[interactions],
+        kind=log.kind[interactions],
+        ts=log.ts[interactions],
+        endorser=log.endorser[e],
+        endorsee=log.endorsee[e],
+        topic=log.topic[e],
+        endorse_ts=log.endorse_ts[e],
+        retracted=log.retracted[e],
+        distruster=log.distruster[d],
+        distrusted=log.distrusted[d],
+        distrust_topic=log.distrust_topic[d],
+        distrust_ts=log.distrust_ts[d],
+        distrust_retracted=log.distrust_retracted[d],
+        status=log.status,
+        user_ids=log.user_ids,
+        topics=log.topics,
+        first_seen=log.first_seen,
     )
 
 
@@ -163,6 +208,12 @@ def assert_matches_reference(
         scale = 1e-12 * max(1.0, float(np.abs(ref.received).max(initial=0.0)))
         np.testing.assert_allclose(snap.received[dense], ref.received, rtol=1e-12, atol=scale)
 
+    explained = [snap.score(u).explanation for u in log.user_ids]
+    np.testing.assert_allclose(
+        [e.distrust_received for e in explained], ref.distrust_received, rtol=1e-12
+    )
+    kept = np.array([e.trust_kept for e in explained])
+    np.testing.assert_allclose(kept, ref.trust_kept, rtol=CRED_REL, atol=CRED_ABS)
     got = snap.credibility[dense]
     ok = close_credibility(got, ref.credibility)
     assert ok.all(), (

@@ -16,6 +16,8 @@ from support import (
     close_credibility,
     engine_for,
     event_logs,
+    subset,
+    vouches,
 )
 
 from scoresvc import reference
@@ -423,39 +425,18 @@ def test_retraction_endorse_then_retract_equals_never_endorsing(log, pair, topic
 # 8. Order independence --------------------------------------------------------------
 
 
-def _permuted(log: EventLog, order: np.ndarray, eorder: np.ndarray) -> EventLog:
-    return EventLog(
-        n_users=log.n_users,
-        actor=log.actor[order],
-        target=log.target[order],
-        kind=log.kind[order],
-        ts=log.ts[order],
-        endorser=log.endorser[eorder],
-        endorsee=log.endorsee[eorder],
-        topic=log.topic[eorder],
-        endorse_ts=log.endorse_ts[eorder],
-        retracted=log.retracted[eorder],
-        status=log.status,
-        user_ids=log.user_ids,
-        topics=log.topics,
-        first_seen=log.first_seen,
-    )
-
-
 @given(log=event_logs(), seed=st.integers(0, 2**32 - 1), batches=st.integers(1, 6))
 def test_order_independence_any_order_or_batching_gives_the_same_influence(log, seed, batches):
     rng = np.random.default_rng(seed)
     _, reference_snap = engine_for(log, NOW)
-    shuffled = _permuted(
-        log, rng.permutation(log.n_interactions), rng.permutation(log.n_endorsement_events)
-    )
+    shuffled = subset(log, rng.permutation(log.n_interactions), rng.permutation(vouches(log)))
     engine = Engine()
     cuts = np.sort(rng.integers(0, log.n_interactions + 1, batches - 1))
-    ecuts = np.sort(rng.integers(0, log.n_endorsement_events + 1, batches - 1))
+    ecuts = np.sort(rng.integers(0, vouches(log) + 1, batches - 1))
     bounds = zip(np.r_[0, cuts], np.r_[cuts, log.n_interactions])
-    ebounds = zip(np.r_[0, ecuts], np.r_[ecuts, log.n_endorsement_events])
+    ebounds = zip(np.r_[0, ecuts], np.r_[ecuts, vouches(log)])
     for (lo, hi), (elo, ehi) in zip(bounds, ebounds):
-        engine.load_events(_permuted(shuffled, np.arange(lo, hi), np.arange(elo, ehi)))
+        engine.load_events(subset(shuffled, np.arange(lo, hi), np.arange(elo, ehi)))
     snap = engine.refresh(NOW)
     dense = [snap.user_index[u] for u in log.user_ids]
     ref_dense = [reference_snap.user_index[u] for u in log.user_ids]
@@ -468,15 +449,13 @@ def test_order_independence_any_order_or_batching_gives_the_same_influence(log, 
 def test_order_independence_incremental_refreshes_stay_within_tolerance(log, seed, batches):
     rng = np.random.default_rng(seed)
     _, cold = engine_for(log, NOW)
-    shuffled = _permuted(
-        log, rng.permutation(log.n_interactions), rng.permutation(log.n_endorsement_events)
-    )
+    shuffled = subset(log, rng.permutation(log.n_interactions), rng.permutation(vouches(log)))
     engine = Engine()
     cuts = np.linspace(0, log.n_interactions, batches + 1).astype(int)
-    ecuts = np.linspace(0, log.n_endorsement_events, batches + 1).astype(int)
+    ecuts = np.linspace(0, vouches(log), batches + 1).astype(int)
     for i in range(batches):
         engine.load_events(
-            _permuted(shuffled, np.arange(cuts[i], cuts[i + 1]), np.arange(ecuts[i], ecuts[i + 1]))
+            subset(shuffled, np.arange(cuts[i], cuts[i + 1]), np.arange(ecuts[i], ecuts[i + 1]))
         )
         snap = engine.refresh(NOW)
     dense = [snap.user_index[u] for u in log.user_ids]

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
-from support import DAY, T0, H, assert_matches_reference, close_credibility, engine_for, event_logs
+from support import (
+    DAY,
+    T0,
+    H,
+    assert_matches_reference,
+    close_credibility,
+    engine_for,
+    event_logs,
+    subset,
+    vouches,
+)
 
 from scoresvc import reference
 from scoresvc.core.engine import Engine
@@ -101,6 +111,11 @@ def test_accounts_arriving_through_the_api_at_any_age_match_reference(log, arriv
         topic=log.topic,
         endorse_ts=log.endorse_ts,
         retracted=log.retracted,
+        distruster=log.distruster,
+        distrusted=log.distrusted,
+        distrust_topic=log.distrust_topic,
+        distrust_ts=log.distrust_ts,
+        distrust_retracted=log.distrust_retracted,
         status=status,
         topics=log.topics,
     )
@@ -108,22 +123,12 @@ def test_accounts_arriving_through_the_api_at_any_age_match_reference(log, arriv
 
 
 def _slice(log, lo, hi):
-    return EventLog(
-        n_users=log.n_users,
-        actor=log.actor[lo:hi],
-        target=log.target[lo:hi],
-        kind=log.kind[lo:hi],
-        ts=log.ts[lo:hi],
-        endorser=log.endorser[lo:hi],
-        endorsee=log.endorsee[lo:hi],
-        topic=log.topic[lo:hi],
-        endorse_ts=log.endorse_ts[lo:hi],
-        retracted=log.retracted[lo:hi],
-        status=log.status,
-        user_ids=log.user_ids,
-        topics=log.topics,
-        first_seen=log.first_seen,
-    )
+    """Interactions and vouches (endorsements, then distrusts) from lo to hi."""
+
+    def span(n):
+        return np.arange(min(lo, n), n if hi is None else min(hi, n))
+
+    return subset(log, span(log.n_interactions), span(vouches(log)))
 
 
 def test_top_contributors_match_reference():

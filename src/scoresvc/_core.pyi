@@ -167,6 +167,7 @@ def ppr_push(
     queue: I32,
     in_queue: U8,
     max_work: int = -1,
+    row_scale: F64 | None = None,
 ) -> tuple[int, int, bool]: ...
 def top_in_edges(
     u: int,

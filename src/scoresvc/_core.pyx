@@ -684,8 +684,12 @@ def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
              const int32_t[::1] e_pair, const uint64_t[::1] pair_key,
              const double[::1] pair_p, double damping,
              double tol_rel, double tol_abs, double[::1] x, double[::1] r,
-             int32_t[::1] queue, uint8_t[::1] in_queue, int64_t max_work=-1):
+             int32_t[::1] queue, uint8_t[::1] in_queue, int64_t max_work=-1,
+             const double[::1] row_scale=None):
     """Residual push for ``x = p + d P^T x`` until no residual exceeds its tolerance.
+
+    With ``row_scale`` it solves ``x = p + d P^T diag(row_scale) x`` instead: node u
+    passes on only ``row_scale[u]`` of what it holds (distrust, docs/model.md step 8).
 
     Invariant: ``x_exact = x + (I - d P^T)^-1 r``. Pushing node u moves ``r_u`` into
     ``x_u`` and ``d P(u, v) r_u`` into each ``r_v``; residuals may be negative after
@@ -707,6 +711,7 @@ def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
     cdef int32_t v, p
     cdef double ru, du
     cdef bint done = True
+    cdef bint scaled = row_scale is not None
     if n == 0:
         return 0, 0, True
     with nogil:
@@ -732,6 +737,8 @@ def ppr_push(const int32_t[::1] start, const int32_t[::1] length,
             r[u] = 0.0
             pushes += 1
             du = damping * ru
+            if scaled:
+                du *= row_scale[u]
             e0 = start[u]
             e1 = e0 + length[u]
             work += e1 - e0

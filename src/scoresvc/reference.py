@@ -29,7 +29,9 @@ class ReferenceSnapshot:
     endorsement_edge: np.ndarray  # e(a->b)
     trust_edge: np.ndarray  # g(a->b)
     transition: np.ndarray  # P(a->b)
-    credibility: np.ndarray
+    credibility: np.ndarray  # phi c of step 9, normalised to sum to 1 over members
+    trust_kept: np.ndarray  # phi of step 8, shape (users,)
+    distrust_received: np.ndarray  # decayed live distrusts received, shape (users,)
     influence: np.ndarray
     score: np.ndarray
     percentile: np.ndarray
@@ -43,14 +45,15 @@ class ReferenceSnapshot:
 
     def top_contributors(self, user: int, k: int) -> list[tuple[int, float]]:
         """The k sources contributing most ``d c_a P(a->u)``, with their share of c_u."""
+        if self.trust_kept[user] <= 0:
+            return []
         into = np.flatnonzero((self.pair_dst == user) & (self.transition > 0))
-        contribution = (
-            self.damping * self.credibility[self.pair_src[into]] * (self.transition[into])
-        )
+        contribution = self.damping * self.credibility[self.pair_src[into]] * self.transition[into]
         keep = contribution > 0
         into, contribution = into[keep], contribution[keep]
         order = np.lexsort((self.pair_src[into], -contribution))[:k]
-        cu = self.credibility[user]
+        # The shares are of what the user received, before its own discount.
+        cu = self.credibility[user] / self.trust_kept[user]
         return [(int(self.pair_src[into[i]]), float(contribution[i] / cu)) for i in order]
 
 
@@ -87,8 +90,12 @@ def first_seen_times(log: EventLog) -> np.ndarray:
     user's earliest event in the log (inf for a user with none)."""
     if log.first_seen is not None:
         return np.asarray(log.first_seen, np.float64)
-    users = np.concatenate([log.actor, log.target, log.endorser, log.endorsee])
-    times = np.concatenate([log.ts, log.ts, log.endorse_ts, log.endorse_ts])
+    users = np.concatenate(
+        [log.actor, log.target, log.endorser, log.endorsee, log.distruster, log.distrusted]
+    )
+    times = np.concatenate(
+        [log.ts, log.ts, log.endorse_ts, log.endorse_ts, log.distrust_ts, log.distrust_ts]
+    )
     first = np.full(log.n_users, np.inf)
     np.minimum.at(first, users, times)
     return first
@@ -308,12 +315,58 @@ def solve_credibility(
     )
 
 
+def live_distrusts(log: EventLog, now: float, p: ModelParams) -> tuple[np.ndarray, ...]:
+    """Step 8's live distrusts: (distruster, distrusted, decayed weight), the deciding
+    event of each (distruster, distrusted, topic) being a distrust."""
+    winners = latest_endorsement_events(
+        log.distruster, log.distrusted, log.distrust_topic, log.distrust_ts, log.distrust_retracted
+    )
+    live = winners[~log.distrust_retracted[winners]]
+    weight = 2.0 ** (-(now - log.distrust_ts[live]) / p.half_life_seconds)
+    return log.distruster[live], log.distrusted[live], weight
+
+
+def trust_kept(
+    c: np.ndarray, distrusts: tuple[np.ndarray, ...], n_users: int, p: ModelParams
+) -> np.ndarray:
+    """Step 8, the share of trust each user keeps: ``phi = c / (c + gamma X)``, where
+    ``X_u`` sums each distruster's credibility over its distrusts (by weight, divided
+    by at least 1)."""
+    src, dst, weight = distrusts
+    given = np.bincount(src, weights=weight, minlength=n_users)
+    share = weight / np.maximum(given[src], 1.0)
+    X = np.bincount(dst, weights=c[src] * share, minlength=n_users)
+    denominator = c + p.distrust_strength * X
+    return np.where(denominator > 0, c / np.where(denominator > 0, denominator, 1.0), 1.0)
+
+
+def solve_discounted(
+    P: np.ndarray,
+    pairs: Pairs,
+    teleport: np.ndarray,
+    phi: np.ndarray,
+    p: ModelParams,
+    tolerance: float,
+    max_iterations: int,
+) -> tuple[np.ndarray, int]:
+    """Step 8, credibility again with each user passing on ``phi`` of what it holds."""
+    return personalised_pagerank(
+        lambda c: p.damping * pairs.to_targets(P * (phi * c)[pairs.src]),
+        teleport,
+        tolerance,
+        max_iterations,
+    )
+
+
 def influence_and_score(
-    credibility: np.ndarray, suspended: np.ndarray
+    c: np.ndarray, phi: np.ndarray, suspended: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step 8, influence and score: ``I_u = N c_u``, its 1-100 score and percentile."""
+    """Step 9, influence and score: ``I_u = N phi_u c_u / sum(phi c)``, its 1-100 score
+    and percentile."""
     members = np.flatnonzero(~suspended)
-    influence = np.where(suspended, 0.0, members.size * credibility)
+    kept = np.where(suspended, 0.0, phi * c)
+    total = kept.sum()
+    influence = members.size * kept / total if total > 0 else np.zeros(len(c))
     return influence, _log_scale(influence), _rank_lower(influence, members)
 
 
@@ -337,11 +390,11 @@ def received_sums(
 
 
 def teleport_shares(
-    P: np.ndarray, credibility: np.ndarray, pairs: Pairs, damping: float
+    P: np.ndarray, credibility: np.ndarray, phi: np.ndarray, pairs: Pairs, damping: float
 ) -> np.ndarray:
     """Explanation: the share of each user's credibility that came by teleport."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        inflow = damping * pairs.to_targets(P * credibility[pairs.src])
+        inflow = damping * pairs.to_targets(P * (phi * credibility)[pairs.src])
         return np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
 
 
@@ -357,10 +410,12 @@ def topic_scores(
     beta: np.ndarray,
     influence: np.ndarray,
     pairs: Pairs,
+    phi: np.ndarray,
     p: ModelParams,
 ) -> tuple[TopicTable, TopicTable, TopicTable]:
-    """Step 9, topic scores: per topic, value, 1-100 score and percentile of each user
-    with at least ``K`` distinct credible endorsers there, suspended users in none."""
+    """Step 10, topic scores: per topic, value (times the endorsee's ``phi``), 1-100
+    score and percentile of each user with at least ``K`` distinct credible endorsers
+    there, suspended users in none."""
     suspended = np.asarray(log.status) == AccountStatus.SUSPENDED
     src, dst = pairs.src, pairs.dst
     # Each live endorsement carries its pair's reciprocity discount E'/E.
@@ -377,7 +432,7 @@ def topic_scores(
         contribution = (
             influence[src[at]] * beta[src[at]] * endorse_value[in_topic] * (pair_discount[at])
         )
-        value = np.bincount(dst[at], weights=contribution, minlength=pairs.n_users)
+        value = phi * np.bincount(dst[at], weights=contribution, minlength=pairs.n_users)
         credible = influence[src[at]] > 0  # a suspended endorser has none
         # One live endorsement per (endorser, endorsee, topic): pairs count endorsers.
         endorsers = np.bincount(dst[at][credible], minlength=pairs.n_users)
@@ -414,9 +469,14 @@ def compute(
     g, P = trust_graph(W, E, s, e, beta, pairs, suspended, p)  # 6
     teleport = teleport_prior(status, first_seen, now, p)  # 7
     c, iterations = solve_credibility(P, pairs, teleport, p, tolerance, max_iterations)
-    influence, score, percentile = influence_and_score(c, suspended)  # 8
-    topic_value, topic_score, topic_percentile = topic_scores(  # 9
-        log, live, endorse_value, E, E_pen, beta, influence, pairs, p
+    distrusts = live_distrusts(log, now, p)  # 8
+    phi = trust_kept(np.where(suspended, 0.0, c), distrusts, log.n_users, p)
+    if (phi < 1).any():
+        c, more = solve_discounted(P, pairs, teleport, phi, p, tolerance, max_iterations)
+        iterations += more
+    influence, score, percentile = influence_and_score(c, phi, suspended)  # 9
+    topic_value, topic_score, topic_percentile = topic_scores(  # 10
+        log, live, endorse_value, E, E_pen, beta, influence, pairs, phi, p
     )
     return ReferenceSnapshot(
         time=now,
@@ -432,12 +492,14 @@ def compute(
         endorsement_edge=e,
         trust_edge=g,
         transition=P,
-        credibility=c,
+        credibility=influence / max(int((~suspended).sum()), 1),
+        trust_kept=phi,
+        distrust_received=np.bincount(distrusts[1], weights=distrusts[2], minlength=log.n_users),
         influence=influence,
         score=score,
         percentile=percentile,
         received=received_sums(W, W_pen, E, E_pen, s, e, pairs),
-        teleport_share=teleport_shares(P, c, pairs, p.damping),
+        teleport_share=teleport_shares(P, c, phi, pairs, p.damping),
         topic_value=topic_value,
         topic_score=topic_score,
         topic_percentile=topic_percentile,

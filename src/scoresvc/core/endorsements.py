@@ -18,21 +18,12 @@ from .errors import RateLimited
 from .events import latest_events
 from .model import SECONDS_PER_DAY, ModelParams
 from .pairs import PairTable, pack_pairs, unpack_pairs
-from .results import EndorsementEvent
+from .trail import Trail, TrailSource
 from .users import UserIds
 
 # Record states (the core's REC_LIVE is 1).
 REC_LIVE = 1
 REC_RETRACTED = 2
-
-_TRAIL_COLUMNS = {
-    "endorser": np.int32,
-    "endorsee": np.int32,
-    "topic": np.int32,
-    "ts": np.float64,
-    "retracted": bool,
-    "sequence": np.int64,
-}
 
 
 class EndorsementBook:
@@ -53,8 +44,7 @@ class EndorsementBook:
         self._eslot_head = np.zeros(0, np.int32)
         self._n_slots = 0  # endorsed pairs (the pair table's endorsement slots)
         # Every endorse and retract, in acceptance order.
-        self._trail = {name: np.zeros(0, dtype) for name, dtype in _TRAIL_COLUMNS.items()}
-        self._n_trail = 0
+        self._trail = Trail("endorser", "endorsee")
         self._limit = EndorsementLimit(
             params.daily_endorsement_limit,
             SECONDS_PER_DAY,
@@ -68,7 +58,7 @@ class EndorsementBook:
             sum(a.nbytes for a in arrays)
             + self._eslot_head.nbytes
             + self._index.nbytes
-            + sum(a.nbytes for a in self._trail.values())
+            + self._trail.nbytes
         )
 
     def topic_id(self, topic: str) -> int:
@@ -96,7 +86,7 @@ class EndorsementBook:
         by time wins, a retraction beating an endorsement at the same second. Returns
         the pairs whose endorsement sums changed (re-summed into ``pairs``)."""
         pairs.note_times(ts)
-        self._append_trail(src, dst, topic, ts, retracted, sequence)
+        self._trail.append(src, dst, topic, ts, retracted, sequence)
         recs = self._records(pairs, pack_pairs(pairs.slots(pack_pairs(src, dst)), topic))
         win = latest_events([recs], ts, retracted)
         rec_w, ts_w, retract_w = recs[win], ts[win], retracted[win]
@@ -165,29 +155,6 @@ class EndorsementBook:
         first[1:] = ~same
         self._eslot_head[slots[first]] = records[first]
 
-    def _append_trail(
-        self,
-        src: np.ndarray,
-        dst: np.ndarray,
-        topic: np.ndarray,
-        ts: np.ndarray,
-        retracted: np.ndarray,
-        sequence: int,
-    ) -> None:
-        n0, n1 = self._n_trail, self._n_trail + len(src)
-        for name, values in (
-            ("endorser", src),
-            ("endorsee", dst),
-            ("topic", topic),
-            ("ts", ts),
-            ("retracted", retracted),
-            ("sequence", np.full(len(src), sequence)),
-        ):
-            column = grown(self._trail[name], n1)
-            column[n0:n1] = values
-            self._trail[name] = column
-        self._n_trail = n1
-
     def is_live(self, pairs: PairTable, a: int | None, b: int | None, t: int | None) -> bool:
         """Whether user ``a`` endorses user ``b`` for topic ``t`` now."""
         if a is None or b is None or t is None:
@@ -242,31 +209,11 @@ class EndorsementBook:
 
     def trail(self) -> dict[str, np.ndarray]:
         """A copy of the audit trail's columns."""
-        return {k: v[: self._n_trail].copy() for k, v in self._trail.items()}
+        return self._trail.copy()
 
-    def trail_page(
-        self, pairs: PairTable, user_ids: list[str], u: int, given: bool, offset: int, limit: int
-    ) -> tuple[list[EndorsementEvent], int | None]:
-        """A page of the trail given or received by user ``u``, newest first, and the
-        offset of the next page (None at the end)."""
-        trail = self._trail
-        side = trail["endorser" if given else "endorsee"][: self._n_trail]
-        hits = np.flatnonzero(side == u)[::-1]
-        deciding = self._deciding_events(pairs, hits)
-        entries = [
-            EndorsementEvent(
-                endorser_id=user_ids[trail["endorser"][i]],
-                endorsee_id=user_ids[trail["endorsee"][i]],
-                topic=self.topics[trail["topic"][i]],
-                event_time=float(trail["ts"][i]),
-                retracted=bool(trail["retracted"][i]),
-                sequence=int(trail["sequence"][i]),
-                decides_current_state=int(i) in deciding,
-            )
-            for i in hits[offset : offset + limit]
-        ]
-        following = offset + limit
-        return entries, (following if following < len(hits) else None)
+    def trail_source(self, pairs: PairTable) -> TrailSource:
+        """The trail for ``trail.trail_page``."""
+        return self._trail, lambda events: self._deciding_events(pairs, events), False
 
     def topic_records(
         self,
@@ -326,7 +273,7 @@ class EndorsementBook:
             "rec_state": self._state[:n].copy(),
             "rec_next": self._next[:n].copy(),
         }
-        arrays.update({f"trail_{k}": v for k, v in self.trail().items()})
+        arrays.update(self._trail.arrays("trail_"))
         arrays.update(self._limit.arrays(newest))
         return arrays
 
@@ -345,7 +292,6 @@ class EndorsementBook:
         book._state = arrays["rec_state"].copy()
         book._next = arrays["rec_next"].copy()
         book._n = n
-        book._trail = {k: arrays[f"trail_{k}"].copy() for k in _TRAIL_COLUMNS}
-        book._n_trail = len(book._trail["endorser"])
+        book._trail.load(arrays, "trail_")
         book._limit.load(arrays["rate_endorser"], arrays["rate_time"])
         return book

@@ -34,7 +34,7 @@ from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
 from .records import EngineState, Journal, WriteRecord
 from .results import Contributor, EndorsementEvent, WriteResult
-from .scoring import established, teleport_vector
+from .scoring import Distrust, established, teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings
 from .topics import normalize_topic
@@ -55,6 +55,7 @@ class _RowUpdate:
     rows: int
     received: np.ndarray
     topic_records: dict[str, np.ndarray]
+    distrust: Distrust
 
 
 class Engine:
@@ -149,7 +150,7 @@ class Engine:
             sources, contribution = self._graph.top_in_edges(
                 u, self._ingest.pairs, snap.x, self.params.damping, limit
             )
-        share = contribution / snap.x[u]
+        share = contribution / snap.received_x(u)
         ids = self._ingest.users.ids
         return snap, [Contributor(ids[a], float(s)) for a, s in zip(sources, share)]
 
@@ -383,6 +384,64 @@ class Engine:
         """Retract a live endorsement (``NotFound`` when there is none)."""
         return self._endorsement_event(endorser_id, endorsee_id, topic, ts, True, request_id, now)
 
+    def distrust(
+        self,
+        distruster_id: str,
+        distrusted_id: str,
+        topic: str = "",
+        ts: float | None = None,
+        *,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> WriteResult:
+        """Say that ``distruster_id`` distrusts ``distrusted_id`` (or refresh it): it
+        weighs as much as the distruster's credibility (docs/model.md, step 8)."""
+        return self._distrust_event(distruster_id, distrusted_id, topic, ts, False, request_id, now)
+
+    def retract_distrust(
+        self,
+        distruster_id: str,
+        distrusted_id: str,
+        topic: str = "",
+        ts: float | None = None,
+        *,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> WriteResult:
+        """Retract a live distrust (``NotFound`` when there is none)."""
+        return self._distrust_event(distruster_id, distrusted_id, topic, ts, True, request_id, now)
+
+    def _distrust_event(
+        self,
+        distruster_id: str,
+        distrusted_id: str,
+        topic: str,
+        ts: float | None,
+        retract: bool,
+        request_id: str,
+        now: float | None,
+    ) -> WriteResult:
+        now = time.time() if now is None else now
+        if isinstance(topic, str):  # anything else, validation names
+            topic = normalize_topic(topic)
+        requested = ts
+        ts = now if ts is None else float(ts)
+        skew = self.params.max_future_skew_seconds
+        validation.check_endorsement(
+            distruster_id, distrusted_id, topic, ts, now, skew, ("distruster_id", "distrusted_id")
+        )
+        action = "retract distrust" if retract else "distrust"
+        fingerprint = (action, distruster_id, distrusted_id, topic, requested)
+        users = UserIds.of([distruster_id, distrusted_id])
+
+        def make_record(sequence: int) -> WriteRecord:
+            if retract:
+                self._ingest.check_distrust_retraction(distruster_id, distrusted_id, topic)
+            fields = {"topic": topic, "ts": ts, "retract": retract, "now": now}
+            return WriteRecord(sequence, "distrust", fields, {}, users, request_id, fingerprint)
+
+        return self._write(request_id, fingerprint, make_record)
+
     def _endorsement_event(
         self,
         endorser_id: str,
@@ -581,6 +640,7 @@ class Engine:
             sweeps, pushes, work = self._credibility.solve(
                 self._graph, self._ingest.pairs, update.n, update.teleport, update.full
             )
+            x, distrust, second = self._discount(update)
             snapshot = build_snapshot(
                 previous=self._snapshot,
                 time=now,
@@ -589,17 +649,21 @@ class Engine:
                 user_index=self._ingest.users.index,
                 topics=self._ingest.book.topic_index,
                 status=update.status,
-                x=self._credibility.x[: update.n],
+                x=x,
                 teleport=update.teleport,
                 received=update.received,
                 topic_records=update.topic_records,
                 topic_min_endorsers=self.params.topic_min_endorsers,
+                distrust=distrust,
                 stats={
                     "full": update.full,
                     "rows": update.rows,
                     "sweeps": sweeps,
                     "pushes": pushes,
                     "edge_work": work,
+                    "distrust_sweeps": second[0],
+                    "distrust_pushes": second[1],
+                    "distrust_edge_work": second[2],
                     "edges": self._graph.edges(update.n),
                     "seconds": time.perf_counter() - started,
                 },
@@ -607,6 +671,23 @@ class Engine:
             self._snapshot = snapshot
             self._published_at = time.time()
         return snapshot
+
+    def _discount(
+        self, update: _RowUpdate
+    ) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[int, int, int]]:
+        """Step 8: the share of trust each user keeps after credible users' distrust,
+        the credibility solved again with what the distrusted pass on discounted, and
+        each user's own credibility discounted. Returns the discounted ``x``, the
+        distrusted users with their distrust received and share kept, and the second
+        solve's (power steps, pushes, edges touched)."""
+        n, solver = update.n, self._credibility
+        credible = np.where(update.status == AccountStatus.SUSPENDED, 0.0, solver.x[:n])
+        kept = update.distrust.kept(credible, self.params.distrust_strength)
+        x, work = solver.discounted(self._graph, self._ingest.pairs, n, kept)
+        received = update.distrust.received(n)
+        users = np.flatnonzero(received > 0)
+        view = {"users": users, "received": received[users], "kept": kept[users]}
+        return (x * kept if (kept < 1.0).any() else x), view, work
 
     def _update_rows(self, now: float) -> _RowUpdate:
         """Bring the graph's rows up to the pair sums at ``now`` and read what the
@@ -660,4 +741,5 @@ class Engine:
             topic_records=ingest.book.topic_records(
                 pairs, graph.beta, scale, graph.support, graph.mature, p.reciprocity
             ),
+            distrust=Distrust.at(*ingest.distrust.live(), now, p.half_life_seconds),
         )

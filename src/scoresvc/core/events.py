@@ -99,6 +99,12 @@ class EventLog:
     weight: np.ndarray | None = None
     compaction: Compaction | None = None
     first_seen: np.ndarray | None = None
+    # Distrust events (docs/model.md step 8), resolved like endorsement events.
+    distruster: np.ndarray = field(default_factory=lambda: _ints([]))
+    distrusted: np.ndarray = field(default_factory=lambda: _ints([]))
+    distrust_topic: np.ndarray = field(default_factory=lambda: _ints([]))
+    distrust_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    distrust_retracted: np.ndarray = field(default_factory=lambda: np.empty(0, bool))
 
     def __post_init__(self) -> None:
         self.actor = _ints(self.actor)
@@ -110,6 +116,11 @@ class EventLog:
         self.topic = _ints(self.topic)
         self.endorse_ts = np.ascontiguousarray(self.endorse_ts, dtype=np.float64)
         self.retracted = np.ascontiguousarray(self.retracted, dtype=bool)
+        self.distruster = _ints(self.distruster)
+        self.distrusted = _ints(self.distrusted)
+        self.distrust_topic = _ints(self.distrust_topic)
+        self.distrust_ts = np.ascontiguousarray(self.distrust_ts, dtype=np.float64)
+        self.distrust_retracted = np.ascontiguousarray(self.distrust_retracted, dtype=bool)
         if self.weight is not None:
             self.weight = np.ascontiguousarray(self.weight, dtype=np.float64)
         if self.first_seen is not None:
@@ -126,6 +137,10 @@ class EventLog:
     @property
     def n_endorsement_events(self) -> int:
         return len(self.endorser)
+
+    @property
+    def n_distrust_events(self) -> int:
+        return len(self.distruster)
 
 
 def latest_events(keys: Sequence[np.ndarray], ts: np.ndarray, retracted: np.ndarray) -> np.ndarray:
@@ -149,11 +164,17 @@ def earliest_events(
     endorser: np.ndarray,
     endorsee: np.ndarray,
     endorse_ts: np.ndarray,
+    distruster: np.ndarray | None = None,
+    distrusted: np.ndarray | None = None,
+    distrust_ts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per user, the time of the earliest event naming it (inf where none does): how a
     bulk load without first-seen times dates its accounts."""
     out = np.full(n_users, np.inf)
-    for users, times in ((actor, ts), (target, ts), (endorser, endorse_ts), (endorsee, endorse_ts)):
+    sides = [(actor, ts), (target, ts), (endorser, endorse_ts), (endorsee, endorse_ts)]
+    if distruster is not None and distrusted is not None and distrust_ts is not None:
+        sides += [(distruster, distrust_ts), (distrusted, distrust_ts)]
+    for users, times in sides:
         if len(users):
             np.minimum.at(out, np.asarray(users, np.int64), np.asarray(times, np.float64))
     return out

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .arrays import grown
+from .distrust import DistrustBook
 from .endorsements import EndorsementBook
 from .errors import NotFound
 from .events import Compaction, EventLog, compacted_interactions, earliest_events
@@ -18,6 +19,7 @@ from .model import AccountStatus, ModelParams, channel_of
 from .pairs import PairTable
 from .records import WriteRecord
 from .results import EndorsementEvent
+from .trail import trail_page
 from .users import UserIds, UserTable
 
 #: The EventLog columns a bulk load's record carries (and ``weight`` when given).
@@ -33,11 +35,21 @@ _LOG_COLUMNS = (
     "retracted",
     "status",
 )
+#: Distrust columns, carried only by logs that have distrust events.
+_DISTRUST_COLUMNS = (
+    "distruster",
+    "distrusted",
+    "distrust_topic",
+    "distrust_ts",
+    "distrust_retracted",
+)
 
 
 def log_record(sequence: int, log: EventLog) -> WriteRecord:
     """The write record of a bulk load of ``log``."""
     arrays = {name: np.asarray(getattr(log, name)) for name in _LOG_COLUMNS}
+    if log.n_distrust_events:
+        arrays.update({name: np.asarray(getattr(log, name)) for name in _DISTRUST_COLUMNS})
     for optional in ("weight", "first_seen"):
         if getattr(log, optional) is not None:
             arrays[optional] = np.asarray(getattr(log, optional))
@@ -64,6 +76,7 @@ class IngestState:
         self.first_seen = np.zeros(0, np.float64)
         self.pairs = PairTable(params)
         self.book = EndorsementBook(params)
+        self.distrust = DistrustBook()
         self.changes = Changes()
 
     @property
@@ -71,7 +84,7 @@ class IngestState:
         """Resident bytes of the pair table, the endorsements and the per-user arrays."""
         return {
             "pairs": self.pairs.nbytes,
-            "endorsements": self.book.nbytes,
+            "endorsements": self.book.nbytes + self.distrust.nbytes,
             "users": self.status.nbytes + self.first_seen.nbytes + self.changes.nbytes,
         }
 
@@ -95,6 +108,8 @@ class IngestState:
             return len(a["actor"]), None
         if record.kind == "endorsement":
             return 1, self._apply_endorsement(record)
+        if record.kind == "distrust":
+            return 1, self._apply_distrust(record)
         if record.kind == "status":
             u = int(self._register_users(record.users, record.fields.get("now"))[0])
             self._apply_status(u, AccountStatus(int(record.fields["status"])))
@@ -122,6 +137,22 @@ class IngestState:
             self.book.note_endorsement(a, ts, self.pairs.latest_event)
         return self.book.is_live(self.pairs, a, b, t)
 
+    def _apply_distrust(self, record: WriteRecord) -> bool:
+        """Apply one distrust or its retraction; returns whether the distrust is live
+        after it."""
+        f = record.fields
+        dense = self._register_users(record.users, f["now"])
+        a, b, t = int(dense[0]), int(dense[1]), self.book.topic_id(f["topic"])
+        self.distrust.apply(
+            dense[:1],
+            dense[1:],
+            np.array([t]),
+            np.array([float(f["ts"])]),
+            np.array([bool(f["retract"])]),
+            record.sequence,
+        )
+        return self.distrust.is_live(a, b, t)
+
     def _apply_log(self, record: WriteRecord) -> int:
         a = record.arrays
         dense = self._register_users(record.users)
@@ -135,6 +166,9 @@ class IngestState:
                 a["endorser"],
                 a["endorsee"],
                 a["endorse_ts"],
+                a.get("distruster"),
+                a.get("distrusted"),
+                a.get("distrust_ts"),
             )
         self._note_seen(dense, seen)
         topic_dense = np.array(
@@ -159,11 +193,21 @@ class IngestState:
                 np.asarray(a["retracted"], bool),
                 record.sequence,
             )
+        distrusts = len(a.get("distruster", ()))
+        if distrusts:
+            self.distrust.apply(
+                dense[a["distruster"]],
+                dense[a["distrusted"]],
+                topic_dense[a["distrust_topic"]],
+                a["distrust_ts"],
+                np.asarray(a["distrust_retracted"], bool),
+                record.sequence,
+            )
         status = np.asarray(a["status"])
         for i in np.flatnonzero(status != AccountStatus.NORMAL):
             self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
         self.pairs.trim()
-        return len(a["actor"]) + len(a["endorser"])
+        return len(a["actor"]) + len(a["endorser"]) + distrusts
 
     def _register_users(self, users: UserIds, seen: float | None = None) -> np.ndarray:
         """Dense ids of ``users``, registering new ones; all seen at ``seen`` if given."""
@@ -237,6 +281,17 @@ class IngestState:
         else:
             self.book.check_rate(a, endorser_id, ts, self.pairs.latest_event)
 
+    def check_distrust_retraction(self, distruster_id: str, distrusted_id: str, topic: str) -> None:
+        """A retraction of a distrust needs a live one (``NotFound``)."""
+        a = self.users.index.get(distruster_id)
+        b = self.users.index.get(distrusted_id)
+        if not self.distrust.is_live(a, b, self.book.topic_index.get(topic)):
+            raise NotFound(
+                f"{distruster_id!r} has no live distrust of {distrusted_id!r} for topic {topic!r}",
+                "distrusted_id",
+                reason="DISTRUST_NOT_FOUND",
+            )
+
     # ------------------------------------------------------------------ state
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -246,6 +301,7 @@ class IngestState:
         arrays["user_first_seen"] = self.first_seen[: len(self.users)].copy()
         arrays.update(self.pairs.arrays())
         arrays.update(self.book.arrays(self.pairs.latest_event))
+        arrays.update(self.distrust.arrays())
         return arrays
 
     @classmethod
@@ -261,6 +317,7 @@ class IngestState:
         state.first_seen = state._first_seen_of(arrays, len(state.users))
         state.changes.mark_all(len(state.users))
         state.book = EndorsementBook.from_arrays(arrays, params)
+        state.distrust = DistrustBook.from_arrays(arrays)
         return state
 
     def _first_seen_of(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -282,6 +339,7 @@ class IngestState:
             src, dst, pairs.fd[: pairs.n] * scale, pairs.kind_weights, at
         )
         trail = self.book.trail()
+        distrust = self.distrust.trail()
         log = EventLog(
             n_users=len(self.users),
             **interactions,
@@ -290,6 +348,11 @@ class IngestState:
             topic=trail["topic"],
             endorse_ts=trail["ts"],
             retracted=trail["retracted"],
+            distruster=distrust["distruster"],
+            distrusted=distrust["distrusted"],
+            distrust_topic=distrust["topic"],
+            distrust_ts=distrust["ts"],
+            distrust_retracted=distrust["retracted"],
             status=self.status[: len(self.users)].copy(),
             first_seen=self.first_seen[: len(self.users)].copy(),
             user_ids=list(self.users.ids),
@@ -307,4 +370,5 @@ class IngestState:
         u = self.users.index.get(user_id)
         if u is None:
             raise NotFound(f"user {user_id!r} has never been seen", "user_id")
-        return self.book.trail_page(self.pairs, self.users.ids, u, given, offset, limit)
+        sources = [self.book.trail_source(self.pairs), self.distrust.trail_source()]
+        return trail_page(sources, u, given, offset, limit, self.users.ids, self.book.topics)

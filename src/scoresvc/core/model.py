@@ -79,6 +79,8 @@ class ModelParams:
     # this age; with seeds, the seeds' part of the teleport vector.
     maturity_age_seconds: float = 30 * SECONDS_PER_DAY
     seed_prior_share: float = 0.15
+    # gamma (step 8): how many units of trust one unit of credible distrust cancels.
+    distrust_strength: float = 16.0
 
     def __post_init__(self) -> None:
         if self.half_life_seconds <= 0:
@@ -99,6 +101,8 @@ class ModelParams:
             raise ValueError("maturity_age_seconds must be positive")
         if not 0.0 <= self.seed_prior_share <= 1.0:
             raise ValueError("seed_prior_share must be in [0, 1]")
+        if not 0.0 <= self.distrust_strength < math.inf:
+            raise ValueError("distrust_strength must be finite and not negative")
 
     def channel_weights(self) -> np.ndarray:
         """Base weight per pair channel: the four kinds, then endorsements."""

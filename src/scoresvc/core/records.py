@@ -23,7 +23,8 @@ class WriteRecord:
 
     ``kind`` is "interactions" (arrays: actor, target, kind, ts and, when any row
     weighs other than 1, weight; users), "endorsement"
-    (fields: topic, ts, retract; users: endorser, endorsee), "status" (fields: status;
+    (fields: topic, ts, retract; users: endorser, endorsee), "distrust" (the same
+    fields; users: distruster, distrusted), "status" (fields: status;
     users: the user) or "log" (arrays and users of an EventLog bulk load; fields:
     topics and, for a compacted log, ``compaction`` as ``[at, latest_event]``).
     """

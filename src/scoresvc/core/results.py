@@ -32,6 +32,10 @@ class Explanation:
     reciprocity_removed: float
     teleport_share: float
     top_contributors: tuple[Contributor, ...] = ()
+    #: Decayed live distrusts received (a fresh one counts 1).
+    distrust_received: float = 0.0
+    #: The share of its trust the user keeps after credible users' distrust (1: all).
+    trust_kept: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class EndorsementEvent:
     #: True for the event that decides its endorsement's current state (the latest by
     #: event time; a retraction wins a tie): a back-dated retraction is not one.
     decides_current_state: bool = False
+    #: True for a distrust (or its retraction): ``endorser_id`` distrusts ``endorsee_id``.
+    distrust: bool = False
 
 
 class TopicSummary(NamedTuple):

@@ -156,3 +156,43 @@ def topic_values(
             int(key_topic[s]): (int(s), int(e), float(m)) for s, e, m in zip(starts, ends, tops)
         }
     return TopicValues(keys, value, lower_share(value, key_topic), bounds)
+
+
+@dataclass(frozen=True)
+class Distrust:
+    """Step 8's live distrusts at one time: who distrusts whom and each one's decayed
+    weight (``2^(-(t - ts)/H)``: a fresh distrust weighs 1)."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def at(cls, src: np.ndarray, dst: np.ndarray, ts: np.ndarray, now: float, half_life: float):
+        ts = np.asarray(ts, np.float64)
+        return cls(
+            np.asarray(src, np.int64), np.asarray(dst, np.int64), np.exp2((ts - now) / half_life)
+        )
+
+    def received(self, n: int) -> np.ndarray:
+        """Each user's decayed distrust received (the explanation's sum)."""
+        return np.bincount(self.dst, weights=self.weight, minlength=n)
+
+    def kept(self, credibility: np.ndarray, strength: float) -> np.ndarray:
+        """Step 8's ``phi``: the share of its trust each user keeps, ``c / (c + gamma X)``
+        with ``X`` the credibility its distrusters spend on it. Each distruster splits
+        its credibility over its distrusts (in proportion to their weights, the whole of
+        it on one fresh distrust). One step: the distrusters' credibility is the trust
+        graph's alone, so distrusting one's accusers changes nothing they spend.
+        ``credibility`` may be in any units (``phi`` is scale-free); 0 for the
+        suspended."""
+        n = len(credibility)
+        if len(self.src) == 0 or strength == 0:
+            return np.ones(n)
+        c = np.asarray(credibility, np.float64)
+        given = np.bincount(self.src, weights=self.weight, minlength=n)
+        share = self.weight / np.maximum(given[self.src], 1.0)
+        spent = np.bincount(self.dst, weights=c[self.src] * share, minlength=n)
+        total = c + strength * spent
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(total > 0, c / total, 1.0)

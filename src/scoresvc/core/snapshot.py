@@ -49,6 +49,11 @@ class Snapshot:
     topic_percentile: np.ndarray
     topic_bounds: Mapping[int, tuple[int, int, float]]  # topic -> (lo, hi, max value)
     stats: Mapping[str, Any] = field(default_factory=dict)
+    # Users who receive live distrust (sorted), with their decayed distrust received
+    # and the share of trust they keep (step 8); x is already discounted by it.
+    distrusted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    distrust_received: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    trust_kept: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def empty(
@@ -90,6 +95,9 @@ class Snapshot:
             self.topic_keys,
             self.topic_value,
             self.topic_percentile,
+            self.distrusted,
+            self.distrust_received,
+            self.trust_kept,
         )
         return sum(a.nbytes for a in arrays)
 
@@ -108,8 +116,10 @@ class Snapshot:
     @property
     def teleport_share(self) -> np.ndarray:
         """Per user, the share of credibility that came from the teleport vector."""
+        kept = np.ones(self.n_users)
+        kept[self.distrusted] = self.trust_kept
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.x > 0, self.teleport / self.x, 0.0)
+            return np.where(self.x > 0, kept * self.teleport / self.x, 0.0)
 
     def credibility_of(self, u: int) -> float:
         if self.mass <= 0 or self.status[u] == _SUSPENDED:
@@ -152,6 +162,7 @@ class Snapshot:
 
     def explanation(self, u: int, contributors: Sequence[tuple[str, float]] = ()) -> Explanation:
         r = self.received[u].tolist()
+        distrust, kept = self.distrust_of(u)
         return Explanation(
             engagement_received=r[0],
             engagement_saturated=r[1],
@@ -160,10 +171,25 @@ class Snapshot:
             reciprocity_removed=r[4],
             teleport_share=self.teleport_share_of(u),
             top_contributors=tuple(Contributor(c, share) for c, share in contributors),
+            distrust_received=distrust,
+            trust_kept=kept,
         )
 
+    def distrust_of(self, u: int) -> tuple[float, float]:
+        """The user's decayed distrust received and the share of trust it keeps."""
+        i = int(np.searchsorted(self.distrusted, u))
+        if i < len(self.distrusted) and self.distrusted[i] == u:
+            return float(self.distrust_received[i]), float(self.trust_kept[i])
+        return 0.0, 1.0
+
+    def received_x(self, u: int) -> float:
+        """What the user received before its own distrust discount (``x / kept``): the
+        whole its contributors' and the teleport's shares are of."""
+        kept = self.distrust_of(u)[1]
+        return float(self.x[u]) / kept if kept > 0 else 0.0
+
     def teleport_share_of(self, u: int) -> float:
-        x = float(self.x[u])
+        x = self.received_x(u)
         return float(self.teleport[u]) / x if x > 0 else 0.0
 
     def score(
@@ -313,9 +339,13 @@ def build_snapshot(
     topic_records: Mapping[str, np.ndarray],
     topic_min_endorsers: int,
     stats: Mapping[str, Any],
+    distrust: Mapping[str, np.ndarray] | None = None,
 ) -> Snapshot:
-    """Normalise the solver's ``x`` into credibility and influence, and index topics
-    (a user is ranked in a topic with ``topic_min_endorsers`` credible endorsers)."""
+    """Normalise the solver's ``x`` (discounted by distrust) into credibility and
+    influence, and index topics (a user is ranked in a topic with
+    ``topic_min_endorsers`` credible endorsers; a distrusted user's topic value keeps
+    the share of trust it keeps). ``distrust``: ``users``, ``received``, ``kept``
+    (``Snapshot.distrusted`` and its companions)."""
     n = len(status)
     members = status != AccountStatus.SUSPENDED
     n_members = int(members.sum())
@@ -330,6 +360,11 @@ def build_snapshot(
         on, dst, src, influence[src] > 0, topic_min_endorsers
     )
     contribution = influence[src[ranked]] * topic_records["weight"][ranked]
+    distrusted = np.zeros(0, np.int64) if distrust is None else distrust["users"]
+    if len(distrusted):
+        kept = np.ones(n)
+        kept[distrusted] = distrust["kept"]  # type: ignore[index]
+        contribution *= kept[dst[ranked]]
     topic = topic_values(on[ranked], dst[ranked], contribution, n)
     return Snapshot(
         time=time,
@@ -351,4 +386,13 @@ def build_snapshot(
         topic_percentile=topic.percentile,
         topic_bounds=topic.bounds,
         stats=dict(stats),
+        **(
+            {}
+            if distrust is None
+            else {
+                "distrusted": distrust["users"],
+                "distrust_received": distrust["received"],
+                "trust_kept": distrust["kept"],
+            }
+        ),
     )

@@ -202,19 +202,27 @@ def index_violations(
 
 
 def check_endorsement(
-    endorser_id: str, endorsee_id: str, topic: str, ts: float, now: float, skew: float
+    endorser_id: str,
+    endorsee_id: str,
+    topic: str,
+    ts: float,
+    now: float,
+    skew: float,
+    fields: tuple[str, str] = ("endorser_id", "endorsee_id"),
 ) -> None:
-    """One endorsement or retraction at resolved time ``ts``."""
+    """One endorsement, distrust or retraction at resolved time ``ts``; ``fields``
+    names the two users as the caller's request does."""
+    giver, receiver = fields
     violations = [
         v
         for v in (
-            check_user_id(endorser_id, "endorser_id"),
-            check_user_id(endorsee_id, "endorsee_id"),
+            check_user_id(endorser_id, giver),
+            check_user_id(endorsee_id, receiver),
         )
         if v
     ]
     if not violations and endorser_id == endorsee_id:
-        violations.append(FieldViolation("endorsee_id", "must differ from endorser_id"))
+        violations.append(FieldViolation(receiver, f"must differ from {giver}"))
     if not isinstance(topic, str) or len(topic.encode("utf-8")) > MAX_ID_BYTES:
         violations.append(FieldViolation("topic", TOO_LONG))
     if not math.isfinite(ts):
