@@ -183,6 +183,14 @@ def test_batch_benchmark_runs_on_a_local_cluster():
         sys.path.remove(str(BENCH))
     assert result["batch_seconds"] > 0 and result["in_process_seconds"] > 0
     assert result["worst_relative_difference"] < 1e-5
+    assert result["peer_seconds"] > 0 and result["peer_worst_relative_difference"] < 1e-5
+    assert set(result["batch_phases"]) == {
+        "dictionaries",
+        "pair sums to pull graph",
+        "PageRank iterations",
+        "scores and explanation",
+    }
+    assert result["batch_worker_seconds"]["flow"]["compute"] > 0
 
 
 # ---------------------------------------------------------------------- gaming and real data
