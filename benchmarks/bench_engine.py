@@ -246,7 +246,7 @@ def run(
     seed: int,
     rounds: int = 1,
     alternate: frozenset[str] = frozenset(),
-    memory: bool = True,
+    measure_memory: bool = True,
 ) -> dict:
     params = ModelParams()
     # The peers recompute everything the engine holds after the refresh below.
@@ -287,9 +287,9 @@ def run(
 
     # Peak memory of the engine and of the peers timed every round, each on its own.
     setup = (events, users, new_events, seed, threads)
-    build["extra_bytes"] = _peak_in_fresh_process("engine", *setup) if memory else None
+    build["extra_bytes"] = _peak_in_fresh_process("engine", *setup) if measure_memory else None
     for name in peers:
-        measured = memory and name in alternate
+        measured = measure_memory and name in alternate
         results[name]["extra_bytes"] = _peak_in_fresh_process(name, *setup) if measured else None
 
     fastest = min((r["seconds"] for r in results.values()), default=float("nan"))
