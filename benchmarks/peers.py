@@ -1,5 +1,7 @@
-"""The same snapshot computed by peers: DuckDB (SQL, power iteration in a loop) and
-the numpy oracle. Used by the benchmarks to time the model as others would run it."""
+"""The same snapshot computed by peers: Polars and scipy (``polars_peer``), DuckDB (SQL,
+power iteration in a loop) and the numpy oracle. Used by the benchmarks to time the
+model as others would run it. Each returns the influence per user, or a result whose
+``influence`` it is."""
 
 from __future__ import annotations
 
@@ -10,6 +12,13 @@ import numpy as np
 from scoresvc import reference
 from scoresvc.core.events import EventLog
 from scoresvc.core.model import AccountStatus, ModelParams
+
+
+def polars_influence(log: EventLog, now: float, params: ModelParams) -> Any:
+    """Influence per user, with the peer's phases (``polars_peer.PeerResult``)."""
+    from polars_peer import polars_scipy
+
+    return polars_scipy(log, now, params)
 
 
 def numpy_influence(log: EventLog, now: float, params: ModelParams) -> np.ndarray:
@@ -182,4 +191,4 @@ def _teleport(con: Any, log: EventLog, now: float, params: ModelParams) -> None:
     )
 
 
-PEERS = {"duckdb": duckdb_influence, "numpy": numpy_influence}
+PEERS = {"polars": polars_influence, "duckdb": duckdb_influence, "numpy": numpy_influence}

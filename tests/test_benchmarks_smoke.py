@@ -35,12 +35,61 @@ def bench_engine():
 
 def test_engine_benchmark_runs_and_every_peer_agrees(bench_engine, capsys):
     pytest.importorskip("duckdb")
-    result = bench_engine.main(["--events", "4000", "--users", "300", "--new-events", "50"])
-    assert set(result["peers"]) == {"duckdb", "numpy"}
+    argv = ["--events", "4000", "--users", "300", "--new-events", "50", "--rounds", "2"]
+    result = bench_engine.main(argv)
+    assert set(result["peers"]) == {"polars", "duckdb", "numpy"}
     for peer in result["peers"].values():
         assert peer["worst_relative_difference"] < 1e-5
+    polars = result["peers"]["polars"]
+    assert polars["rounds"] == 2 and len(polars["engine_over_peer"]) == 2
+    assert result["peers"]["duckdb"]["rounds"] == 1
+    assert result["build"]["rounds"] == 2
+    if sys.platform == "linux":
+        assert result["build"]["extra_bytes"] is not None and polars["extra_bytes"] is not None
     assert result["bytes_per_pair"] > 0
-    assert "(a) full build" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(a) full build" in out and "peer: polars" in out
+
+
+def _with_statuses(log, seeds: int, suspended: int):
+    """``log`` with its first ``seeds`` users made seeds and the next ``suspended``
+    suspended."""
+    from scoresvc.core.model import AccountStatus
+
+    status = np.array(log.status, copy=True)
+    status[:seeds] = AccountStatus.SEED
+    status[seeds : seeds + suspended] = AccountStatus.SUSPENDED
+    log.status = status
+    return log
+
+
+@pytest.mark.parametrize("case", ["plain", "seeds and suspensions", "compacted log"])
+def test_polars_peer_agrees_with_the_engine_within_the_model_tolerance(benchmarks_importable, case):
+    from polars_peer import polars_scipy
+
+    from scoresvc.core.engine import Engine
+    from scoresvc.synthetic import community
+
+    log = community(20_000, 2_000, seed=7)
+    now = float(log.ts.max()) + 1.0
+    if case == "seeds and suspensions":
+        log = _with_statuses(log, seeds=20, suspended=50)
+    if case == "compacted log":  # weighted interactions and explicit first-seen times
+        source = Engine()
+        source.load_events(_with_statuses(log, seeds=5, suspended=5))
+        log, now = source.compacted_log(now)
+        assert log.weight is not None and log.first_seen is not None
+    engine = Engine()
+    engine.load_events(log)
+    snapshot = engine.refresh(now)
+    dense = np.array([snapshot.user_index[u] for u in log.user_ids])
+    want = snapshot.influence[dense]
+
+    got = polars_scipy(log, now, engine.params)
+
+    assert got.steps > 1
+    assert np.all((np.abs(got.influence - want) <= 1e-5 * np.abs(want)) | (np.abs(want) < 1e-15))
+    np.testing.assert_allclose(got.received, snapshot.received[dense], rtol=1e-9, atol=1e-12)
 
 
 def test_kernel_benchmarks_run(tmp_path):
@@ -134,6 +183,14 @@ def test_batch_benchmark_runs_on_a_local_cluster():
         sys.path.remove(str(BENCH))
     assert result["batch_seconds"] > 0 and result["in_process_seconds"] > 0
     assert result["worst_relative_difference"] < 1e-5
+    assert result["peer_seconds"] > 0 and result["peer_worst_relative_difference"] < 1e-5
+    assert set(result["batch_phases"]) == {
+        "dictionaries",
+        "pair sums to pull graph",
+        "PageRank iterations",
+        "scores and explanation",
+    }
+    assert result["batch_worker_seconds"]["flow"]["compute"] > 0
 
 
 # ---------------------------------------------------------------------- gaming and real data
