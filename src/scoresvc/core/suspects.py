@@ -537,6 +537,7 @@ class SuspectWatch:
         self._on_error = on_error
         self._reports: dict[int, SuspectReport] = {}
         self._latest: SuspectReport | None = None
+        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scoresvc-suspects", daemon=True)
@@ -551,6 +552,20 @@ class SuspectWatch:
 
     def nudge(self) -> None:
         self._wake.set()
+
+    def compute_now(self) -> SuspectReport:
+        """Compute and keep the report of the latest refresh in the calling thread (at
+        start-up, so the first call finds one)."""
+        report = self._compute()
+        self._keep_report(report)
+        return report
+
+    def _keep_report(self, report: SuspectReport) -> None:
+        with self._lock:
+            self._reports[report.sequence] = report
+            while len(self._reports) > self._keep:
+                del self._reports[next(iter(self._reports))]
+            self._latest = report
 
     def start(self) -> None:
         self._thread.start()
@@ -579,9 +594,6 @@ class SuspectWatch:
                 if self._on_error is not None:
                     self._on_error(error)
                 continue
-            self._reports[report.sequence] = report
-            while len(self._reports) > self._keep:
-                del self._reports[next(iter(self._reports))]
-            self._latest = report
+            self._keep_report(report)
             if self._stop.wait(max(self._min_gap, 4 * report.seconds)):
                 return

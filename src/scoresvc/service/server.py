@@ -345,6 +345,7 @@ class ScoreServer:
 
     def mark_ready(self) -> None:
         self.refresher.refresh_now()
+        self.refresher.suspects.compute_now()
         # The loaded engine is a large, long-lived heap (ids, dicts): keep the cyclic
         # GC from walking it on every full collection.
         gc.freeze()
