@@ -170,8 +170,9 @@ class _Graph:
         order = np.argsort(key)
         rkey = self.dst.astype(np.int64) * n + self.src
         at = np.minimum(np.searchsorted(key[order], rkey), max(len(key) - 1, 0))
-        found = len(key) > 0
-        self.rev = np.where(found & (key[order][at] == rkey), order[at], -1) if found else at
+        self.rev = np.full(len(key), -1, np.int64)
+        if len(key):
+            self.rev = np.where(key[order][at] == rkey, order[at], -1)
         self.v_back = np.where(self.rev >= 0, self.v[np.maximum(self.rev, 0)], 0.0)
 
     def pairs_from(self, users: np.ndarray) -> np.ndarray:
