@@ -321,3 +321,29 @@ def test_realworld_benchmark_runs_on_a_small_signed_network(
             assert attack["median_rank_after"] == attack["median_rank_before"], name
     out = capsys.readouterr().out
     assert "AUC half 1" in out and "PageRank" in out
+
+
+def test_suspects_benchmark_finds_what_it_plants_on_a_small_community(
+    benchmarks_importable, tmp_path, capsys
+):
+    import bench_suspects
+
+    _signed_network(tmp_path)
+    result = bench_suspects.main(
+        [
+            "--users",
+            "3000",
+            "--events",
+            "30000",
+            "--instances",
+            "1",
+            "--bitcoin-alpha",
+            str(tmp_path),
+        ]
+    )
+    synthetic = result["synthetic"]
+    assert synthetic["planted"] == len(bench_suspects.PLANTED)
+    assert 0.0 <= synthetic["recall"] <= 1.0
+    assert 0.0 <= synthetic["honest_flagged_share"] <= 1.0
+    assert 0.0 < result["bitcoin_alpha"]["base_rate"] < 1.0
+    assert "recall" in capsys.readouterr().out

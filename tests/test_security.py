@@ -67,7 +67,7 @@ def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
 
 #: The README's role table, written out: who may call what on a server holding tokens.
 #: Roles nest: reader (the five reads) < writer (also the three writes of events)
-#: < admin (also SetAccountStatus); a call without a token is UNAUTHENTICATED.
+#: < admin (also SetAccountStatus and ListSuspects); a call without a token is UNAUTHENTICATED.
 _OK, _DENIED, _UNAUTH = "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"
 ROLE_MATRIX = {
     #                      anonymous  reader   writer   admin
@@ -80,6 +80,7 @@ ROLE_MATRIX = {
     "RetractEndorsement": (_UNAUTH, _DENIED, _OK, _OK),
     "RecordInteractions": (_UNAUTH, _DENIED, _OK, _OK),
     "SetAccountStatus": (_UNAUTH, _DENIED, _DENIED, _OK),
+    "ListSuspects": (_UNAUTH, _DENIED, _DENIED, _OK),
 }
 CALLERS = ("anonymous", "reader", "writer", "admin")
 
@@ -105,6 +106,7 @@ def _valid_request(method: str, caller: str):
         "SetAccountStatus": pb.SetAccountStatusRequest(
             user_id="bo", status=pb.ACCOUNT_STATUS_NORMAL
         ),
+        "ListSuspects": pb.ListSuspectsRequest(limit=5),
     }[method]
 
 

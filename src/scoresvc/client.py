@@ -29,12 +29,14 @@ from .core.results import (
     UserScore,
     WriteResult,
 )
+from .core.suspects import SuspectKind, SuspectReport
 from .service.convert import (
     batch_scores_of,
     endorsement_of,
     ranking_of,
     score_of,
     status_to_wire,
+    suspect_report_of,
     timestamp,
     topic_of,
     write_result_of,
@@ -190,6 +192,12 @@ def _page_request(user_id: str, given: bool, page_size: int, token: str) -> Any:
     )
 
 
+def _suspects_request(
+    kind: SuspectKind | int | None, page_size: int, token: str
+) -> pb.ListSuspectsRequest:
+    return pb.ListSuspectsRequest(kind=cast(Any, int(kind or 0)), limit=page_size, page_token=token)
+
+
 def _call_metadata(metadata: Sequence[tuple[str, str]], token: str | None) -> list[tuple[str, str]]:
     if token:
         return [*metadata, ("authorization", f"Bearer {token}")]
@@ -323,6 +331,20 @@ class ScoreClient:
             token = page.next_page_token
             if not token:
                 return
+
+    def list_suspects(
+        self, kind: SuspectKind | int | None = None, *, page_size: int = 100
+    ) -> SuspectReport:
+        """The latest suspect report (admin), most suspicious first, only clusters of
+        ``kind`` if given; every page of it, fetched in turn. UNAVAILABLE (reason
+        SUSPECTS_NOT_READY) until the server has computed its first report."""
+        pages, token = [], ""
+        while True:
+            request = _suspects_request(kind, page_size, token)
+            pages.append(self._call(self.stub.ListSuspects, request, None))
+            token = pages[-1].next_page_token
+            if not token:
+                return suspect_report_of(pages)
 
     # ------------------------------------------------------------------ writes
 
@@ -524,6 +546,18 @@ class AsyncScoreClient:
             token = page.next_page_token
             if not token:
                 return
+
+    async def list_suspects(
+        self, kind: SuspectKind | int | None = None, *, page_size: int = 100
+    ) -> SuspectReport:
+        """The latest suspect report, every page of it; as ``ScoreClient.list_suspects``."""
+        pages, token = [], ""
+        while True:
+            request = _suspects_request(kind, page_size, token)
+            pages.append(await self._call(self.stub.ListSuspects, request, None))
+            token = pages[-1].next_page_token
+            if not token:
+                return suspect_report_of(pages)
 
     # ------------------------------------------------------------------ writes
 

@@ -1,4 +1,4 @@
-"""``scoresvc``: serve, demo, export, import, batch, token.
+"""``scoresvc``: serve, demo, export, import, batch, suspects, token.
 
 Every flag can also be set with an environment variable: ``--time-step`` is
 ``SCORESVC_TIME_STEP`` and so on; a flag on the command line wins.
@@ -33,6 +33,7 @@ from .flags import (
 )
 from .logs import log
 from .serving import demo, serve
+from .suspects import KINDS, suspects
 from .tokens import token
 
 
@@ -90,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     offline_flags(p_batch)
     p_batch.set_defaults(run=batch_)
+    p_suspects = commands.add_parser(
+        "suspects", help="print the suspect report (clusters that look like gaming)"
+    )
+    add(p_suspects, "--data-dir", path, "", "compute it from this data directory (read-only)")
+    add(p_suspects, "--address", str, "", "or ask a running server, HOST:PORT")
+    add(p_suspects, "--token", str, "", "with --address: an admin token")
+    add(p_suspects, "--kind", str, "", "only clusters of this kind", KINDS)
+    p_suspects.add_argument("--json", action="store_true", help="print JSON, not a table")
+    offline_flags(p_suspects, "WARNING")
+    p_suspects.set_defaults(run=suspects)
     p_token = commands.add_parser("token", help="manage bearer tokens")
     p_token.add_argument("action", choices=["create", "list", "revoke"])
     add(p_token, "--data-dir", path, "scoresvc-data", "the data directory the tokens guard")

@@ -161,6 +161,17 @@ class Engine:
         with self._graph_lock, self._ingest_lock:
             return self._graph.table(self._ingest.pairs)
 
+    def evidence_arrays(self) -> tuple[Snapshot, dict[str, np.ndarray]]:
+        """The latest snapshot with what the suspect report reads beside it, copied as
+        of one refresh: its graph (``edges``: pairs among the snapshot's users, sums
+        decayed to its time), each user's first-seen time and the endorsement trail."""
+        with self._graph_lock, self._ingest_lock:
+            snap = self._snapshot
+            arrays = self._graph.table(self._ingest.pairs)
+            arrays["first_seen"] = self._ingest.first_seen[: snap.n_users].copy()
+            arrays.update({f"trail_{k}": v for k, v in self._ingest.book.trail().items()})
+        return snap, arrays
+
     def memory_bytes(self) -> dict[str, int]:
         """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
         snapshot = self._snapshot

@@ -36,9 +36,12 @@ METHOD_ROLES = {
     "RetractEndorsement": "writer",
     "RecordInteractions": "writer",
     "SetAccountStatus": "admin",
+    "ListSuspects": "admin",
 }
-#: The methods that change state: those a reader may not call.
-WRITE_METHODS = frozenset(m for m, role in METHOD_ROLES.items() if role != "reader")
+#: The methods that change state: those a reader may not call, but admins' reads.
+WRITE_METHODS = frozenset(m for m, role in METHOD_ROLES.items() if role != "reader") - {
+    "ListSuspects"
+}
 TOKEN_FILE = "tokens.json"
 _PREFIX = "sv1"
 _RELOAD_SECONDS = 1.0

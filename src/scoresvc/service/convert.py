@@ -27,6 +27,7 @@ from ..core.results import (
     UserScore,
     WriteResult,
 )
+from ..core.suspects import Suspect, SuspectEvidence, SuspectKind, SuspectReport
 from ..v1 import score_service_pb2 as pb
 
 # ------------------------------------------------------------------ times and enums
@@ -182,6 +183,42 @@ def topics_to_wire(topics: Iterable[TopicSummary]) -> list[pb.TopicSummary]:
 
 def topic_of(m: pb.TopicSummary) -> TopicSummary:
     return TopicSummary(m.topic, m.endorsee_count)
+
+
+def suspect_to_wire(s: Suspect) -> pb.Suspect:
+    e = s.evidence
+    return pb.Suspect(
+        kind=cast(Any, int(s.kind)),
+        score=s.score,
+        member_ids=s.member_ids,
+        beneficiary_ids=s.beneficiary_ids,
+        evidence=pb.SuspectEvidence(**{f: getattr(e, f) for f in _EVIDENCE_FIELDS}),
+    )
+
+
+def suspect_of(m: pb.Suspect) -> Suspect:
+    return Suspect(
+        kind=SuspectKind(m.kind),
+        score=m.score,
+        member_ids=tuple(m.member_ids),
+        beneficiary_ids=tuple(m.beneficiary_ids),
+        evidence=SuspectEvidence(**{f: getattr(m.evidence, f) for f in _EVIDENCE_FIELDS}),
+    )
+
+
+def suspect_report_of(pages: Sequence[pb.ListSuspectsResponse]) -> SuspectReport:
+    """The pages of one report (at least one) as the report."""
+    last = pages[-1]
+    return SuspectReport(
+        suspects=tuple(suspect_of(s) for page in pages for s in page.suspects),
+        sequence=last.sequence,
+        compute_time=time_of(last.compute_time),
+        seconds=last.computation_seconds,
+    )
+
+
+#: The evidence's fields, named alike in the domain and on the wire.
+_EVIDENCE_FIELDS = tuple(SuspectEvidence.__dataclass_fields__)
 
 
 # ------------------------------------------------------------------ writes

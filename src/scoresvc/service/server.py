@@ -26,6 +26,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from ..core.engine import Engine
 from ..core.snapshot import Snapshot
+from ..core.suspects import SuspectWatch
 from ..v1 import score_service_pb2 as pb
 from .auth import Authenticator
 from .interceptor import CallGuard, CallPolicy
@@ -90,6 +91,13 @@ class Refresher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scoresvc-refresher", daemon=True)
         self._last_duration = 0.0
+        # The suspect report follows the snapshots in its own thread.
+        self.suspects = SuspectWatch(
+            engine,
+            engine.params.maturity_age_seconds,
+            engine.params.damping,
+            on_error=lambda error: log.error("suspect report failed", exc_info=error),
+        )
 
     def written(self) -> None:
         """Called after each accepted write."""
@@ -97,12 +105,14 @@ class Refresher:
 
     def start(self) -> None:
         self._thread.start()
+        self.suspects.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
+        self.suspects.stop()
 
     def gap(self) -> float:
         """How long to wait after a write before refreshing."""
@@ -118,6 +128,7 @@ class Refresher:
         started = time.perf_counter()
         snap = self.engine.refresh(self.evaluation_time())
         self._last_duration = time.perf_counter() - started
+        self.suspects.nudge()
         if self.on_refresh is not None:
             self.on_refresh(self._last_duration)
         self._wake_readers()
@@ -334,6 +345,7 @@ class ScoreServer:
 
     def mark_ready(self) -> None:
         self.refresher.refresh_now()
+        self.refresher.suspects.compute_now()
         # The loaded engine is a large, long-lived heap (ids, dicts): keep the cyclic
         # GC from walking it on every full collection.
         gc.freeze()

@@ -26,6 +26,7 @@ from ..core.errors import FieldViolation, InvalidArgument
 from ..core.results import WriteResult
 from ..core.scoring import log_scale_one
 from ..core.snapshot import Snapshot
+from ..core.suspects import SuspectKind, SuspectWatch
 from ..core.users import MAX_ID_BYTES, UserIds
 from ..core.validation import TOO_LONG, check_user_id
 from ..v1 import score_service_pb2 as pb
@@ -38,6 +39,8 @@ from .convert import (
     seconds_of,
     status_from_wire,
     status_to_wire,
+    suspect_to_wire,
+    timestamp,
     topics_to_wire,
 )
 from .interceptor import CallGuard, Handler
@@ -187,6 +190,7 @@ class SnapshotSource(Protocol):
 
     engine: Engine
     ready: threading.Event
+    suspects: SuspectWatch
 
     def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot: ...
 
@@ -338,6 +342,39 @@ class ScoreServicer:
             topics=topics_to_wire(page),
             next_page_token=_encode_topic_token(page[-1].topic) if more else "",
             sequence=snap.sequence,
+        )
+
+    def ListSuspects(
+        self, request: pb.ListSuspectsRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.ListSuspectsResponse:
+        if request.kind not in [k.value for k in SuspectKind] + [0]:
+            raise invalid("kind", "is not a known suspect kind")
+        if not 0 <= request.limit <= MAX_PAGE_SIZE:
+            raise invalid("limit", f"must be between 0 and {MAX_PAGE_SIZE}")
+        sequence, offset = _decode_suspects_token(request.page_token, request.kind)
+        watch = self.source.suspects
+        report = watch.latest if sequence is None else watch.report(sequence)
+        if report is None and sequence is not None:
+            raise invalid(
+                "page_token",
+                "its report is no longer kept; list again from the first page",
+                "PAGE_TOKEN_EXPIRED",
+            )
+        if report is None:
+            raise RpcError(
+                grpc.StatusCode.UNAVAILABLE,
+                "the suspect report is being computed",
+                "SUSPECTS_NOT_READY",
+            )
+        found = report.of_kind(SuspectKind(request.kind) if request.kind else None)
+        end = offset + (request.limit or DEFAULT_PAGE_SIZE)
+        token = _encode_suspects_token(report.sequence, end, request.kind)
+        return pb.ListSuspectsResponse(
+            suspects=[suspect_to_wire(s) for s in found[offset:end]],
+            next_page_token=token if end < len(found) else "",
+            sequence=report.sequence,
+            compute_time=timestamp(report.compute_time),
+            computation_seconds=report.seconds,
         )
 
     # ------------------------------------------------------------------ writes
@@ -543,3 +580,27 @@ def _decode_page_token(token: str) -> int:
         return offset
     except (ValueError, UnicodeDecodeError):
         raise invalid("page_token", "is not a token this service issued") from None
+
+
+def _encode_suspects_token(sequence: int, offset: int, kind: int) -> str:
+    """Suspect pages are offsets into one report, named by its snapshot's sequence."""
+    raw = f"s{sequence}.{offset}.{kind}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_suspects_token(token: str, kind: int) -> tuple[int | None, int]:
+    """The report's sequence (None for the first page) and the offset."""
+    if not token:
+        return None, 0
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if not raw.startswith("s"):
+            raise ValueError(raw)
+        sequence, offset, given = (int(part) for part in raw[1:].split("."))
+        if offset < 0:
+            raise ValueError(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("page_token", "is not a token this service issued") from None
+    if given != kind:
+        raise invalid("page_token", "was issued for another kind")
+    return sequence, offset
