@@ -20,6 +20,7 @@ import grpc.aio
 import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
+from .core.history import HistoryPoint
 from .core.model import AccountStatus, InteractionKind
 from .core.results import (
     BatchScores,
@@ -32,6 +33,7 @@ from .core.results import (
 from .service.convert import (
     batch_scores_of,
     endorsement_of,
+    history_point_of,
     ranking_of,
     score_of,
     status_to_wire,
@@ -190,6 +192,17 @@ def _page_request(user_id: str, given: bool, page_size: int, token: str) -> Any:
     )
 
 
+def _history_request(
+    user_id: str, topic: str, start_time: float | None, end_time: float | None, token: str
+) -> pb.ScoreHistoryRequest:
+    request = pb.ScoreHistoryRequest(user_id=user_id, topic=topic, page_token=token)
+    if start_time is not None:
+        request.start_time.CopyFrom(timestamp(start_time))
+    if end_time is not None:
+        request.end_time.CopyFrom(timestamp(end_time))
+    return request
+
+
 def _call_metadata(metadata: Sequence[tuple[str, str]], token: str | None) -> list[tuple[str, str]]:
     if token:
         return [*metadata, ("authorization", f"Bearer {token}")]
@@ -323,6 +336,28 @@ class ScoreClient:
             token = page.next_page_token
             if not token:
                 return
+
+    def score_history(
+        self,
+        user_id: str,
+        topic: str = "",
+        *,
+        start_time: float | None = None,
+        end_time: float | None = None,
+        timeout: float | None = None,
+    ) -> list[HistoryPoint]:
+        """The user's recorded points (globally, or within ``topic``) from
+        ``start_time`` to ``end_time`` (unix seconds, inclusive; None: unbounded),
+        oldest first, every page fetched. NOT_FOUND for a user never seen."""
+        points: list[HistoryPoint] = []
+        token = ""
+        while True:
+            request = _history_request(user_id, topic, start_time, end_time, token)
+            page = self._call(self.stub.ScoreHistory, request, timeout)
+            points.extend(history_point_of(m, page.topic) for m in page.points)
+            token = page.next_page_token
+            if not token:
+                return points
 
     # ------------------------------------------------------------------ writes
 
@@ -524,6 +559,26 @@ class AsyncScoreClient:
             token = page.next_page_token
             if not token:
                 return
+
+    async def score_history(
+        self,
+        user_id: str,
+        topic: str = "",
+        *,
+        start_time: float | None = None,
+        end_time: float | None = None,
+        timeout: float | None = None,
+    ) -> list[HistoryPoint]:
+        """The user's recorded points, oldest first; as ``ScoreClient.score_history``."""
+        points: list[HistoryPoint] = []
+        token = ""
+        while True:
+            request = _history_request(user_id, topic, start_time, end_time, token)
+            page = await self._call(self.stub.ScoreHistory, request, timeout)
+            points.extend(history_point_of(m, page.topic) for m in page.points)
+            token = page.next_page_token
+            if not token:
+                return points
 
     # ------------------------------------------------------------------ writes
 

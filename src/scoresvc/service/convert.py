@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from google.protobuf import timestamp_pb2
 
+from ..core.history import HistoryPoint
 from ..core.model import AccountStatus, seconds_and_nanos
 from ..core.results import (
     BatchScoreEntry,
@@ -182,6 +183,43 @@ def topics_to_wire(topics: Iterable[TopicSummary]) -> list[pb.TopicSummary]:
 
 def topic_of(m: pb.TopicSummary) -> TopicSummary:
     return TopicSummary(m.topic, m.endorsee_count)
+
+
+def history_point_to_wire(p: HistoryPoint) -> pb.ScoreHistoryPoint:
+    return pb.ScoreHistoryPoint(
+        record_time=timestamp(p.time),
+        compute_time=timestamp(p.compute_time),
+        sequence=p.sequence,
+        status=cast(Any, status_to_wire(p.status)),
+        score=p.score,
+        influence=p.influence,
+        percentile=p.percentile,
+        engagement_received=p.engagement_received,
+        engagement_saturated=p.engagement_saturated,
+        endorsements_received=p.endorsements_received,
+        endorsements_effective=p.endorsements_effective,
+        reciprocity_removed=p.reciprocity_removed,
+        teleport_share=p.teleport_share,
+    )
+
+
+def history_point_of(m: pb.ScoreHistoryPoint, topic: str) -> HistoryPoint:
+    return HistoryPoint(
+        time=time_of(m.record_time),
+        compute_time=time_of(m.compute_time),
+        sequence=m.sequence,
+        topic=topic,
+        status=status_from_wire(m.status),
+        score=m.score,
+        influence=m.influence,
+        percentile=m.percentile,
+        engagement_received=m.engagement_received,
+        engagement_saturated=m.engagement_saturated,
+        endorsements_received=m.endorsements_received,
+        endorsements_effective=m.endorsements_effective,
+        reciprocity_removed=m.reciprocity_removed,
+        teleport_share=m.teleport_share,
+    )
 
 
 # ------------------------------------------------------------------ writes
