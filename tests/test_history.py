@@ -119,6 +119,8 @@ def test_pages_follow_time_and_together_make_the_whole_range(recording):
     while True:
         page = stub.ScoreHistory(request, timeout=30)
         assert len(page.points) <= 2
+        # Recorded to the microsecond, and sent as recorded (no float noise in the nanos).
+        assert all(p.record_time.nanos % 1000 == 0 for p in page.points)
         paged += [p.record_time.ToNanoseconds() for p in page.points]
         if not page.next_page_token:
             break

@@ -186,8 +186,14 @@ def topic_of(m: pb.TopicSummary) -> TopicSummary:
 
 
 def history_point_to_wire(p: HistoryPoint) -> pb.ScoreHistoryPoint:
+    # Points are recorded to the microsecond, which a float of unix seconds holds only
+    # to about 0.2 us: rounded back, the wire carries the recorded time exactly.
+    micros = round(p.time * 1e6)
+    record_time = timestamp_pb2.Timestamp(
+        seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000
+    )
     return pb.ScoreHistoryPoint(
-        record_time=timestamp(p.time),
+        record_time=record_time,
         compute_time=timestamp(p.compute_time),
         sequence=p.sequence,
         status=cast(Any, status_to_wire(p.status)),

@@ -230,9 +230,7 @@ def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], s
 class ScoreServicer:
     """The methods of scoresvc.v1.ScoreService, by their names in the proto."""
 
-    def __init__(
-        self, source: SnapshotSource, max_batch_rows: int, history: History
-    ) -> None:
+    def __init__(self, source: SnapshotSource, max_batch_rows: int, history: History) -> None:
         """``max_batch_rows``: interactions in one RecordInteractions call (ServerSettings);
         ``history``: where ScoreHistory reads."""
         self.source = source
