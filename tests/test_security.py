@@ -66,7 +66,7 @@ def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
 
 
 #: The README's role table, written out: who may call what on a server holding tokens.
-#: Roles nest: reader (the five reads) < writer (also the three writes of events)
+#: Roles nest: reader (the six reads) < writer (also the three writes of events)
 #: < admin (also SetAccountStatus and ListSuspects); a call without a token is UNAUTHENTICATED.
 _OK, _DENIED, _UNAUTH = "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"
 ROLE_MATRIX = {
@@ -76,6 +76,7 @@ ROLE_MATRIX = {
     "TopUsers": (_UNAUTH, _OK, _OK, _OK),
     "ListEndorsements": (_UNAUTH, _OK, _OK, _OK),
     "ListTopics": (_UNAUTH, _OK, _OK, _OK),
+    "ScoreHistory": (_UNAUTH, _OK, _OK, _OK),
     "Endorse": (_UNAUTH, _DENIED, _OK, _OK),
     "RetractEndorsement": (_UNAUTH, _DENIED, _OK, _OK),
     "RecordInteractions": (_UNAUTH, _DENIED, _OK, _OK),
@@ -96,6 +97,7 @@ def _valid_request(method: str, caller: str):
             user_id="bo", direction=pb.ENDORSEMENT_DIRECTION_RECEIVED
         ),
         "ListTopics": pb.ListTopicsRequest(page_size=5),
+        "ScoreHistory": pb.ScoreHistoryRequest(user_id="bo"),
         "Endorse": pb.EndorseRequest(endorser_id=f"{caller}-new", endorsee_id="bo"),
         "RetractEndorsement": pb.RetractEndorsementRequest(
             endorser_id=f"{caller}-fan", endorsee_id="bo"

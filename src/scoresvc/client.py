@@ -20,6 +20,7 @@ import grpc.aio
 import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
+from .core.history import HistoryPoint
 from .core.model import AccountStatus, InteractionKind
 from .core.results import (
     BatchScores,
@@ -33,6 +34,7 @@ from .core.suspects import SuspectKind, SuspectReport
 from .service.convert import (
     batch_scores_of,
     endorsement_of,
+    history_point_of,
     ranking_of,
     score_of,
     status_to_wire,
@@ -198,6 +200,17 @@ def _suspects_request(
     return pb.ListSuspectsRequest(kind=cast(Any, int(kind or 0)), limit=page_size, page_token=token)
 
 
+def _history_request(
+    user_id: str, topic: str, start_time: float | None, end_time: float | None, token: str
+) -> pb.ScoreHistoryRequest:
+    request = pb.ScoreHistoryRequest(user_id=user_id, topic=topic, page_token=token)
+    if start_time is not None:
+        request.start_time.CopyFrom(timestamp(start_time))
+    if end_time is not None:
+        request.end_time.CopyFrom(timestamp(end_time))
+    return request
+
+
 def _call_metadata(metadata: Sequence[tuple[str, str]], token: str | None) -> list[tuple[str, str]]:
     if token:
         return [*metadata, ("authorization", f"Bearer {token}")]
@@ -345,6 +358,28 @@ class ScoreClient:
             token = pages[-1].next_page_token
             if not token:
                 return suspect_report_of(pages)
+
+    def score_history(
+        self,
+        user_id: str,
+        topic: str = "",
+        *,
+        start_time: float | None = None,
+        end_time: float | None = None,
+        timeout: float | None = None,
+    ) -> list[HistoryPoint]:
+        """The user's recorded points (globally, or within ``topic``) from
+        ``start_time`` to ``end_time`` (unix seconds, inclusive; None: unbounded),
+        oldest first, every page fetched. NOT_FOUND for a user never seen."""
+        points: list[HistoryPoint] = []
+        token = ""
+        while True:
+            request = _history_request(user_id, topic, start_time, end_time, token)
+            page = self._call(self.stub.ScoreHistory, request, timeout)
+            points.extend(history_point_of(m, page.topic) for m in page.points)
+            token = page.next_page_token
+            if not token:
+                return points
 
     # ------------------------------------------------------------------ writes
 
@@ -558,6 +593,26 @@ class AsyncScoreClient:
             token = pages[-1].next_page_token
             if not token:
                 return suspect_report_of(pages)
+
+    async def score_history(
+        self,
+        user_id: str,
+        topic: str = "",
+        *,
+        start_time: float | None = None,
+        end_time: float | None = None,
+        timeout: float | None = None,
+    ) -> list[HistoryPoint]:
+        """The user's recorded points, oldest first; as ``ScoreClient.score_history``."""
+        points: list[HistoryPoint] = []
+        token = ""
+        while True:
+            request = _history_request(user_id, topic, start_time, end_time, token)
+            page = await self._call(self.stub.ScoreHistory, request, timeout)
+            points.extend(history_point_of(m, page.topic) for m in page.points)
+            token = page.next_page_token
+            if not token:
+                return points
 
     # ------------------------------------------------------------------ writes
 

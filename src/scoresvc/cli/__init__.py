@@ -1,4 +1,4 @@
-"""``scoresvc``: serve, demo, export, import, batch, suspects, token.
+"""``scoresvc``: serve, demo, export, import, batch, suspects, history, token.
 
 Every flag can also be set with an environment variable: ``--time-step`` is
 ``SCORESVC_TIME_STEP`` and so on; a flag on the command line wins.
@@ -31,6 +31,7 @@ from .flags import (
     server_flags,
     whole,
 )
+from .history import history, history_flags
 from .logs import log
 from .serving import demo, serve
 from .suspects import KINDS, suspects
@@ -110,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     log_flags(p_token, "WARNING")
     p_token.set_defaults(run=token)
+    p_history = commands.add_parser(
+        "history", help="a user's recorded scores, from a running service"
+    )
+    history_flags(p_history)
+    p_history.set_defaults(run=history)
     return parser
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from ..batch import output as batch_output
 from ..batch import recompute as batch
 from ..storage import archive, checkpoint
+from ..storage import history as score_history
 from ..storage.store import DB_NAME, Store
 from . import flags
 from .errors import Failed, UsageError
@@ -74,7 +75,16 @@ def export_(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     rows = ", ".join(f"{t['rows']:,} {name}" for name, t in manifest["tables"].items())
-    log.info("exported write %d to %s: %s", manifest["sequence"], args.out, rows)
+    points = score_history.export_to(
+        Path(args.data_dir) / score_history.HISTORY_DIR, Path(args.out)
+    )
+    log.info(
+        "exported write %d to %s: %s; %d score history points",
+        manifest["sequence"],
+        args.out,
+        rows,
+        points,
+    )
     return 0
 
 
@@ -92,12 +102,14 @@ def import_(args: argparse.Namespace) -> int:
             bars.close()
         if engine.sequence:
             checkpoint.write(store.checkpoint_dir, engine.state())
+        points = score_history.import_from(Path(args.input), store.path / score_history.HISTORY_DIR)
     log.info(
-        "imported %d events from %s into %s (writes 1-%d)",
+        "imported %d events from %s into %s (writes 1-%d); %d score history points",
         applied,
         args.input,
         args.data_dir,
         engine.sequence,
+        points,
     )
     return 0
 

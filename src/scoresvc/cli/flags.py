@@ -19,6 +19,7 @@ from ..batch import recompute as batch
 from ..core.engine import Engine
 from ..core.model import ModelParams
 from ..service.server import MetricsEndpoint, ServerSettings, Tls
+from ..storage.history import DEFAULT_RETENTION_SECONDS
 from ..storage.store import SYNCHRONOUS, StoreSettings
 from .errors import Failed, UsageError
 
@@ -157,6 +158,7 @@ def server_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
     """The flags of serve and demo (``data_dir``: where writes go by default)."""
     _network_flags(parser)
     _storage_flags(parser, data_dir)
+    _history_flags(parser)
     _freshness_flags(parser)
     _limit_flags(parser)
     _security_flags(parser)
@@ -202,6 +204,23 @@ def _storage_flags(parser: argparse.ArgumentParser, data_dir: str) -> None:
         number(0, above=True),
         storage.checkpoint_seconds,
         "checkpoint the state at least this often while writes arrive",
+    )
+
+
+def _history_flags(parser: argparse.ArgumentParser) -> None:
+    add(
+        parser,
+        "--history-interval",
+        number(0, above=True),
+        ServerSettings().history_interval_seconds,
+        "record every user's score at start-up and this often after, in seconds",
+    )
+    add(
+        parser,
+        "--history-retention",
+        number(0, above=True),
+        DEFAULT_RETENTION_SECONDS,
+        "keep recorded scores this long, in seconds (90 days)",
     )
 
 
@@ -327,6 +346,7 @@ def settings(args: argparse.Namespace) -> ServerSettings:
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         max_batch_rows=args.max_batch_rows,
         rate_per_caller=args.rate_limit,
+        history_interval_seconds=args.history_interval,
     )
 
 

@@ -21,6 +21,7 @@ from ..core.model import AccountStatus
 from ..service.auth import Authenticator, TokenStore
 from ..service.server import MetricsEndpoint, ScoreServer, build_server
 from ..storage import checkpoint
+from ..storage.history import HISTORY_DIR, History
 from ..storage.store import CHECKPOINT_DIR, DB_NAME, Store
 from ..synthetic import community, early_hubs
 from . import flags
@@ -30,7 +31,7 @@ from .logs import JsonFormatter, log
 LOOPBACK = ("127.0.0.1", "::1", "[::1]", "localhost")
 
 
-def _server(args: argparse.Namespace, engine: Engine) -> ScoreServer:
+def _server(args: argparse.Namespace, engine: Engine, history: History) -> ScoreServer:
     """The server the flags describe (auth, TLS, metrics), its port bound."""
     loopback = args.host in LOOPBACK or args.host.startswith("127.")
     required = not loopback and not args.insecure_no_auth
@@ -56,7 +57,13 @@ def _server(args: argparse.Namespace, engine: Engine) -> ScoreServer:
     _check_port(args.host, args.port, "--host, --port")
     try:
         return build_server(
-            address, engine, flags.settings(args), auth=authenticator, tls=tls, metrics=metrics
+            address,
+            engine,
+            flags.settings(args),
+            auth=authenticator,
+            tls=tls,
+            metrics=metrics,
+            history=history,
         )
     except (OSError, RuntimeError):  # grpcio says only that it could not bind
         raise Failed(
@@ -251,8 +258,10 @@ def _serve(
     store = _store(args, snapshot)
     loading = threading.Event()
     loaded = threading.Event()
+    history = None
     try:
-        server = _server(args, engine)
+        history = _history(args)
+        server = _server(args, engine, history)
 
         def prepare() -> None:
             loading.set()
@@ -269,6 +278,15 @@ def _serve(
         # A load still running in the background owns the store until the process ends.
         if store is not None and (loaded.is_set() or not loading.is_set()):
             store.close()
+        if history is not None:
+            history.close()
+
+
+def _history(args: argparse.Namespace) -> History:
+    """The score history: in the data directory, or in a temporary one removed at exit."""
+    if not args.data_dir:
+        return History.temporary(args.history_retention)
+    return History(Path(args.data_dir) / HISTORY_DIR, args.history_retention)
 
 
 def serve(args: argparse.Namespace) -> int:

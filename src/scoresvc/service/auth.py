@@ -32,6 +32,7 @@ METHOD_ROLES = {
     "TopUsers": "reader",
     "ListEndorsements": "reader",
     "ListTopics": "reader",
+    "ScoreHistory": "reader",
     "Endorse": "writer",
     "RetractEndorsement": "writer",
     "RecordInteractions": "writer",

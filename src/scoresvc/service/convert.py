@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from google.protobuf import timestamp_pb2
 
+from ..core.history import HistoryPoint
 from ..core.model import AccountStatus, seconds_and_nanos
 from ..core.results import (
     BatchScoreEntry,
@@ -219,6 +220,49 @@ def suspect_report_of(pages: Sequence[pb.ListSuspectsResponse]) -> SuspectReport
 
 #: The evidence's fields, named alike in the domain and on the wire.
 _EVIDENCE_FIELDS = tuple(SuspectEvidence.__dataclass_fields__)
+
+
+def history_point_to_wire(p: HistoryPoint) -> pb.ScoreHistoryPoint:
+    # Points are recorded to the microsecond, which a float of unix seconds holds only
+    # to about 0.2 us: rounded back, the wire carries the recorded time exactly.
+    micros = round(p.time * 1e6)
+    record_time = timestamp_pb2.Timestamp(
+        seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000
+    )
+    return pb.ScoreHistoryPoint(
+        record_time=record_time,
+        compute_time=timestamp(p.compute_time),
+        sequence=p.sequence,
+        status=cast(Any, status_to_wire(p.status)),
+        score=p.score,
+        influence=p.influence,
+        percentile=p.percentile,
+        engagement_received=p.engagement_received,
+        engagement_saturated=p.engagement_saturated,
+        endorsements_received=p.endorsements_received,
+        endorsements_effective=p.endorsements_effective,
+        reciprocity_removed=p.reciprocity_removed,
+        teleport_share=p.teleport_share,
+    )
+
+
+def history_point_of(m: pb.ScoreHistoryPoint, topic: str) -> HistoryPoint:
+    return HistoryPoint(
+        time=time_of(m.record_time),
+        compute_time=time_of(m.compute_time),
+        sequence=m.sequence,
+        topic=topic,
+        status=status_from_wire(m.status),
+        score=m.score,
+        influence=m.influence,
+        percentile=m.percentile,
+        engagement_received=m.engagement_received,
+        engagement_saturated=m.engagement_saturated,
+        endorsements_received=m.endorsements_received,
+        endorsements_effective=m.endorsements_effective,
+        reciprocity_removed=m.reciprocity_removed,
+        teleport_share=m.teleport_share,
+    )
 
 
 # ------------------------------------------------------------------ writes

@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from ..core.engine import Engine
 from ..core.snapshot import Snapshot
 from ..core.suspects import SuspectWatch
+from ..storage.history import DEFAULT_INTERVAL_SECONDS, History, HistoryRecorder
 from ..v1 import score_service_pb2 as pb
 from .auth import Authenticator
 from .interceptor import CallGuard, CallPolicy
@@ -68,6 +69,8 @@ class ServerSettings:
     # Requests per second per caller (token name, or IP address without a token),
     # bursts of twice that; RESOURCE_EXHAUSTED with RetryInfo past it. 0: no limit.
     rate_per_caller: float = 0.0
+    # Every user's score is recorded in the history at start-up and this often after.
+    history_interval_seconds: float = DEFAULT_INTERVAL_SECONDS
 
 
 class Refresher:
@@ -276,12 +279,19 @@ class ScoreServer:
         authenticator: Authenticator | None = None,
         credentials: grpc.ServerCredentials | None = None,
         metrics: Metrics | None = None,
+        history: History | None = None,
     ) -> None:
         """``authenticator`` None: no auth; ``credentials``: TLS (else plaintext);
-        ``metrics``: count calls and refreshes there."""
+        ``metrics``: count calls and refreshes there; ``history``: record scores there
+        (None: in a temporary directory of the server's own, removed at ``stop``)."""
         self.engine = engine
         self.settings = settings or ServerSettings()
         self.refresher = Refresher(engine, self.settings)
+        self._owns_history = history is None
+        self.history = History.temporary() if history is None else history
+        self.recorder = HistoryRecorder(
+            self.history, lambda: engine.snapshot, self.settings.history_interval_seconds
+        )
         self.metrics = metrics
         if metrics is not None:
             self.refresher.on_refresh = metrics.observe_refresh
@@ -330,7 +340,7 @@ class ScoreServer:
             ],
             maximum_concurrent_rpcs=s.max_concurrent_rpcs,
         )
-        servicer = ScoreServicer(self.refresher, max_batch_rows=s.max_batch_rows)
+        servicer = ScoreServicer(self.refresher, s.max_batch_rows, self.history)
         server.add_generic_rpc_handlers((generic_handler(servicer, guard),))
         return server
 
@@ -350,6 +360,7 @@ class ScoreServer:
         # GC from walking it on every full collection.
         gc.freeze()
         self.refresher.ready.set()
+        self.recorder.start()  # the start-up point, then one every interval
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s", self.address)
@@ -360,6 +371,9 @@ class ScoreServer:
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_seconds if grace is None else grace
         self._grpc.stop(grace).wait()
+        self.recorder.stop()
+        if self._owns_history:
+            self.history.close()
         self.refresher.stop()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
@@ -377,13 +391,16 @@ def build_server(
     auth: Authenticator | None = None,
     tls: Tls | None = None,
     metrics: MetricsEndpoint | None = None,
+    history: History | None = None,
 ) -> ScoreServer:
     """A ScoreServer bound to ``address`` (port 0 picks one: see ``.port``), not yet
     started, serving ``engine`` (a new one by default).
 
     ``auth`` None: no authentication; ``tls`` None: plaintext; ``metrics``: count
     calls and refreshes (``.metrics``) and serve them there from now until ``stop``
-    (``.metrics_port``)."""
+    (``.metrics_port``); ``history``: record every user's score there (at start-up and
+    every ``settings.history_interval_seconds``) and answer ScoreHistory from it (None:
+    a temporary one, removed at ``stop``)."""
     engine = Engine() if engine is None else engine
     server = ScoreServer(
         engine,
@@ -392,6 +409,7 @@ def build_server(
         authenticator=auth,
         credentials=None if tls is None else tls.credentials(),
         metrics=None if metrics is None else Metrics(engine),
+        history=history,
     )
     if metrics is not None:
         server.serve_metrics(metrics)

@@ -27,13 +27,16 @@ from ..core.results import WriteResult
 from ..core.scoring import log_scale_one
 from ..core.snapshot import Snapshot
 from ..core.suspects import SuspectKind, SuspectWatch
+from ..core.topics import normalize_topic
 from ..core.users import MAX_ID_BYTES, UserIds
 from ..core.validation import TOO_LONG, check_user_id
+from ..storage.history import History
 from ..v1 import score_service_pb2 as pb
 from .auth import Caller
 from .convert import (
     endorsement_to_wire,
     fill_explanation,
+    history_point_to_wire,
     ranked_to_wire,
     score_to_wire,
     seconds_of,
@@ -51,6 +54,8 @@ MAX_TOP_USERS = 1_000
 MAX_CONTRIBUTORS = 100
 MAX_PAGE_SIZE = 1_000
 DEFAULT_PAGE_SIZE = 50
+MAX_HISTORY_PAGE = 10_000
+DEFAULT_HISTORY_PAGE = 1_000
 
 # Columnar names of the engine's row fields, for violation paths.
 _COLUMN_OF = {
@@ -229,11 +234,13 @@ def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], s
 class ScoreServicer:
     """The methods of scoresvc.v1.ScoreService, by their names in the proto."""
 
-    def __init__(self, source: SnapshotSource, max_batch_rows: int) -> None:
-        """``max_batch_rows``: interactions in one RecordInteractions call (ServerSettings)."""
+    def __init__(self, source: SnapshotSource, max_batch_rows: int, history: History) -> None:
+        """``max_batch_rows``: interactions in one RecordInteractions call (ServerSettings);
+        ``history``: where ScoreHistory reads."""
         self.source = source
         self.engine = source.engine
         self.max_batch_rows = max_batch_rows
+        self.history = history
 
     # ------------------------------------------------------------------ reads
 
@@ -375,6 +382,31 @@ class ScoreServicer:
             sequence=report.sequence,
             compute_time=timestamp(report.compute_time),
             computation_seconds=report.seconds,
+        )
+
+    def ScoreHistory(
+        self, request: pb.ScoreHistoryRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.ScoreHistoryResponse:
+        _check_id(request.user_id, "user_id")
+        _check_topic(request.topic)
+        if not 0 <= request.page_size <= MAX_HISTORY_PAGE:
+            raise invalid("page_size", f"must be between 0 and {MAX_HISTORY_PAGE}")
+        start, end = _time_field(request, "start_time"), _time_field(request, "end_time")
+        if start is not None and end is not None and start > end:
+            raise invalid("start_time", "must not be after end_time")
+        resume = _decode_history_token(request.page_token)
+        if resume is not None:
+            start = resume if start is None else max(start, resume)
+        snap = self.source.snapshot_for(0, context)
+        if not self.history.knows(request.user_id):
+            snap.user(request.user_id)  # NOT_FOUND for a user never seen
+        limit = request.page_size or DEFAULT_HISTORY_PAGE
+        found = self.history.points(request.user_id, request.topic, start, end, limit + 1)
+        return pb.ScoreHistoryResponse(
+            user_id=request.user_id,
+            topic=normalize_topic(request.topic),
+            points=[history_point_to_wire(p) for p in found[:limit]],
+            next_page_token=_encode_history_token(found[limit].time) if len(found) > limit else "",
         )
 
     # ------------------------------------------------------------------ writes
@@ -544,6 +576,33 @@ class ScoreServicer:
             ),
             path,
         )
+
+
+def _time_field(request: Any, field: str) -> float | None:
+    """A Timestamp field as unix seconds (None when absent), checked as AIP-142 asks."""
+    if not request.HasField(field):
+        return None
+    stamp = getattr(request, field)
+    if not 0 <= stamp.nanos < 1_000_000_000:
+        raise invalid(field, "nanos must be from 0 to 999999999")
+    return float(stamp.seconds + stamp.nanos * 1e-9)
+
+
+def _encode_history_token(resume: float) -> str:
+    """History pages follow time: the token holds the next point's time (microseconds)."""
+    return base64.urlsafe_b64encode(f"h{round(resume * 1e6)}".encode()).decode().rstrip("=")
+
+
+def _decode_history_token(token: str) -> float | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if not raw.startswith("h"):
+            raise ValueError(raw)
+        return int(raw[1:]) / 1e6
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("page_token", "is not a token this service issued") from None
 
 
 def _encode_page_token(offset: int) -> str:

@@ -9,6 +9,8 @@ An archive is a directory of three tables and a manifest::
     endorsements.parquet  endorser_id, endorsee_id, topic, event_time_seconds, retracted
     manifest.json         format, version, tables and row counts, the compaction time
                           and the latest event folded into the compacted interactions
+    history/              the score history's files and an index (written and read by
+                          ``scoresvc.storage.history``; absent when there is none)
 
 or the same tables as ``.csv`` (for small data; needs nothing beyond the standard
 library). Parquet needs pyarrow, a dependency of scoresvc.
