@@ -117,7 +117,7 @@ class Moves:
                 _endorse(engine, *event, arrival=arrival)
             else:
                 distruster, distrusted, ts = event
-                engine.distrust(distruster, distrusted, "", ts, now=arrival)  # type: ignore[attr-defined]
+                engine.distrust(distruster, distrusted, "", ts, now=arrival)
 
 
 def _endorse(
@@ -185,7 +185,6 @@ class Attack:
     subject: str = "target"
     topic: str | None = None
     honest: bool = False
-    needs: str = ""  # an Engine method the attack needs ("distrust")
 
 
 def sybils_endorse(n: int, reply: bool = False, ts: float = NOW) -> Build:
@@ -372,10 +371,25 @@ def squat(n: int) -> Build:
     return build
 
 
-def smear(n: int) -> Build:
+def smear(n: int, ring: bool = False) -> Build:
+    """n fresh accounts distrust the target (and, as a ring, endorse each other)."""
+
     def build(m: Moves, p: Picker, target: str, i: int) -> None:
-        for s in m.accounts(n):
+        fresh = m.accounts(n)
+        for k, s in enumerate(fresh):
             m.distrust(s, target)
+            if ring:
+                m.endorse(s, fresh[(k + 1) % n])
+
+    return build
+
+
+def bought_smear(pool: str, n: int) -> Build:
+    """n established accounts of the pool distrust the target (real users paid to)."""
+
+    def build(m: Moves, p: Picker, target: str, i: int) -> None:
+        for distruster in p.take(pool, n):
+            m.distrust(distruster, target)
 
     return build
 
@@ -470,7 +484,18 @@ def attacks() -> list[Attack]:
             squat(10),
             topic="python",
         ),
-        Attack("smear-20", "20 fresh accounts distrust the target", smear(20), needs="distrust"),
+        Attack("smear-20", "20 fresh accounts distrust the target", smear(20)),
+        Attack("smear-ring-20", "... and endorse each other in a ring", smear(20, ring=True)),
+        Attack(
+            "smear-median-1",
+            "1 distrust bought from a median account (report only)",
+            bought_smear("median", 1),
+        ),
+        Attack(
+            "smear-median-10",
+            "10 distrusts bought from median accounts (report only)",
+            bought_smear("median", 10),
+        ),
         Attack("fans-50", "50 median fans like once", honest_engagement(50, (LIKE,)), honest=True),
         Attack(
             "like-reshare-20",
@@ -502,6 +527,8 @@ NAMED_BOUNDS: dict[str, dict[str, tuple[float | None, float | None]]] = {
     "trade-10-cross": {"max_gain": (15.0, 15.0)},
     "bought-seed-1": {"max_after": (None, 95.0)},
     "fans-50": {"min_after": (90.0, 90.0)},
+    "smear-20": {"max_loss": (5.0, 2.0)},
+    "smear-ring-20": {"max_loss": (5.0, 2.0)},
     "like-reshare-20": {"min_after": (90.0, 90.0)},
 }
 
@@ -528,6 +555,7 @@ def verdict(attack: Attack, config: int, r: dict, rows: dict[str, dict]) -> str:
             continue
         value = {
             "max_gain": r["gain"],
+            "max_loss": None if r["gain"] is None else -r["gain"],
             "max_fresh": r["fresh"],
             "max_after": r["after"],
             "min_after": r["after"],
@@ -681,12 +709,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "honest": a.honest,
             "topic": a.topic,
         }
-        if a.needs and not hasattr(Engine, a.needs):
-            row["modelled"] = False
-        else:
-            row["modelled"] = True
-            for base in c.bases:
-                row[base.name] = measure(c, base, a, args.seed + 1)
+        for base in c.bases:
+            row[base.name] = measure(c, base, a, args.seed + 1)
         rows[a.name] = row
     for a in attacks():
         for config, name in enumerate(("default", "seeded")):
@@ -775,9 +799,6 @@ def table(result: dict[str, Any]) -> str:
         f"| {'target':>17} {'fresh':>6} {'':>4}",
     ]
     for name, row in result["attacks"].items():
-        if not row["modelled"]:
-            lines.append(f"{name:18} {'not modelled (the engine has no distrust)':>40}")
-            continue
         d = row["default"]
         cells = [" ".join(_cell(row[b], row["subject"])) for b in ("default", "seeded")]
         extra = ""

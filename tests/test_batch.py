@@ -277,7 +277,8 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
     ]
     args = cli._parser().parse_args(server_args)
     engine = flags.engine(args)
-    server = serving._server(args, engine)
+    history = serving._history(args)
+    server = serving._server(args, engine, history)
     store = serving._open_store(args, engine, serving._batch_snapshot(args))
     server.start()
     try:
@@ -290,6 +291,7 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
             assert after > before
     finally:
         server.stop(0)
+        history.close()
         assert store is not None
         store.close()
     # The data directory holds the snapshot and the write: a second --snapshot is refused.

@@ -62,6 +62,7 @@ def test_the_default_constants_are_the_specified_ones():
     assert p.topic_min_endorsers == 2
     assert p.maturity_age_seconds == 2_592_000.0  # 30 days
     assert p.seed_prior_share == 0.15
+    assert p.distrust_strength == 16.0
     assert list(p.channel_weights()) == [1.0, 1.5, 2.0, 3.0, 5.0]
 
 

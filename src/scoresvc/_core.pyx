@@ -125,7 +125,7 @@ def kept_shares(const int32_t[::1] pairs, const uint64_t[::1] pair_key,
                 const double[::1] support, const uint8_t[::1] mature, double rho,
                 double[::1] out):
     """``out[i]``: the share of pair ``pairs[i]`` that reciprocity keeps, ``E'/E``
-    (OUT): what each of its topic endorsements carries (step 9)."""
+    (OUT): what each of its topic endorsements carries (step 10)."""
     cdef int64_t i, n = pairs.shape[0]
     with nogil:
         for i in range(n):

@@ -161,7 +161,7 @@ def _rank_lower(values: np.ndarray, members: np.ndarray) -> np.ndarray:
 
 
 def _log_scale(values: np.ndarray) -> np.ndarray:
-    """Step 8's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
+    """Step 9's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
     top = values.max(initial=0.0)
     if top <= 0:
         return np.ones_like(values)
@@ -218,7 +218,7 @@ def decayed_pair_sums(
     log: EventLog, live: np.ndarray, pairs: Pairs, now: float, p: ModelParams
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps 1-2, decay and pair sums: ``W_k(a->b)`` per kind, ``E(a->b)`` summed over
-    topics, and each live endorsement's decayed value (kept per topic for step 9)."""
+    topics, and each live endorsement's decayed value (kept per topic for step 10)."""
     half_life = p.half_life_seconds
     W = np.zeros((len(pairs.src), 4))
     weights = np.asarray(p.kind_weights)

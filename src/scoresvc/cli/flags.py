@@ -323,6 +323,13 @@ def offline_flags(parser: argparse.ArgumentParser, log_level: str = "INFO") -> N
         ModelParams().topic_min_endorsers,
         "distinct endorsers with credibility a user needs to be ranked in a topic",
     )
+    add(
+        parser,
+        "--distrust-strength",
+        number(0.0),
+        ModelParams().distrust_strength,
+        "units of trust one unit of credible distrust cancels (0 ignores distrust)",
+    )
     add(parser, "--threads", whole(1), os.cpu_count() or 1, "threads of the parallel kernels")
     log_flags(parser, log_level)
 
@@ -378,4 +385,5 @@ def params(args: argparse.Namespace) -> ModelParams:
     return ModelParams(
         daily_endorsement_limit=args.daily_endorsement_limit,
         topic_min_endorsers=args.topic_min_endorsers,
+        distrust_strength=args.distrust_strength,
     )

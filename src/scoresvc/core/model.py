@@ -73,7 +73,7 @@ class ModelParams:
     # The limit counts endorsements of this much event time before the newest event.
     endorsement_limit_horizon_seconds: float = 90 * SECONDS_PER_DAY
     # A topic ranks a user endorsed in it by at least this many distinct endorsers
-    # with credibility (step 9): one account alone cannot claim a topic.
+    # with credibility (step 10): one account alone cannot claim a topic.
     topic_min_endorsers: int = 2
     # Teleport (step 7): an account's share ramps from 0 when first seen to full at
     # this age; with seeds, the seeds' part of the teleport vector.

@@ -1,4 +1,4 @@
-"""The scoring rules every producer of scores shares (docs/model.md, steps 7-9): the
+"""The scoring rules every producer of scores shares (docs/model.md, steps 7-10): the
 teleport vector (accounts' maturity and the seeds), influence to the 1-100 score,
 percentiles, and per-topic values.
 
@@ -54,7 +54,7 @@ def teleport_vector(
 
 
 def log_scale(values: np.ndarray, top: float) -> np.ndarray:
-    """Step 8's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
+    """Step 9's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
     if top <= 0:
         return np.ones_like(values)
     # Clipped: the top user's ratio can round a hair past 1.
@@ -98,7 +98,7 @@ def member_percentiles(values: np.ndarray, members: np.ndarray) -> np.ndarray:
 def supported(
     topic: np.ndarray, user: np.ndarray, endorser: np.ndarray, credible: np.ndarray, least: int
 ) -> np.ndarray:
-    """Step 9's support rule over live topic endorsements (one row each): which rows
+    """Step 10's support rule over live topic endorsements (one row each): which rows
     are from a credible endorser (``credible``: credibility above 0) to a user whom
     at least ``least`` distinct credible endorsers endorse in that topic."""
     out = np.zeros(len(topic), bool)
@@ -120,7 +120,7 @@ def supported(
 
 @dataclass(frozen=True)
 class TopicValues:
-    """Step 9's per-(topic, user) values, sorted by ``key = topic * n_users + user``."""
+    """Step 10's per-(topic, user) values, sorted by ``key = topic * n_users + user``."""
 
     keys: np.ndarray
     value: np.ndarray
