@@ -79,6 +79,60 @@ def test_export_then_import_gives_the_same_scores(tmp_path, fmt):
     assert imported.list_endorsements("cy", True, 0, 5)[0][0].retracted
 
 
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_export_then_import_keeps_distrusts(tmp_path, fmt):
+    original = _busy_engine()
+    original.set_status("user0000004", AccountStatus.SEED)
+    original.distrust("user0000004", "user0000001", "", T0 - 100, now=T0)
+    original.distrust("user0000002", "user0000001", "Python", T0 - 90, now=T0)
+    original.distrust("ana", "user0000005", "", T0 - 80, now=T0)
+    original.retract_distrust("ana", "user0000005", "", T0 - 70, now=T0)
+    manifest = archive.export(original, tmp_path / "archive", fmt)
+    assert manifest["tables"]["distrusts"]["rows"] == 4
+    imported = Engine()
+    applied = archive.import_into(imported, tmp_path / "archive")
+    assert applied == sum(t["rows"] for name, t in manifest["tables"].items() if name != "accounts")
+    at = manifest["compacted_at"]
+    _same_scores(original, imported, at)
+    a, b = original.snapshot, imported.snapshot
+    kept = a.score("user0000001").explanation.trust_kept
+    assert kept < 1 and b.score("user0000001").explanation.trust_kept == pytest.approx(kept)
+    assert b.score("user0000005").explanation.trust_kept == 1  # retracted
+    trail, _ = imported.list_endorsements("user0000001", False, 0, 10)
+    assert {(e.endorser_id, e.topic) for e in trail if e.distrust} == {
+        ("user0000004", ""),
+        ("user0000002", "python"),
+    }
+
+
+def test_an_archive_without_a_distrusts_table_imports_with_none(tmp_path):
+    """Archives written before distrust have three tables: they import as before."""
+    original = _busy_engine()
+    manifest = archive.export(original, tmp_path / "archive", "csv")
+    (tmp_path / "archive" / "distrusts.csv").unlink()
+    del manifest["tables"]["distrusts"]
+    (tmp_path / "archive" / "manifest.json").write_text(json.dumps(manifest))
+    imported = Engine()
+    archive.import_into(imported, tmp_path / "archive")
+    _same_scores(original, imported, manifest["compacted_at"])
+
+
+def test_imported_distrust_topics_are_normalised(tmp_path):
+    (tmp_path / "distrusts.csv").write_text(
+        "distruster_id,distrusted_id,topic,event_time_seconds,retracted\n"
+        f"a,b,Rust,{T0},False\n"
+        f"a,b, rust,{T0 + 1},True\n"
+    )
+    engine = Engine()
+    archive.import_into(engine, tmp_path)
+    trail, _ = engine.list_endorsements("a", True, 0, 10)
+    assert [(e.distrust, e.topic, e.retracted) for e in trail] == [
+        (True, "rust", True),
+        (True, "rust", False),
+    ]
+    assert trail[0].decides_current_state  # one record: the later retraction decides
+
+
 def test_an_imported_archive_merges_the_spellings_of_a_topic(tmp_path):
     """Archives written before topics were normalised, or by hand, import as the
     service names topics: "Rust", " rust" and "RUST" are one topic."""

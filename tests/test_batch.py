@@ -57,7 +57,24 @@ def _engine(seeds: bool) -> Engine:
     # Created now with events back-dated to 1970: young, whatever its events claim.
     engine.record_interactions([("newcomer", log.user_ids[8], InteractionKind.LIKE, 1.0)], now=T0)
     engine.endorse("newcomer", log.user_ids[10], "", 2.0, now=T0)
+    # Distrust (step 8): user 8 is distrusted twice (once for a topic), user 12's is
+    # retracted, user 5 is suspended and distrusted, the newcomer's counts for nothing.
+    engine.distrust(log.user_ids[1], log.user_ids[8], "", T0 - 500, now=T0)
+    engine.distrust(log.user_ids[2], log.user_ids[8], "rust", T0 - 400, now=T0)
+    engine.distrust(log.user_ids[3], log.user_ids[12], "", T0 - 300, now=T0)
+    engine.retract_distrust(log.user_ids[3], log.user_ids[12], "", T0 - 200, now=T0)
+    engine.distrust(log.user_ids[4], log.user_ids[5], "", T0 - 100, now=T0)
+    engine.distrust("newcomer", log.user_ids[9], "", T0 - 50, now=T0)
     return engine
+
+
+def _check_distrust(result: batch.BatchResult, order: np.ndarray, snap, rtol: float) -> None:
+    """The batch's distrust columns are the snapshot's explanation; user 8 is discounted."""
+    kept = [snap.score(u).explanation.trust_kept for u in snap.user_ids]
+    received = [snap.score(u).explanation.distrust_received for u in snap.user_ids]
+    np.testing.assert_allclose(result.columns["trust_kept"][order], kept, rtol=rtol)
+    np.testing.assert_allclose(result.columns["distrust_received"][order], received, rtol=rtol)
+    assert 0 < kept[8] < 1 and received[8] > 0 and kept[12] == 1 and received[12] == 0
 
 
 @pytest.mark.parametrize("seeds", [False, True])
@@ -92,6 +109,7 @@ def test_batch_scores_are_the_engines_to_a_billionth(tmp_path, client, seeds):
         )
     percentile = [snap.score(u).percentile for u in snap.user_ids]
     np.testing.assert_allclose(result.columns["percentile"][order], percentile, atol=1e-9)
+    _check_distrust(result, order, snap, rtol=1e-9)
     # Topic scores: every (user, topic) the engine scores, alike.
     topics = result.topics
     assert topics is not None and len(topics["user"])
@@ -183,6 +201,12 @@ def test_batch_at_the_services_compute_time_is_the_services(tmp_path, client):
     np.testing.assert_allclose(
         result.columns["teleport_share"][order], snap.teleport_share, rtol=1e-6, atol=1e-12
     )
+    _check_distrust(result, order, snap, rtol=1e-6)
+    topics = result.topics
+    assert topics is not None
+    for user, topic, value in zip(topics["user"], topics["topic"], topics["value"]):
+        got = snap.score(str(result.user_ids[user]), str(topic)).influence
+        assert got == pytest.approx(value, rel=1e-6)
 
 
 def _late_engine() -> Engine:
@@ -240,6 +264,7 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
     now = time.time()
     engine = Engine()
     engine.load_events(community(5000, 200, seed=4, end=now))
+    engine.distrust("user0000001", "user0000002", "", now - 60, now=now)
     archive.export(engine, tmp_path / "archive")
     out = tmp_path / "scores.parquet"
     code = cli.main(
@@ -289,6 +314,13 @@ def test_cli_batch_then_serve_its_snapshot_and_build_on_it(tmp_path, capsys):
             seq = c.record_interactions([("newcomer", top, InteractionKind.RESHARE, None)]).sequence
             after = c.score(top, min_sequence=seq).explanation.engagement_received
             assert after > before
+            # The serving state holds the distrust: its trail, and the batch's discount.
+            trail = c.list_endorsements("user0000002", given=False)
+            assert [e.endorser_id for e in trail if e.distrust] == ["user0000001"]
+            kept = scores["trust_kept"][scores["user_id"].index("user0000002")]
+            assert kept < 1
+            got = c.score("user0000002", min_sequence=seq).explanation.trust_kept
+            assert got == pytest.approx(kept, rel=1e-3)
     finally:
         server.stop(0)
         history.close()

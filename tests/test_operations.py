@@ -105,6 +105,24 @@ def test_grpcurl_score_and_an_endorsement_with_an_rfc3339_time(server):
     assert int(json.loads(out)["sequence"]) > 0
 
 
+def test_grpcurl_distrust_as_the_readme_shows(server):
+    out = grpcurl(
+        server,
+        "scoresvc.v1.ScoreService/Distrust",
+        data='{"distruster_id": "ana", "distrusted_id": "user0000003"}',
+    )
+    got = json.loads(out)
+    assert int(got["sequence"]) > 0 and got["distrust_live"] is True
+    out = grpcurl(
+        server,
+        "scoresvc.v1.ScoreService/ListEndorsements",
+        data='{"user_id": "ana", "direction": "ENDORSEMENT_DIRECTION_GIVEN"}',
+    )
+    assert {"distrust": True, "endorsee_id": "user0000003"}.items() <= json.loads(out)[
+        "endorsements"
+    ][0].items()
+
+
 def test_grpcurl_lists_topics_as_the_readme_shows(server):
     with ScoreClient(server.address) as c:
         c.endorse("ana", "bo", "Go")

@@ -66,7 +66,7 @@ def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
 
 
 #: The README's role table, written out: who may call what on a server holding tokens.
-#: Roles nest: reader (the six reads) < writer (also the three writes of events)
+#: Roles nest: reader (the six reads) < writer (also the five writes of events)
 #: < admin (also SetAccountStatus and ListSuspects); a call without a token is UNAUTHENTICATED.
 _OK, _DENIED, _UNAUTH = "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"
 ROLE_MATRIX = {
@@ -79,6 +79,8 @@ ROLE_MATRIX = {
     "ScoreHistory": (_UNAUTH, _OK, _OK, _OK),
     "Endorse": (_UNAUTH, _DENIED, _OK, _OK),
     "RetractEndorsement": (_UNAUTH, _DENIED, _OK, _OK),
+    "Distrust": (_UNAUTH, _DENIED, _OK, _OK),
+    "RetractDistrust": (_UNAUTH, _DENIED, _OK, _OK),
     "RecordInteractions": (_UNAUTH, _DENIED, _OK, _OK),
     "SetAccountStatus": (_UNAUTH, _DENIED, _DENIED, _OK),
     "ListSuspects": (_UNAUTH, _DENIED, _DENIED, _OK),
@@ -88,7 +90,7 @@ CALLERS = ("anonymous", "reader", "writer", "admin")
 
 def _valid_request(method: str, caller: str):
     """A request ``method`` answers OK when the caller may make it: each caller
-    retracts an endorsement of its own (made before the server started)."""
+    retracts an endorsement and a distrust of its own (made before the server started)."""
     return {
         "Score": pb.ScoreRequest(user_id="bo"),
         "BatchScore": pb.BatchScoreRequest(user_ids=["bo", "ana"]),
@@ -101,6 +103,10 @@ def _valid_request(method: str, caller: str):
         "Endorse": pb.EndorseRequest(endorser_id=f"{caller}-new", endorsee_id="bo"),
         "RetractEndorsement": pb.RetractEndorsementRequest(
             endorser_id=f"{caller}-fan", endorsee_id="bo"
+        ),
+        "Distrust": pb.DistrustRequest(distruster_id=f"{caller}-new", distrusted_id="bo"),
+        "RetractDistrust": pb.RetractDistrustRequest(
+            distruster_id=f"{caller}-critic", distrusted_id="bo"
         ),
         "RecordInteractions": pb.RecordInteractionsRequest(
             interactions=[pb.Interaction(actor_id=caller, target_id="bo", kind=LIKE)]
@@ -121,6 +127,7 @@ def test_every_method_for_every_role_follows_the_readme_role_table(tokens):
     engine.record_interactions([("ana", "bo", LIKE, None)])
     for caller in CALLERS:
         engine.endorse(f"{caller}-fan", "bo")
+        engine.distrust(f"{caller}-critic", "bo")
     engine.refresh()
     server = build_server("127.0.0.1:0", engine, FAST, auth=Authenticator(store)).start()
     got: dict[str, tuple[str, ...]] = {}

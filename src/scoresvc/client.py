@@ -125,6 +125,9 @@ def _score_request(
     )
 
 
+_DISTRUST_FIELDS = ("distruster_id", "distrusted_id")
+
+
 def _endorsement_request(
     message: Any,
     endorser_id: str,
@@ -132,9 +135,12 @@ def _endorsement_request(
     topic: str,
     event_time: float | None,
     request_id: str,
+    users: tuple[str, str] = ("endorser_id", "endorsee_id"),
 ) -> Any:
+    """An endorsement's (or, with ``users`` naming the distrust's fields, a distrust's)
+    request."""
     request = message(
-        endorser_id=endorser_id, endorsee_id=endorsee_id, topic=topic, request_id=request_id
+        **{users[0]: endorser_id, users[1]: endorsee_id}, topic=topic, request_id=request_id
     )
     if event_time is not None:
         request.event_time.CopyFrom(timestamp(event_time))
@@ -419,6 +425,51 @@ class ScoreClient:
         )
         return write_result_of(self._call(self.stub.RetractEndorsement, request, None))
 
+    def distrust(
+        self,
+        distruster_id: str,
+        distrusted_id: str,
+        topic: str = "",
+        *,
+        event_time: float | None = None,
+        request_id: str = "",
+    ) -> WriteResult:
+        """Say that ``distruster_id`` distrusts ``distrusted_id`` (or refresh it) for
+        ``topic`` (empty: general); arguments as for ``endorse``. The result's
+        ``endorsement_live`` says whether the distrust is live after the write."""
+        request = _endorsement_request(
+            pb.DistrustRequest,
+            distruster_id,
+            distrusted_id,
+            topic,
+            event_time,
+            request_id,
+            _DISTRUST_FIELDS,
+        )
+        return write_result_of(self._call(self.stub.Distrust, request, None))
+
+    def retract_distrust(
+        self,
+        distruster_id: str,
+        distrusted_id: str,
+        topic: str = "",
+        *,
+        event_time: float | None = None,
+        request_id: str = "",
+    ) -> WriteResult:
+        """Retract a live distrust; NOT_FOUND (reason DISTRUST_NOT_FOUND) when there is
+        none. Arguments and result as for ``distrust``."""
+        request = _endorsement_request(
+            pb.RetractDistrustRequest,
+            distruster_id,
+            distrusted_id,
+            topic,
+            event_time,
+            request_id,
+            _DISTRUST_FIELDS,
+        )
+        return write_result_of(self._call(self.stub.RetractDistrust, request, None))
+
     def record_interactions(
         self,
         rows: Iterable[InteractionRow],
@@ -645,6 +696,48 @@ class AsyncScoreClient:
             pb.RetractEndorsementRequest, endorser_id, endorsee_id, topic, event_time, request_id
         )
         return write_result_of(await self._call(self.stub.RetractEndorsement, request, None))
+
+    async def distrust(
+        self,
+        distruster_id: str,
+        distrusted_id: str,
+        topic: str = "",
+        *,
+        event_time: float | None = None,
+        request_id: str = "",
+    ) -> WriteResult:
+        """Distrust a user (or refresh it); as ``ScoreClient.distrust``."""
+        request = _endorsement_request(
+            pb.DistrustRequest,
+            distruster_id,
+            distrusted_id,
+            topic,
+            event_time,
+            request_id,
+            _DISTRUST_FIELDS,
+        )
+        return write_result_of(await self._call(self.stub.Distrust, request, None))
+
+    async def retract_distrust(
+        self,
+        distruster_id: str,
+        distrusted_id: str,
+        topic: str = "",
+        *,
+        event_time: float | None = None,
+        request_id: str = "",
+    ) -> WriteResult:
+        """Retract a live distrust; as ``ScoreClient.retract_distrust``."""
+        request = _endorsement_request(
+            pb.RetractDistrustRequest,
+            distruster_id,
+            distrusted_id,
+            topic,
+            event_time,
+            request_id,
+            _DISTRUST_FIELDS,
+        )
+        return write_result_of(await self._call(self.stub.RetractDistrust, request, None))
 
     async def record_interactions(
         self,

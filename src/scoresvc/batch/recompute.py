@@ -17,7 +17,10 @@ between them (``docs/batch.md`` tells the scaling story):
 5. per destination range: the edges in the pull form, kept on the workers for the power
    iterations of personalised PageRank (step 7), each iteration one task per range
    running the engine's power step (``ppr_power_step``);
-6. on the client: influence, scores, percentiles (step 8) and, optionally, topics.
+6. on the client: the live distrusts and the share of trust each user keeps (step 8),
+   then the iterations again with each source's outgoing trust scaled by it, warm-started
+   from the first solution (skipped when nobody is discounted);
+7. on the client: influence, scores, percentiles and, optionally, topics.
 
 Scores, percentiles, the teleport vector and topic values come from ``scoresvc.core.scoring``,
 as the live service's do; the result is the in-process engine's to rounding. The
@@ -38,9 +41,10 @@ from typing import Any
 import numpy as np
 
 from ..core.engine import Engine, EngineState
-from ..core.events import Compaction, EventLog, compacted_interactions
+from ..core.events import Compaction, EventLog, compacted_interactions, latest_events
 from ..core.model import AccountStatus, ModelParams
 from ..core.scoring import (
+    Distrust,
     established,
     log_scale,
     member_percentiles,
@@ -66,6 +70,8 @@ SCORE_COLUMNS = (
     "endorsements_effective",
     "reciprocity_removed",
     "teleport_share",
+    "distrust_received",
+    "trust_kept",
 )
 
 
@@ -86,16 +92,18 @@ def _personalised_pagerank(
     teleport: np.ndarray,
     tolerance: float,
     max_iterations: int,
+    start: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Step 7 by power iteration from the teleport vector (``scoring.teleport_vector``):
-    ``flow(c)`` is ``d P^T c`` (one task per destination range); what the damping and
-    the suspended lose returns by teleport. Returns the credibility (summing to 1, or
-    all 0 with nobody to teleport to) and the iterations taken."""
+    """Step 7 by power iteration from the teleport vector (``scoring.teleport_vector``)
+    or from ``start``: ``flow(c)`` is ``d P^T c`` (one task per destination range);
+    what the damping and the suspended lose returns by teleport. Returns the
+    credibility (summing to 1, or all 0 with nobody to teleport to) and the iterations
+    taken."""
     teleport = teleport.copy()
     if teleport.sum() == 0:
         return np.zeros(len(teleport)), 0
     teleport /= teleport.sum()
-    c = teleport.copy()
+    c = teleport.copy() if start is None else start.copy()
     iterations = 0
     for iterations in range(1, max_iterations + 1):  # noqa: B007
         moved = flow(c)
@@ -178,19 +186,49 @@ def run(
     credibility, iterations = _personalised_pagerank(flow, teleport, tolerance, max_iterations)
     say(f"credibility after {iterations} iterations")
 
-    # 6. Scores and the explanation.
+    # 6. Distrust: the share of trust each user keeps, and the credibility solved again.
+    distrust, distrust_records = _distrusts(client, parts, names_f, topics_f, as_of, p)
+    suspended = status == AccountStatus.SUSPENDED
+    kept = distrust.kept(np.where(suspended, 0.0, credibility), p.distrust_strength)
+    first = credibility
+    if (kept < 1.0).any():
+        credibility, more = _personalised_pagerank(
+            lambda c: flow(kept * c), teleport, tolerance, max_iterations, start=first
+        )
+        iterations += more
+        say(f"credibility after distrust in {more} more iterations")
+
+    # 7. Scores and the explanation.
     received = graph.map(tasks.received)
-    columns = _score_columns(credibility, flow(credibility), received, status)
+    columns = _score_columns(
+        credibility, kept, flow(kept * credibility), received, status, distrust.received(n)
+    )
     topic_table = None
     if topics:
-        influence = columns["influence"]
         topic_table = _topic_scores(
-            client, recip, budget, influence, status, topic_names, p.topic_min_endorsers
+            client,
+            recip,
+            budget,
+            columns["influence"],
+            kept,
+            status,
+            topic_names,
+            p.topic_min_endorsers,
         )
     engine_state = None
     if state:
         engine_state = _state(
-            client, recip, graph, names, topic_names, status, first_seen, as_of, p, credibility
+            client,
+            recip,
+            graph,
+            distrust_records,
+            names,
+            topic_names,
+            status,
+            first_seen,
+            as_of,
+            p,
+            first,
         )
     return BatchResult(
         names, columns, iterations, time.perf_counter() - started, topic_table, engine_state
@@ -245,6 +283,39 @@ def _pair_sums(
         for part in parts["endorsements"]
     ]
     return inter, endo
+
+
+def _distrusts(
+    client: Any,
+    parts: dict[str, list[Part]],
+    names_f: Any,
+    topics_f: Any,
+    as_of: float,
+    p: ModelParams,
+) -> tuple[Distrust, dict[str, np.ndarray]]:
+    """Step 8's live distrusts at ``as_of`` (a task per partition, resolved on the
+    client: the latest event per distruster, distrusted and topic decides, as for
+    endorsements), and each key's deciding event for the serving state."""
+    rows = tasks.concat(
+        client.gather(
+            [
+                client.submit(tasks.distrust_part, part, names_f, topics_f, as_of, pure=False)
+                for part in parts["distrusts"]
+            ]
+        )
+    )
+    if not rows:
+        none = np.zeros(0, np.int64)
+        rows = {"src": none, "dst": none, "topic": none, "ts": np.zeros(0)}
+        rows["retracted"] = np.zeros(0, bool)
+    decides = latest_events(
+        [rows["src"], rows["dst"], rows["topic"]], rows["ts"], rows["retracted"]
+    )
+    live = decides[~rows["retracted"][decides]]
+    distrust = Distrust.at(
+        rows["src"][live], rows["dst"][live], rows["ts"][live], as_of, p.half_life_seconds
+    )
+    return distrust, {k: v[decides] for k, v in rows.items()}
 
 
 def _pieces(client: Any, futures: list, b: int) -> list:
@@ -378,26 +449,38 @@ class _DestinationRanges:
 
 
 def _score_columns(
-    credibility: np.ndarray, inflow: np.ndarray, received: np.ndarray, status: np.ndarray
+    credibility: np.ndarray,
+    kept: np.ndarray,
+    inflow: np.ndarray,
+    received: np.ndarray,
+    status: np.ndarray,
+    distrust_received: np.ndarray,
 ) -> dict[str, np.ndarray]:
-    """Step 6 on the client: ``SCORE_COLUMNS`` from the credibility, the flow into each
-    user and the sums each received (``tasks.received``)."""
+    """Step 9 on the client: ``SCORE_COLUMNS`` from the credibility, the share of it
+    each user keeps (step 8), the flow into each user, the sums each received
+    (``tasks.received``) and its distrust received. Influence is ``N kept c / sum(kept
+    c)``; ``credibility`` is the kept share of it that sums to 1."""
     suspended = status == AccountStatus.SUSPENDED
     members = np.flatnonzero(~suspended)
-    influence = np.where(suspended, 0.0, members.size * credibility)
+    held = np.where(suspended, 0.0, kept * credibility)
+    total = float(held.sum())
+    share = held / total if total > 0 else np.zeros(len(held))
+    influence = members.size * share
     with np.errstate(divide="ignore", invalid="ignore"):
         teleport_share = np.where(credibility > 0, 1.0 - inflow / credibility, 0.0)
     return {
         "influence": influence,
         "score": log_scale(influence, float(influence.max(initial=0.0))),
         "percentile": member_percentiles(influence, ~suspended),
-        "credibility": credibility,
+        "credibility": share,
         "engagement_received": received[:, 0],
         "engagement_saturated": received[:, 1],
         "endorsements_received": received[:, 2],
         "endorsements_effective": received[:, 3],
         "reciprocity_removed": received[:, 4],
         "teleport_share": teleport_share,
+        "distrust_received": distrust_received,
+        "trust_kept": kept,
     }
 
 
@@ -406,14 +489,16 @@ def _topic_scores(
     recip: list,
     budget: list,
     influence: np.ndarray,
+    kept: np.ndarray,
     status: np.ndarray,
     topic_names: np.ndarray,
     least: int,
 ) -> dict[str, np.ndarray]:
-    """Step 9 on the client: live endorsements are a few percent of the events.
+    """Step 10 on the client: live endorsements are a few percent of the events.
     Suspended users are ranked in no topic, nor users with fewer than ``least``
     credible endorsers there; general endorsements (topic "") count in the overall
-    score, not in a topic."""
+    score, not in a topic. A distrusted user's value keeps the share of trust it
+    keeps (``kept``)."""
     rows = tasks.concat(
         client.gather([client.submit(operator.getitem, r, "topic_rows") for r in recip])
     )
@@ -428,7 +513,7 @@ def _topic_scores(
     ranked = (status[dst] != AccountStatus.SUSPENDED) & (topic_names[topic] != "")
     ranked &= supported(topic, dst, src, influence[src] > 0, least)
     src, dst, topic = src[ranked], dst[ranked], topic[ranked]
-    contribution = influence[src] * beta[src] * value[ranked]
+    contribution = influence[src] * beta[src] * value[ranked] * kept[dst]
     table = topic_values(topic, dst, contribution, len(influence))
     key_topic, user = table.topics_and_users(len(influence))
     return {
@@ -444,6 +529,7 @@ def _state(
     client: Any,
     recip: list,
     graph: _DestinationRanges,
+    distrusts: dict[str, np.ndarray],
     names: np.ndarray,
     topic_names: np.ndarray,
     status: np.ndarray,
@@ -454,7 +540,7 @@ def _state(
 ) -> EngineState:
     """The engine state that serves this snapshot and takes new events on top: the
     pair sums as a compacted log at ``as_of`` (of events up to ``as_of``), each
-    endorsement key's latest event."""
+    endorsement and distrust key's deciding event."""
     pairs = tasks.concat([g for g in client.gather(graph.edges) if len(g["src"])])
     records = tasks.concat(
         client.gather([client.submit(operator.getitem, r, "records") for r in recip])
@@ -474,6 +560,11 @@ def _state(
         topic=records.get("topic", np.zeros(0, np.int64)),
         endorse_ts=records.get("ts", np.zeros(0)),
         retracted=records.get("retracted", np.zeros(0, bool)),
+        distruster=distrusts["src"],
+        distrusted=distrusts["dst"],
+        distrust_topic=distrusts["topic"],
+        distrust_ts=distrusts["ts"],
+        distrust_retracted=distrusts["retracted"],
         status=status,
         first_seen=first_seen,
         user_ids=names.tolist(),

@@ -3,7 +3,7 @@ function (Dask sends it by reference) from numpy arrays to numpy arrays, with th
 engine's compiled kernels.
 
 - per archive partition: its distinct ids (step 1) and its pair sums at ``as_of``,
-  split by unordered pair (step 2);
+  split by unordered pair (step 2), or its distrust events;
 - per unordered-pair bucket: the merge and reciprocity (steps 2-3);
 - per source bucket: saturation, budgets and transitions (steps 4-6);
 - per destination range: the pull graph, one power iteration's flow (step 7) and the
@@ -43,6 +43,9 @@ def distinct(table: str, part: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray
             events.endorser,
             events.endorsee,
             events.endorse_ts,
+            events.distruster,
+            events.distrusted,
+            events.distrust_ts,
         )
     first = np.full(len(ids), np.inf)
     np.minimum.at(first, inverse.reshape(-1), seen)
@@ -141,6 +144,23 @@ def endorsement_part(
         "retracted": events.retracted[keep],
     }
     return _split(_bucket_of(a, b, buckets), buckets, arrays)
+
+
+def distrust_part(
+    part: Part, names: np.ndarray, topics: np.ndarray, as_of: float
+) -> dict[str, np.ndarray]:
+    """Step 8's events of one partition up to ``as_of``, in the dictionaries' indexes:
+    few beside the others (judged, not engaged), so they are resolved on the client."""
+    events = archive.read_partition("distrusts", *part)
+    keep = events.distrust_ts <= as_of
+    lookup = positions_in(names, events.user_ids or [])
+    return {
+        "src": lookup[events.distruster[keep]],
+        "dst": lookup[events.distrusted[keep]],
+        "topic": positions_in(topics, events.topics)[events.distrust_topic[keep]],
+        "ts": events.distrust_ts[keep],
+        "retracted": events.distrust_retracted[keep],
+    }
 
 
 def concat(pieces: Sequence[dict]) -> dict[str, np.ndarray]:

@@ -35,6 +35,8 @@ METHOD_ROLES = {
     "ScoreHistory": "reader",
     "Endorse": "writer",
     "RetractEndorsement": "writer",
+    "Distrust": "writer",
+    "RetractDistrust": "writer",
     "RecordInteractions": "writer",
     "SetAccountStatus": "admin",
     "ListSuspects": "admin",

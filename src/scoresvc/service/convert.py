@@ -73,12 +73,15 @@ def fill_explanation(
     received: Sequence[float],
     teleport_share: float,
     contributors: Iterable[tuple[str, float]] = (),
+    distrust: tuple[float, float] = (0.0, 1.0),
 ) -> None:
-    """The one mapping of a user's received sums (model.RECEIVED_COLUMNS) to the wire."""
+    """The one mapping of a user's received sums (model.RECEIVED_COLUMNS) to the wire;
+    ``distrust``: its distrust received and the share of trust it keeps."""
     e.engagement_received, e.engagement_saturated = received[0], received[1]
     e.endorsements_received, e.endorsements_effective = received[2], received[3]
     e.reciprocity_removed = received[4]
     e.teleport_share = teleport_share
+    e.distrust_received, e.trust_kept = distrust
     e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
 
 
@@ -91,6 +94,8 @@ def explanation_of(e: pb.Explanation) -> Explanation:
         reciprocity_removed=e.reciprocity_removed,
         teleport_share=e.teleport_share,
         top_contributors=tuple(Contributor(c.user_id, c.share) for c in e.top_contributors),
+        distrust_received=e.distrust_received,
+        trust_kept=e.trust_kept,
     )
 
 
@@ -113,7 +118,13 @@ def score_to_wire(score: UserScore) -> pb.ScoreResponse:
         x.endorsements_effective,
         x.reciprocity_removed,
     )
-    fill_explanation(response.explanation, received, x.teleport_share, x.top_contributors)
+    fill_explanation(
+        response.explanation,
+        received,
+        x.teleport_share,
+        x.top_contributors,
+        (x.distrust_received, x.trust_kept),
+    )
     return response
 
 
@@ -163,6 +174,7 @@ def endorsement_to_wire(e: EndorsementEvent) -> pb.EndorsementEvent:
         retracted=e.retracted,
         sequence=e.sequence,
         decides_current_state=e.decides_current_state,
+        distrust=e.distrust,
     )
 
 
@@ -175,6 +187,7 @@ def endorsement_of(m: pb.EndorsementEvent) -> EndorsementEvent:
         retracted=m.retracted,
         sequence=m.sequence,
         decides_current_state=m.decides_current_state,
+        distrust=m.distrust,
     )
 
 
@@ -274,4 +287,7 @@ def write_result_of(response: Any) -> WriteResult:
         return WriteResult(response.sequence, response.accepted)
     if isinstance(response, (pb.EndorseResponse, pb.RetractEndorsementResponse)):
         return WriteResult(response.sequence, endorsement_live=response.endorsement_live)
+    if isinstance(response, (pb.DistrustResponse, pb.RetractDistrustResponse)):
+        # The domain's one flag says whether the write's endorsement or distrust is live.
+        return WriteResult(response.sequence, endorsement_live=response.distrust_live)
     return WriteResult(response.sequence)

@@ -202,6 +202,10 @@ class SnapshotSource(Protocol):
     def written(self) -> None: ...
 
 
+# The two users' fields of the endorsement and of the distrust requests.
+_ENDORSEMENT_FIELDS = ("endorser_id", "endorsee_id")
+_DISTRUST_FIELDS = ("distruster_id", "distrusted_id")
+
 # Ids of at most this many characters are within MAX_ID_BYTES whatever they hold.
 _SURELY_SHORT = MAX_ID_BYTES // 4
 
@@ -270,7 +274,9 @@ class ScoreServicer:
             sequence=snap.sequence,
             status=cast(Any, status_to_wire(snap.status[u])),
         )
-        fill_explanation(response.explanation, r, snap.teleport_share_of(u))
+        fill_explanation(
+            response.explanation, r, snap.teleport_share_of(u), distrust=snap.distrust_of(u)
+        )
         response.compute_time.seconds, response.compute_time.nanos = snap.time_parts
         return response
 
@@ -427,6 +433,22 @@ class ScoreServicer:
             sequence=done.sequence, endorsement_live=bool(done.endorsement_live)
         )
 
+    def Distrust(
+        self, request: pb.DistrustRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.DistrustResponse:
+        done = self._endorsement(request, caller, self.engine.distrust, _DISTRUST_FIELDS)
+        return pb.DistrustResponse(
+            sequence=done.sequence, distrust_live=bool(done.endorsement_live)
+        )
+
+    def RetractDistrust(
+        self, request: pb.RetractDistrustRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.RetractDistrustResponse:
+        done = self._endorsement(request, caller, self.engine.retract_distrust, _DISTRUST_FIELDS)
+        return pb.RetractDistrustResponse(
+            sequence=done.sequence, distrust_live=bool(done.endorsement_live)
+        )
+
     def RecordInteractions(
         self, request: pb.RecordInteractionsRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.RecordInteractionsResponse:
@@ -508,13 +530,18 @@ class ScoreServicer:
     # ------------------------------------------------------------------ helpers
 
     def _endorsement(
-        self, request: Any, caller: Caller, write: Callable[..., WriteResult]
+        self,
+        request: Any,
+        caller: Caller,
+        write: Callable[..., WriteResult],
+        users: tuple[str, str] = _ENDORSEMENT_FIELDS,
     ) -> WriteResult:
-        """Endorse and RetractEndorsement carry the same fields."""
+        """Endorse and RetractEndorsement carry the same fields, and Distrust and
+        RetractDistrust the same under other names for the two users (``users``)."""
         self._check_ready()
         done = write(
-            request.endorser_id,
-            request.endorsee_id,
+            getattr(request, users[0]),
+            getattr(request, users[1]),
             request.topic,
             seconds_of(request),
             request_id=_scoped(request.request_id, caller),

@@ -1,12 +1,15 @@
 """Event archives: what ``scoresvc export`` writes and ``scoresvc import`` (and the
 batch engine) read.
 
-An archive is a directory of three tables and a manifest::
+An archive is a directory of four tables and a manifest::
 
     accounts.parquet      user_id, status (NORMAL, SEED, SUSPENDED), first_seen_seconds
                           (when the account was first seen; inf: not yet): every user
     interactions.parquet  actor_id, target_id, kind (LIKE ...), event_time_seconds, weight
     endorsements.parquet  endorser_id, endorsee_id, topic, event_time_seconds, retracted
+    distrusts.parquet     distruster_id, distrusted_id, topic, event_time_seconds,
+                          retracted (docs/model.md, step 8; absent from older archives,
+                          which then hold no distrust)
     manifest.json         format, version, tables and row counts, the compaction time
                           and the latest event folded into the compacted interactions
     history/              the score history's files and an index (written and read by
@@ -19,7 +22,7 @@ Interactions covered by a checkpoint exist only as decayed sums, so an export wr
 the compacted log (``Engine.compacted_log``): one row per (actor, target, kind) at the
 compaction time, ``weight`` being how many events at that time weigh the same. They
 read exactly at any time from the latest event folded in (``events.Compaction``). The
-endorsement trail is exported whole. Importing an archive rebuilds the same scores.
+endorsement and distrust trails are exported whole. Importing an archive rebuilds the same scores.
 
 Accounts keep their age through an archive: where the accounts table has
 ``first_seen_seconds`` (every export's does), it dates the accounts and events do not;
@@ -55,7 +58,7 @@ from ..core.topics import normalize_topics
 
 FORMAT = "scoresvc-archive"
 VERSION = 1
-TABLES = ("accounts", "interactions", "endorsements")
+TABLES = ("accounts", "interactions", "endorsements", "distrusts")
 KIND_NAMES = [k.name for k in InteractionKind]  # index = model.channel_of(kind)
 STATUS_NAMES = [s.name for s in AccountStatus]  # index = status
 #: Rows per chunk read or written: bounds memory whatever the archive's size.
@@ -205,6 +208,13 @@ def export(
             "event_time_seconds": log.endorse_ts,
             "retracted": log.retracted,
         },
+        "distrusts": {
+            "distruster_id": names[log.distruster],
+            "distrusted_id": names[log.distrusted],
+            "topic": topics[log.distrust_topic],
+            "event_time_seconds": log.distrust_ts,
+            "retracted": log.distrust_retracted,
+        },
     }
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -322,7 +332,7 @@ def table_files(directory: str | Path | Location) -> dict[str, Location]:
 
 def read(directory: str | Path | Location, progress: Progress | None = None) -> Iterator[EventLog]:
     """The archive in ``directory`` as event logs of at most ``CHUNK_ROWS`` rows each:
-    accounts first, then interactions, then endorsements. Each log names only the users
+    accounts first, then interactions, endorsements and distrusts. Each log names only the users
     it uses (``user_ids``), so chunks stay small whatever the number of users."""
     files = table_files(directory)
     compacted = compaction(directory)
@@ -511,24 +521,52 @@ def _interactions(c: dict[str, np.ndarray]) -> EventLog:
     )
 
 
-def _endorsements(c: dict[str, np.ndarray]) -> EventLog:
-    users, (endorser, endorsee) = _dense(c["endorser_id"], c["endorsee_id"])
+def _vouches(c: dict[str, np.ndarray], giver: str, receiver: str) -> dict[str, Any]:
+    """An endorsements or distrusts table (users in columns ``giver`` and ``receiver``)
+    as users, topics and the events' columns."""
+    users, (src, dst) = _dense(c[giver], c[receiver])
     spelled, (spelling,) = _dense(c["topic"])
     # Topics as the service names them: spellings of one topic become one topic.
     topics, merged = normalize_topics(spelled)
-    topic = merged[spelling] if len(spelling) else spelling
     retracted = c["retracted"]
     if retracted.dtype == object:  # CSV: True / False as text
         retracted = _codes(retracted, ["False", "True"], "retracted").astype(bool)
+    return {
+        "users": users,
+        "topics": topics or [""],
+        "src": src,
+        "dst": dst,
+        "topic": merged[spelling] if len(spelling) else spelling,
+        "ts": _floats(c["event_time_seconds"], "event_time_seconds"),
+        "retracted": retracted,
+    }
+
+
+def _endorsements(c: dict[str, np.ndarray]) -> EventLog:
+    v = _vouches(c, "endorser_id", "endorsee_id")
     return EventLog(
-        n_users=len(users),
-        user_ids=users,
-        endorser=endorser,
-        endorsee=endorsee,
-        topic=topic,
-        endorse_ts=_floats(c["event_time_seconds"], "event_time_seconds"),
-        retracted=retracted,
-        topics=topics or [""],
+        n_users=len(v["users"]),
+        user_ids=v["users"],
+        endorser=v["src"],
+        endorsee=v["dst"],
+        topic=v["topic"],
+        endorse_ts=v["ts"],
+        retracted=v["retracted"],
+        topics=v["topics"],
+    )
+
+
+def _distrusts(c: dict[str, np.ndarray]) -> EventLog:
+    v = _vouches(c, "distruster_id", "distrusted_id")
+    return EventLog(
+        n_users=len(v["users"]),
+        user_ids=v["users"],
+        distruster=v["src"],
+        distrusted=v["dst"],
+        distrust_topic=v["topic"],
+        distrust_ts=v["ts"],
+        distrust_retracted=v["retracted"],
+        topics=v["topics"],
     )
 
 
@@ -536,6 +574,7 @@ _CONVERT: dict[str, Callable[[dict[str, np.ndarray]], EventLog]] = {
     "accounts": _accounts,
     "interactions": _interactions,
     "endorsements": _endorsements,
+    "distrusts": _distrusts,
 }
 
 
@@ -544,6 +583,6 @@ def import_into(engine: Engine, directory: str | Path, progress: Progress | None
     journaled when the engine has a store). Returns the events applied."""
     applied = 0
     for log in read(directory, progress):
-        if log.n_interactions or log.n_endorsement_events or log.n_users:
+        if log.n_interactions or log.n_endorsement_events or log.n_distrust_events or log.n_users:
             applied += engine.load_events(log).accepted
     return applied
