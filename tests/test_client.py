@@ -140,9 +140,9 @@ def test_the_client_answers_what_the_engine_answers(served, client):
     assert isinstance(got, UserScore) and got == snap.score("bo")
     assert got.sequence == seq and got.compute_time == NOW
     assert client.score("bo", "python") == snap.score("bo", "python")
-    explained, contributors = engine.explain("bo", 3)
-    assert contributors
-    assert client.score("bo", top_contributors=3) == explained.score("bo", "", contributors)
+    explained, contributions = engine.contributions("bo", 3)
+    assert contributions.top
+    assert client.score("bo", top_contributors=3) == explained.score("bo", "", contributions)
     for topic in ("", "python"):
         ranking = client.top_users(5, topic)
         assert isinstance(ranking, Ranking) and ranking.sequence == seq

@@ -61,6 +61,49 @@ def test_score_reads_its_own_write(client):
     assert got.compute_time > 0
 
 
+def test_score_says_in_sentences_how_much_standing_comes_from_young_accounts():
+    # Accounts age from their first write's arrival, so the established ones are
+    # written in-process 60 days back; the fresh ones arrive now.
+    t = now()
+    past = t - 60 * 86_400.0
+    engine = Engine(threads=1)
+    old = [f"old{i}" for i in range(4)]
+    engine.record_interactions([(a, b, REPLY, past) for a in old for b in old if a != b], now=past)
+    fresh = ["new0", "new1", "new2"]
+    # Established accounts reply to the fresh ones, so those have trust to pass on.
+    engine.record_interactions([(o, f, REPLY, t) for o in old for f in fresh], now=t)
+    for f in fresh:
+        engine.endorse(f, "newbie", ts=t, now=t)
+    for o in old:
+        engine.endorse(o, "veteran", ts=t, now=t)
+    server = build_server("127.0.0.1:0", engine, FAST).start()
+    try:
+        with ScoreClient(server.address, timeout=10) as client:
+            newbie = client.score("newbie", top_contributors=3).explanation
+            veteran = client.score("veteran", top_contributors=3).explanation
+            plain = client.score("newbie").explanation
+    finally:
+        server.stop(0)
+    # Everything newbie has came from its three fresh endorsers.
+    assert {c.user_id for c in newbie.top_contributors} == set(fresh)
+    assert newbie.credibility_from_young_accounts == pytest.approx(1.0)
+    assert "100% of your standing comes from accounts less than 30 days old." in newbie.summary
+    top = newbie.top_contributors[0]
+    assert newbie.summary[0] == (
+        "100% of your standing comes from the 3 accounts that give you the most; "
+        f"the largest is {top.user_id} ({round(100 * top.share)}%)."
+    )
+    # veteran's endorsers are established: nothing from young accounts, nothing said.
+    assert veteran.credibility_from_young_accounts == 0.0
+    assert not any("days old" in s for s in veteran.summary)
+    shown = sum(c.share for c in veteran.top_contributors)
+    assert veteran.summary[0].startswith(f"{round(100 * shown)}% of your standing comes from")
+    # Neither is in a suspect cluster; without top_contributors the graph is not read.
+    assert newbie.credibility_from_own_cluster == veteran.credibility_from_own_cluster == 0.0
+    assert plain.credibility_from_young_accounts == 0.0 and plain.summary == ()
+    print(*newbie.summary, *veteran.summary, sep="\n")
+
+
 def test_endorse_retract_and_topic_scores(client):
     # A topic ranks users with two endorsers or more (docs/model.md, step 9).
     for endorser in ("ana", "cy", "eve"):
@@ -835,7 +878,7 @@ def test_retries_of_retract_and_set_status_get_the_first_sequence(request_):
 
 
 class _Faulty(Engine):
-    def explain(self, user_id, limit):  # type: ignore[no-untyped-def]
+    def contributions(self, user_id, limit, cluster=()):  # type: ignore[no-untyped-def]
         raise RuntimeError("secret internal detail")
 
 

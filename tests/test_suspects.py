@@ -66,16 +66,16 @@ def fresh_farm(engine: Engine, target: str, n: int, now: float = END) -> list[st
     return farm
 
 
-def aged_farm(engine: Engine, target: str, n: int) -> list[str]:
+def aged_farm(engine: Engine, target: str, n: int, end: float = END) -> list[str]:
     """Accounts engaging only each other over 60 days (arriving then), then endorsing."""
     farm = [f"aged{i}" for i in range(n)]
     rng = np.random.default_rng(5)
     for j, s in enumerate(farm):
         for step in (1, 2, 3):
-            ts = END - SECONDS_PER_DAY * float(rng.uniform(31, 60))
+            ts = end - SECONDS_PER_DAY * float(rng.uniform(31, 60))
             engine.record_interactions([(s, farm[(j + step) % n], REPLY, ts)], now=ts)
     for s in farm:
-        engine.endorse(s, target, ts=END, now=END)
+        engine.endorse(s, target, ts=end, now=end)
     return farm
 
 
@@ -174,6 +174,23 @@ def test_credibility_shares_are_the_contributions_d_c_a_p():
     assert found.evidence.credibility_from_cluster == pytest.approx(from_farm, rel=1e-9)
 
 
+def test_a_users_own_cluster_share_is_the_reports_credibility_from_cluster():
+    engine = honest_engine()
+    (target,) = median_users(engine, 1)
+    farm = aged_farm(engine, target, 12)
+    found = report(engine)
+    e = the_one(found, SuspectKind.SYBIL_FARM_AGED).evidence
+    assert found.cluster_of(target) == frozenset(farm)
+    assert all(found.cluster_of(s) == frozenset(farm) for s in farm)
+    assert found.cluster_of(median_users(engine, 3)[0]) == frozenset()
+    snap, got = engine.contributions(target, 3, found.cluster_of(target))
+    # One beneficiary: the report's shares are this user's shares.
+    assert got.from_own_cluster == pytest.approx(e.credibility_from_cluster, rel=1e-9)
+    assert got.from_young_accounts == pytest.approx(e.credibility_from_young, abs=1e-12)
+    said = snap.score(target, "", got).explanation.summary
+    assert f"{round(100 * got.from_own_cluster)}% of your standing comes from a group" in said[1]
+
+
 # ---------------------------------------------------------------------- the service
 
 
@@ -205,6 +222,29 @@ def test_list_suspects_serves_the_report_by_kind_and_page_to_admins_only(tmp_pat
             assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
     finally:
         server.stop(0)
+
+
+def test_score_shows_a_beneficiary_the_share_of_its_standing_from_its_own_farm():
+    now = time.time()
+    engine = honest_engine(now)
+    (target,) = median_users(engine, 1)
+    aged_farm(engine, target, 12, now)
+    settings = ServerSettings(refresh_gap_seconds=0.005, time_step_seconds=3600)
+    server = build_server("127.0.0.1:0", engine, settings).start()
+    try:
+        # The first report is computed before the server reports ready.
+        farm = the_one(server.refresher.suspects.latest, SuspectKind.SYBIL_FARM_AGED)
+        with ScoreClient(server.address) as client:
+            got = client.score(target, top_contributors=3)
+    finally:
+        server.stop(0)
+    share = got.explanation.credibility_from_own_cluster
+    assert share == pytest.approx(farm.evidence.credibility_from_cluster, rel=1e-6)
+    assert share > 0.5
+    assert (
+        f"{round(100 * share)}% of your standing comes from a group of accounts flagged as "
+        "possibly gaming the score, which you belong to or benefit from."
+    ) in got.explanation.summary
 
 
 # ---------------------------------------------------------------------- the CLI

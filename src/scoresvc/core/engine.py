@@ -9,8 +9,8 @@ endorsement records, trail and rate windows (``EndorsementBook``), the request l
 Concurrency: writes take ``_ingest_lock`` (short: validation happens before it);
 ``refresh`` takes ``_graph_lock`` for its whole run and ``_ingest_lock`` only while
 it reads the pair sums. Readers use ``snapshot`` (an immutable object swapped in
-atomically) and never wait, except ``explain`` for top contributors, which reads the
-graph under ``_graph_lock``.
+atomically) and never wait, except ``contributions`` (and ``explain``), which read
+the graph under ``_graph_lock``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from .ingest import IngestState, log_record
 from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
 from .records import EngineState, Journal, WriteRecord
-from .results import Contributor, EndorsementEvent, WriteResult
+from .results import Contributions, Contributor, EndorsementEvent, WriteResult
 from .scoring import Distrust, established, teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings
@@ -142,17 +142,38 @@ class Engine:
     def explain(self, user_id: str, limit: int) -> tuple[Snapshot, list[Contributor]]:
         """The latest snapshot and the ``limit`` users contributing most to the user's
         credibility, with their shares of it."""
+        snap, contributions = self.contributions(user_id, limit)
+        return snap, list(contributions.top)
+
+    def contributions(
+        self, user_id: str, limit: int, cluster: Collection[str] = ()
+    ) -> tuple[Snapshot, Contributions]:
+        """The latest snapshot and where the user's credibility came from in it: the
+        ``limit`` largest contributors, and the shares from accounts younger than the
+        maturity age and from the ``cluster`` (ids) it belongs to, each the sum of
+        ``d c_a P(a->u)`` over those in-neighbours ``a`` over ``c_u``. O(in-degree)."""
         with self._graph_lock:
             snap = self._snapshot
             u = snap.user(user_id)
-            if limit <= 0 or snap.credibility_of(u) <= 0:
-                return snap, []
-            sources, contribution = self._graph.top_in_edges(
-                u, self._ingest.pairs, snap.x, self.params.damping, limit
-            )
-        share = contribution / snap.received_x(u)
+            if snap.credibility_of(u) <= 0:
+                return snap, Contributions()
+            pairs, d = self._ingest.pairs, self.params.damping
+            top, top_flow = self._graph.top_in_edges(u, pairs, snap.x, d, max(limit, 0))
+            sources, flow = self._graph.in_flows(u, pairs, snap.x, d)
+            with self._ingest_lock:
+                seen = self._ingest.first_seen[sources]
+        whole = snap.received_x(u)
+        young = seen > snap.time - self.params.maturity_age_seconds
+        index = snap.user_index
+        members = np.fromiter((index.get(c, -1) for c in cluster), np.int64, len(cluster))
+        inside = np.isin(sources, members[members >= 0])
         ids = self._ingest.users.ids
-        return snap, [Contributor(ids[a], float(s)) for a, s in zip(sources, share)]
+        shares = (top_flow / whole).tolist()
+        return snap, Contributions(
+            top=tuple(Contributor(ids[a], s) for a, s in zip(top.tolist(), shares)),
+            from_young_accounts=float(flow[young].sum() / whole),
+            from_own_cluster=float(flow[inside].sum() / whole),
+        )
 
     def edges(self) -> dict[str, np.ndarray]:
         """The trust graph of the latest refresh, one entry per pair, for tests and
@@ -666,6 +687,7 @@ class Engine:
                 topic_records=update.topic_records,
                 topic_min_endorsers=self.params.topic_min_endorsers,
                 distrust=distrust,
+                maturity_age_seconds=self.params.maturity_age_seconds,
                 stats={
                     "full": update.full,
                     "rows": update.rows,

@@ -301,6 +301,15 @@ class TrustGraph:
             k=limit,
         )
 
+    def in_flows(
+        self, u: int, pairs: PairTable, x: np.ndarray, damping: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every in-neighbour ``a`` of ``u`` and the credibility it sends,
+        ``d x_a P(a->u)`` (as ``top_in_edges``, unsorted): O(in-degree)."""
+        slots = self.inward.row(u)
+        sources = (pairs.key[slots] >> np.uint64(32)).astype(np.int64)
+        return sources, damping * x[sources] * pairs.p[slots]
+
 
 class Changes:
     """Per user, whether its out-row must be recomputed and whether its explanation

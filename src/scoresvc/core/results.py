@@ -36,6 +36,23 @@ class Explanation:
     distrust_received: float = 0.0
     #: The share of its trust the user keeps after credible users' distrust (1: all).
     trust_kept: float = 1.0
+    #: The share of the user's credibility that came from accounts younger than the
+    #: maturity age (read from the trust graph: 0 unless contributors were asked for).
+    credibility_from_young_accounts: float = 0.0
+    #: The share that came from the members of a cluster the latest suspect report
+    #: lists the user in, as a member or a beneficiary (0 when it lists it in none).
+    credibility_from_own_cluster: float = 0.0
+    #: A few plain sentences built from these numbers (``scoresvc.core.wording``).
+    summary: tuple[str, ...] = ()
+
+
+class Contributions(NamedTuple):
+    """Where a user's credibility came from, read from the trust graph: the largest
+    contributors and the shares from young accounts and from the user's own cluster."""
+
+    top: tuple[Contributor, ...] = ()
+    from_young_accounts: float = 0.0
+    from_own_cluster: float = 0.0
 
 
 @dataclass(frozen=True)

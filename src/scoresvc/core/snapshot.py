@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -17,13 +17,15 @@ import numpy as np
 
 from .. import _core
 from .errors import NotFound
-from .model import AccountStatus, seconds_and_nanos
-from .results import Contributor, Explanation, RankedUser, TopicSummary, UserScore
+from .model import AccountStatus, ModelParams, seconds_and_nanos
+from .results import Contributions, Explanation, RankedUser, TopicSummary, UserScore
 from .scoring import log_scale, log_scale_one, supported, topic_values
 from .topics import normalize_topic
+from .wording import summary
 
 _SUSPENDED = int(AccountStatus.SUSPENDED)
 _STATUSES = tuple(AccountStatus)
+_NO_CONTRIBUTIONS = Contributions()
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +56,8 @@ class Snapshot:
     distrusted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     distrust_received: np.ndarray = field(default_factory=lambda: np.zeros(0))
     trust_kept: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # The age under which an account is young (the explanation's young share).
+    maturity_age_seconds: float = ModelParams.maturity_age_seconds
 
     @classmethod
     def empty(
@@ -160,20 +164,25 @@ class Snapshot:
         """The snapshot time as (seconds, nanos), for wire timestamps."""
         return seconds_and_nanos(self.time)
 
-    def explanation(self, u: int, contributors: Sequence[tuple[str, float]] = ()) -> Explanation:
+    def explanation(self, u: int, contributions: Contributions = _NO_CONTRIBUTIONS) -> Explanation:
+        """The user's explanation with its summary; ``contributions`` are what
+        ``Engine.contributions`` read from the trust graph (none by default)."""
         r = self.received[u].tolist()
         distrust, kept = self.distrust_of(u)
-        return Explanation(
+        numbers = Explanation(
             engagement_received=r[0],
             engagement_saturated=r[1],
             endorsements_received=r[2],
             endorsements_effective=r[3],
             reciprocity_removed=r[4],
             teleport_share=self.teleport_share_of(u),
-            top_contributors=tuple(Contributor(c, share) for c, share in contributors),
+            top_contributors=contributions.top,
             distrust_received=distrust,
             trust_kept=kept,
+            credibility_from_young_accounts=contributions.from_young_accounts,
+            credibility_from_own_cluster=contributions.from_own_cluster,
         )
+        return replace(numbers, summary=summary(numbers, self.maturity_age_seconds))
 
     def distrust_of(self, u: int) -> tuple[float, float]:
         """The user's decayed distrust received and the share of trust it keeps."""
@@ -196,10 +205,10 @@ class Snapshot:
         self,
         user_id: str,
         topic: str = "",
-        contributors: Sequence[tuple[str, float]] = (),
+        contributions: Contributions = _NO_CONTRIBUTIONS,
     ) -> UserScore:
         u = self.user(user_id)
-        explanation = self.explanation(u, contributors)
+        explanation = self.explanation(u, contributions)
         topic = normalize_topic(topic)
         if topic:
             value, pct, top = self._topic_entry(u, topic)
@@ -340,6 +349,7 @@ def build_snapshot(
     topic_min_endorsers: int,
     stats: Mapping[str, Any],
     distrust: Mapping[str, np.ndarray] | None = None,
+    maturity_age_seconds: float = ModelParams.maturity_age_seconds,
 ) -> Snapshot:
     """Normalise the solver's ``x`` (discounted by distrust) into credibility and
     influence, and index topics (a user is ranked in a topic with
@@ -386,6 +396,7 @@ def build_snapshot(
         topic_percentile=topic.percentile,
         topic_bounds=topic.bounds,
         stats=dict(stats),
+        maturity_age_seconds=maturity_age_seconds,
         **(
             {}
             if distrust is None

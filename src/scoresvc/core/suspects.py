@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -105,6 +106,19 @@ class SuspectReport:
     compute_time: float
     #: How long the report took to compute.
     seconds: float
+
+    def cluster_of(self, user_id: str) -> frozenset[str]:
+        """The members of every cluster that lists the user as a member or a
+        beneficiary (empty when none does): the user's own cluster."""
+        return self._clusters.get(user_id, frozenset())
+
+    @cached_property
+    def _clusters(self) -> dict[str, frozenset[str]]:
+        members: dict[str, set[str]] = {}
+        for s in self.suspects:
+            for user_id in {*s.member_ids, *s.beneficiary_ids}:
+                members.setdefault(user_id, set()).update(s.member_ids)
+        return {u: frozenset(m) for u, m in members.items()}
 
     def of_kind(self, kind: SuspectKind | None) -> tuple[Suspect, ...]:
         if kind is None:

@@ -68,21 +68,18 @@ def status_from_wire(status: int) -> AccountStatus:
 # ------------------------------------------------------------------ reads
 
 
-def fill_explanation(
-    e: pb.Explanation,
-    received: Sequence[float],
-    teleport_share: float,
-    contributors: Iterable[tuple[str, float]] = (),
-    distrust: tuple[float, float] = (0.0, 1.0),
-) -> None:
-    """The one mapping of a user's received sums (model.RECEIVED_COLUMNS) to the wire;
-    ``distrust``: its distrust received and the share of trust it keeps."""
-    e.engagement_received, e.engagement_saturated = received[0], received[1]
-    e.endorsements_received, e.endorsements_effective = received[2], received[3]
-    e.reciprocity_removed = received[4]
-    e.teleport_share = teleport_share
-    e.distrust_received, e.trust_kept = distrust
-    e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in contributors)
+def explanation_to_wire(x: Explanation, e: pb.Explanation) -> None:
+    """Fill ``e`` from a domain explanation."""
+    e.engagement_received, e.engagement_saturated = x.engagement_received, x.engagement_saturated
+    e.endorsements_received = x.endorsements_received
+    e.endorsements_effective = x.endorsements_effective
+    e.reciprocity_removed = x.reciprocity_removed
+    e.teleport_share = x.teleport_share
+    e.top_contributors.extend(pb.Contributor(user_id=u, share=w) for u, w in x.top_contributors)
+    e.distrust_received, e.trust_kept = x.distrust_received, x.trust_kept
+    e.summary.extend(x.summary)
+    e.credibility_from_young_accounts = x.credibility_from_young_accounts
+    e.credibility_from_own_cluster = x.credibility_from_own_cluster
 
 
 def explanation_of(e: pb.Explanation) -> Explanation:
@@ -96,6 +93,9 @@ def explanation_of(e: pb.Explanation) -> Explanation:
         top_contributors=tuple(Contributor(c.user_id, c.share) for c in e.top_contributors),
         distrust_received=e.distrust_received,
         trust_kept=e.trust_kept,
+        credibility_from_young_accounts=e.credibility_from_young_accounts,
+        credibility_from_own_cluster=e.credibility_from_own_cluster,
+        summary=tuple(e.summary),
     )
 
 
@@ -110,21 +110,7 @@ def score_to_wire(score: UserScore) -> pb.ScoreResponse:
         compute_time=timestamp(score.compute_time),
         status=cast(Any, status_to_wire(score.status)),
     )
-    x = score.explanation
-    received = (
-        x.engagement_received,
-        x.engagement_saturated,
-        x.endorsements_received,
-        x.endorsements_effective,
-        x.reciprocity_removed,
-    )
-    fill_explanation(
-        response.explanation,
-        received,
-        x.teleport_share,
-        x.top_contributors,
-        (x.distrust_received, x.trust_kept),
-    )
+    explanation_to_wire(score.explanation, response.explanation)
     return response
 
 

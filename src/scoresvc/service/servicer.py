@@ -35,7 +35,7 @@ from ..v1 import score_service_pb2 as pb
 from .auth import Caller
 from .convert import (
     endorsement_to_wire,
-    fill_explanation,
+    explanation_to_wire,
     history_point_to_wire,
     ranked_to_wire,
     score_to_wire,
@@ -258,14 +258,17 @@ class ScoreServicer:
         snap = self.source.snapshot_for(request.min_sequence, context)
         if request.top_contributors:
             snap.user(request.user_id)  # NOT_FOUND before taking the graph lock
-            snap, contributors = self.engine.explain(request.user_id, request.top_contributors)
-            return score_to_wire(snap.score(request.user_id, request.topic, contributors))
+            report = self.source.suspects.latest
+            cluster = report.cluster_of(request.user_id) if report is not None else frozenset()
+            snap, contributions = self.engine.contributions(
+                request.user_id, request.top_contributors, cluster
+            )
+            return score_to_wire(snap.score(request.user_id, request.topic, contributions))
         if request.topic:
             return score_to_wire(snap.score(request.user_id, request.topic))
         # The page-view path: straight from the snapshot's arrays into the message.
         u = snap.user(request.user_id)
         influence = snap.influence_of(u)
-        r = snap.received[u].tolist()
         response = pb.ScoreResponse(
             user_id=request.user_id,
             score=log_scale_one(influence, snap.influence_max),
@@ -274,9 +277,7 @@ class ScoreServicer:
             sequence=snap.sequence,
             status=cast(Any, status_to_wire(snap.status[u])),
         )
-        fill_explanation(
-            response.explanation, r, snap.teleport_share_of(u), distrust=snap.distrust_of(u)
-        )
+        explanation_to_wire(snap.explanation(u), response.explanation)
         response.compute_time.seconds, response.compute_time.nanos = snap.time_parts
         return response
 
