@@ -190,7 +190,10 @@ class Engine:
             snap = self._snapshot
             arrays = self._graph.table(self._ingest.pairs)
             arrays["first_seen"] = self._ingest.first_seen[: snap.n_users].copy()
-            arrays.update({f"trail_{k}": v for k, v in self._ingest.book.trail().items()})
+            trail = self._ingest.book.trail()
+        # The trail runs ahead of the snapshot: keep what its users made.
+        known = (trail["endorser"] < snap.n_users) & (trail["endorsee"] < snap.n_users)
+        arrays.update({f"trail_{k}": v[known] for k, v in trail.items()})
         return snap, arrays
 
     def memory_bytes(self) -> dict[str, int]:

@@ -94,6 +94,10 @@ class Suspect:
     beneficiary_ids: tuple[str, ...]
     evidence: SuspectEvidence
 
+    @cached_property
+    def members(self) -> frozenset[str]:
+        return frozenset(self.member_ids)
+
 
 @dataclass(frozen=True)
 class SuspectReport:
@@ -110,15 +114,20 @@ class SuspectReport:
     def cluster_of(self, user_id: str) -> frozenset[str]:
         """The members of every cluster that lists the user as a member or a
         beneficiary (empty when none does): the user's own cluster."""
-        return self._clusters.get(user_id, frozenset())
+        found = self._clusters.get(user_id, ())
+        if len(found) == 1:
+            return self.suspects[found[0]].members
+        return frozenset().union(*(self.suspects[i].members for i in found))
 
     @cached_property
-    def _clusters(self) -> dict[str, frozenset[str]]:
-        members: dict[str, set[str]] = {}
-        for s in self.suspects:
+    def _clusters(self) -> dict[str, tuple[int, ...]]:
+        """Per user, the clusters listing it: linear in the report's size (a set of
+        members per user would be quadratic in a farm's size)."""
+        listed: dict[str, tuple[int, ...]] = {}
+        for i, s in enumerate(self.suspects):
             for user_id in {*s.member_ids, *s.beneficiary_ids}:
-                members.setdefault(user_id, set()).update(s.member_ids)
-        return {u: frozenset(m) for u, m in members.items()}
+                listed[user_id] = (*listed.get(user_id, ()), i)
+        return listed
 
     def of_kind(self, kind: SuspectKind | None) -> tuple[Suspect, ...]:
         if kind is None:
