@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import numpy as np
 import pytest
-from support import CliServer
+from support import CliServer, run_cli
 from test_security import _certificate
 
 from scoresvc.core.engine import Engine
@@ -392,3 +392,18 @@ def test_with_tls_the_console_serves_https_with_the_apis_certificate():
             urllib.request.urlopen(f"http://localhost:{server.console.port}/", timeout=60)
     finally:
         server.stop(0)
+
+
+def test_a_console_on_a_public_address_needs_tokens_as_the_api_does(tmp_path: Path):
+    refused = run_cli(
+        "serve",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--console-port",
+        str(_free_port()),
+        "--console-host",
+        "0.0.0.0",
+    )
+    assert refused.returncode == 2 and "serving 0.0.0.0 needs tokens" in refused.stderr
