@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from ..batch import recompute as batch
 from ..core.engine import Engine
 from ..core.model import ModelParams
+from ..service.console import ConsoleEndpoint
 from ..service.server import MetricsEndpoint, ServerSettings, Tls
 from ..storage.history import DEFAULT_RETENTION_SECONDS
 from ..storage.store import SYNCHRONOUS, StoreSettings
@@ -305,6 +306,8 @@ def _observability_flags(parser: argparse.ArgumentParser) -> None:
     add(parser, "--log-format", str, "text", "text, or json (one object a line)", ("text", "json"))
     add(parser, "--metrics-port", PORT, 0, "serve Prometheus metrics on this port (0: off)")
     add(parser, "--metrics-host", str, MetricsEndpoint().host, "address of the metrics endpoint")
+    add(parser, "--console-port", PORT, 0, "serve the read-only web console on this port (0: off)")
+    add(parser, "--console-host", str, ConsoleEndpoint().host, "address of the web console")
 
 
 def offline_flags(parser: argparse.ArgumentParser, log_level: str = "INFO") -> None:

@@ -19,6 +19,7 @@ from ..batch import output as batch_output
 from ..core.engine import Engine, EngineState
 from ..core.model import AccountStatus
 from ..service.auth import Authenticator, TokenStore
+from ..service.console import ConsoleEndpoint
 from ..service.server import MetricsEndpoint, ScoreServer, build_server
 from ..storage import checkpoint
 from ..storage.history import HISTORY_DIR, History
@@ -33,26 +34,31 @@ LOOPBACK = ("127.0.0.1", "::1", "[::1]", "localhost")
 
 def _server(args: argparse.Namespace, engine: Engine, history: History) -> ScoreServer:
     """The server the flags describe (auth, TLS, metrics), its port bound."""
-    loopback = args.host in LOOPBACK or args.host.startswith("127.")
-    required = not loopback and not args.insecure_no_auth
+    # The console shares the API's tokens: either on another machine's reach needs them.
+    exposed = [h for h in _served_hosts(args) if not (h in LOOPBACK or h.startswith("127."))]
+    required = bool(exposed) and not args.insecure_no_auth
     authenticator = None
     if args.data_dir:
         authenticator = Authenticator(TokenStore(args.data_dir), required=required)
     if required and (authenticator is None or len(authenticator) == 0):
         raise UsageError(
-            f"serving {args.host} needs tokens: create one with 'scoresvc token create"
+            f"serving {exposed[0]} needs tokens: create one with 'scoresvc token create"
             f" --data-dir DIR --name NAME --role ROLE', or pass --insecure-no-auth"
         )
-    if not loopback and args.insecure_no_auth and (authenticator is None or not len(authenticator)):
+    if exposed and args.insecure_no_auth and (authenticator is None or not len(authenticator)):
         log.warning(
             "*** --insecure-no-auth: anyone who can reach %s may read and write scores ***",
-            args.host,
+            exposed[0],
         )
     tls = flags.tls(args)
     metrics = None
     if args.metrics_port:
         metrics = MetricsEndpoint(args.metrics_port, args.metrics_host)
         _check_port(args.metrics_host, args.metrics_port, "--metrics-host, --metrics-port")
+    console = None
+    if args.console_port:
+        console = ConsoleEndpoint(args.console_port, args.console_host)
+        _check_port(args.console_host, args.console_port, "--console-host, --console-port")
     address = f"{args.host}:{args.port}"
     _check_port(args.host, args.port, "--host, --port")
     try:
@@ -64,12 +70,18 @@ def _server(args: argparse.Namespace, engine: Engine, history: History) -> Score
             tls=tls,
             metrics=metrics,
             history=history,
+            console=console,
         )
     except (OSError, RuntimeError):  # grpcio says only that it could not bind
         raise Failed(
             f"cannot listen on {address} (--host, --port): the port is in use"
             " or the address is not this machine's"
         ) from None
+
+
+def _served_hosts(args: argparse.Namespace) -> list[str]:
+    """The addresses the API and the console (when on) listen on."""
+    return [args.host] + ([args.console_host] if args.console_port else [])
 
 
 def _check_port(host: str, port: int, flag_names: str) -> None:

@@ -11,6 +11,7 @@ import gc
 import importlib.resources
 import logging
 import math
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from ..core.suspects import SuspectWatch
 from ..storage.history import DEFAULT_INTERVAL_SECONDS, History, HistoryRecorder
 from ..v1 import score_service_pb2 as pb
 from .auth import Authenticator
+from .console import Console, ConsoleEndpoint, tls_context
 from .interceptor import CallGuard, CallPolicy
 from .metrics import Metrics
 from .servicer import ScoreServicer, generic_handler
@@ -250,6 +252,10 @@ class Tls:
             Path(client_ca).read_bytes() if client_ca else None,
         )
 
+    def https(self) -> ssl.SSLContext:
+        """The same certificate (and client CA) for the console's HTTPS."""
+        return tls_context(self.certificate_chain, self.private_key, self.client_ca)
+
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
             [(self.private_key, self.certificate_chain)],
@@ -286,6 +292,7 @@ class ScoreServer:
         (None: in a temporary directory of the server's own, removed at ``stop``)."""
         self.engine = engine
         self.settings = settings or ServerSettings()
+        self.authenticator = authenticator
         self.refresher = Refresher(engine, self.settings)
         self._owns_history = history is None
         self.history = History.temporary() if history is None else history
@@ -313,6 +320,7 @@ class ScoreServer:
         self.address = address.rsplit(":", 1)[0] + f":{self.port}"
         self.metrics_port = 0
         self._metrics_http: Any = None
+        self.console: Console | None = None
 
     def serve_metrics(self, endpoint: MetricsEndpoint) -> None:
         """Serve ``/metrics`` at ``endpoint`` (its port in ``metrics_port``) until ``stop``."""
@@ -321,6 +329,17 @@ class ScoreServer:
         self._metrics_http = self.metrics.serve(endpoint.port, endpoint.host)
         self.metrics_port = self._metrics_http.server_port
         log.info("metrics on http://%s:%d/metrics", endpoint.host, self.metrics_port)
+
+    def serve_console(self, endpoint: ConsoleEndpoint, tls: Tls | None = None) -> Console:
+        """Serve the console at ``endpoint`` (its port in ``console.port``) until
+        ``stop``, with the API's authenticator, and HTTPS with ``tls``."""
+        https = None if tls is None else tls.https()
+        self.console = Console(self.refresher, self.history, self.authenticator, https)
+        self.console.start(endpoint)
+        log.info(
+            "console on %s://%s:%d/", "https" if https else "http", endpoint.host, self.console.port
+        )
+        return self.console
 
     def _grpc_server(self, auth: Authenticator | None) -> grpc.Server:
         """The gRPC server with the ScoreService, each call behind the call guard."""
@@ -367,10 +386,12 @@ class ScoreServer:
 
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, let in-flight ones finish within ``grace`` seconds, then
-        stop refreshing and serving metrics."""
+        stop serving the console, refreshing and serving metrics."""
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_seconds if grace is None else grace
         self._grpc.stop(grace).wait()
+        if self.console is not None:
+            self.console.stop()
         self.recorder.stop()
         if self._owns_history:
             self.history.close()
@@ -392,6 +413,7 @@ def build_server(
     tls: Tls | None = None,
     metrics: MetricsEndpoint | None = None,
     history: History | None = None,
+    console: ConsoleEndpoint | None = None,
 ) -> ScoreServer:
     """A ScoreServer bound to ``address`` (port 0 picks one: see ``.port``), not yet
     started, serving ``engine`` (a new one by default).
@@ -400,7 +422,8 @@ def build_server(
     calls and refreshes (``.metrics``) and serve them there from now until ``stop``
     (``.metrics_port``); ``history``: record every user's score there (at start-up and
     every ``settings.history_interval_seconds``) and answer ScoreHistory from it (None:
-    a temporary one, removed at ``stop``)."""
+    a temporary one, removed at ``stop``); ``console``: serve the console there from now
+    until ``stop`` (``.console.port``), with ``auth`` and ``tls`` as the API."""
     engine = Engine() if engine is None else engine
     server = ScoreServer(
         engine,
@@ -413,4 +436,6 @@ def build_server(
     )
     if metrics is not None:
         server.serve_metrics(metrics)
+    if console is not None:
+        server.serve_console(console, tls)
     return server
