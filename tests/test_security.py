@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from support import CliServer, rejected
 
@@ -66,7 +67,7 @@ def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
 
 
 #: The README's role table, written out: who may call what on a server holding tokens.
-#: Roles nest: reader (the six reads) < writer (also the five writes of events)
+#: Roles nest: reader (the seven reads) < writer (also the five writes of events)
 #: < admin (also SetAccountStatus and ListSuspects); a call without a token is UNAUTHENTICATED.
 _OK, _DENIED, _UNAUTH = "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"
 ROLE_MATRIX = {
@@ -77,6 +78,7 @@ ROLE_MATRIX = {
     "ListEndorsements": (_UNAUTH, _OK, _OK, _OK),
     "ListTopics": (_UNAUTH, _OK, _OK, _OK),
     "ScoreHistory": (_UNAUTH, _OK, _OK, _OK),
+    "ExplainChange": (_UNAUTH, _OK, _OK, _OK),
     "Endorse": (_UNAUTH, _DENIED, _OK, _OK),
     "RetractEndorsement": (_UNAUTH, _DENIED, _OK, _OK),
     "Distrust": (_UNAUTH, _DENIED, _OK, _OK),
@@ -100,6 +102,10 @@ def _valid_request(method: str, caller: str):
         ),
         "ListTopics": pb.ListTopicsRequest(page_size=5),
         "ScoreHistory": pb.ScoreHistoryRequest(user_id="bo"),
+        # From now: the point recorded at start-up is before it.
+        "ExplainChange": pb.ExplainChangeRequest(
+            user_id="bo", from_time=timestamp_pb2.Timestamp(seconds=int(time.time()) + 1)
+        ),
         "Endorse": pb.EndorseRequest(endorser_id=f"{caller}-new", endorsee_id="bo"),
         "RetractEndorsement": pb.RetractEndorsementRequest(
             endorser_id=f"{caller}-fan", endorsee_id="bo"

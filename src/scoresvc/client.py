@@ -20,6 +20,7 @@ import grpc.aio
 import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
+from .core.change import ChangeReport
 from .core.history import HistoryPoint
 from .core.model import AccountStatus, InteractionKind
 from .core.results import (
@@ -33,6 +34,7 @@ from .core.results import (
 from .core.suspects import SuspectKind, SuspectReport
 from .service.convert import (
     batch_scores_of,
+    change_of,
     endorsement_of,
     history_point_of,
     ranking_of,
@@ -204,6 +206,16 @@ def _suspects_request(
     kind: SuspectKind | int | None, page_size: int, token: str
 ) -> pb.ListSuspectsRequest:
     return pb.ListSuspectsRequest(kind=cast(Any, int(kind or 0)), limit=page_size, page_token=token)
+
+
+def _change_request(
+    user_id: str, from_time: float, to_time: float | None
+) -> pb.ExplainChangeRequest:
+    request = pb.ExplainChangeRequest(user_id=user_id)
+    request.from_time.CopyFrom(timestamp(from_time))
+    if to_time is not None:
+        request.to_time.CopyFrom(timestamp(to_time))
+    return request
 
 
 def _history_request(
@@ -386,6 +398,20 @@ class ScoreClient:
             token = page.next_page_token
             if not token:
                 return points
+
+    def explain_change(
+        self,
+        user_id: str,
+        from_time: float,
+        to_time: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ChangeReport:
+        """Why the user's global score changed from the history point at or before
+        ``from_time`` to now (or to the point at or before ``to_time``): the change
+        split into its causes, largest first, summing to the whole."""
+        request = _change_request(user_id, from_time, to_time)
+        return change_of(self._call(self.stub.ExplainChange, request, timeout))
 
     # ------------------------------------------------------------------ writes
 
@@ -664,6 +690,18 @@ class AsyncScoreClient:
             token = page.next_page_token
             if not token:
                 return points
+
+    async def explain_change(
+        self,
+        user_id: str,
+        from_time: float,
+        to_time: float | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ChangeReport:
+        """Why the user's score changed; as ``ScoreClient.explain_change``."""
+        request = _change_request(user_id, from_time, to_time)
+        return change_of(await self._call(self.stub.ExplainChange, request, timeout))
 
     # ------------------------------------------------------------------ writes
 

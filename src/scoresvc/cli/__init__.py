@@ -1,4 +1,4 @@
-"""``scoresvc``: serve, demo, export, import, batch, suspects, history, token.
+"""``scoresvc``: serve, demo, export, import, batch, suspects, history, why, token.
 
 Every flag can also be set with an environment variable: ``--time-step`` is
 ``SCORESVC_TIME_STEP`` and so on; a flag on the command line wins.
@@ -31,7 +31,7 @@ from .flags import (
     server_flags,
     whole,
 )
-from .history import history, history_flags
+from .history import history, history_flags, why, why_flags
 from .logs import log
 from .serving import demo, serve
 from .suspects import KINDS, suspects
@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     history_flags(p_history)
     p_history.set_defaults(run=history)
+    p_why = commands.add_parser("why", help="why a user's score changed, from a running service")
+    why_flags(p_why)
+    p_why.set_defaults(run=why)
     return parser
 
 

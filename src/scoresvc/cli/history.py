@@ -1,5 +1,5 @@
-"""``scoresvc history``: a user's recorded scores, from a running service, for an
-operator answering "why did my score change"."""
+"""``scoresvc history`` and ``scoresvc why``: a user's recorded scores and why its score
+changed, from a running service, for an operator answering "why did my score change"."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict
 
 from ..client import ScoreClient, ScoreServiceError
+from ..core.change import ChangeReport
 from ..core.history import HistoryPoint
 from .errors import Failed
 from .flags import add, as_of, log_flags
@@ -89,3 +90,45 @@ def table(points: list[HistoryPoint]) -> str:
         ).rstrip()
         for line in lines
     )
+
+
+def why_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("user", help="the user id")
+    add(parser, "--since", as_of, None, "from this day or time (2026-01-02, RFC 3339, unix s)")
+    add(parser, "--until", as_of, None, "to this day or time (default: now)")
+    client_flags(parser)
+
+
+def why(args: argparse.Namespace) -> int:
+    """Print why the user's score changed since ``--since``: its parts, largest first."""
+    if args.since is None:
+        raise Failed("--since is required: the day or time to explain the change from")
+    with ScoreClient(args.address, token=args.token or None) as client:
+        try:
+            change = client.explain_change(args.user, args.since, args.until)
+        except ScoreServiceError as error:
+            raise Failed(_refusal(error, args.address)) from None
+    if args.json:
+        out = asdict(change)
+        for part in out["parts"]:
+            part["cause"] = part["cause"].name
+        print(json.dumps(out, indent=2, default=str))
+    else:
+        print(change_table(change))
+    return 0
+
+
+def change_table(change: ChangeReport) -> str:
+    """The summary sentences, then the parts as a table."""
+    lines = [
+        *change.summary,
+        "",
+        f"from {_utc(change.from_time)} to {_utc(change.to_time)} (UTC)",
+        f"{'cause':28} {'contributor':20} {'score':>8} {'influence':>11}",
+    ]
+    for p in change.parts:
+        lines.append(
+            f"{p.cause.name.lower():28} {p.contributor_id:20} "
+            f"{p.score_change:+8.2f} {p.influence_change:+11.4g}"
+        )
+    return "\n".join(lines)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import validation
+from .change import Standing
 from .errors import InvalidArgument
 from .events import EventLog
 from .graph import TrustGraph
@@ -174,6 +175,65 @@ class Engine:
             from_young_accounts=float(flow[young].sum() / whole),
             from_own_cluster=float(flow[inside].sum() / whole),
         )
+
+    def events_between(
+        self, a_id: str, b_id: str, start: float, end: float
+    ) -> list[EndorsementEvent]:
+        """The endorsements, distrusts and retractions between two users (either way)
+        with an event time in ``(start, end]``, oldest first."""
+        with self._ingest_lock:
+            return self._ingest.events_between(a_id, b_id, start, end)
+
+    def standing(self, user_id: str) -> Standing:
+        """The user's numbers in the latest snapshot as a change reads them
+        (``change.Standing``), with every in-neighbour's flow: O(in-degree)."""
+        with self._graph_lock:
+            snap = self._snapshot
+            u = snap.user(user_id)
+            sources, flow = self._graph.in_flows(u, self._ingest.pairs, snap.x, self.params.damping)
+        unit = snap.members / snap.mass if snap.mass > 0 else 0.0
+        ids, influence = snap.user_ids, snap.influence_of
+        contributors = {
+            ids[a]: (f * unit, influence(a))
+            for a, f in zip(sources.tolist(), flow.tolist())
+            if f > 0
+        }
+        kept = snap.distrust_of(u)[1]
+        return Standing(
+            time=snap.time,
+            status=AccountStatus(int(snap.status[u])),
+            influence=snap.influence_of(u),
+            influence_max=snap.influence_max,
+            kept=kept,
+            teleport=float(snap.teleport[u]) * unit,
+            contributors=contributors,
+            complete=True,
+            influence_of=lambda user: snap.influence_of(snap.user(user)),
+        )
+
+    def top_inflows(self, limit: int) -> tuple[Snapshot, np.ndarray, np.ndarray]:
+        """The latest snapshot and, per user, its ``limit`` largest in-flows ``d I_a
+        P(a->u)`` in influence units, largest first: sources (``-1`` past the last)
+        and flows, shape (users, limit). For the score history: O(pairs log pairs)."""
+        with self._graph_lock:
+            snap = self._snapshot
+            m, n = self._graph.n_pairs, snap.n_users
+            pairs = self._ingest.pairs
+            src, dst = pairs.src_dst(slice(0, m))
+            p = pairs.p[:m].copy()
+        keep = (src < n) & (dst < n) & (p > 0)
+        src, dst = src[keep], dst[keep]
+        flow = self.params.damping * snap.influence[src] * p[keep]
+        order = np.lexsort((-flow, dst))
+        src, dst, flow = src[order], dst[order], flow[order]
+        starts = np.searchsorted(dst, np.arange(n))
+        rank = np.arange(len(dst)) - starts[dst]
+        take = rank < limit
+        sources = np.full((n, limit), -1, np.int64)
+        flows = np.zeros((n, limit))
+        sources[dst[take], rank[take]] = src[take]
+        flows[dst[take], rank[take]] = flow[take]
+        return snap, sources, flows
 
     def edges(self) -> dict[str, np.ndarray]:
         """The trust graph of the latest refresh, one entry per pair, for tests and

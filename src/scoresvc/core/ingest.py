@@ -363,6 +363,24 @@ class IngestState:
         )
         return log, at
 
+    def events_between(
+        self, a_id: str, b_id: str, start: float, end: float
+    ) -> list[EndorsementEvent]:
+        """See ``Engine.events_between``."""
+        a, b = self.users.index.get(a_id), self.users.index.get(b_id)
+        if a is None or b is None:
+            return []
+        out = []
+        for trail, decide, distrust in (
+            self.book.trail_source(self.pairs),
+            self.distrust.trail_source(),
+        ):
+            found = trail.between(a, b, start, end)
+            deciding = decide(found)
+            ids, topics = self.users.ids, self.book.topics
+            out += [trail.entry(int(i), ids, topics, int(i) in deciding, distrust) for i in found]
+        return sorted(out, key=lambda e: (e.event_time, e.sequence))
+
     def trail_page(
         self, user_id: str, given: bool, offset: int, limit: int
     ) -> tuple[list[EndorsementEvent], int | None]:

@@ -71,6 +71,13 @@ class Trail:
         self._columns = {k: arrays[prefix + k].copy() for k in self._columns}
         self.n = len(self._columns[self.giver])
 
+    def between(self, a: int, b: int, start: float, end: float) -> np.ndarray:
+        """Positions of the events between users ``a`` and ``b`` (either way) with an
+        event time in ``(start, end]``, oldest first."""
+        giver, receiver, ts = self[self.giver], self[self.receiver], self["ts"]
+        pair = ((giver == a) & (receiver == b)) | ((giver == b) & (receiver == a))
+        return np.flatnonzero(pair & (ts > start) & (ts <= end))
+
     def hits(self, u: int, given: bool) -> np.ndarray:
         """Positions of the events given (or received) by user ``u``, oldest first."""
         return np.flatnonzero(self[self.giver if given else self.receiver] == u)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .change import Cause, ChangePart, ScoreChange
 from .results import Explanation
 
 MAX_SENTENCES = 5
@@ -123,3 +124,42 @@ def summary(e: Explanation, maturity_age_seconds: float) -> tuple[str, ...]:
     from; ``maturity_age_seconds`` is the age under which an account counts as young."""
     said = (sentence(e, maturity_age_seconds) for sentence in _SENTENCES)
     return tuple(s for s in said if s is not None)[:MAX_SENTENCES]
+
+
+# ---------------------------------------------------------------------- changes
+
+_CAUSE_WORDS = {
+    Cause.OWN_ACCOUNT: "your own account's share (its age, or its being a seed)",
+    Cause.OTHER_CONTRIBUTORS: "accounts that were not among your largest contributors",
+    Cause.DISTRUST: "distrust from accounts others trust",
+    Cause.STATUS: "your account's status",
+    Cause.TOP_OF_RANKING: "the top of the ranking moving (every score is scaled to it)",
+}
+
+
+def _part_words(part: ChangePart) -> str:
+    if part.cause == Cause.CONTRIBUTOR_LINK:
+        return f"what links you to {part.contributor_id} (events, decay, retractions)"
+    if part.cause == Cause.CONTRIBUTOR_STANDING:
+        return f"{part.contributor_id}'s own standing"
+    return _CAUSE_WORDS[part.cause]
+
+
+def change_summary(change: ScoreChange, parts: int = MAX_SENTENCES - 1) -> list[str]:
+    """The change in plain sentences: the whole, then its largest parts (those that
+    round to at least 0.1 of a score point), each with its share of the score change
+    rounded to a tenth."""
+    before, after = change.before.score, change.after.score
+    delta = after - before
+    if round(delta, 1) == 0:
+        lines = [f"Your score stayed at {after:.1f}."]
+    else:
+        verb = "rose" if delta > 0 else "fell"
+        lines = [f"Your score {verb} from {before:.1f} to {after:.1f} ({delta:+.1f})."]
+    for part in change.parts[:parts]:
+        points = round(part.score_change, 1)
+        if points == 0:
+            continue
+        words = _part_words(part)
+        lines.append(f"{words[0].upper()}{words[1:]}: {points:+.1f}.")
+    return lines

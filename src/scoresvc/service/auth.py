@@ -33,6 +33,7 @@ METHOD_ROLES = {
     "ListEndorsements": "reader",
     "ListTopics": "reader",
     "ScoreHistory": "reader",
+    "ExplainChange": "reader",
     "Endorse": "writer",
     "RetractEndorsement": "writer",
     "Distrust": "writer",

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from google.protobuf import timestamp_pb2
 
+from ..core.change import Cause, ChangePart, ChangeReport
 from ..core.history import HistoryPoint
 from ..core.model import AccountStatus, seconds_and_nanos
 from ..core.results import (
@@ -277,3 +278,49 @@ def write_result_of(response: Any) -> WriteResult:
         # The domain's one flag says whether the write's endorsement or distrust is live.
         return WriteResult(response.sequence, endorsement_live=response.distrust_live)
     return WriteResult(response.sequence)
+
+
+def change_to_wire(r: ChangeReport) -> pb.ExplainChangeResponse:
+    return pb.ExplainChangeResponse(
+        user_id=r.user_id,
+        from_time=timestamp(r.from_time),
+        to_time=timestamp(r.to_time),
+        score_before=r.score_before,
+        score_after=r.score_after,
+        influence_before=r.influence_before,
+        influence_after=r.influence_after,
+        parts=[
+            pb.ChangePart(
+                cause=cast(Any, int(p.cause)),
+                contributor_id=p.contributor_id,
+                influence_change=p.influence_change,
+                score_change=p.score_change,
+                events=[endorsement_to_wire(e) for e in p.events],
+            )
+            for p in r.parts
+        ],
+        summary=r.summary,
+    )
+
+
+def change_of(m: pb.ExplainChangeResponse) -> ChangeReport:
+    return ChangeReport(
+        user_id=m.user_id,
+        from_time=time_of(m.from_time),
+        to_time=time_of(m.to_time),
+        score_before=m.score_before,
+        score_after=m.score_after,
+        influence_before=m.influence_before,
+        influence_after=m.influence_after,
+        parts=tuple(
+            ChangePart(
+                Cause(p.cause),
+                p.influence_change,
+                p.score_change,
+                p.contributor_id,
+                tuple(endorsement_of(e) for e in p.events),
+            )
+            for p in m.parts
+        ),
+        summary=tuple(m.summary),
+    )

@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from ..core.engine import Engine
 from ..core.snapshot import Snapshot
 from ..core.suspects import SuspectWatch
-from ..storage.history import DEFAULT_INTERVAL_SECONDS, History, HistoryRecorder
+from ..storage.history import CONTRIBUTORS, DEFAULT_INTERVAL_SECONDS, History, HistoryRecorder
 from ..v1 import score_service_pb2 as pb
 from .auth import Authenticator
 from .console import Console, ConsoleEndpoint, tls_context
@@ -297,7 +297,9 @@ class ScoreServer:
         self._owns_history = history is None
         self.history = History.temporary() if history is None else history
         self.recorder = HistoryRecorder(
-            self.history, lambda: engine.snapshot, self.settings.history_interval_seconds
+            self.history,
+            lambda: engine.top_inflows(CONTRIBUTORS),
+            self.settings.history_interval_seconds,
         )
         self.metrics = metrics
         if metrics is not None:

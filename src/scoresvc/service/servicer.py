@@ -21,6 +21,7 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from .. import _wire
+from ..core.change import Cause, explain_change, report_of
 from ..core.engine import Engine
 from ..core.errors import FieldViolation, InvalidArgument
 from ..core.results import WriteResult
@@ -30,10 +31,12 @@ from ..core.suspects import SuspectKind, SuspectWatch
 from ..core.topics import normalize_topic
 from ..core.users import MAX_ID_BYTES, UserIds
 from ..core.validation import TOO_LONG, check_user_id
+from ..core.wording import change_summary
 from ..storage.history import History
 from ..v1 import score_service_pb2 as pb
 from .auth import Caller
 from .convert import (
+    change_to_wire,
     endorsement_to_wire,
     explanation_to_wire,
     history_point_to_wire,
@@ -415,6 +418,45 @@ class ScoreServicer:
             points=[history_point_to_wire(p) for p in found[:limit]],
             next_page_token=_encode_history_token(found[limit].time) if len(found) > limit else "",
         )
+
+    def ExplainChange(
+        self, request: pb.ExplainChangeRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.ExplainChangeResponse:
+        _check_id(request.user_id, "user_id")
+        _check_topic(request.topic)
+        if normalize_topic(request.topic):
+            raise invalid("topic", "only the global score's changes are explained (leave it empty)")
+        start, end = _time_field(request, "from_time"), _time_field(request, "to_time")
+        if start is None:
+            raise invalid("from_time", "is required")
+        if end is not None and start > end:
+            raise invalid("from_time", "must not be after to_time")
+        snap = self.source.snapshot_for(0, context)
+        snap.user(request.user_id)  # NOT_FOUND for a user never seen
+        before = self.history.standing(request.user_id, start)
+        after = (
+            self.engine.standing(request.user_id)
+            if end is None
+            else self.history.standing(request.user_id, end)
+        )
+        if before is None or after is None:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"no retained history point has {request.user_id!r} at or before that time",
+                "NO_HISTORY_POINT",
+                [("from_time" if before is None else "to_time", "has no history point before it")],
+            )
+        change = explain_change(request.user_id, before, after)
+        # Up to now, every event the snapshot holds (its time may trail the writes').
+        until = math.inf if end is None else after.time
+        events = {
+            part.contributor_id: self.engine.events_between(
+                request.user_id, part.contributor_id, before.time, until
+            )
+            for part in change.parts
+            if part.cause == Cause.CONTRIBUTOR_LINK
+        }
+        return change_to_wire(report_of(change, events, change_summary(change)))
 
     # ------------------------------------------------------------------ writes
 

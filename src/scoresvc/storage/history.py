@@ -15,9 +15,12 @@ Both are array files::
 A point holds, per row of the user table as it was then: ``status`` (u1; 255 for a
 user not seen yet), ``influence`` (f8, so the score, derived from it and the point's
 top influence, is exact), ``percentile`` (f4), ``received`` (f4, the snapshot's
-explanation sums, columns named in the header) and ``teleport_share`` (f4): 37 bytes
-a user. Per topic it holds the topic's ranked users (u4 rows, sorted), their values
-(f8) and percentiles (f4): 16 bytes a ranked (topic, user) entry. Reads fetch only
+explanation sums, columns named in the header), ``teleport_share`` (f4), and for
+``ExplainChange`` the share of trust it keeps (``trust_kept``, f4) and its
+``CONTRIBUTORS`` largest in-flows ``d I_a P(a->u)`` (``contributor_rows``, i4 rows of
+the user table, -1 past the last; ``contributor_flow``, f8): 89 bytes a user. Per
+topic it holds the topic's ranked users (u4 rows, sorted), their values (f8) and
+percentiles (f4): 16 bytes a ranked (topic, user) entry. Reads fetch only
 the bytes of the one user asked for (``os.pread``, a binary search within a topic),
 so no point is ever read whole into memory.
 
@@ -41,13 +44,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..core.change import Standing
 from ..core.history import HistoryPoint
 from ..core.model import RECEIVED_COLUMNS, AccountStatus
 from ..core.scoring import log_scale_one
@@ -67,6 +72,8 @@ ALIGN = 64
 ABSENT = 255  # status of a user the point precedes
 DEFAULT_INTERVAL_SECONDS = 86_400.0
 DEFAULT_RETENTION_SECONDS = 90 * 86_400.0
+#: In-flows recorded per user and point: ExplainChange names these contributors.
+CONTRIBUTORS = 4
 _PREFIX = struct.Struct("<4sIQ")
 _POINT_NAME = re.compile(r"^point-(\d{20})\.svhp$")
 _STATUSES = tuple(AccountStatus)
@@ -209,9 +216,13 @@ class History:
 
     # ------------------------------------------------------------------ writing
 
-    def record(self, snap: Snapshot, at: float | None = None) -> float:
+    def record(
+        self, snap: Snapshot, at: float | None = None, inflows: Inflows | None = None
+    ) -> float:
         """Record every user of ``snap`` as a point at ``at`` (now by default; a time
-        at or before the last point's is moved just after it). Returns the point's time."""
+        at or before the last point's is moved just after it), with each user's largest
+        ``inflows`` (``Engine.top_inflows``: sources and flows) when given. Returns the
+        point's time."""
         with self._recording:
             micros = round((self.clock() if at is None else at) * 1e6)
             with self._lock:
@@ -219,6 +230,7 @@ class History:
                     micros = max(micros, self._points[-1] + 1)
             rows = self._rows_for(snap)
             meta, arrays = _point_arrays(snap, rows, len(self._ids), micros)
+            arrays.update(_contributor_arrays(snap, rows, len(self._ids), inflows))
             _write_arrays(self.directory / point_name(micros), POINT_MAGIC, meta, arrays)
             with self._lock:
                 self._points.append(micros)
@@ -307,7 +319,38 @@ class History:
                     break
         return out
 
-    def _read_point(self, micros: int, row: int, topic: str) -> HistoryPoint | None:
+    def standing(self, user_id: str, at: float) -> Standing | None:
+        """The user's numbers at the latest point at or before ``at`` that has the
+        user, as a change reads them (its recorded largest contributors only); None
+        when there is no such point."""
+        with self._lock:
+            row = self._row.get(user_id)
+            candidates = self._points[: bisect.bisect_right(self._points, _micros_down(at))]
+        if row is None:
+            return None
+        for micros in reversed(candidates):
+            found = self._with_point(
+                micros, lambda fd, layout: _standing_of(fd, layout, row, self._ids)
+            )
+            if found is not None:
+                return replace(found, influence_of=partial(self._influence_at, micros))
+        return None
+
+    def _influence_at(self, micros: int, user_id: str) -> float | None:
+        """A user's influence at a point (None when the point does not have it)."""
+        row = self._row.get(user_id)
+
+        def read(fd: int, layout: _Layout) -> float | None:
+            if row is None or row >= layout.meta["users"]:
+                return None
+            if int(layout.element(fd, "status", row)[0]) == ABSENT:
+                return None
+            return float(layout.element(fd, "influence", row)[0])
+
+        return self._with_point(micros, read)
+
+    def _with_point(self, micros: int, read: Callable[[int, _Layout], Any]) -> Any:
+        """``read(fd, layout)`` of a point (None if the retention dropped it)."""
         name = point_name(micros)
         try:
             fd = os.open(self.directory / name, os.O_RDONLY)
@@ -319,9 +362,12 @@ class History:
                 layout = _layout(fd, name, POINT_MAGIC)
                 with self._lock:
                     self._layouts[micros] = layout
-            return _point_of(fd, layout, row, topic)
+            return read(fd, layout)
         finally:
             os.close(fd)
+
+    def _read_point(self, micros: int, row: int, topic: str) -> HistoryPoint | None:
+        return self._with_point(micros, lambda fd, layout: _point_of(fd, layout, row, topic))
 
 
 def _point_micros(directory: Path) -> Iterator[int]:
@@ -329,6 +375,26 @@ def _point_micros(directory: Path) -> Iterator[int]:
         found = _POINT_NAME.match(path.name)
         if found:
             yield int(found.group(1))
+
+
+#: Per user, the largest in-flows: sources (dense ids, -1 past the last) and flows.
+Inflows = tuple[np.ndarray, np.ndarray]
+
+
+def _contributor_arrays(
+    snap: Snapshot, rows: np.ndarray, users: int, inflows: Inflows | None
+) -> dict[str, np.ndarray]:
+    """A point's ``trust_kept`` and contributor columns, by user-table row."""
+    kept = np.ones(users, np.float32)
+    kept[rows[snap.distrusted]] = snap.trust_kept
+    sources = np.full((users, CONTRIBUTORS), -1, np.int32)
+    flows = np.zeros((users, CONTRIBUTORS))
+    if inflows is not None:
+        dense, flow = inflows[0][:, :CONTRIBUTORS], inflows[1][:, :CONTRIBUTORS]
+        width = dense.shape[1]
+        sources[rows, :width] = np.where(dense >= 0, rows[np.maximum(dense, 0)], -1)
+        flows[rows, :width] = flow
+    return {"trust_kept": kept, "contributor_rows": sources, "contributor_flow": flows}
 
 
 def _micros_up(seconds: float) -> int:
@@ -445,6 +511,37 @@ def _point_of(fd: int, layout: _Layout, row: int, topic: str) -> HistoryPoint | 
     )
 
 
+def _standing_of(fd: int, layout: _Layout, row: int, ids: Sequence[str]) -> Standing | None:
+    """One user's ``Standing`` at a point (None before the user was seen); a point
+    recorded without contributors has none."""
+    meta = layout.meta
+    if row >= meta["users"]:
+        return None
+    status = int(layout.element(fd, "status", row)[0])
+    if status == ABSENT:
+        return None
+    influence = float(layout.element(fd, "influence", row)[0])
+    kept, contributors = 1.0, {}
+    if "contributor_rows" in layout.arrays:
+        kept = float(layout.element(fd, "trust_kept", row)[0])
+        sources = layout.element(fd, "contributor_rows", row)
+        flows = layout.element(fd, "contributor_flow", row)
+        for a, f in zip(sources.tolist(), flows.tolist()):
+            if a >= 0 and f > 0:
+                contributors[ids[a]] = (f, float(layout.element(fd, "influence", a)[0]))
+    share = float(layout.element(fd, "teleport_share", row)[0])
+    return Standing(
+        time=meta["time_micros"] / 1e6,
+        status=_STATUSES[status],
+        influence=influence,
+        influence_max=meta["influence_max"],
+        kept=kept,
+        teleport=share * influence / kept if kept > 0 else 0.0,
+        contributors=contributors,
+        complete=False,
+    )
+
+
 def _shortest(value: np.float32) -> float:
     """A float32 as the shortest decimal that reads back as it (99.95, not
     99.94999694824219): what was stored, without digits it never had."""
@@ -455,13 +552,14 @@ def _shortest(value: np.float32) -> float:
 
 
 class HistoryRecorder:
-    """Records ``snapshot()`` into ``history`` at start and every ``interval_seconds``
-    after, in a thread of its own (never on a read's path)."""
+    """Records ``snapshot()`` (a snapshot and its users' largest in-flows, as
+    ``Engine.top_inflows`` returns them) into ``history`` at start and every
+    ``interval_seconds`` after, in a thread of its own (never on a read's path)."""
 
     def __init__(
         self,
         history: History,
-        snapshot: Callable[[], Snapshot],
+        snapshot: Callable[[], tuple[Snapshot, np.ndarray, np.ndarray]],
         interval_seconds: float = DEFAULT_INTERVAL_SECONDS,
     ) -> None:
         if interval_seconds <= 0:
@@ -485,8 +583,8 @@ class HistoryRecorder:
         while not self._stop.is_set():
             try:
                 started = time.perf_counter()
-                snap = self.snapshot()
-                at = self.history.record(snap)
+                snap, *inflows = self.snapshot()
+                at = self.history.record(snap, inflows=(inflows[0], inflows[1]))
                 log.debug(
                     "history: recorded %d users at %.6f in %.1f ms",
                     snap.n_users,
