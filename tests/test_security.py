@@ -68,7 +68,8 @@ def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
 
 #: The README's role table, written out: who may call what on a server holding tokens.
 #: Roles nest: reader (the seven reads) < writer (also the five writes of events)
-#: < admin (also SetAccountStatus and ListSuspects); a call without a token is UNAUTHENTICATED.
+#: < admin (also SetAccountStatus, ListSuspects and the moderation actions and their
+#: trail); a call without a token is UNAUTHENTICATED.
 _OK, _DENIED, _UNAUTH = "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"
 ROLE_MATRIX = {
     #                      anonymous  reader   writer   admin
@@ -86,6 +87,10 @@ ROLE_MATRIX = {
     "RecordInteractions": (_UNAUTH, _DENIED, _OK, _OK),
     "SetAccountStatus": (_UNAUTH, _DENIED, _DENIED, _OK),
     "ListSuspects": (_UNAUTH, _DENIED, _DENIED, _OK),
+    "SuspendCluster": (_UNAUTH, _DENIED, _DENIED, _OK),
+    "InvalidateBetween": (_UNAUTH, _DENIED, _DENIED, _OK),
+    "RestoreBetween": (_UNAUTH, _DENIED, _DENIED, _OK),
+    "ListModerationActions": (_UNAUTH, _DENIED, _DENIED, _OK),
 }
 CALLERS = ("anonymous", "reader", "writer", "admin")
 
@@ -121,6 +126,11 @@ def _valid_request(method: str, caller: str):
             user_id="bo", status=pb.ACCOUNT_STATUS_NORMAL
         ),
         "ListSuspects": pb.ListSuspectsRequest(limit=5),
+        "SuspendCluster": pb.SuspendClusterRequest(user_ids=[f"{caller}-sock"], reason="socks"),
+        "InvalidateBetween": pb.InvalidateBetweenRequest(user_ids=["ana", "bo"], reason="trade"),
+        # Invalidation 1 is made before the server starts.
+        "RestoreBetween": pb.RestoreBetweenRequest(action_id=1, reason="appeal"),
+        "ListModerationActions": pb.ListModerationActionsRequest(page_size=5),
     }[method]
 
 
@@ -134,6 +144,7 @@ def test_every_method_for_every_role_follows_the_readme_role_table(tokens):
     for caller in CALLERS:
         engine.endorse(f"{caller}-fan", "bo")
         engine.distrust(f"{caller}-critic", "bo")
+    engine.invalidate_between(["cy", "dee"], reason="for RestoreBetween")
     engine.refresh()
     server = build_server("127.0.0.1:0", engine, FAST, auth=Authenticator(store)).start()
     got: dict[str, tuple[str, ...]] = {}

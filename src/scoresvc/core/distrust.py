@@ -68,6 +68,46 @@ class DistrustBook:
             self._live = None
         return changed
 
+    def invalidate_between(self, members: np.ndarray, action: int, was: int) -> int:
+        """Mark the trail's events between ``members`` held by action ``was`` (0: those
+        that count) as held by ``action`` (0: counting again) and rebuild their records
+        from the events that count. Returns how many events moved."""
+        trail = self._trail
+        between = trail.between(members)
+        moved = between[trail["invalidated"][between] == was]
+        if moved.size == 0:
+            return 0
+        trail.invalidate(moved, action)
+        giver, receiver, topic = trail["distruster"], trail["distrusted"], trail["topic"]
+        affected = {(int(giver[i]), int(receiver[i]), int(topic[i])) for i in moved.tolist()}
+        for key in affected:
+            self._records.pop(key, None)
+        counting = [
+            i
+            for i in between.tolist()
+            if trail["invalidated"][i] == 0
+            and (int(giver[i]), int(receiver[i]), int(topic[i])) in affected
+        ]
+        rows = np.asarray(counting, np.int64)
+        self._resolve(
+            giver[rows], receiver[rows], topic[rows], trail["ts"][rows], trail["retracted"][rows]
+        )
+        self._live = None
+        return len(moved)
+
+    def set_aside_events(
+        self,
+        src: np.ndarray,
+        dst: np.ndarray,
+        topic: np.ndarray,
+        ts: np.ndarray,
+        retracted: np.ndarray,
+        sequence: int,
+        action: int,
+    ) -> None:
+        """Add events already set aside by ``action`` (an import): on the trail only."""
+        self._trail.append(src, dst, topic, ts, retracted, sequence, action)
+
     def is_live(self, a: int | None, b: int | None, t: int | None) -> bool:
         """Whether user ``a`` distrusts user ``b`` for topic ``t`` now."""
         if a is None or b is None or t is None:
@@ -99,7 +139,8 @@ class DistrustBook:
         for i in np.sort(events).tolist():
             key = (int(trail["distruster"][i]), int(trail["distrusted"][i]), int(trail["topic"][i]))
             event = (float(trail["ts"][i]), bool(trail["retracted"][i]))
-            if key not in seen and self._records.get(key) == event:
+            counts = trail["invalidated"][i] == 0
+            if counts and key not in seen and self._records.get(key) == event:
                 seen.add(key)
                 out.add(i)
         return out
@@ -115,11 +156,12 @@ class DistrustBook:
         if "distrust_trail_distruster" in arrays:
             trail = book._trail
             trail.load(arrays, "distrust_trail_")
+            counting = trail["invalidated"] == 0
             book._resolve(
-                trail["distruster"],
-                trail["distrusted"],
-                trail["topic"],
-                trail["ts"],
-                trail["retracted"],
+                trail["distruster"][counting],
+                trail["distrusted"][counting],
+                trail["topic"][counting],
+                trail["ts"][counting],
+                trail["retracted"][counting],
             )
         return book

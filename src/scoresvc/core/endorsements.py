@@ -88,6 +88,12 @@ class EndorsementBook:
         pairs.note_times(ts)
         self._trail.append(src, dst, topic, ts, retracted, sequence)
         recs = self._records(pairs, pack_pairs(pairs.slots(pack_pairs(src, dst)), topic))
+        touched = self._fold(recs, ts, retracted)
+        self._resum(pairs, touched)
+        return touched
+
+    def _fold(self, recs: np.ndarray, ts: np.ndarray, retracted: np.ndarray) -> np.ndarray:
+        """Fold events of records ``recs`` into them; returns the pairs that changed."""
         win = latest_events([recs], ts, retracted)
         rec_w, ts_w, retract_w = recs[win], ts[win], retracted[win]
         newer = (ts_w > self._ts[rec_w]) | (
@@ -96,7 +102,10 @@ class EndorsementBook:
         rec_w, ts_w, retract_w = rec_w[newer], ts_w[newer], retract_w[newer]
         self._ts[rec_w] = ts_w
         self._state[rec_w] = np.where(retract_w, REC_RETRACTED, REC_LIVE)
-        touched = np.unique(self._pair[rec_w]).astype(np.int32)
+        return np.unique(self._pair[rec_w]).astype(np.int32)
+
+    def _resum(self, pairs: PairTable, touched: np.ndarray) -> None:
+        """Re-sum the live records of pairs ``touched`` into the pair table."""
         if touched.size:
             assert pairs.landmark is not None
             _core.endorsement_sums(
@@ -111,7 +120,51 @@ class EndorsementBook:
                 half_life=pairs.half_life,
                 e_sum=pairs.e_sum,
             )
-        return touched
+
+    def invalidate_between(
+        self, pairs: PairTable, members: np.ndarray, action: int, was: int
+    ) -> tuple[int, np.ndarray]:
+        """Mark the trail's events between ``members`` held by action ``was`` (0: those
+        that count) as held by ``action`` (0: counting again) and rebuild their records
+        from the events that count, as if the others never happened. Returns how many
+        events moved and the pairs whose sums changed."""
+        between = self._trail.between(members)
+        held = self._trail["invalidated"][between]
+        moved = between[held == was]
+        if moved.size == 0:
+            return 0, np.zeros(0, np.int32)
+        self._trail.invalidate(moved, action)
+        trail = self._trail
+        keys = pack_pairs(
+            pairs.slots(pack_pairs(trail["endorser"][between], trail["endorsee"][between])),
+            trail["topic"][between],
+        )
+        recs = self._records(pairs, keys)
+        affected = np.unique(recs[np.isin(between, moved)])
+        self._ts[affected] = -np.inf
+        self._state[affected] = 0
+        counting = np.isin(recs, affected) & (trail["invalidated"][between] == 0)
+        positions = between[counting]
+        self._fold(recs[counting], trail["ts"][positions], trail["retracted"][positions])
+        touched = np.unique(self._pair[affected]).astype(np.int32)
+        self._resum(pairs, touched)
+        return len(moved), touched
+
+    def set_aside_events(
+        self,
+        pairs: PairTable,
+        src: np.ndarray,
+        dst: np.ndarray,
+        topic: np.ndarray,
+        ts: np.ndarray,
+        retracted: np.ndarray,
+        sequence: int,
+        action: int,
+    ) -> None:
+        """Add events already set aside by ``action`` (an import): on the trail only."""
+        pairs.note_times(ts)
+        self._trail.append(src, dst, topic, ts, retracted, sequence, action)
+        self._records(pairs, pack_pairs(pairs.slots(pack_pairs(src, dst)), topic))
 
     def _records(self, pairs: PairTable, keys: np.ndarray) -> np.ndarray:
         """Record numbers of ``keys``, creating (and linking) new records."""
@@ -179,8 +232,10 @@ class EndorsementBook:
         self._index.lookup(pack_pairs(pair, trail["topic"][events]), self._key, records)
         known = (pair >= 0) & (records >= 0)
         events, records = events[known], records[known]
-        matches = (trail["ts"][events] == self._ts[records]) & (
-            trail["retracted"][events] == (self._state[records] == REC_RETRACTED)
+        matches = (
+            (trail["ts"][events] == self._ts[records])
+            & (trail["retracted"][events] == (self._state[records] == REC_RETRACTED))
+            & (trail["invalidated"][events] == 0)
         )
         _, first = np.unique(records[matches], return_index=True)
         return set(events[matches][first].tolist())

@@ -27,12 +27,13 @@ import numpy as np
 
 from . import validation
 from .change import Standing
-from .errors import InvalidArgument
+from .errors import InvalidArgument, NotFound
 from .events import EventLog
 from .graph import TrustGraph
 from .ingest import IngestState, log_record
 from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
+from .moderation import ModerationAction, ModerationKind
 from .records import EngineState, Journal, WriteRecord
 from .results import Contributions, Contributor, EndorsementEvent, WriteResult
 from .scoring import Distrust, established, teleport_vector
@@ -251,9 +252,11 @@ class Engine:
             arrays = self._graph.table(self._ingest.pairs)
             arrays["first_seen"] = self._ingest.first_seen[: snap.n_users].copy()
             trail = self._ingest.book.trail()
-        # The trail runs ahead of the snapshot: keep what its users made.
+        # The trail runs ahead of the snapshot: keep what its users made; what
+        # moderation set aside is no evidence.
         known = (trail["endorser"] < snap.n_users) & (trail["endorsee"] < snap.n_users)
-        arrays.update({f"trail_{k}": v[known] for k, v in trail.items()})
+        counting = known & (trail["invalidated"] == 0)
+        arrays.update({f"trail_{k}": v[counting] for k, v in trail.items()})
         return snap, arrays
 
     def memory_bytes(self) -> dict[str, int]:
@@ -608,6 +611,136 @@ class Engine:
                 fingerprint,
             ),
         )
+
+    # ------------------------------------------------------------------ moderation
+
+    def suspend_cluster(
+        self,
+        user_ids: Sequence[str],
+        *,
+        actor: str = "",
+        reason: str,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> ModerationAction:
+        """Suspend every account of ``user_ids`` in one write, recorded in the
+        moderation trail with ``actor`` and ``reason`` (new ids are registered)."""
+        return self._moderate(
+            ModerationKind.SUSPEND_CLUSTER, user_ids, actor, reason, 0, request_id, now
+        )
+
+    def invalidate_between(
+        self,
+        user_ids: Sequence[str],
+        *,
+        actor: str = "",
+        reason: str,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> ModerationAction:
+        """Set aside every interaction, endorsement and distrust accepted so far from
+        one of ``user_ids`` to another, as if they never happened (docs/model.md,
+        "Moderation"); events accepted later count. Ids never seen are ignored."""
+        return self._moderate(
+            ModerationKind.INVALIDATE_BETWEEN, user_ids, actor, reason, 0, request_id, now
+        )
+
+    def restore_between(
+        self,
+        action_id: int,
+        *,
+        actor: str = "",
+        reason: str,
+        request_id: str = "",
+        now: float | None = None,
+    ) -> ModerationAction:
+        """Reverse invalidation ``action_id``: what it set aside counts again
+        (``NotFound`` unless it is an invalidation in force)."""
+        return self._moderate(
+            ModerationKind.RESTORE_BETWEEN, (), actor, reason, int(action_id), request_id, now
+        )
+
+    def moderation_actions(
+        self, offset: int, limit: int
+    ) -> tuple[list[ModerationAction], int | None]:
+        """A page of the moderation trail, newest first, and the next page's offset."""
+        with self._ingest_lock:
+            return self._ingest.moderation.page(offset, limit)
+
+    def moderation_export(
+        self, at: float
+    ) -> tuple[list[ModerationAction], list[str], list[str], dict[str, np.ndarray]]:
+        """The moderation trail and what its invalidations in force set aside (user
+        ids, topics and columns indexing them; interactions compacted at ``at``), for
+        an archive: ``import_moderation`` takes them back."""
+        with self._ingest_lock:
+            ids, topics, arrays = self._ingest.set_aside_log(at)
+            return list(self._ingest.moderation.actions), ids, topics, arrays
+
+    def import_moderation(
+        self,
+        actions: Sequence[ModerationAction],
+        user_ids: Sequence[str],
+        topics: Sequence[str],
+        arrays: dict[str, np.ndarray],
+        at: float,
+    ) -> WriteResult:
+        """Add an archive's moderation trail and what its invalidations in force hold
+        (see ``moderation_export``; trusted input, one write)."""
+        fields = {
+            "actions": [a.to_json() for a in actions],
+            "topics": list(topics),
+            "at": float(at),
+        }
+        users = UserIds.of(user_ids)
+        return self._write(
+            "",
+            (),
+            lambda sequence: WriteRecord(sequence, "moderation_import", fields, arrays, users),
+        )
+
+    def _moderate(
+        self,
+        kind: ModerationKind,
+        user_ids: Sequence[str],
+        actor: str,
+        reason: str,
+        restores: int,
+        request_id: str,
+        now: float | None,
+    ) -> ModerationAction:
+        now = time.time() if now is None else now
+        ids = list(dict.fromkeys(user_ids))
+        validation.check_moderation(kind, list(user_ids), reason)
+        fingerprint = ("moderation", kind.name, tuple(ids), reason, restores)
+        users = UserIds.of(ids)
+        fields = {
+            "action": kind.name,
+            "actor": actor,
+            "reason": reason,
+            "now": now,
+            "restores": restores,
+        }
+
+        def make_record(sequence: int) -> WriteRecord:
+            if kind == ModerationKind.RESTORE_BETWEEN:
+                self._check_in_force(restores)
+            return WriteRecord(sequence, "moderation", fields, {}, users, request_id, fingerprint)
+
+        done = self._write(request_id, fingerprint, make_record)
+        with self._ingest_lock:
+            found = [a for a in self._ingest.moderation.actions if a.sequence == done.sequence]
+        return found[-1]
+
+    def _check_in_force(self, action_id: int) -> None:
+        """``NotFound`` unless ``action_id`` is an invalidation in force (ingest lock)."""
+        action = self._ingest.moderation.get(action_id)
+        if action is None or action not in self._ingest.moderation.in_force():
+            raise NotFound(
+                f"moderation action {action_id} is not an invalidation in force",
+                "action_id",
+                reason="INVALIDATION_NOT_FOUND",
+            )
 
     # ------------------------------------------------------------------ sequencing
 

@@ -6,6 +6,7 @@ the marks of what changed since the last refresh. Every method runs under the en
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -16,7 +17,8 @@ from .errors import NotFound
 from .events import Compaction, EventLog, compacted_interactions, earliest_events
 from .graph import Changes
 from .model import AccountStatus, ModelParams, channel_of
-from .pairs import PairTable
+from .moderation import ModerationAction, ModerationKind, ModerationLog
+from .pairs import PairTable, pack_pairs, unpack_pairs
 from .records import WriteRecord
 from .results import EndorsementEvent
 from .trail import trail_page
@@ -60,6 +62,16 @@ def log_record(sequence: int, log: EventLog) -> WriteRecord:
     return WriteRecord(sequence, "log", fields, arrays, users)
 
 
+#: Interaction columns of what invalidations set aside, in an import record.
+_ASIDE_COLUMNS = {
+    "action": np.int64,
+    "actor": np.int64,
+    "target": np.int64,
+    "kind": np.int8,
+    "weight": np.float64,
+}
+
+
 class IngestState:
     """Users, statuses, first-seen times, pair sums, endorsements and change marks.
 
@@ -77,6 +89,7 @@ class IngestState:
         self.pairs = PairTable(params)
         self.book = EndorsementBook(params)
         self.distrust = DistrustBook()
+        self.moderation = ModerationLog()
         self.changes = Changes()
 
     @property
@@ -116,6 +129,10 @@ class IngestState:
             return 1, None
         if record.kind == "log":
             return self._apply_log(record), None
+        if record.kind == "moderation":
+            return self._apply_moderation(record), None
+        if record.kind == "moderation_import":
+            return self._apply_moderation_import(record), None
         raise ValueError(f"unknown write record kind {record.kind!r}")
 
     def _apply_endorsement(self, record: WriteRecord) -> bool:
@@ -208,6 +225,164 @@ class IngestState:
             self._apply_status(int(dense[i]), AccountStatus(int(status[i])))
         self.pairs.trim()
         return len(a["actor"]) + len(a["endorser"]) + distrusts
+
+    def _apply_moderation(self, record: WriteRecord) -> int:
+        """Apply a moderation action; returns how many accounts it names."""
+        f = record.fields
+        kind = ModerationKind[f["action"]]
+        action = ModerationAction(
+            action_id=self.moderation.next_id(),
+            kind=kind,
+            sequence=record.sequence,
+            time=float(f["now"]),
+            actor=str(f["actor"]),
+            reason=str(f["reason"]),
+            user_ids=tuple(record.users.decoded()),
+            restores=int(f.get("restores", 0)),
+        )
+        if kind == ModerationKind.SUSPEND_CLUSTER:
+            for u in self._register_users(record.users, f["now"]).tolist():
+                self._apply_status(int(u), AccountStatus.SUSPENDED)
+        elif kind == ModerationKind.INVALIDATE_BETWEEN:
+            members = self._known(record.users)
+            action = self._invalidate(action, members, record.sequence)
+        else:
+            target = self.moderation.get(action.restores)
+            assert target is not None
+            self._reinstate(target.action_id, self._known(UserIds.of(target.user_ids)))
+            self.moderation.mark_restored(target.action_id, action.action_id)
+        self.moderation.add(action)
+        return len(record.users)
+
+    def _known(self, users: UserIds) -> np.ndarray:
+        """Dense ids of the known ``users`` (the others hold nothing to act on)."""
+        found = [self.users.index.get(u) for u in users.decoded()]
+        return np.array([u for u in found if u is not None], np.int64)
+
+    def _pair_slots_between(self, members: np.ndarray) -> np.ndarray:
+        """Slots of the known pairs from one of ``members`` to another."""
+        src, dst = np.meshgrid(members, members, indexing="ij")
+        off = src != dst
+        slots = self.pairs.lookup(pack_pairs(src[off], dst[off]))
+        return slots[slots >= 0]
+
+    def _invalidate(
+        self, action: ModerationAction, members: np.ndarray, sequence: int
+    ) -> ModerationAction:
+        """Set aside what counts between ``members`` for ``action``."""
+        held = self.pairs.set_aside(action.action_id, self._pair_slots_between(members))
+        endorsements, touched = self.book.invalidate_between(
+            self.pairs, members, action.action_id, 0
+        )
+        distrusts = self.distrust.invalidate_between(members, action.action_id, 0)
+        self.changes.mark_pairs(np.concatenate([held, touched]).astype(np.int32), self.pairs)
+        return replace(
+            action,
+            pairs=len(held),
+            endorsement_events=endorsements,
+            distrust_events=distrusts,
+        )
+
+    def _reinstate(self, action_id: int, members: np.ndarray) -> None:
+        """Count again what invalidation ``action_id`` set aside."""
+        slots = self.pairs.put_back(action_id)
+        _, touched = self.book.invalidate_between(self.pairs, members, 0, action_id)
+        self.distrust.invalidate_between(members, 0, action_id)
+        self.changes.mark_pairs(np.concatenate([slots, touched]).astype(np.int32), self.pairs)
+
+    def _apply_moderation_import(self, record: WriteRecord) -> int:
+        """Add the audit trail of an archive and what its invalidations in force hold
+        (set aside on arrival: they count only if restored). Action ids follow the
+        ones already held."""
+        f, a = record.fields, record.arrays
+        dense = self._register_users(record.users)
+        base = self.moderation.next_id() - 1
+        for raw in f["actions"]:
+            action = ModerationAction.from_json(raw)
+            self.moderation.add(
+                replace(
+                    action,
+                    action_id=action.action_id + base,
+                    sequence=0,
+                    restores=action.restores + base if action.restores else 0,
+                    restored_by=action.restored_by + base if action.restored_by else 0,
+                )
+            )
+        topics = np.array([self.book.topic_id(t) for t in f["topics"]], np.int64)
+        self._import_aside_interactions(dense, a, float(f["at"]), base)
+        for owner in np.unique(a["e_action"]).tolist():
+            rows = a["e_action"] == owner
+            self.book.set_aside_events(
+                self.pairs,
+                dense[a["e_endorser"][rows]],
+                dense[a["e_endorsee"][rows]],
+                topics[a["e_topic"][rows]],
+                a["e_ts"][rows],
+                a["e_retracted"][rows].astype(bool),
+                record.sequence,
+                int(owner) + base,
+            )
+        for owner in np.unique(a["d_action"]).tolist():
+            rows = a["d_action"] == owner
+            self.distrust.set_aside_events(
+                dense[a["d_distruster"][rows]],
+                dense[a["d_distrusted"][rows]],
+                topics[a["d_topic"][rows]],
+                a["d_ts"][rows],
+                a["d_retracted"][rows].astype(bool),
+                record.sequence,
+                int(owner) + base,
+            )
+        return len(f["actions"])
+
+    def _import_aside_interactions(
+        self, dense: np.ndarray, a: dict[str, np.ndarray], at: float, base: int
+    ) -> None:
+        """Interaction weight set aside, as compacted rows at ``at``: forward-decayed
+        to the landmark into each action's store."""
+        if len(a["i_action"]) == 0:
+            return
+        self.pairs.note_times(np.array([at]))
+        channel = channel_of(a["i_kind"])
+        keys = pack_pairs(dense[a["i_actor"]], dense[a["i_target"]])
+        factor = 1.0 / self.pairs.decay_to(at)
+        sums = np.zeros((len(keys), 4))
+        sums[np.arange(len(keys)), channel] = (
+            a["i_weight"] * self.pairs.kind_weights[channel] * factor
+        )
+        for owner in np.unique(a["i_action"]).tolist():
+            rows = a["i_action"] == owner
+            slots = self.pairs.slots(keys[rows])
+            held = self.pairs.aside.get(int(owner) + base)
+            new = (self.pairs.key[slots], sums[rows])
+            if held is not None:
+                new = (np.concatenate([held[0], new[0]]), np.concatenate([held[1], new[1]]))
+            self.pairs.aside[int(owner) + base] = new
+
+    def set_aside_log(self, at: float) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+        """What the invalidations in force hold, for an archive: user ids, topics and
+        the ``moderation_import`` arrays indexing them (interactions compacted at ``at``)."""
+        parts: list[dict[str, np.ndarray]] = []
+        for action in self.moderation.in_force():
+            keys, sums = self.pairs.aside_at(action.action_id, at)
+            src, dst = unpack_pairs(keys)
+            rows = compacted_interactions(src, dst, sums, self.pairs.kind_weights, at)
+            rows["action"] = np.full(len(rows["actor"]), action.action_id, np.int64)
+            parts.append(rows)
+        arrays = {
+            f"i_{name}": np.concatenate([np.zeros(0, dtype), *(p[name] for p in parts)])
+            for name, dtype in _ASIDE_COLUMNS.items()
+        }
+        for prefix, trail, names in (
+            ("e", self.book.trail(), ("endorser", "endorsee")),
+            ("d", self.distrust.trail(), ("distruster", "distrusted")),
+        ):
+            held = trail["invalidated"] != 0
+            arrays[f"{prefix}_action"] = trail["invalidated"][held]
+            for name in (*names, "topic", "ts"):
+                arrays[f"{prefix}_{name}"] = trail[name][held]
+            arrays[f"{prefix}_retracted"] = trail["retracted"][held].astype(np.uint8)
+        return list(self.users.ids), list(self.book.topics), arrays
 
     def _register_users(self, users: UserIds, seen: float | None = None) -> np.ndarray:
         """Dense ids of ``users``, registering new ones; all seen at ``seen`` if given."""
@@ -302,6 +477,7 @@ class IngestState:
         arrays.update(self.pairs.arrays())
         arrays.update(self.book.arrays(self.pairs.latest_event))
         arrays.update(self.distrust.arrays())
+        arrays.update(self.moderation.arrays())
         return arrays
 
     @classmethod
@@ -318,6 +494,7 @@ class IngestState:
         state.changes.mark_all(len(state.users))
         state.book = EndorsementBook.from_arrays(arrays, params)
         state.distrust = DistrustBook.from_arrays(arrays)
+        state.moderation = ModerationLog.from_arrays(arrays)
         return state
 
     def _first_seen_of(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -338,8 +515,9 @@ class IngestState:
         interactions = compacted_interactions(
             src, dst, pairs.fd[: pairs.n] * scale, pairs.kind_weights, at
         )
-        trail = self.book.trail()
-        distrust = self.distrust.trail()
+        # What moderation set aside is left out (the archive carries it beside).
+        trail = _counting(self.book.trail())
+        distrust = _counting(self.distrust.trail())
         log = EventLog(
             n_users=len(self.users),
             **interactions,
@@ -375,7 +553,7 @@ class IngestState:
             self.book.trail_source(self.pairs),
             self.distrust.trail_source(),
         ):
-            found = trail.between(a, b, start, end)
+            found = trail.of_pair(a, b, start, end)
             deciding = decide(found)
             ids, topics = self.users.ids, self.book.topics
             out += [trail.entry(int(i), ids, topics, int(i) in deciding, distrust) for i in found]
@@ -390,3 +568,9 @@ class IngestState:
             raise NotFound(f"user {user_id!r} has never been seen", "user_id")
         sources = [self.book.trail_source(self.pairs), self.distrust.trail_source()]
         return trail_page(sources, u, given, offset, limit, self.users.ids, self.book.topics)
+
+
+def _counting(trail: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A trail's columns without the events moderation set aside."""
+    keep = trail["invalidated"] == 0
+    return {k: v[keep] for k, v in trail.items()}

@@ -69,6 +69,9 @@ class PairTable:
         # its Compaction.exact_from, not its own time): how early an export can be read.
         self.latest_interaction = -math.inf
         self._landmark_moved = False
+        # Interaction sums set aside by moderation (action -> pair keys and their
+        # forward-decayed sums, to the same landmark), put back when it is reversed.
+        self.aside: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.n
@@ -99,6 +102,8 @@ class PairTable:
         factor = math.exp2((self.landmark - t) / self.half_life)
         self.fd[: self.n] *= factor
         self.e_sum[: self.n_eslots] *= factor
+        for _, sums in self.aside.values():
+            sums *= factor
         self.landmark = t
         self._landmark_moved = True
 
@@ -186,6 +191,30 @@ class PairTable:
         )
         return slots
 
+    def set_aside(self, action: int, slots: np.ndarray) -> np.ndarray:
+        """Move the interaction sums of the pairs at ``slots`` aside for ``action``
+        (added to what it holds); returns the slots that held any."""
+        held = slots[(self.fd[slots] != 0).any(axis=1)]
+        keys, sums = self.key[held], self.fd[held].copy()
+        self.fd[held] = 0.0
+        if action in self.aside:
+            old_keys, old_sums = self.aside[action]
+            keys, sums = np.concatenate([old_keys, keys]), np.concatenate([old_sums, sums])
+        self.aside[action] = (keys, sums)
+        return held
+
+    def put_back(self, action: int) -> np.ndarray:
+        """Add the sums ``action`` set aside back to their pairs; returns their slots."""
+        keys, sums = self.aside.pop(action, (np.zeros(0, np.uint64), np.zeros((0, 4))))
+        slots = self.slots(keys)
+        np.add.at(self.fd, slots, sums)
+        return slots
+
+    def aside_at(self, action: int, at: float) -> tuple[np.ndarray, np.ndarray]:
+        """The pair keys ``action`` holds and their sums decayed to ``at``."""
+        keys, sums = self.aside.get(action, (np.zeros(0, np.uint64), np.zeros((0, 4))))
+        return keys, sums * (1.0 if self.landmark is None else self.decay_to(at))
+
     def give_endorsement_slots(self, pairs: np.ndarray) -> int:
         """Give ``pairs`` that have none an endorsement slot; returns how many slots
         there are now."""
@@ -226,7 +255,14 @@ class PairTable:
         """Copies of the keys, sums and clock (for checkpoints); ``p`` and ``rev`` are
         derived (the refresh and ``from_arrays`` rebuild them)."""
         landmark = math.nan if self.landmark is None else self.landmark
+        actions = sorted(self.aside)
+        aside_keys = [self.aside[a][0] for a in actions]
         return {
+            "aside_action": np.repeat(
+                np.array(actions, np.int64), [len(k) for k in aside_keys]
+            ).astype(np.int64),
+            "aside_key": np.concatenate([np.zeros(0, np.uint64), *aside_keys]),
+            "aside_fd": np.concatenate([np.zeros((0, 4)), *(self.aside[a][1] for a in actions)]),
             "pair_key": self.key[: self.n].copy(),
             "pair_fd": self.fd[: self.n].copy(),
             "pair_eslot": self.eslot[: self.n].copy(),
@@ -272,4 +308,9 @@ class PairTable:
         table.latest_event = clock[1]
         # Clocks from before it was kept: the latest event of any kind is as late.
         table.latest_interaction = clock[2] if len(clock) > 2 else clock[1]
+        if "aside_action" in arrays:
+            action, keys = arrays["aside_action"], arrays["aside_key"]
+            sums = arrays["aside_fd"] * rescale
+            for a in np.unique(action).tolist():
+                table.aside[a] = (keys[action == a].copy(), sums[action == a].copy())
         return table

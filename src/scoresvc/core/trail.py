@@ -13,7 +13,8 @@ from .results import EndorsementEvent
 
 class Trail:
     """Columns ``giver`` and ``receiver`` (named by the owner, e.g. ``endorser`` and
-    ``endorsee``), ``topic``, ``ts``, ``retracted`` and ``sequence``."""
+    ``endorsee``), ``topic``, ``ts``, ``retracted``, ``sequence`` and ``invalidated``
+    (the moderation action that set the event aside, 0 while it counts)."""
 
     def __init__(self, giver: str, receiver: str) -> None:
         self.giver, self.receiver = giver, receiver
@@ -24,6 +25,7 @@ class Trail:
             "ts": np.zeros(0, np.float64),
             "retracted": np.zeros(0, bool),
             "sequence": np.zeros(0, np.int64),
+            "invalidated": np.zeros(0, np.int64),
         }
         self.n = 0
 
@@ -43,6 +45,7 @@ class Trail:
         ts: np.ndarray,
         retracted: np.ndarray,
         sequence: int,
+        invalidated: int = 0,
     ) -> None:
         n0, n1 = self.n, self.n + len(src)
         for name, values in (
@@ -52,6 +55,7 @@ class Trail:
             ("ts", ts),
             ("retracted", retracted),
             ("sequence", np.full(len(src), sequence)),
+            ("invalidated", np.full(len(src), invalidated)),
         ):
             column = grown(self._columns[name], n1)
             column[n0:n1] = values
@@ -68,10 +72,26 @@ class Trail:
 
     def load(self, arrays: dict[str, np.ndarray], prefix: str) -> None:
         """Columns from ``arrays`` (see ``arrays``)."""
-        self._columns = {k: arrays[prefix + k].copy() for k in self._columns}
-        self.n = len(self._columns[self.giver])
+        n = len(arrays[prefix + self.giver])
+        # States from before moderation have no invalidated column: every event counts.
+        self._columns = {
+            k: arrays[prefix + k].copy() if prefix + k in arrays else np.zeros(n, v.dtype)
+            for k, v in self._columns.items()
+        }
+        self.n = n
 
-    def between(self, a: int, b: int, start: float, end: float) -> np.ndarray:
+    def invalidate(self, positions: np.ndarray, action: int) -> None:
+        """Mark the events at ``positions`` set aside by ``action`` (0: counting again)."""
+        self._columns["invalidated"][positions] = action
+
+    def between(self, members: np.ndarray) -> np.ndarray:
+        """Positions of the events from one of ``members`` to another, oldest first."""
+        giver, receiver = self[self.giver], self[self.receiver]
+        return np.flatnonzero(
+            np.isin(giver, members) & np.isin(receiver, members) & (giver != receiver)
+        )
+
+    def of_pair(self, a: int, b: int, start: float, end: float) -> np.ndarray:
         """Positions of the events between users ``a`` and ``b`` (either way) with an
         event time in ``(start, end]``, oldest first."""
         giver, receiver, ts = self[self.giver], self[self.receiver], self["ts"]

@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import FieldViolation, InvalidArgument
 from .model import InteractionKind
+from .moderation import ModerationKind
 from .users import MAX_ID_BYTES, UserIds
 
 MAX_VIOLATIONS = 100
@@ -233,3 +234,34 @@ def check_endorsement(
         violations.append(FieldViolation("event_time", f"is more than {skew:g} s in the future"))
     if violations:
         raise InvalidArgument(violations)
+
+
+#: At most this many accounts in one moderation action (an invalidation looks at
+#: every ordered pair among them).
+MAX_MODERATION_USERS = 1000
+#: The longest reason a moderation action keeps.
+MAX_REASON_BYTES = 4096
+
+
+def check_moderation(kind: ModerationKind, user_ids: list[str], reason: str) -> None:
+    """A moderation action names its accounts (``user_ids``; none for a restore) and
+    says why (``reason``); ``InvalidArgument`` naming every bad field otherwise."""
+    bad: list[FieldViolation] = []
+    if not isinstance(reason, str) or not reason.strip():
+        bad.append(FieldViolation("reason", "must say why (a non-empty string)"))
+    elif len(reason.encode("utf-8")) > MAX_REASON_BYTES:
+        bad.append(FieldViolation("reason", f"must be at most {MAX_REASON_BYTES} bytes"))
+    restore = kind == ModerationKind.RESTORE_BETWEEN
+    least = 0 if restore else 2 if kind == ModerationKind.INVALIDATE_BETWEEN else 1
+    if len(set(user_ids)) < least:
+        bad.append(FieldViolation("user_ids", f"must name at least {least} distinct accounts"))
+    if len(user_ids) > MAX_MODERATION_USERS:
+        bad.append(FieldViolation("user_ids", f"may name at most {MAX_MODERATION_USERS} accounts"))
+    if restore and user_ids:
+        bad.append(FieldViolation("user_ids", "a restore names the invalidation, not accounts"))
+    for i, user_id in enumerate(user_ids[:MAX_MODERATION_USERS]):
+        found = check_user_id(user_id, "user_ids", i)
+        if found is not None:
+            bad.append(found)
+    if bad:
+        raise InvalidArgument(bad)

@@ -41,10 +41,15 @@ METHOD_ROLES = {
     "RecordInteractions": "writer",
     "SetAccountStatus": "admin",
     "ListSuspects": "admin",
+    "SuspendCluster": "admin",
+    "InvalidateBetween": "admin",
+    "RestoreBetween": "admin",
+    "ListModerationActions": "admin",
 }
 #: The methods that change state: those a reader may not call, but admins' reads.
 WRITE_METHODS = frozenset(m for m, role in METHOD_ROLES.items() if role != "reader") - {
-    "ListSuspects"
+    "ListSuspects",
+    "ListModerationActions",
 }
 TOKEN_FILE = "tokens.json"
 _PREFIX = "sv1"

@@ -17,6 +17,7 @@ from google.protobuf import timestamp_pb2
 from ..core.change import Cause, ChangePart, ChangeReport
 from ..core.history import HistoryPoint
 from ..core.model import AccountStatus, seconds_and_nanos
+from ..core.moderation import ModerationAction
 from ..core.results import (
     BatchScoreEntry,
     BatchScores,
@@ -186,7 +187,7 @@ def topic_of(m: pb.TopicSummary) -> TopicSummary:
     return TopicSummary(m.topic, m.endorsee_count)
 
 
-def suspect_to_wire(s: Suspect) -> pb.Suspect:
+def suspect_to_wire(s: Suspect, cluster_id: str = "") -> pb.Suspect:
     e = s.evidence
     return pb.Suspect(
         kind=cast(Any, int(s.kind)),
@@ -194,6 +195,24 @@ def suspect_to_wire(s: Suspect) -> pb.Suspect:
         member_ids=s.member_ids,
         beneficiary_ids=s.beneficiary_ids,
         evidence=pb.SuspectEvidence(**{f: getattr(e, f) for f in _EVIDENCE_FIELDS}),
+        cluster_id=cluster_id,
+    )
+
+
+def moderation_to_wire(a: ModerationAction) -> pb.ModerationAction:
+    return pb.ModerationAction(
+        action_id=a.action_id,
+        kind=cast(Any, int(a.kind)),
+        sequence=a.sequence,
+        action_time=timestamp(a.time),
+        actor=a.actor,
+        reason=a.reason,
+        user_ids=a.user_ids,
+        pairs=a.pairs,
+        endorsement_events=a.endorsement_events,
+        distrust_events=a.distrust_events,
+        restores=a.restores,
+        restored_by=a.restored_by,
     )
 
 

@@ -14,7 +14,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 import numpy as np
@@ -23,7 +23,7 @@ from google.protobuf import timestamp_pb2
 from .. import _wire
 from ..core.change import Cause, explain_change, report_of
 from ..core.engine import Engine
-from ..core.errors import FieldViolation, InvalidArgument
+from ..core.errors import FieldViolation, InvalidArgument, NotFound
 from ..core.results import WriteResult
 from ..core.scoring import log_scale_one
 from ..core.snapshot import Snapshot
@@ -40,6 +40,7 @@ from .convert import (
     endorsement_to_wire,
     explanation_to_wire,
     history_point_to_wire,
+    moderation_to_wire,
     ranked_to_wire,
     score_to_wire,
     seconds_of,
@@ -231,7 +232,10 @@ def _scoped(request_id: str, caller: Caller) -> str:
     return f"{caller.name}/{request_id}" if request_id and caller.name else request_id
 
 
-def _renamed(call: Callable[[], WriteResult], path: Callable[[FieldViolation], str]) -> WriteResult:
+_Result = TypeVar("_Result")
+
+
+def _renamed(call: Callable[[], _Result], path: Callable[[FieldViolation], str]) -> _Result:
     try:
         return call()
     except InvalidArgument as error:
@@ -386,8 +390,11 @@ class ScoreServicer:
         found = report.of_kind(SuspectKind(request.kind) if request.kind else None)
         end = offset + (request.limit or DEFAULT_PAGE_SIZE)
         token = _encode_suspects_token(report.sequence, end, request.kind)
+        rank = {id(s): i for i, s in enumerate(report.suspects)}
         return pb.ListSuspectsResponse(
-            suspects=[suspect_to_wire(s) for s in found[offset:end]],
+            suspects=[
+                suspect_to_wire(s, f"{report.sequence}-{rank[id(s)]}") for s in found[offset:end]
+            ],
             next_page_token=token if end < len(found) else "",
             sequence=report.sequence,
             compute_time=timestamp(report.compute_time),
@@ -570,6 +577,97 @@ class ScoreServicer:
         self.source.written()
         return pb.SetAccountStatusResponse(sequence=done.sequence)
 
+    # ------------------------------------------------------------------ moderation
+
+    def SuspendCluster(
+        self, request: pb.SuspendClusterRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.SuspendClusterResponse:
+        self._check_ready()
+        users = self._cluster(request, beneficiaries=False)
+        action = _renamed(
+            lambda: self.engine.suspend_cluster(
+                users,
+                actor=caller.name,
+                reason=request.reason,
+                request_id=_scoped(request.request_id, caller),
+            ),
+            _indexed_path,
+        )
+        self.source.written()
+        return pb.SuspendClusterResponse(action=moderation_to_wire(action))
+
+    def InvalidateBetween(
+        self, request: pb.InvalidateBetweenRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.InvalidateBetweenResponse:
+        self._check_ready()
+        users = self._cluster(request, beneficiaries=True)
+        action = _renamed(
+            lambda: self.engine.invalidate_between(
+                users,
+                actor=caller.name,
+                reason=request.reason,
+                request_id=_scoped(request.request_id, caller),
+            ),
+            _indexed_path,
+        )
+        self.source.written()
+        return pb.InvalidateBetweenResponse(action=moderation_to_wire(action))
+
+    def RestoreBetween(
+        self, request: pb.RestoreBetweenRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.RestoreBetweenResponse:
+        self._check_ready()
+        if request.action_id <= 0:
+            raise invalid("action_id", "must name an invalidation (a positive action_id)")
+        action = self.engine.restore_between(
+            request.action_id,
+            actor=caller.name,
+            reason=request.reason,
+            request_id=_scoped(request.request_id, caller),
+        )
+        self.source.written()
+        return pb.RestoreBetweenResponse(action=moderation_to_wire(action))
+
+    def ListModerationActions(
+        self,
+        request: pb.ListModerationActionsRequest,
+        context: grpc.ServicerContext,
+        caller: Caller,
+    ) -> pb.ListModerationActionsResponse:
+        if not 0 <= request.page_size <= MAX_PAGE_SIZE:
+            raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
+        offset = _decode_page_token(request.page_token)
+        actions, following = self.engine.moderation_actions(
+            offset, request.page_size or DEFAULT_PAGE_SIZE
+        )
+        return pb.ListModerationActionsResponse(
+            actions=[moderation_to_wire(a) for a in actions],
+            next_page_token="" if following is None else _encode_page_token(following),
+        )
+
+    def _cluster(self, request: Any, beneficiaries: bool) -> list[str]:
+        """The request's ``user_ids``, or the members (and, when ``beneficiaries``, the
+        users it benefits) of the suspect cluster ``cluster_id`` names."""
+        if not request.cluster_id:
+            return list(request.user_ids)
+        if request.user_ids:
+            raise invalid("cluster_id", "give user_ids or cluster_id, not both")
+        try:
+            sequence, rank = (int(part) for part in request.cluster_id.split("-"))
+        except ValueError:
+            raise invalid("cluster_id", "is not a cluster id ListSuspects gave") from None
+        report = self.source.suspects.report(sequence)
+        if report is None or not 0 <= rank < len(report.suspects):
+            raise NotFound(
+                f"cluster {request.cluster_id!r} is not in a kept suspect report;"
+                " list the suspects again",
+                "cluster_id",
+                reason="CLUSTER_NOT_FOUND",
+            )
+        found = report.suspects[rank]
+        named = [*found.member_ids, *(found.beneficiary_ids if beneficiaries else ())]
+        return list(dict.fromkeys(named))
+
     # ------------------------------------------------------------------ helpers
 
     def _endorsement(
@@ -646,6 +744,11 @@ class ScoreServicer:
             ),
             path,
         )
+
+
+def _indexed_path(v: FieldViolation) -> str:
+    """A violation's wire path (``user_ids[3]`` for a repeated field's element)."""
+    return v.field if v.index is None else f"{v.field}[{v.index}]"
 
 
 def _time_field(request: Any, field: str) -> float | None:

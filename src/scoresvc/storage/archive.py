@@ -12,6 +12,8 @@ An archive is a directory of four tables and a manifest::
                           which then hold no distrust)
     manifest.json         format, version, tables and row counts, the compaction time
                           and the latest event folded into the compacted interactions
+    moderation.json       the moderation trail (docs/model.md, "Moderation") and what
+                          its invalidations in force set aside (absent when none)
     history/              the score history's files and an index (written and read by
                           ``scoresvc.storage.history``; absent when there is none)
 
@@ -22,7 +24,11 @@ Interactions covered by a checkpoint exist only as decayed sums, so an export wr
 the compacted log (``Engine.compacted_log``): one row per (actor, target, kind) at the
 compaction time, ``weight`` being how many events at that time weigh the same. They
 read exactly at any time from the latest event folded in (``events.Compaction``). The
-endorsement and distrust trails are exported whole. Importing an archive rebuilds the same scores.
+endorsement and distrust trails are exported whole, except the events an invalidation
+in force set aside: the tables hold only what counts (so the batch engine, which reads
+them, leaves out what moderation set aside), and ``moderation.json`` carries the
+set-aside weight and events beside, so an import can still list and restore them.
+Importing an archive rebuilds the same scores.
 
 Accounts keep their age through an archive: where the accounts table has
 ``first_seen_seconds`` (every export's does), it dates the accounts and events do not;
@@ -54,6 +60,7 @@ import numpy as np
 from ..core.engine import Engine
 from ..core.events import Compaction, EventLog
 from ..core.model import AccountStatus, InteractionKind, channel_of, kind_of
+from ..core.moderation import ModerationAction
 from ..core.topics import normalize_topics
 
 FORMAT = "scoresvc-archive"
@@ -63,6 +70,32 @@ KIND_NAMES = [k.name for k in InteractionKind]  # index = model.channel_of(kind)
 STATUS_NAMES = [s.name for s in AccountStatus]  # index = status
 #: Rows per chunk read or written: bounds memory whatever the archive's size.
 CHUNK_ROWS = 1_000_000
+
+MODERATION_FILE = "moderation.json"
+#: Columns of moderation.json that hold users (positions in its ``user_ids``).
+MODERATION_USER_COLUMNS = (
+    "i_actor",
+    "i_target",
+    "e_endorser",
+    "e_endorsee",
+    "d_distruster",
+    "d_distrusted",
+)
+#: The type of each moderation.json column, by its name after the table prefix.
+MODERATION_DTYPES = {
+    "action": np.int64,
+    "actor": np.int64,
+    "target": np.int64,
+    "kind": np.int8,
+    "weight": np.float64,
+    "endorser": np.int64,
+    "endorsee": np.int64,
+    "distruster": np.int64,
+    "distrusted": np.int64,
+    "topic": np.int64,
+    "ts": np.float64,
+    "retracted": np.uint8,
+}
 
 Progress = Callable[[str, int, int], None]  # (table, rows done, rows in all)
 
@@ -230,8 +263,49 @@ def export(
         path = out / f"{name}.{fmt}"
         (_write_parquet if fmt == "parquet" else _write_csv)(path, name, columns, progress)
         manifest["tables"][name] = {"file": path.name, "rows": rows}
+    moderation = _moderation_document(engine, at)
+    if moderation["actions"]:
+        (out / MODERATION_FILE).write_text(json.dumps(moderation) + "\n")
+        manifest["moderation"] = {"file": MODERATION_FILE, "actions": len(moderation["actions"])}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _moderation_document(engine: Engine, at: float) -> dict[str, Any]:
+    """The moderation trail and what its invalidations in force set aside, as JSON:
+    columns of lists, users and topics by name (only those the columns name)."""
+    actions, ids, topics, arrays = engine.moderation_export(at)
+    user_columns = [k for k in MODERATION_USER_COLUMNS if len(arrays[k])]
+    used = np.unique(np.concatenate([np.zeros(0, np.int64), *(arrays[k] for k in user_columns)]))
+    position = {int(u): i for i, u in enumerate(used.tolist())}
+    columns: dict[str, list[Any]] = {}
+    for name, values in arrays.items():
+        if name in MODERATION_USER_COLUMNS:
+            columns[name] = [position[int(u)] for u in values.tolist()]
+        else:
+            columns[name] = values.tolist()
+    return {
+        "actions": [a.to_json() for a in actions],
+        "compacted_at": at,
+        "user_ids": [ids[u] for u in used.tolist()],
+        "topics": topics,
+        "columns": columns,
+    }
+
+
+def _import_moderation(engine: Engine, directory: Location) -> int:
+    """Apply the archive's ``moderation.json`` (if any); returns the actions added."""
+    path = directory.join(MODERATION_FILE)
+    if not path.exists():
+        return 0
+    doc = json.loads(path.read_text())
+    arrays = {
+        name: np.asarray(values, dtype=MODERATION_DTYPES[name.split("_", 1)[1]])
+        for name, values in doc["columns"].items()
+    }
+    actions = [ModerationAction.from_json(a) for a in doc["actions"]]
+    engine.import_moderation(actions, doc["user_ids"], doc["topics"], arrays, doc["compacted_at"])
+    return len(actions)
 
 
 def _chunks(rows: int) -> Iterator[slice]:
@@ -585,4 +659,5 @@ def import_into(engine: Engine, directory: str | Path, progress: Progress | None
     for log in read(directory, progress):
         if log.n_interactions or log.n_endorsement_events or log.n_distrust_events or log.n_users:
             applied += engine.load_events(log).accepted
+    _import_moderation(engine, Location.of(directory))
     return applied
