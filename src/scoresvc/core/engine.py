@@ -519,26 +519,16 @@ class Engine:
         request_id: str,
         now: float | None,
     ) -> WriteResult:
-        now = time.time() if now is None else now
-        if isinstance(topic, str):  # anything else, validation names
-            topic = normalize_topic(topic)
-        requested = ts
-        ts = now if ts is None else float(ts)
-        skew = self.params.max_future_skew_seconds
-        validation.check_endorsement(
-            distruster_id, distrusted_id, topic, ts, now, skew, ("distruster_id", "distrusted_id")
-        )
-        action = "retract distrust" if retract else "distrust"
-        fingerprint = (action, distruster_id, distrusted_id, topic, requested)
-        users = UserIds.of([distruster_id, distrusted_id])
-
-        def make_record(sequence: int) -> WriteRecord:
+        def check(topic: str, ts: float) -> None:
             if retract:
                 self._ingest.check_distrust_retraction(distruster_id, distrusted_id, topic)
-            fields = {"topic": topic, "ts": ts, "retract": retract, "now": now}
-            return WriteRecord(sequence, "distrust", fields, {}, users, request_id, fingerprint)
 
-        return self._write(request_id, fingerprint, make_record)
+        action = "retract distrust" if retract else "distrust"
+        fields = ("distruster_id", "distrusted_id")
+        users = (distruster_id, distrusted_id)
+        return self._vouch(
+            "distrust", action, fields, users, topic, ts, retract, request_id, now, check
+        )
 
     def _endorsement_event(
         self,
@@ -550,34 +540,47 @@ class Engine:
         request_id: str,
         now: float | None,
     ) -> WriteResult:
+        def check(topic: str, ts: float) -> None:
+            self._ingest.check_endorsement(endorser_id, endorsee_id, topic, retract, ts)
+
+        action = "retract" if retract else "endorse"
+        fields = ("endorser_id", "endorsee_id")
+        users = (endorser_id, endorsee_id)
+        return self._vouch(
+            "endorsement", action, fields, users, topic, ts, retract, request_id, now, check
+        )
+
+    def _vouch(
+        self,
+        kind: str,
+        action: str,
+        fields: tuple[str, str],
+        users: tuple[str, str],
+        topic: str,
+        ts: float | None,
+        retract: bool,
+        request_id: str,
+        now: float | None,
+        check: Callable[[str, float], None],
+    ) -> WriteResult:
+        """One endorsement or distrust event (or its retraction) by ``users[0]`` about
+        ``users[1]``: validated (``fields`` name the users as the request does), then
+        ``check``-ed against the state and recorded as a write of ``kind``."""
         now = time.time() if now is None else now
         if isinstance(topic, str):  # anything else, validation names
             topic = normalize_topic(topic)
         requested = ts
         ts = now if ts is None else float(ts)
         skew = self.params.max_future_skew_seconds
-        validation.check_endorsement(endorser_id, endorsee_id, topic, ts, now, skew)
-        fingerprint = (
-            "retract" if retract else "endorse",
-            endorser_id,
-            endorsee_id,
-            topic,
-            requested,
-        )
-        users = UserIds.of([endorser_id, endorsee_id])
+        validation.check_endorsement(*users, topic, ts, now, skew, fields)
+        fingerprint = (action, *users, topic, requested)
+        ids = UserIds.of(list(users))
 
         def make_record(sequence: int) -> WriteRecord:
             """Checks against the state, then the record (ingest lock held)."""
-            self._ingest.check_endorsement(endorser_id, endorsee_id, topic, retract, ts)
-            return WriteRecord(
-                sequence,
-                "endorsement",
-                {"topic": topic, "ts": ts, "retract": retract, "now": now},
-                {},
-                users,
-                request_id,
-                fingerprint,
-            )
+            check(topic, ts)
+            record = {"topic": topic, "ts": ts, "retract": retract, "now": now}
+            return WriteRecord(sequence, kind, record, {}, ids, request_id, fingerprint)
 
         return self._write(request_id, fingerprint, make_record)
 
