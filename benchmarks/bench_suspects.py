@@ -3,6 +3,7 @@
     python benchmarks/bench_suspects.py                          # 50k users, 500k events
     python benchmarks/bench_suspects.py --users 5000 --events 50000 --instances 2
     python benchmarks/bench_suspects.py --bitcoin-alpha PATH/bitcoin-alpha
+    python benchmarks/bench_suspects.py --moderation             # and invalidate each cluster
 
 Builds the synthetic community of ``bench_gaming.py`` (no seeds), plants the attack
 suite's fresh and aged farms, closed rings and trading circles (its own builders, each
@@ -13,6 +14,13 @@ created, the honest accounts that took part, the target), the share of honest us
 flagged (named by any cluster, as member or beneficiary), and what the report costs.
 On Bitcoin Alpha (positive ratings as endorsements, as ``bench_realworld.py`` loads
 them): the share of flagged labelled users labelled fraudulent, against the base rate.
+
+With ``--moderation``, every reported cluster is then invalidated (its members and
+beneficiaries, as ``InvalidateBetween`` with its ``cluster_id`` does) and each planted
+attack's beneficiaries (the target; a ring's own accounts) are read three times, as
+median percentiles among the community's users: in a community that never saw the
+attack (the attackers' accounts there, as old, having done nothing), attacked, and
+after the invalidations.
 """
 
 from __future__ import annotations
@@ -27,11 +35,22 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_gaming import NOW, Community, Moves, Picker, farm, ring, star, sybils_endorse, trade
+from bench_gaming import (
+    NOW,
+    Base,
+    Community,
+    Moves,
+    Picker,
+    farm,
+    ring,
+    star,
+    sybils_endorse,
+    trade,
+)
 from bench_realworld import Network
 
 from scoresvc.core.engine import Engine
-from scoresvc.core.model import ModelParams
+from scoresvc.core.model import AccountStatus, ModelParams
 from scoresvc.core.suspects import SuspectReport, SuspectSettings, report_of
 
 #: What is planted: (name, builder, the kind the report should call it).
@@ -57,9 +76,16 @@ def _flagged(report: SuspectReport) -> set[str]:
     return {u for s in report.suspects for u in (*s.member_ids, *s.beneficiary_ids)}
 
 
-def plant(c: Community, instances: int, seed: int) -> list[tuple[str, str, set[str]]]:
+#: Attacks whose beneficiaries are their own accounts (no target).
+_OWN_BENEFIT = ("CLOSED_RING",)
+
+Planted = tuple[str, str, set[str], list[str]]
+
+
+def plant(c: Community, instances: int, seed: int) -> list[Planted]:
     """Every planted attack in one copy of the community; returns (name, expected
-    kind, accounts named) per instance, and leaves the engine in ``c.planted``."""
+    kind, accounts named, the users it benefits) per instance, and leaves the engine
+    in ``c.planted``."""
     engine = c.engine(c.bases[0].state)
     picker = Picker(c.pools, seed)
     combined = Moves("all", c.params.daily_endorsement_limit)
@@ -73,7 +99,8 @@ def plant(c: Community, instances: int, seed: int) -> list[tuple[str, str, set[s
             named = {target, *moves.fresh}
             named |= {e[1] for e in moves.endorsements} | {e[2] for e in moves.endorsements}
             named |= {e[1] for e in moves.interactions} | {e[2] for e in moves.interactions}
-            planted.append((f"{name}-{i}", kind, named))
+            gains = list(moves.fresh) if kind in _OWN_BENEFIT else [target]
+            planted.append((f"{name}-{i}", kind, named, gains))
             combined.interactions += moves.interactions
             combined.endorsements += moves.endorsements
             combined.fresh += moves.fresh
@@ -100,7 +127,7 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
     honest = set(c.ids) - named
     flagged = _flagged(report)
     found: dict[str, dict[str, Any]] = {}
-    for name, kind, accounts in planted:
+    for name, kind, accounts, _ in planted:
         best = max(
             report.suspects,
             key=lambda s: len(accounts & {*s.member_ids, *s.beneficiary_ids}),
@@ -117,7 +144,9 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
     by_kind: dict[str, list[bool]] = {}
     for r in found.values():
         by_kind.setdefault(r["kind"], []).append(r["found"])
+    moderation = invalidated(c, report, planted) if args.moderation else None
     return {
+        "moderation": moderation,
         "users": args.users,
         "events": args.events,
         "planted": len(planted),
@@ -134,6 +163,59 @@ def synthetic(args: argparse.Namespace) -> dict[str, Any]:
         "clean_report_seconds": clean_report.seconds,
         "attacks": found,
     }
+
+
+def invalidated(c: Community, report: SuspectReport, planted: list[Planted]) -> dict[str, Any]:
+    """Invalidate every reported cluster in the attacked community and read each
+    attack's beneficiaries never attacked, attacked and after (median percentiles)."""
+    attacked: Engine = c.planted  # type: ignore[attr-defined]
+    snap, arrays = attacked.evidence_arrays()
+    # The community that never saw the attacks: their accounts exist, as old, idle.
+    witness = c.engine(c.bases[0].state)
+    fresh = {u for *_, gains in planted for u in gains} | {
+        u for _, _, named, _ in planted for u in named
+    }
+    for u in sorted(fresh - set(c.ids)):
+        first_seen = float(arrays["first_seen"][snap.user_index[u]])
+        witness.set_status(u, AccountStatus.NORMAL, now=first_seen)
+    sides = {"before": _base(c, witness), "attacked": _base(c, attacked)}
+    started = time.perf_counter()
+    skipped = 0
+    for s in report.suspects:
+        users = list(dict.fromkeys((*s.member_ids, *s.beneficiary_ids)))
+        if len(users) > 1000:  # InvalidateBetween's limit
+            skipped += 1
+            continue
+        attacked.invalidate_between(users, actor="bench", reason=s.kind.name, now=NOW)
+    sides["after"] = _base(c, attacked)
+    seconds = time.perf_counter() - started
+    rows: dict[str, dict[str, list[float]]] = {}
+    for name, _, _, gains in planted:
+        row = rows.setdefault(name.rsplit("-", 1)[0], {side: [] for side in sides})
+        for side, base in sides.items():
+            row[side].append(float(np.median(base.percentile(gains))))
+    return {
+        "clusters_invalidated": len(report.suspects) - skipped,
+        "clusters_skipped": skipped,
+        "seconds": seconds,
+        "attacks": {
+            name: {
+                **{side: float(np.median(v)) for side, v in row.items()},
+                "largest_gap_after": float(
+                    np.max(np.abs(np.subtract(row["after"], row["before"])))
+                ),
+                "instances": len(row["before"]),
+            }
+            for name, row in rows.items()
+        },
+    }
+
+
+def _base(c: Community, engine: Engine) -> Base:
+    """Percentiles among the community's users in ``engine`` refreshed now."""
+    snap = engine.refresh(NOW)
+    dense = np.array([snap.user_index[u] for u in c.ids])
+    return Base("", None, snap, snap.influence[dense])  # type: ignore[arg-type]
 
 
 def bitcoin_alpha(path: Path) -> dict[str, Any]:
@@ -188,6 +270,17 @@ def table(result: dict[str, Any]) -> str:
             for n, r in s["attacks"].items()
             if not r["found"] or r["reported_kind"] != r["kind"]
         ]
+    m = s and s.get("moderation")
+    if m:
+        lines.append(
+            f"invalidated {m['clusters_invalidated']} clusters in {m['seconds']:.2f} s; "
+            "beneficiaries' median percentile: never attacked / attacked / after"
+        )
+        lines += [
+            f"  {name:20} {r['before']:6.1f} {r['attacked']:6.1f} {r['after']:6.1f}"
+            f"  (largest gap after {r['largest_gap_after']:.2f})"
+            for name, r in m["attacks"].items()
+        ]
     b = result.get("bitcoin_alpha")
     if b:
         lines.append(
@@ -208,6 +301,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bitcoin-alpha", type=Path, help="directory of network.csv, labels.csv")
     parser.add_argument("--no-synthetic", action="store_true")
+    parser.add_argument(
+        "--moderation",
+        action="store_true",
+        help="then invalidate every reported cluster and read the beneficiaries again",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     result: dict[str, Any] = {}

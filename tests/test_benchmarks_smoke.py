@@ -345,3 +345,23 @@ def test_suspects_benchmark_finds_what_it_plants_on_a_small_community(
     assert 0.0 <= synthetic["honest_flagged_share"] <= 1.0
     assert 0.0 < result["bitcoin_alpha"]["base_rate"] < 1.0
     assert "recall" in capsys.readouterr().out
+
+
+def test_suspects_benchmark_invalidates_each_cluster_and_reads_the_beneficiaries(
+    benchmarks_importable, capsys
+):
+    import bench_suspects
+
+    argv = ["--users", "3000", "--events", "30000", "--instances", "1", "--moderation"]
+    moderation = bench_suspects.main(argv)["synthetic"]["moderation"]
+    rows = moderation["attacks"]
+    assert set(rows) == {name for name, _, _ in bench_suspects.PLANTED}
+    assert moderation["clusters_invalidated"] >= len(rows)
+    for name, row in rows.items():
+        assert all(0.0 <= row[side] <= 100.0 for side in ("before", "attacked", "after")), name
+        assert row["instances"] == 1
+    # The aged farm lifts its target, and invalidating its cluster takes the lift away.
+    aged = rows["aged-farm-10"]
+    assert aged["attacked"] > aged["before"] + 10
+    assert abs(aged["after"] - aged["before"]) < 1
+    assert "never attacked / attacked / after" in capsys.readouterr().out

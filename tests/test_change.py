@@ -5,6 +5,7 @@ that moved the score is named, with its contributor."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 
@@ -13,9 +14,10 @@ import pytest
 from support import DAY, T0, rejected, run_cli
 
 from scoresvc.client import ScoreClient
-from scoresvc.core.change import Cause, ScoreChange, explain_change
+from scoresvc.core.change import Cause, ScoreChange, explain_change, moderated
 from scoresvc.core.engine import Engine
 from scoresvc.core.model import AccountStatus
+from scoresvc.core.wording import change_summary
 from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.storage.history import History
 from scoresvc.v1 import score_service_pb2 as pb
@@ -138,6 +140,39 @@ def test_change_a_suspension_of_the_user_is_its_status(tmp_path):
     assert change.after.influence == 0.0
 
 
+def test_change_an_invalidated_trade_is_moderation_naming_the_action(tmp_path):
+    engine = _community()
+    old = NOW - 60 * DAY
+    engine.endorse("ana", "carol", "", old, now=old)  # carol and ana trade endorsements
+    history = History(tmp_path / "history", clock=lambda: NOW)
+    engine.refresh(NOW)
+    snap, sources, flows = engine.top_inflows(4)
+    history.record(snap, at=NOW, inflows=(sources, flows))
+    action = engine.invalidate_between(["carol", "ana"], reason="trade", now=NOW + 1)
+    engine.refresh(NOW + 1)
+    before = history.standing("ana", NOW)
+    assert before is not None
+    plain = explain_change("ana", before, engine.standing("ana"))
+    linked = [p.contributor_id for p in plain.parts if p.cause == Cause.CONTRIBUTOR_LINK]
+    change = moderated(plain, *engine.moderation_between("ana", linked, NOW, math.inf))
+    _assert_parts_sum_to_the_whole(change)
+    assert [p.influence_change for p in change.parts] == [
+        p.influence_change for p in plain.parts
+    ]  # only labels changed
+    top = _largest(change)
+    assert (top.cause, top.contributor_id) == (Cause.MODERATION, "carol")
+    assert top.moderation_action_ids == (action.action_id,) and top.score_change < 0
+    assert not [
+        p for p in change.parts if p.cause == Cause.CONTRIBUTOR_LINK and p.contributor_id == "carol"
+    ]
+    assert (
+        "A moderator setting aside or restoring what passed between you and carol "
+        f"(moderation action #{action.action_id})" in " ".join(change_summary(change))
+    )
+    # An action before the interval is not this change's.
+    assert engine.moderation_between("ana", linked, NOW + 1, math.inf) == ({}, [])
+
+
 # ------------------------------------------------------------------ over the wire
 
 
@@ -203,3 +238,23 @@ def test_scoresvc_why_prints_the_change_and_its_causes(served):
     assert parts[0]["cause"] == "CONTRIBUTOR_LINK" and parts[0]["contributor_id"] == "bob"
     missing = run_cli("why", "ana", "--address", address)
     assert missing.returncode != 0 and "--since" in missing.stderr
+
+
+def test_explain_change_over_the_wire_names_an_invalidation_and_a_suspension(served):
+    client, recorded, _ = served
+    invalidated = client.invalidate_between(["carol", "ana"], reason="trade")
+    client.score("ana", min_sequence=invalidated.sequence)
+    change = client.explain_change("ana", recorded + 1)
+    assert change.score_after - change.score_before == pytest.approx(
+        sum(p.score_change for p in change.parts), abs=1e-9
+    )
+    (named,) = [p for p in change.parts if p.cause == Cause.MODERATION]
+    assert named.contributor_id == "carol" and named.score_change < 0
+    assert named.moderation_action_ids == (invalidated.action_id,)
+    assert any("moderation action #1" in line for line in change.summary)
+    suspended = client.suspend_cluster(["ana"], reason="sock puppet")
+    client.score("ana", min_sequence=suspended.sequence)
+    change = client.explain_change("ana", recorded + 1)
+    (status,) = change.parts[:1]
+    assert status.cause == Cause.STATUS
+    assert status.moderation_action_ids == (suspended.action_id,)

@@ -4,27 +4,28 @@ audit trail served to admins."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from support import CRED_ABS, CRED_REL, rejected
+from support import CRED_ABS, CRED_REL, rejected, run_cli
 
-from scoresvc.client import ScoreClient
+from scoresvc.client import AsyncScoreClient, ScoreClient
 from scoresvc.core.engine import Engine
 from scoresvc.core.errors import InvalidArgument, NotFound
 from scoresvc.core.model import AccountStatus, ModelParams
-from scoresvc.core.moderation import ModerationKind
+from scoresvc.core.moderation import ModerationAction, ModerationKind
 from scoresvc.core.suspects import SuspectKind
 from scoresvc.service.auth import Authenticator, TokenStore
 from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.storage import archive
 from scoresvc.storage.store import Store
 from scoresvc.synthetic import community
-from scoresvc.v1 import score_service_pb2 as pb
-from scoresvc.v1 import score_service_pb2_grpc as pb_grpc
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
 import bench_gaming as gaming
@@ -212,57 +213,143 @@ def test_an_archive_omits_what_was_invalidated_and_carries_it_to_restore(tmp_pat
     assert_close(credibility(imported), during)
 
 
-def test_moderation_rpcs_are_for_admins_recorded_with_the_caller_and_listed(tmp_path):
+@pytest.fixture
+def served_farm(tmp_path):
+    """A server on loopback over a community with an aged farm of 12 aimed at a median
+    user, with an admin and a writer token: (address, admin, writer, farm, target)."""
     engine, moves, target = attacked(gaming.farm(12, age_days=60, arrived_then=True, seed=7))
     tokens = TokenStore(tmp_path)
     admin, writer = tokens.create("moderator", "admin"), tokens.create("app", "writer")
     settings = ServerSettings(refresh_gap_seconds=0.005, time_step_seconds=3600)
     server = build_server("127.0.0.1:0", engine, settings, auth=Authenticator(tokens)).start()
     try:
-        with grpc.insecure_channel(server.address) as channel:
-            stub = pb_grpc.ScoreServiceStub(channel)
-            as_admin = (("authorization", f"Bearer {admin}"),)
-            as_writer = (("authorization", f"Bearer {writer}"),)
-            request = pb.InvalidateBetweenRequest(user_ids=[*moves.fresh, target], reason="farm")
-            denied = rejected(stub.InvalidateBetween, request, metadata=as_writer)
-            assert denied.code == grpc.StatusCode.PERMISSION_DENIED
-            no_reason = pb.InvalidateBetweenRequest(user_ids=["a", "b"])
-            bad = rejected(stub.InvalidateBetween, no_reason, metadata=as_admin)
-            assert bad.field_violations[0][0] == "reason"
-            empty_id = pb.SuspendClusterRequest(user_ids=["a", ""], reason="x")
-            bad = rejected(stub.SuspendCluster, empty_id, metadata=as_admin)
-            assert bad.field_violations[0][0] == "user_ids[1]"
-            gone = pb.RestoreBetweenRequest(action_id=9, reason="x")
-            missing = rejected(stub.RestoreBetween, gone, metadata=as_admin)
-            assert missing.code == grpc.StatusCode.NOT_FOUND
-
-            done = stub.InvalidateBetween(request, metadata=as_admin).action
-            assert (done.actor, done.reason, done.action_id) == ("moderator", "farm", 1)
-            restore = pb.RestoreBetweenRequest(action_id=1, reason="appeal")
-            stub.RestoreBetween(restore, metadata=as_admin)
-            # A cluster of the report, by the id ListSuspects gives it.
-            with ScoreClient(server.address, token=admin) as client:
-                client.list_suspects()  # the first report is ready
-            found = stub.ListSuspects(
-                pb.ListSuspectsRequest(kind=SuspectKind.SYBIL_FARM_AGED), metadata=as_admin
-            ).suspects
-            assert found and found[0].cluster_id
-            by_cluster = pb.SuspendClusterRequest(cluster_id=found[0].cluster_id, reason="farm")
-            suspended = stub.SuspendCluster(by_cluster, metadata=as_admin).action
-            assert set(suspended.user_ids) == set(found[0].member_ids)
-
-            listing = pb.ListModerationActionsRequest(page_size=2)
-            page = stub.ListModerationActions(listing, metadata=as_admin)
-            assert [a.kind for a in page.actions] == [
-                pb.MODERATION_ACTION_KIND_SUSPEND_CLUSTER,
-                pb.MODERATION_ACTION_KIND_RESTORE_BETWEEN,
-            ]
-            assert page.actions[1].restores == 1
-            listing.page_token = page.next_page_token
-            rest = stub.ListModerationActions(listing, metadata=as_admin)
-            assert [a.action_id for a in rest.actions] == [1] and not rest.next_page_token
-            assert rest.actions[0].restored_by == 2
-            denied = rejected(stub.ListModerationActions, listing, metadata=as_writer)
-            assert denied.code == grpc.StatusCode.PERMISSION_DENIED
+        yield server.address, admin, writer, list(moves.fresh), target
     finally:
         server.stop(0)
+
+
+def test_moderation_rpcs_are_for_admins_recorded_with_the_caller_and_listed(served_farm):
+    address, admin, writer, farm, target = served_farm
+    with ScoreClient(address, token=admin) as client, ScoreClient(address, token=writer) as app:
+        denied = rejected(app.invalidate_between, [*farm, target], reason="farm")
+        assert denied.code == grpc.StatusCode.PERMISSION_DENIED
+        bad = rejected(client.invalidate_between, ["a", "b"], reason="")
+        assert bad.field_violations[0][0] == "reason"
+        bad = rejected(client.suspend_cluster, ["a", ""], reason="x")
+        assert bad.field_violations[0][0] == "user_ids[1]"
+        missing = rejected(client.restore_between, 9, reason="x")
+        assert missing.code == grpc.StatusCode.NOT_FOUND
+
+        done = client.invalidate_between([*farm, target], reason="farm")
+        assert isinstance(done, ModerationAction)
+        assert (done.kind, done.actor, done.reason, done.action_id) == (
+            ModerationKind.INVALIDATE_BETWEEN,
+            "moderator",
+            "farm",
+            1,
+        )
+        assert done.user_ids == (*farm, target) and done.endorsement_events == len(farm)
+        restored = client.restore_between(1, reason="appeal")
+        assert (restored.kind, restored.restores) == (ModerationKind.RESTORE_BETWEEN, 1)
+        # A cluster of the report, by the id ListSuspects gives it.
+        found = client.list_suspects(SuspectKind.SYBIL_FARM_AGED).suspects
+        assert found and found[0].cluster_id
+        suspended = client.suspend_cluster(cluster_id=found[0].cluster_id, reason="farm")
+        assert suspended.kind == ModerationKind.SUSPEND_CLUSTER
+        assert set(suspended.user_ids) == set(found[0].member_ids)
+
+        trail = list(client.list_moderation_actions(page_size=2))  # two pages
+        assert [(a.action_id, a.kind) for a in trail] == [
+            (3, ModerationKind.SUSPEND_CLUSTER),
+            (2, ModerationKind.RESTORE_BETWEEN),
+            (1, ModerationKind.INVALIDATE_BETWEEN),
+        ]
+        assert trail[0] == suspended and trail[1] == restored
+        assert trail[2] == replace(done, restored_by=2)
+        denied = rejected(lambda: list(app.list_moderation_actions()))
+        assert denied.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_the_async_client_moderates_and_reads_the_trail(served_farm):
+    address, admin, _writer, farm, target = served_farm
+
+    async def main() -> list[ModerationAction]:
+        async with AsyncScoreClient(address, token=admin) as client:
+            done = await client.invalidate_between([*farm, target], reason="farm")
+            await client.restore_between(done.action_id, reason="appeal")
+            await client.suspend_cluster(farm[:2], reason="two of them")
+            return [a async for a in client.list_moderation_actions(page_size=1)]
+
+    trail = asyncio.run(main())
+    assert [a.kind for a in trail] == [
+        ModerationKind.SUSPEND_CLUSTER,
+        ModerationKind.RESTORE_BETWEEN,
+        ModerationKind.INVALIDATE_BETWEEN,
+    ]
+    assert trail[0].user_ids == tuple(farm[:2]) and trail[2].restored_by == 2
+
+
+# ---------------------------------------------------------------------- the CLI
+
+
+def test_scoresvc_moderate_invalidates_restores_suspends_and_lists(served_farm):
+    address, admin, _writer, farm, target = served_farm
+    on = ("--address", address, "--token", admin)
+    users = ",".join([*farm, target])
+    done = run_cli("moderate", "invalidate", "--users", users, "--reason", "aged farm", *on)
+    assert done.returncode == 0, done.stderr
+    assert "invalidate-between" in done.stdout and "in force" in done.stdout
+    assert f"0 pairs, {len(farm)} endorsements" in done.stdout
+    back = run_cli("moderate", "restore", "--action-id", "1", "--reason", "appeal", *on)
+    assert back.returncode == 0, back.stderr
+    assert "restores 1" in back.stdout
+    shown = run_cli("suspects", "--address", address, "--token", admin, "--json")
+    (cluster,) = [s for s in json.loads(shown.stdout)["suspects"] if target in s["beneficiary_ids"]]
+    table = run_cli("suspects", "--address", address, "--token", admin).stdout.splitlines()
+    assert table[1].split()[-1] == "cluster"
+    assert any(line.endswith(f" {cluster['cluster_id']}") for line in table[2:])
+    by_id = ("--cluster-id", cluster["cluster_id"], "--reason", "aged farm", "--json")
+    suspended = run_cli("moderate", "suspend-cluster", *by_id, *on)
+    assert suspended.returncode == 0, suspended.stderr
+    assert set(json.loads(suspended.stdout)["user_ids"]) == set(cluster["member_ids"])
+
+    listed = run_cli("moderate", "actions", *on, "--json")
+    assert [(a["action_id"], a["kind"], a["actor"]) for a in json.loads(listed.stdout)] == [
+        (3, "SUSPEND_CLUSTER", "moderator"),
+        (2, "RESTORE_BETWEEN", "moderator"),
+        (1, "INVALIDATE_BETWEEN", "moderator"),
+    ]
+    table = run_cli("moderate", "actions", *on).stdout.splitlines()
+    assert table[0].split()[:3] == ["id", "kind", "time"]
+    assert [line.split()[0] for line in table[1:]] == ["3", "2", "1"]
+    assert "restored by 2" in table[3] and "appeal" in table[2]
+
+
+def test_scoresvc_moderate_errors_are_one_line_naming_the_flag(served_farm):
+    address, admin, writer, _farm, _target = served_farm
+    on = ("--address", address, "--token", admin)
+    cases = [
+        (("suspend-cluster", "--reason", "x", *on), 2, "--users or --cluster-id"),
+        (
+            ("invalidate", "--users", "a,b", "--cluster-id", "1-0", "--reason", "x", *on),
+            2,
+            "--users or --cluster-id",
+        ),
+        (("invalidate", "--users", "a,b", *on), 2, "--reason"),
+        (("invalidate", "--users", "a,,b", "--reason", "x", *on), 2, "--users"),
+        (("invalidate", "--users", "a", "--reason", "x", *on), 1, "--users"),
+        (("suspend-cluster", "--cluster-id", "nope", "--reason", "x", *on), 1, "--cluster-id"),
+        (("restore", "--reason", "x", *on), 2, "--action-id"),
+        (("restore", "--action-id", "7", "--reason", "x", *on), 1, "NOT_FOUND"),
+        (("restore", "--action-id", "x", "--reason", "y", *on), 2, "--action-id"),
+        (("actions", "--address", address, "--token", writer), 1, "--token"),
+        (("actions", "--address", "127.0.0.1:1"), 1, "--address"),
+    ]
+    for argv, status, named in cases:
+        done = run_cli("moderate", *argv)
+        assert done.returncode == status, (argv, done.stderr)
+        assert done.stderr.count("\n") == 1 and named in done.stderr, (argv, done.stderr)
+        assert done.stderr.startswith("scoresvc moderate"), done.stderr
+    # Nothing was recorded.
+    with ScoreClient(address, token=admin) as client:
+        assert list(client.list_moderation_actions()) == []

@@ -23,6 +23,7 @@ from google.rpc import error_details_pb2, status_pb2
 from .core.change import ChangeReport
 from .core.history import HistoryPoint
 from .core.model import AccountStatus, InteractionKind
+from .core.moderation import ModerationAction
 from .core.results import (
     BatchScores,
     EndorsementEvent,
@@ -37,6 +38,7 @@ from .service.convert import (
     change_of,
     endorsement_of,
     history_point_of,
+    moderation_of,
     ranking_of,
     score_of,
     status_to_wire,
@@ -206,6 +208,15 @@ def _suspects_request(
     kind: SuspectKind | int | None, page_size: int, token: str
 ) -> pb.ListSuspectsRequest:
     return pb.ListSuspectsRequest(kind=cast(Any, int(kind or 0)), limit=page_size, page_token=token)
+
+
+def _cluster_request(
+    message: Any, user_ids: Iterable[str], cluster_id: str, reason: str, request_id: str
+) -> Any:
+    """A SuspendCluster or InvalidateBetween request: ``user_ids`` or ``cluster_id``."""
+    return message(
+        user_ids=list(user_ids), cluster_id=cluster_id, reason=reason, request_id=request_id
+    )
 
 
 def _change_request(
@@ -413,6 +424,19 @@ class ScoreClient:
         request = _change_request(user_id, from_time, to_time)
         return change_of(self._call(self.stub.ExplainChange, request, timeout))
 
+    def list_moderation_actions(self, *, page_size: int = 100) -> Iterator[ModerationAction]:
+        """The moderation trail (admin), newest first; fetched page by page as it is
+        iterated."""
+        token = ""
+        while True:
+            request = pb.ListModerationActionsRequest(page_size=page_size, page_token=token)
+            page = self._call(self.stub.ListModerationActions, request, None)
+            for m in page.actions:
+                yield moderation_of(m)
+            token = page.next_page_token
+            if not token:
+                return
+
     # ------------------------------------------------------------------ writes
 
     def endorse(
@@ -536,6 +560,51 @@ class ScoreClient:
         """Make an account NORMAL, a trusted SEED, or SUSPENDED (admin role)."""
         request = _status_request(user_id, status, request_id)
         return write_result_of(self._call(self.stub.SetAccountStatus, request, None))
+
+    # ------------------------------------------------------------------ moderation
+
+    def suspend_cluster(
+        self,
+        user_ids: Iterable[str] = (),
+        *,
+        cluster_id: str = "",
+        reason: str,
+        request_id: str = "",
+    ) -> ModerationAction:
+        """Suspend every listed account, or the members of the suspect cluster
+        ``cluster_id`` names (``Suspect.cluster_id``; not both), in one write (admin).
+        ``reason`` is required and kept in the trail with the caller's token name."""
+        request = _cluster_request(
+            pb.SuspendClusterRequest, user_ids, cluster_id, reason, request_id
+        )
+        return moderation_of(self._call(self.stub.SuspendCluster, request, None).action)
+
+    def invalidate_between(
+        self,
+        user_ids: Iterable[str] = (),
+        *,
+        cluster_id: str = "",
+        reason: str,
+        request_id: str = "",
+    ) -> ModerationAction:
+        """Set aside every interaction, endorsement and distrust accepted so far
+        between any two of the listed users (or of the members and beneficiaries of
+        the cluster ``cluster_id`` names), as if they never happened (admin). The
+        action says what it set aside; ``restore_between`` reverses it."""
+        request = _cluster_request(
+            pb.InvalidateBetweenRequest, user_ids, cluster_id, reason, request_id
+        )
+        return moderation_of(self._call(self.stub.InvalidateBetween, request, None).action)
+
+    def restore_between(
+        self, action_id: int, *, reason: str, request_id: str = ""
+    ) -> ModerationAction:
+        """Reverse the invalidation ``action_id`` (admin); NOT_FOUND (reason
+        INVALIDATION_NOT_FOUND) unless it is an invalidation in force."""
+        request = pb.RestoreBetweenRequest(
+            action_id=action_id, reason=reason, request_id=request_id
+        )
+        return moderation_of(self._call(self.stub.RestoreBetween, request, None).action)
 
 
 # ------------------------------------------------------------------ asyncio
@@ -703,6 +772,21 @@ class AsyncScoreClient:
         request = _change_request(user_id, from_time, to_time)
         return change_of(await self._call(self.stub.ExplainChange, request, timeout))
 
+    async def list_moderation_actions(
+        self, *, page_size: int = 100
+    ) -> AsyncIterator[ModerationAction]:
+        """The moderation trail, newest first, page by page (``async for``); as
+        ``ScoreClient.list_moderation_actions``."""
+        token = ""
+        while True:
+            request = pb.ListModerationActionsRequest(page_size=page_size, page_token=token)
+            page = await self._call(self.stub.ListModerationActions, request, None)
+            for m in page.actions:
+                yield moderation_of(m)
+            token = page.next_page_token
+            if not token:
+                return
+
     # ------------------------------------------------------------------ writes
 
     async def endorse(
@@ -812,3 +896,43 @@ class AsyncScoreClient:
         """Make an account NORMAL, SEED or SUSPENDED; as ``ScoreClient.set_account_status``."""
         request = _status_request(user_id, status, request_id)
         return write_result_of(await self._call(self.stub.SetAccountStatus, request, None))
+
+    # ------------------------------------------------------------------ moderation
+
+    async def suspend_cluster(
+        self,
+        user_ids: Iterable[str] = (),
+        *,
+        cluster_id: str = "",
+        reason: str,
+        request_id: str = "",
+    ) -> ModerationAction:
+        """Suspend accounts in one write; as ``ScoreClient.suspend_cluster``."""
+        request = _cluster_request(
+            pb.SuspendClusterRequest, user_ids, cluster_id, reason, request_id
+        )
+        return moderation_of((await self._call(self.stub.SuspendCluster, request, None)).action)
+
+    async def invalidate_between(
+        self,
+        user_ids: Iterable[str] = (),
+        *,
+        cluster_id: str = "",
+        reason: str,
+        request_id: str = "",
+    ) -> ModerationAction:
+        """Set aside what passed between users; as ``ScoreClient.invalidate_between``."""
+        request = _cluster_request(
+            pb.InvalidateBetweenRequest, user_ids, cluster_id, reason, request_id
+        )
+        response = await self._call(self.stub.InvalidateBetween, request, None)
+        return moderation_of(response.action)
+
+    async def restore_between(
+        self, action_id: int, *, reason: str, request_id: str = ""
+    ) -> ModerationAction:
+        """Reverse an invalidation; as ``ScoreClient.restore_between``."""
+        request = pb.RestoreBetweenRequest(
+            action_id=action_id, reason=reason, request_id=request_id
+        )
+        return moderation_of((await self._call(self.stub.RestoreBetween, request, None)).action)

@@ -1,4 +1,5 @@
-"""``scoresvc``: serve, demo, export, import, batch, suspects, history, why, token.
+"""``scoresvc``: serve, demo, export, import, batch, suspects, moderate, history, why,
+token.
 
 Every flag can also be set with an environment variable: ``--time-step`` is
 ``SCORESVC_TIME_STEP`` and so on; a flag on the command line wins.
@@ -33,6 +34,7 @@ from .flags import (
 )
 from .history import history, history_flags, why, why_flags
 from .logs import log
+from .moderate import moderate_flags
 from .serving import demo, serve
 from .suspects import KINDS, suspects
 from .tokens import token
@@ -102,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
     p_suspects.add_argument("--json", action="store_true", help="print JSON, not a table")
     offline_flags(p_suspects, "WARNING")
     p_suspects.set_defaults(run=suspects)
+    p_moderate = commands.add_parser(
+        "moderate",
+        help="suspend a cluster, invalidate or restore what passed between users, or list"
+        " the moderation trail (admin, on a running service)",
+    )
+    moderate_flags(p_moderate)
     p_token = commands.add_parser("token", help="manage bearer tokens")
     p_token.add_argument("action", choices=["create", "list", "revoke"])
     add(p_token, "--data-dir", path, "scoresvc-data", "the data directory the tokens guard")

@@ -18,10 +18,10 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 _COLUMNS = ("time (UTC)", "score", "influence", "percentile", "status", "sequence")
 
 
-def client_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags of the commands that call a running service."""
+def client_flags(parser: argparse.ArgumentParser, role: str = "reader") -> None:
+    """The flags of the commands that call a running service (as ``role`` at least)."""
     add(parser, "--address", str, DEFAULT_ADDRESS, "the service's HOST:PORT")
-    add(parser, "--token", str, "", "a bearer token with the reader role (scoresvc token)")
+    add(parser, "--token", str, "", f"a bearer token with the {role} role (scoresvc token)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     log_flags(parser, "WARNING")
 

@@ -73,7 +73,9 @@ def _table(report: SuspectReport, found: tuple[Any, ...]) -> str:
         f" computed in {report.seconds:.2f} s); shares of what the beneficiaries receive",
         f"{'kind':19} {'score':>5} {'members':>7} {'benefits':>24} {'volume':>6} "
         f"{'cred':>5} {'young':>5} {'outside':>7} {'recip in/out':>12} {'age d':>6} "
-        f"{'span h':>7} {'burst':>5} {'trades':>6}",
+        f"{'span h':>7} {'burst':>5} {'trades':>6}"
+        # A served report names its clusters for scoresvc moderate --cluster-id.
+        + (" cluster" if any(s.cluster_id for s in found) else ""),
     ]
     for s in found:
         e = s.evidence
@@ -85,6 +87,6 @@ def _table(report: SuspectReport, found: tuple[Any, ...]) -> str:
             f"{e.trust_from_outside:7.2f} "
             f"{e.reciprocity_inside:5.2f} / {e.reciprocity_outside:4.2f} "
             f"{e.median_age_seconds / _DAY:6.1f} {e.first_seen_span_seconds / 3600:7.1f} "
-            f"{e.burst_endorsements:5d} {e.cross_kind_trades:6d}"
+            f"{e.burst_endorsements:5d} {e.cross_kind_trades:6d} {s.cluster_id}".rstrip()
         )
     return "\n".join(lines)

@@ -39,6 +39,7 @@ class Cause(enum.IntEnum):
     DISTRUST = 5  # the share of its trust the user keeps changed
     STATUS = 6  # the user was suspended, or its suspension lifted
     TOP_OF_RANKING = 7  # the score's scale moved with the top influence
+    MODERATION = 8  # a link a moderator invalidated or restored in the interval
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,9 @@ class ChangePart:
     #: The endorsements and distrusts between the contributor and the user in the
     #: interval, as the audit trail has them (for link changes).
     events: tuple[EndorsementEvent, ...] = ()
+    #: The moderation actions behind a MODERATION part (the invalidations and restores
+    #: covering the pair) or a STATUS part (the suspensions naming the user), oldest first.
+    moderation_action_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,29 @@ def _influence_parts(before: Standing, after: Standing) -> list[tuple[Cause, str
     return parts
 
 
+def moderated(
+    change: ScoreChange,
+    links: Mapping[str, Sequence[int]],
+    suspensions: Sequence[int] = (),
+) -> ScoreChange:
+    """``change`` naming moderation: each link part whose contributor has actions in
+    ``links`` (invalidations or restores covering it and the user in the interval) is
+    a MODERATION part listing them, and a STATUS part lists ``suspensions`` (the
+    SuspendCluster actions naming the user). Only labels change: the parts' values,
+    and so their sum, stay exactly as they were."""
+
+    def named(p: ChangePart) -> ChangePart:
+        if p.cause == Cause.CONTRIBUTOR_LINK and links.get(p.contributor_id):
+            return replace(
+                p, cause=Cause.MODERATION, moderation_action_ids=tuple(links[p.contributor_id])
+            )
+        if p.cause == Cause.STATUS and suspensions:
+            return replace(p, moderation_action_ids=tuple(suspensions))
+        return p
+
+    return replace(change, parts=tuple(named(p) for p in change.parts))
+
+
 @dataclass(frozen=True)
 class ChangeReport:
     """A change as readers get it (``ExplainChange``): the two sides' times, scores
@@ -188,10 +215,11 @@ def report_of(
     events: Mapping[str, Sequence[EndorsementEvent]],
     summary: Sequence[str],
 ) -> ChangeReport:
-    """``change`` for readers, each link part with ``events[contributor]``."""
+    """``change`` for readers, each link part (moderated or not) with
+    ``events[contributor]``."""
     parts = tuple(
         replace(p, events=tuple(events.get(p.contributor_id, ())))
-        if p.cause == Cause.CONTRIBUTOR_LINK
+        if p.cause in (Cause.CONTRIBUTOR_LINK, Cause.MODERATION)
         else p
         for p in change.parts
     )

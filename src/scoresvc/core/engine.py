@@ -185,6 +185,16 @@ class Engine:
         with self._ingest_lock:
             return self._ingest.events_between(a_id, b_id, start, end)
 
+    def moderation_between(
+        self, user_id: str, others: Iterable[str], start: float, end: float
+    ) -> tuple[dict[str, list[int]], list[int]]:
+        """The moderation a change of ``user_id`` over ``(start, end]`` went through:
+        per user of ``others``, the invalidations and restores covering the two; and
+        the SuspendCluster actions naming ``user_id``."""
+        with self._ingest_lock:
+            log = self._ingest.moderation
+            return log.covering(user_id, others, start, end), log.suspensions(user_id, start, end)
+
     def standing(self, user_id: str) -> Standing:
         """The user's numbers in the latest snapshot as a change reads them
         (``change.Standing``), with every in-neighbour's flow: O(in-degree)."""

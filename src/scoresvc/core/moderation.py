@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -97,6 +98,35 @@ class ModerationLog:
             a
             for a in self.actions
             if a.kind == ModerationKind.INVALIDATE_BETWEEN and a.restored_by == 0
+        ]
+
+    def covering(
+        self, user_id: str, others: Iterable[str], start: float, end: float
+    ) -> dict[str, list[int]]:
+        """Per user of ``others``, the invalidations and restores taken in ``(start,
+        end]`` that cover it and ``user_id`` (both named by the invalidation), oldest
+        first; users no such action covers are left out."""
+        wanted = set(others)
+        out: dict[str, list[int]] = {}
+        for a in self.actions:
+            if not start < a.time <= end or a.kind == ModerationKind.SUSPEND_CLUSTER:
+                continue
+            restored = a.kind == ModerationKind.RESTORE_BETWEEN
+            invalidation = self.get(a.restores) if restored else a
+            named = set(invalidation.user_ids) if invalidation is not None else set()
+            if user_id in named:
+                for other in sorted((named & wanted) - {user_id}):
+                    out.setdefault(other, []).append(a.action_id)
+        return out
+
+    def suspensions(self, user_id: str, start: float, end: float) -> list[int]:
+        """The SuspendCluster actions taken in ``(start, end]`` naming ``user_id``."""
+        return [
+            a.action_id
+            for a in self.actions
+            if a.kind == ModerationKind.SUSPEND_CLUSTER
+            and start < a.time <= end
+            and user_id in a.user_ids
         ]
 
     def page(self, offset: int, limit: int) -> tuple[list[ModerationAction], int | None]:

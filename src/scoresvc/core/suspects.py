@@ -93,6 +93,9 @@ class Suspect:
     member_ids: tuple[str, ...]
     beneficiary_ids: tuple[str, ...]
     evidence: SuspectEvidence
+    #: The id ``ListSuspects`` gives it, for ``SuspendCluster`` and
+    #: ``InvalidateBetween`` while its report is kept (empty in a report computed here).
+    cluster_id: str = ""
 
     @cached_property
     def members(self) -> frozenset[str]:

@@ -137,11 +137,23 @@ _CAUSE_WORDS = {
 }
 
 
+def _actions(ids: tuple[int, ...]) -> str:
+    listed = ", ".join(f"#{a}" for a in ids)
+    return f"moderation action{'s' if len(ids) > 1 else ''} {listed}"
+
+
 def _part_words(part: ChangePart) -> str:
     if part.cause == Cause.CONTRIBUTOR_LINK:
         return f"what links you to {part.contributor_id} (events, decay, retractions)"
     if part.cause == Cause.CONTRIBUTOR_STANDING:
         return f"{part.contributor_id}'s own standing"
+    if part.cause == Cause.MODERATION:
+        return (
+            "a moderator setting aside or restoring what passed between you and "
+            f"{part.contributor_id} ({_actions(part.moderation_action_ids)})"
+        )
+    if part.cause == Cause.STATUS and part.moderation_action_ids:
+        return f"your account's status ({_actions(part.moderation_action_ids)})"
     return _CAUSE_WORDS[part.cause]
 
 

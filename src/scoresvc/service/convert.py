@@ -17,7 +17,7 @@ from google.protobuf import timestamp_pb2
 from ..core.change import Cause, ChangePart, ChangeReport
 from ..core.history import HistoryPoint
 from ..core.model import AccountStatus, seconds_and_nanos
-from ..core.moderation import ModerationAction
+from ..core.moderation import ModerationAction, ModerationKind
 from ..core.results import (
     BatchScoreEntry,
     BatchScores,
@@ -216,6 +216,23 @@ def moderation_to_wire(a: ModerationAction) -> pb.ModerationAction:
     )
 
 
+def moderation_of(m: pb.ModerationAction) -> ModerationAction:
+    return ModerationAction(
+        action_id=m.action_id,
+        kind=ModerationKind(m.kind),
+        sequence=m.sequence,
+        time=time_of(m.action_time),
+        actor=m.actor,
+        reason=m.reason,
+        user_ids=tuple(m.user_ids),
+        pairs=m.pairs,
+        endorsement_events=m.endorsement_events,
+        distrust_events=m.distrust_events,
+        restores=m.restores,
+        restored_by=m.restored_by,
+    )
+
+
 def suspect_of(m: pb.Suspect) -> Suspect:
     return Suspect(
         kind=SuspectKind(m.kind),
@@ -223,6 +240,7 @@ def suspect_of(m: pb.Suspect) -> Suspect:
         member_ids=tuple(m.member_ids),
         beneficiary_ids=tuple(m.beneficiary_ids),
         evidence=SuspectEvidence(**{f: getattr(m.evidence, f) for f in _EVIDENCE_FIELDS}),
+        cluster_id=m.cluster_id,
     )
 
 
@@ -315,6 +333,7 @@ def change_to_wire(r: ChangeReport) -> pb.ExplainChangeResponse:
                 influence_change=p.influence_change,
                 score_change=p.score_change,
                 events=[endorsement_to_wire(e) for e in p.events],
+                moderation_action_ids=p.moderation_action_ids,
             )
             for p in r.parts
         ],
@@ -338,6 +357,7 @@ def change_of(m: pb.ExplainChangeResponse) -> ChangeReport:
                 p.score_change,
                 p.contributor_id,
                 tuple(endorsement_of(e) for e in p.events),
+                tuple(p.moderation_action_ids),
             )
             for p in m.parts
         ),

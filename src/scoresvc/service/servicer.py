@@ -21,7 +21,7 @@ import numpy as np
 from google.protobuf import timestamp_pb2
 
 from .. import _wire
-from ..core.change import Cause, explain_change, report_of
+from ..core.change import Cause, explain_change, moderated, report_of
 from ..core.engine import Engine
 from ..core.errors import FieldViolation, InvalidArgument, NotFound
 from ..core.results import WriteResult
@@ -456,12 +456,16 @@ class ScoreServicer:
         change = explain_change(request.user_id, before, after)
         # Up to now, every event the snapshot holds (its time may trail the writes').
         until = math.inf if end is None else after.time
+        linked = [p.contributor_id for p in change.parts if p.cause == Cause.CONTRIBUTOR_LINK]
+        links, suspensions = self.engine.moderation_between(
+            request.user_id, linked, before.time, until
+        )
+        change = moderated(change, links, suspensions)
         events = {
-            part.contributor_id: self.engine.events_between(
-                request.user_id, part.contributor_id, before.time, until
+            contributor: self.engine.events_between(
+                request.user_id, contributor, before.time, until
             )
-            for part in change.parts
-            if part.cause == Cause.CONTRIBUTOR_LINK
+            for contributor in linked
         }
         return change_to_wire(report_of(change, events, change_summary(change)))
 
