@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scoresvc import _wire
-from scoresvc.service.servicer import ColumnBatch, RowBatch, parse_record_interactions
+from scoresvc.service.handlers import ColumnBatch, RowBatch, parse_record_interactions
 from scoresvc.v1 import score_service_pb2 as pb
 
 ids = st.text(min_size=1, max_size=12)

@@ -9,7 +9,7 @@ in its trailers, success or error; it is counted and timed for the metrics and l
 with that id: writes and failures at INFO, reads at DEBUG (page-view traffic).
 
 The server wraps the servicer's methods with ``CallGuard.admit`` when it builds the
-service's handlers (``scoresvc.service.servicer.generic_handler``); health and reflection are
+service's handlers (``scoresvc.service.handlers.generic_handler``); health and reflection are
 not wrapped.
 """
 

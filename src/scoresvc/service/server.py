@@ -32,9 +32,10 @@ from ..storage.history import CONTRIBUTORS, DEFAULT_INTERVAL_SECONDS, History, H
 from ..v1 import score_service_pb2 as pb
 from .auth import Authenticator
 from .console import Console, ConsoleEndpoint, tls_context
+from .handlers import generic_handler
 from .interceptor import CallGuard, CallPolicy
 from .metrics import Metrics
-from .servicer import ScoreServicer, generic_handler
+from .servicer import ScoreServicer
 from .status import RpcError, invalid
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ScoreService"].full_name

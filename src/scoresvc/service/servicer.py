@@ -9,18 +9,15 @@ paths. Request ids are scoped to the caller, so two callers' ids never collide.
 
 from __future__ import annotations
 
-import base64
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 import grpc
 import numpy as np
 from google.protobuf import timestamp_pb2
 
-from .. import _wire
 from ..core.change import Cause, explain_change, moderated, report_of
 from ..core.engine import Engine
 from ..core.errors import FieldViolation, InvalidArgument, NotFound
@@ -29,11 +26,12 @@ from ..core.scoring import log_scale_one
 from ..core.snapshot import Snapshot
 from ..core.suspects import SuspectKind, SuspectWatch
 from ..core.topics import normalize_topic
-from ..core.users import MAX_ID_BYTES, UserIds
+from ..core.users import MAX_ID_BYTES
 from ..core.validation import TOO_LONG, check_user_id
 from ..core.wording import change_summary
 from ..storage.history import History
 from ..v1 import score_service_pb2 as pb
+from . import paging
 from .auth import Caller
 from .convert import (
     change_to_wire,
@@ -50,7 +48,7 @@ from .convert import (
     timestamp,
     topics_to_wire,
 )
-from .interceptor import CallGuard, Handler
+from .handlers import ColumnBatch, RowBatch
 from .status import RpcError, invalid
 
 MAX_BATCH_USERS = 10_000
@@ -77,119 +75,6 @@ _COLUMN_OF = {
 def _compute_time(snap: Snapshot) -> timestamp_pb2.Timestamp:
     seconds, nanos = snap.time_parts
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
-
-
-@dataclass(frozen=True)
-class RowBatch:
-    """A RecordInteractionsRequest in row form, parsed straight from its wire bytes
-    (see ``parse_record_interactions``): ids dictionary-encoded, times NaN if unset,
-    weights 1 if unset."""
-
-    users: list[str]
-    actor: np.ndarray
-    target: np.ndarray
-    kind: np.ndarray
-    ts: np.ndarray
-    weight: np.ndarray
-    request_id: str
-
-
-@dataclass(frozen=True)
-class ColumnBatch:
-    """A RecordInteractionsRequest in columnar form: the ids as UTF-8 with offsets,
-    the packed columns as sent."""
-
-    users: UserIds
-    actor_index: bytes
-    target_index: bytes
-    kind: bytes
-    event_time_seconds: bytes
-    weight: bytes
-    request_id: str
-
-    @classmethod
-    def of(cls, request: pb.RecordInteractionsRequest) -> ColumnBatch:
-        c = request.columns
-        return cls(
-            UserIds.of(list(c.user_ids)),
-            c.actor_index,
-            c.target_index,
-            c.kind,
-            c.event_time_seconds,
-            c.weight,
-            request.request_id,
-        )
-
-
-def parse_record_interactions(
-    data: bytes,
-) -> pb.RecordInteractionsRequest | RowBatch | ColumnBatch:
-    """RecordInteractions' deserializer. Both forms go through the compiled wire
-    parsers: rows come out dictionary-encoded (3-4x less time under the GIL than
-    reading protobuf fields in Python), columns with their ids as bytes, so known ids
-    never become Python strings. Anything the fast paths do not handle goes to
-    protobuf's parser, which reports errors as every other method does."""
-    rows = _wire.parse_interaction_rows(data)
-    if rows is not None:
-        return RowBatch(*rows)
-    columns = _wire.parse_interaction_columns(data)
-    if columns is not None:
-        blob, offsets, actor, target, kind, seconds, weight, request_id = columns
-        return ColumnBatch(UserIds(blob, offsets), actor, target, kind, seconds, weight, request_id)
-    return pb.RecordInteractionsRequest.FromString(data)
-
-
-#: Methods whose requests take a deserializer other than protobuf's.
-DESERIALIZERS: dict[str, Callable[[bytes], Any]] = {"RecordInteractions": parse_record_interactions}
-
-
-@dataclass(frozen=True)
-class MalformedRequest:
-    """What a deserializer returns for bytes that are not its message; the handler
-    answers INVALID_ARGUMENT (grpcio itself would answer INTERNAL)."""
-
-    message: str
-    reason: str
-
-
-def _tolerant(parse: Callable[[bytes], Any], message: str) -> Callable[[bytes], Any]:
-    def deserialize(data: bytes) -> Any:
-        try:
-            return parse(data)
-        except Exception as exc:  # any failure to parse is the sender's
-            return MalformedRequest(message, str(exc) or type(exc).__name__)
-
-    return deserialize
-
-
-def _rejecting_malformed(handler: Handler) -> Handler:
-    def handle(request: Any, context: grpc.ServicerContext, caller: Caller) -> Any:
-        if type(request) is MalformedRequest:
-            raise invalid(
-                "request",
-                f"is not a valid {request.message}: {request.reason}",
-                "MALFORMED_REQUEST",
-            )
-        return handler(request, context, caller)
-
-    return handle
-
-
-def generic_handler(servicer: ScoreServicer, guard: CallGuard) -> grpc.GenericRpcHandler:
-    """The service's handlers, built from its descriptor (the contract), each behind
-    ``guard``."""
-    service = pb.DESCRIPTOR.services_by_name["ScoreService"]
-    handlers = {}
-    for method in service.methods:
-        request = getattr(pb, method.input_type.name)
-        response = getattr(pb, method.output_type.name)
-        parse = DESERIALIZERS.get(method.name, request.FromString)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            guard.admit(method.name, _rejecting_malformed(getattr(servicer, method.name))),
-            request_deserializer=_tolerant(parse, method.input_type.full_name),
-            response_serializer=response.SerializeToString,
-        )
-    return grpc.method_handlers_generic_handler(service.full_name, handlers)
 
 
 class SnapshotSource(Protocol):
@@ -339,7 +224,7 @@ class ScoreServicer:
             raise invalid("direction", "is not a known direction")
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
-        offset = _decode_page_token(request.page_token)
+        offset = paging.offset_of(request.page_token)
         entries, following = self.engine.list_endorsements(
             request.user_id,
             request.direction == pb.ENDORSEMENT_DIRECTION_GIVEN,
@@ -348,7 +233,7 @@ class ScoreServicer:
         )
         return pb.ListEndorsementsResponse(
             endorsements=[endorsement_to_wire(e) for e in entries],
-            next_page_token="" if following is None else _encode_page_token(following),
+            next_page_token="" if following is None else paging.offset_token(following),
         )
 
     def ListTopics(
@@ -356,12 +241,12 @@ class ScoreServicer:
     ) -> pb.ListTopicsResponse:
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
-        after = _decode_topic_token(request.page_token)
+        after = paging.topic_after(request.page_token)
         snap = self.source.snapshot_for(0, context)
         page, more = snap.topics_after(after, request.page_size or DEFAULT_PAGE_SIZE)
         return pb.ListTopicsResponse(
             topics=topics_to_wire(page),
-            next_page_token=_encode_topic_token(page[-1].topic) if more else "",
+            next_page_token=paging.topic_token(page[-1].topic) if more else "",
             sequence=snap.sequence,
         )
 
@@ -372,7 +257,7 @@ class ScoreServicer:
             raise invalid("kind", "is not a known suspect kind")
         if not 0 <= request.limit <= MAX_PAGE_SIZE:
             raise invalid("limit", f"must be between 0 and {MAX_PAGE_SIZE}")
-        sequence, offset = _decode_suspects_token(request.page_token, request.kind)
+        sequence, offset = paging.suspects_position(request.page_token, request.kind)
         watch = self.source.suspects
         report = watch.latest if sequence is None else watch.report(sequence)
         if report is None and sequence is not None:
@@ -389,7 +274,7 @@ class ScoreServicer:
             )
         found = report.of_kind(SuspectKind(request.kind) if request.kind else None)
         end = offset + (request.limit or DEFAULT_PAGE_SIZE)
-        token = _encode_suspects_token(report.sequence, end, request.kind)
+        token = paging.suspects_token(report.sequence, end, request.kind)
         rank = {id(s): i for i, s in enumerate(report.suspects)}
         return pb.ListSuspectsResponse(
             suspects=[
@@ -411,7 +296,7 @@ class ScoreServicer:
         start, end = _time_field(request, "start_time"), _time_field(request, "end_time")
         if start is not None and end is not None and start > end:
             raise invalid("start_time", "must not be after end_time")
-        resume = _decode_history_token(request.page_token)
+        resume = paging.history_resume(request.page_token)
         if resume is not None:
             start = resume if start is None else max(start, resume)
         snap = self.source.snapshot_for(0, context)
@@ -423,7 +308,7 @@ class ScoreServicer:
             user_id=request.user_id,
             topic=normalize_topic(request.topic),
             points=[history_point_to_wire(p) for p in found[:limit]],
-            next_page_token=_encode_history_token(found[limit].time) if len(found) > limit else "",
+            next_page_token=paging.history_token(found[limit].time) if len(found) > limit else "",
         )
 
     def ExplainChange(
@@ -640,13 +525,13 @@ class ScoreServicer:
     ) -> pb.ListModerationActionsResponse:
         if not 0 <= request.page_size <= MAX_PAGE_SIZE:
             raise invalid("page_size", f"must be between 0 and {MAX_PAGE_SIZE}")
-        offset = _decode_page_token(request.page_token)
+        offset = paging.offset_of(request.page_token)
         actions, following = self.engine.moderation_actions(
             offset, request.page_size or DEFAULT_PAGE_SIZE
         )
         return pb.ListModerationActionsResponse(
             actions=[moderation_to_wire(a) for a in actions],
-            next_page_token="" if following is None else _encode_page_token(following),
+            next_page_token="" if following is None else paging.offset_token(following),
         )
 
     def _cluster(self, request: Any, beneficiaries: bool) -> list[str]:
@@ -763,80 +648,3 @@ def _time_field(request: Any, field: str) -> float | None:
     if not 0 <= stamp.nanos < 1_000_000_000:
         raise invalid(field, "nanos must be from 0 to 999999999")
     return float(stamp.seconds + stamp.nanos * 1e-9)
-
-
-def _encode_history_token(resume: float) -> str:
-    """History pages follow time: the token holds the next point's time (microseconds)."""
-    return base64.urlsafe_b64encode(f"h{round(resume * 1e6)}".encode()).decode().rstrip("=")
-
-
-def _decode_history_token(token: str) -> float | None:
-    if not token:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if not raw.startswith("h"):
-            raise ValueError(raw)
-        return int(raw[1:]) / 1e6
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("page_token", "is not a token this service issued") from None
-
-
-def _encode_page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
-
-
-def _encode_topic_token(after: str) -> str:
-    """Topic pages follow names (keyset paging): the token holds the last name given."""
-    return base64.urlsafe_b64encode(f"t{after}".encode()).decode().rstrip("=")
-
-
-def _decode_topic_token(token: str) -> str:
-    if not token:
-        return ""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raw = ""
-    if not raw.startswith("t"):
-        raise invalid("page_token", "is not a token this service issued")
-    return raw[1:]
-
-
-def _decode_page_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if not raw.startswith("o"):
-            raise ValueError(raw)
-        offset = int(raw[1:])
-        if offset < 0:
-            raise ValueError(raw)
-        return offset
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("page_token", "is not a token this service issued") from None
-
-
-def _encode_suspects_token(sequence: int, offset: int, kind: int) -> str:
-    """Suspect pages are offsets into one report, named by its snapshot's sequence."""
-    raw = f"s{sequence}.{offset}.{kind}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_suspects_token(token: str, kind: int) -> tuple[int | None, int]:
-    """The report's sequence (None for the first page) and the offset."""
-    if not token:
-        return None, 0
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if not raw.startswith("s"):
-            raise ValueError(raw)
-        sequence, offset, given = (int(part) for part in raw[1:].split("."))
-        if offset < 0:
-            raise ValueError(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("page_token", "is not a token this service issued") from None
-    if given != kind:
-        raise invalid("page_token", "was issued for another kind")
-    return sequence, offset
