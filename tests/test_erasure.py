@@ -3,14 +3,24 @@ what a fresh engine fed the same events without them computes."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
+import grpc
 import numpy as np
 import pytest
-from support import CRED_ABS, CRED_REL, DAY, T0
+from support import CRED_ABS, CRED_REL, DAY, T0, CliServer, run_cli
+from test_history import wait_for_points
 
+from scoresvc.client import ScoreClient, ScoreServiceError
 from scoresvc.core.engine import Engine
 from scoresvc.core.errors import InvalidArgument, NotFound
+from scoresvc.core.events import EventLog
 from scoresvc.core.model import AccountStatus
 from scoresvc.core.moderation import ModerationKind
+from scoresvc.core.snapshot import Snapshot
+from scoresvc.storage import archive
+from scoresvc.v1 import score_service_pb2 as pb
 
 ERASED = "erased-user-7f3a"
 USERS = [f"user{i}" for i in range(24)]
@@ -146,3 +156,135 @@ def test_writes_after_an_erasure_count_normally() -> None:
     engine.record_interactions([("a", "c", 1, T0 + 1)], now=T0 + 1)
     snap = engine.refresh(T0 + 2)
     assert engine.has_user("a") and snap.credibility_of(snap.user("c")) > 0
+
+
+# ------------------------------------------------------------------ a real server
+
+
+def _community(now: float) -> EventLog:
+    """Accounts older than the maturity age (so scores do not hang on arrival times)
+    with interactions and endorsements over the last 60 days; some name ERASED."""
+    rng = np.random.default_rng(11)
+    ids = [*USERS, ERASED]
+    n, rows = len(ids), 600
+    actor = rng.integers(0, n, rows)
+    target = (actor + rng.integers(1, n, rows)) % n
+    endorser = rng.integers(0, n, 40)
+    endorsee = (endorser + rng.integers(1, n, 40)) % n
+    return EventLog(
+        n_users=n,
+        actor=actor,
+        target=target,
+        kind=rng.integers(1, 5, rows),
+        ts=now - rng.uniform(DAY, 60 * DAY, rows),
+        endorser=endorser,
+        endorsee=endorsee,
+        topic=rng.integers(0, 2, 40),
+        endorse_ts=now - rng.uniform(DAY, 60 * DAY, 40),
+        retracted=np.zeros(40, bool),
+        user_ids=ids,
+        topics=["", "rust"],
+        first_seen=np.full(n, now - 100 * DAY),
+    )
+
+
+def _without(log: EventLog, user: int) -> EventLog:
+    keep_i = (log.actor != user) & (log.target != user)
+    keep_e = (log.endorser != user) & (log.endorsee != user)
+    renumber = np.arange(log.n_users) - (np.arange(log.n_users) > user)
+    assert log.user_ids is not None and log.first_seen is not None
+    return EventLog(
+        n_users=log.n_users - 1,
+        actor=renumber[log.actor[keep_i]],
+        target=renumber[log.target[keep_i]],
+        kind=log.kind[keep_i],
+        ts=log.ts[keep_i],
+        endorser=renumber[log.endorser[keep_e]],
+        endorsee=renumber[log.endorsee[keep_e]],
+        topic=log.topic[keep_e],
+        endorse_ts=log.endorse_ts[keep_e],
+        retracted=log.retracted[keep_e],
+        user_ids=[u for i, u in enumerate(log.user_ids) if i != user],
+        topics=log.topics,
+        first_seen=np.delete(log.first_seen, user),
+    )
+
+
+def _files_naming(data: Path, user_id: str) -> list[str]:
+    """Every file under ``data`` whose bytes hold ``user_id``."""
+    needle = user_id.encode()
+    return [str(p) for p in data.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def _live_writes(client: ScoreClient, now: float) -> None:
+    """Writes through the API after start-up; the fresh engine gets ``_fresh_writes``."""
+    client.endorse(ERASED, "user3", event_time=now - DAY, request_id=f"req-{ERASED}-1")
+    client.endorse("user3", ERASED, "rust", event_time=now - DAY)
+    client.distrust("user5", ERASED, event_time=now - DAY)
+    client.record_interactions([(ERASED, "user4", 1, now - DAY), ("user6", "user7", 2, now - DAY)])
+    client.stub.InvalidateBetween(
+        pb.InvalidateBetweenRequest(
+            user_ids=["user1", "user2", ERASED], reason=f"ring around {ERASED}"
+        ),
+        timeout=30,
+    )
+
+
+def _fresh_writes(engine: Engine, now: float) -> None:
+    engine.record_interactions([("user6", "user7", 2, now - DAY)], now=now)
+    engine.invalidate_between(["user1", "user2"], reason="ring", now=now)
+
+
+def _assert_server_matches(client: ScoreClient, fresh: Engine) -> None:
+    with pytest.raises(ScoreServiceError) as gone:
+        client.score(ERASED)
+    assert gone.value.code == grpc.StatusCode.NOT_FOUND
+    snapshots: dict[float, Snapshot] = {}
+    for user_id in USERS:
+        got = client.score(user_id)
+        if got.compute_time not in snapshots:
+            snapshots[got.compute_time] = fresh.refresh(got.compute_time)
+        want = snapshots[got.compute_time].score(user_id)
+        assert got.influence == pytest.approx(want.influence, rel=CRED_REL, abs=1e-12), user_id
+
+
+def test_a_served_erasure_leaves_no_byte_of_the_id_in_the_data_directory(tmp_path):
+    now = time.time()
+    log = _community(now)
+    archive_dir, data = tmp_path / "archive", tmp_path / "data"
+    source = Engine(threads=1)
+    source.load_events(log)
+    archive.export(source, archive_dir, "csv")
+    done = run_cli("import", "--data-dir", str(data), "--input", str(archive_dir))
+    assert done.returncode == 0, done.stderr
+    fresh = Engine(threads=1)
+    fresh.load_events(_without(log, len(USERS)))
+    _fresh_writes(fresh, now)
+    serve = ("serve", "--port", "0", "--data-dir", str(data), "--history-interval", "0.1")
+    with CliServer(*serve, "--checkpoint-events", "1") as server:
+        server.wait_serving()
+        with ScoreClient(server.address, timeout=60) as client:
+            _live_writes(client, now)
+            wait_for_points(client, ERASED, 2)
+            assert _files_naming(data, ERASED)  # it was there to erase
+            receipt = client.erase_user(ERASED, reason=f"{ERASED} asked to be forgotten")
+            assert receipt.endorsement_events >= 2 and receipt.distrust_events == 1
+            assert receipt.accounts == 1
+            _assert_server_matches(client, fresh)
+            actions = client.stub.ListModerationActions(
+                pb.ListModerationActionsRequest(page_size=10), timeout=30
+            ).actions
+            assert actions[0].kind == pb.MODERATION_ACTION_KIND_ERASE_USER
+            before = len(client.score_history("user3"))
+            wait_for_points(client, "user3", before + 2)  # recording goes on without it
+        assert server.stop() == 0, server.log()
+    assert _files_naming(data, ERASED) == []
+    with CliServer(*serve) as server:
+        server.wait_serving()
+        with ScoreClient(server.address, timeout=60) as client:
+            _assert_server_matches(client, fresh)
+            with pytest.raises(ScoreServiceError) as gone:
+                client.score_history(ERASED)
+            assert gone.value.code == grpc.StatusCode.NOT_FOUND
+        assert server.stop() == 0, server.log()
+    assert _files_naming(data, ERASED) == []

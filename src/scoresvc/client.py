@@ -21,6 +21,7 @@ import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
 from .core.change import ChangeReport
+from .core.erasure import Erasure
 from .core.history import HistoryPoint
 from .core.model import AccountStatus, InteractionKind
 from .core.results import (
@@ -36,6 +37,7 @@ from .service.convert import (
     batch_scores_of,
     change_of,
     endorsement_of,
+    erasure_of,
     history_point_of,
     ranking_of,
     score_of,
@@ -537,6 +539,12 @@ class ScoreClient:
         request = _status_request(user_id, status, request_id)
         return write_result_of(self._call(self.stub.SetAccountStatus, request, None))
 
+    def erase_user(self, user_id: str, *, reason: str, timeout: float | None = None) -> Erasure:
+        """Erase a user as if it never existed (admin role); returns the receipt. A
+        rebuild of the server's state: give a large service a longer ``timeout``."""
+        request = pb.EraseUserRequest(user_id=user_id, reason=reason)
+        return erasure_of(self._call(self.stub.EraseUser, request, timeout))
+
 
 # ------------------------------------------------------------------ asyncio
 
@@ -812,3 +820,10 @@ class AsyncScoreClient:
         """Make an account NORMAL, SEED or SUSPENDED; as ``ScoreClient.set_account_status``."""
         request = _status_request(user_id, status, request_id)
         return write_result_of(await self._call(self.stub.SetAccountStatus, request, None))
+
+    async def erase_user(
+        self, user_id: str, *, reason: str, timeout: float | None = None
+    ) -> Erasure:
+        """Erase a user; as ``ScoreClient.erase_user``."""
+        request = pb.EraseUserRequest(user_id=user_id, reason=reason)
+        return erasure_of(await self._call(self.stub.EraseUser, request, timeout))

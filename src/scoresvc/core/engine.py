@@ -787,7 +787,7 @@ class Engine:
         if user is not None:
             user_id = ingest.users.ids[user]
             self._ingest, receipt = erasure.erased(ingest, user, record.sequence, f["now"])
-            self._requests.forget_naming(lambda request: erasure.scrub(request, user_id) != request)
+            self._requests.forget_naming(lambda request: user_id in request)
             self._rebuilt = True
         self._ingest.moderation.add(
             ModerationAction(
