@@ -3,23 +3,31 @@ what a fresh engine fed the same events without them computes."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from support import CRED_ABS, CRED_REL, DAY, T0, CliServer, run_cli
+from support import CRED_ABS, CRED_REL, DAY, T0, CliServer, rejected, run_cli
 from test_history import wait_for_points
 
-from scoresvc.client import ScoreClient, ScoreServiceError
+from scoresvc.client import AsyncScoreClient, ScoreClient, ScoreServiceError
 from scoresvc.core.engine import Engine
+from scoresvc.core.erasure import digest
 from scoresvc.core.errors import InvalidArgument, NotFound
 from scoresvc.core.events import EventLog
 from scoresvc.core.model import AccountStatus
 from scoresvc.core.moderation import ModerationKind
+from scoresvc.core.records import WriteRecord
 from scoresvc.core.snapshot import Snapshot
+from scoresvc.core.users import UserIds
+from scoresvc.service.server import ServerSettings, build_server
 from scoresvc.storage import archive
+from scoresvc.storage.history import ERASING_FILE, History
+from scoresvc.storage.store import Store
 from scoresvc.v1 import score_service_pb2 as pb
 
 ERASED = "erased-user-7f3a"
@@ -288,3 +296,78 @@ def test_a_served_erasure_leaves_no_byte_of_the_id_in_the_data_directory(tmp_pat
             assert gone.value.code == grpc.StatusCode.NOT_FOUND
         assert server.stop() == 0, server.log()
     assert _files_naming(data, ERASED) == []
+
+
+# ------------------------------------------------------------------ crashes
+
+
+def test_an_erasure_journaled_before_a_crash_is_finished_at_the_next_start(tmp_path):
+    data = tmp_path / "data"
+    engine = Engine(threads=1)
+    store = Store(data)
+    store.load_into(engine)
+    engine.record_interactions([(ERASED, "ana", 1, T0), ("ana", "bo", 2, T0)], now=T0)
+    store.checkpoint()
+    engine.endorse("bo", ERASED, now=T0)
+    # The erasure's row committed, then the crash: neither applied nor rewritten.
+    salt = bytes(16)
+    fields = {"salt": salt.hex(), "digest": digest(ERASED, salt), "actor": "", "reason": "asked"}
+    store.append(
+        WriteRecord(engine.sequence + 1, "erase", {**fields, "now": T0}, {}, UserIds.of([]))
+    )
+    store.close(final_checkpoint=False)
+    assert _files_naming(data, ERASED)
+    with Store(data) as reopened:
+        restarted = Engine(threads=1)
+        reopened.load_into(restarted)
+        assert not restarted.has_user(ERASED) and restarted.has_user("bo")
+    assert _files_naming(data, ERASED) == []
+    with Store(data) as again:  # and it stays so: nothing left to redo
+        final = Engine(threads=1)
+        again.load_into(final)
+        assert not final.has_user(ERASED)
+    assert _files_naming(data, ERASED) == []
+
+
+def test_a_history_erasure_a_crash_interrupted_is_finished_when_it_opens(tmp_path):
+    engine = Engine(threads=1)
+    engine.record_interactions([(ERASED, "ana", 1, T0), ("ana", "bo", 2, T0)], now=T0)
+    forever = 1e12  # keep points of T0
+    history = History(tmp_path / "history", forever)
+    history.record(engine.refresh(T0), T0, engine.top_inflows(4)[1:])
+    history.record(engine.refresh(T0 + 60), T0 + 60, engine.top_inflows(4)[1:])
+    salt = bytes(16)
+    marker = {"salt": salt.hex(), "digest": digest(ERASED, salt)}
+    (tmp_path / "history" / ERASING_FILE).write_text(json.dumps(marker))
+    reopened = History(tmp_path / "history", forever)
+    assert not reopened.knows(ERASED) and len(reopened.points("bo")) == 2
+    assert reopened.points("bo")[0].influence == history.points("bo")[0].influence
+    assert _files_naming(tmp_path, ERASED) == []
+    assert not (tmp_path / "history" / ERASING_FILE).exists()
+
+
+def test_the_clients_erase_and_refuse_with_the_field_named() -> None:
+    engine = Engine(threads=1)
+    engine.record_interactions(
+        [("ana", "bo", 1, None), ("cy", "bo", 1, None), ("dee", "bo", 1, None)]
+    )
+    settings = ServerSettings(refresh_gap_seconds=0.005, time_step_seconds=3600)
+    server = build_server("127.0.0.1:0", engine, settings).start()
+    try:
+        with ScoreClient(server.address, timeout=30) as client:
+            assert client.erase_user("ana", reason="asked").accounts == 1
+            missing = rejected(client.erase_user, "ana", reason="asked")
+            assert missing.code == grpc.StatusCode.NOT_FOUND
+            assert missing.reason == "USER_NOT_FOUND" and "user_id" in str(missing.metadata)
+            unsaid = rejected(client.erase_user, "bo", reason="")
+            assert unsaid.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert [v[0] for v in unsaid.field_violations] == ["reason"]
+
+        async def erase() -> int:
+            async with AsyncScoreClient(server.address) as client:
+                return (await client.erase_user("cy", reason="asked")).sequence
+
+        assert asyncio.run(erase()) == engine.sequence
+        assert not engine.has_user("cy") and engine.has_user("bo")
+    finally:
+        server.stop(0)

@@ -21,12 +21,12 @@ import numpy as np
 from google.rpc import error_details_pb2, status_pb2
 
 from .core.change import ChangeReport
-from .core.erasure import Erasure
 from .core.history import HistoryPoint
 from .core.model import AccountStatus, InteractionKind
 from .core.results import (
     BatchScores,
     EndorsementEvent,
+    Erasure,
     Ranking,
     TopicSummary,
     UserScore,

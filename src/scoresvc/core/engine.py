@@ -27,7 +27,6 @@ import numpy as np
 
 from . import erasure, validation
 from .change import Standing
-from .erasure import Erasure
 from .errors import InvalidArgument, NotFound
 from .events import EventLog
 from .graph import TrustGraph
@@ -36,7 +35,7 @@ from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
 from .moderation import ModerationAction, ModerationKind
 from .records import EngineState, Journal, WriteRecord
-from .results import Contributions, Contributor, EndorsementEvent, WriteResult
+from .results import Contributions, Contributor, EndorsementEvent, Erasure, WriteResult
 from .scoring import Distrust, established, teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings

@@ -20,7 +20,7 @@ replaying it finds the user without the record holding the id.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,28 +29,11 @@ from .ingest import IngestState, log_record
 from .model import AccountStatus
 from .moderation import ModerationAction
 from .records import WriteRecord
+from .results import Erasure
 from .users import UserIds
 
 #: What replaces an erased id in moderation reasons.
 TOMBSTONE = "[erased]"
-
-
-@dataclass(frozen=True)
-class Erasure:
-    """The receipt of an erasure: the write's sequence, what it removed (interaction
-    links: per pair and kind, the decayed sum between the user and another account;
-    endorsement and distrust events, retractions included, from the trails) and how
-    many accounts went (the user and those it alone brought in)."""
-
-    sequence: int
-    interaction_links: int
-    endorsement_events: int
-    distrust_events: int
-    accounts: int
-
-    @property
-    def events(self) -> int:
-        return self.interaction_links + self.endorsement_events + self.distrust_events
 
 
 def digest(user_id: str, salt: bytes) -> str:

@@ -15,7 +15,6 @@ from typing import Any, cast
 from google.protobuf import timestamp_pb2
 
 from ..core.change import Cause, ChangePart, ChangeReport
-from ..core.erasure import Erasure
 from ..core.history import HistoryPoint
 from ..core.model import AccountStatus, seconds_and_nanos
 from ..core.moderation import ModerationAction
@@ -24,6 +23,7 @@ from ..core.results import (
     BatchScores,
     Contributor,
     EndorsementEvent,
+    Erasure,
     Explanation,
     RankedUser,
     Ranking,

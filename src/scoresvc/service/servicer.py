@@ -23,9 +23,8 @@ from google.protobuf import timestamp_pb2
 from .. import _wire
 from ..core.change import Cause, explain_change, report_of
 from ..core.engine import Engine
-from ..core.erasure import Erasure
 from ..core.errors import FieldViolation, InvalidArgument, NotFound
-from ..core.results import WriteResult
+from ..core.results import Erasure, WriteResult
 from ..core.scoring import log_scale_one
 from ..core.snapshot import Snapshot
 from ..core.suspects import SuspectKind, SuspectWatch
