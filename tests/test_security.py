@@ -68,8 +68,8 @@ def test_each_role_may_call_what_it_should_and_nothing_more(guarded, tokens):
 
 #: The README's role table, written out: who may call what on a server holding tokens.
 #: Roles nest: reader (the seven reads) < writer (also the five writes of events)
-#: < admin (also SetAccountStatus, ListSuspects and the moderation actions and their
-#: trail); a call without a token is UNAUTHENTICATED.
+#: < admin (also SetAccountStatus, ListSuspects, the moderation actions and their
+#: trail, and EraseUser); a call without a token is UNAUTHENTICATED.
 _OK, _DENIED, _UNAUTH = "OK", "PERMISSION_DENIED", "UNAUTHENTICATED"
 ROLE_MATRIX = {
     #                      anonymous  reader   writer   admin
@@ -91,6 +91,7 @@ ROLE_MATRIX = {
     "InvalidateBetween": (_UNAUTH, _DENIED, _DENIED, _OK),
     "RestoreBetween": (_UNAUTH, _DENIED, _DENIED, _OK),
     "ListModerationActions": (_UNAUTH, _DENIED, _DENIED, _OK),
+    "EraseUser": (_UNAUTH, _DENIED, _DENIED, _OK),
 }
 CALLERS = ("anonymous", "reader", "writer", "admin")
 
@@ -131,6 +132,8 @@ def _valid_request(method: str, caller: str):
         # Invalidation 1 is made before the server starts.
         "RestoreBetween": pb.RestoreBetweenRequest(action_id=1, reason="appeal"),
         "ListModerationActions": pb.ListModerationActionsRequest(page_size=5),
+        # Each caller erases an account of its own (made before the server started).
+        "EraseUser": pb.EraseUserRequest(user_id=f"{caller}-gone", reason="asked"),
     }[method]
 
 
@@ -144,6 +147,7 @@ def test_every_method_for_every_role_follows_the_readme_role_table(tokens):
     for caller in CALLERS:
         engine.endorse(f"{caller}-fan", "bo")
         engine.distrust(f"{caller}-critic", "bo")
+        engine.record_interactions([(f"{caller}-gone", "bo", LIKE, None)])
     engine.invalidate_between(["cy", "dee"], reason="for RestoreBetween")
     engine.refresh()
     server = build_server("127.0.0.1:0", engine, FAST, auth=Authenticator(store)).start()

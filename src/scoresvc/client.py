@@ -27,6 +27,7 @@ from .core.moderation import ModerationAction
 from .core.results import (
     BatchScores,
     EndorsementEvent,
+    Erasure,
     Ranking,
     TopicSummary,
     UserScore,
@@ -37,6 +38,7 @@ from .service.convert import (
     batch_scores_of,
     change_of,
     endorsement_of,
+    erasure_of,
     history_point_of,
     moderation_of,
     ranking_of,
@@ -606,6 +608,12 @@ class ScoreClient:
         )
         return moderation_of(self._call(self.stub.RestoreBetween, request, None).action)
 
+    def erase_user(self, user_id: str, *, reason: str, timeout: float | None = None) -> Erasure:
+        """Erase a user as if it never existed (admin role); returns the receipt. A
+        rebuild of the server's state: give a large service a longer ``timeout``."""
+        request = pb.EraseUserRequest(user_id=user_id, reason=reason)
+        return erasure_of(self._call(self.stub.EraseUser, request, timeout))
+
 
 # ------------------------------------------------------------------ asyncio
 
@@ -936,3 +944,10 @@ class AsyncScoreClient:
             action_id=action_id, reason=reason, request_id=request_id
         )
         return moderation_of((await self._call(self.stub.RestoreBetween, request, None)).action)
+
+    async def erase_user(
+        self, user_id: str, *, reason: str, timeout: float | None = None
+    ) -> Erasure:
+        """Erase a user; as ``ScoreClient.erase_user``."""
+        request = pb.EraseUserRequest(user_id=user_id, reason=reason)
+        return erasure_of(await self._call(self.stub.EraseUser, request, timeout))

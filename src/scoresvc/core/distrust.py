@@ -127,6 +127,10 @@ class DistrustBook:
         """A copy of the audit trail's columns."""
         return self._trail.copy()
 
+    def replace_trail(self, columns: dict[str, np.ndarray]) -> None:
+        """Take ``columns`` (``trail()``'s) as the trail (see ``EndorsementBook``)."""
+        self._trail.load(columns, "")
+
     def trail_source(self) -> TrailSource:
         """The trail for ``trail.trail_page``."""
         return self._trail, self._deciding_events, True

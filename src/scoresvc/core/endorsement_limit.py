@@ -59,6 +59,14 @@ class EndorsementLimit:
         if self.limit > 0 and ts >= newest - self.horizon:
             insort(self._kept(endorser, newest), ts)
 
+    def renumbered(self, new_ids: np.ndarray, gone: np.ndarray) -> EndorsementLimit:
+        """A copy with endorser ``e`` as ``new_ids[e]``, those ``gone`` marks left out."""
+        copy = EndorsementLimit(self.limit, self.window, self.horizon)
+        copy._times = {
+            int(new_ids[e]): list(times) for e, times in self._times.items() if not gone[e]
+        }
+        return copy
+
     def arrays(self, newest: float) -> dict[str, np.ndarray]:
         """The kept times as checkpoint columns (sorted per endorser)."""
         for endorser in list(self._times):

@@ -260,11 +260,21 @@ class EndorsementBook:
                 retry_after_seconds=retry,
             )
 
+    def carry_limits(self, other: EndorsementBook, new_ids: np.ndarray, gone: np.ndarray) -> None:
+        """Take ``other``'s daily-limit counts, endorser ``e`` as ``new_ids[e]`` and
+        those ``gone`` marks left out (an erasure)."""
+        self._limit = other._limit.renumbered(new_ids, gone)
+
     # ------------------------------------------------------------------ reading
 
     def trail(self) -> dict[str, np.ndarray]:
         """A copy of the audit trail's columns."""
         return self._trail.copy()
+
+    def replace_trail(self, columns: dict[str, np.ndarray]) -> None:
+        """Take ``columns`` (``trail()``'s) as the trail: the same events the records
+        were built from, in their order, with their sequence numbers (an erasure)."""
+        self._trail.load(columns, "")
 
     def trail_source(self, pairs: PairTable) -> TrailSource:
         """The trail for ``trail.trail_page``."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from . import validation
+from . import erasure, validation
 from .change import Standing
 from .errors import InvalidArgument, NotFound
 from .events import EventLog
@@ -35,7 +35,7 @@ from .ledger import RequestLedger, digest_batch
 from .model import AccountStatus, ModelParams
 from .moderation import ModerationAction, ModerationKind
 from .records import EngineState, Journal, WriteRecord
-from .results import Contributions, Contributor, EndorsementEvent, WriteResult
+from .results import Contributions, Contributor, EndorsementEvent, Erasure, WriteResult
 from .scoring import Distrust, established, teleport_vector
 from .snapshot import Snapshot, build_snapshot
 from .solver import Solver, SolverSettings
@@ -58,6 +58,7 @@ class _RowUpdate:
     received: np.ndarray
     topic_records: dict[str, np.ndarray]
     distrust: Distrust
+    rebuilt: bool  # the graph was started anew (an erasure): no previous ranking
 
 
 class Engine:
@@ -91,6 +92,10 @@ class Engine:
         self._sequence = 0  # of the last write applied
         self._assigned = 0  # of the last write given a number (applied or journaling)
         self._journal: Journal | None = None
+        # An erasure replaced the ingest state: the next refresh starts the graph and
+        # the solver anew (cold). Receipts of erasures, by sequence, until fetched.
+        self._rebuilt = False
+        self._erasures: dict[int, Erasure] = {}
         # Refresh side (graph lock).
         self._graph = TrustGraph()
         self._credibility = Solver(self.solver, self.params.damping, self.threads)
@@ -745,6 +750,74 @@ class Engine:
             found = [a for a in self._ingest.moderation.actions if a.sequence == done.sequence]
         return found[-1]
 
+    # ------------------------------------------------------------------ erasure
+
+    def erase_user(
+        self,
+        user_id: str,
+        *,
+        reason: str,
+        actor: str = "",
+        now: float | None = None,
+        at: float | None = None,
+    ) -> Erasure:
+        """Remove everything ``user_id`` did and received, as if it never existed
+        (``core.erasure``; ``NotFound`` for a user never seen), recorded in the
+        moderation trail without the id, then publish a snapshot at ``at`` (default
+        ``now``) that no longer has it. A rebuild of the ingest state: O(pairs + trail
+        events); the refresh after it is a cold one. Returns the receipt."""
+        now = time.time() if now is None else now
+        validation.check_erasure(user_id, reason)
+        salt = os.urandom(16)
+        fields = {
+            "salt": salt.hex(),
+            "digest": erasure.digest(user_id, salt),
+            "actor": erasure.scrub(actor, user_id),
+            "reason": erasure.scrub(reason, user_id),
+            "now": now,
+        }
+
+        def make_record(sequence: int) -> WriteRecord:
+            if user_id not in self._ingest.users.index:
+                raise NotFound(f"user {user_id!r} has never been seen", "user_id")
+            return WriteRecord(sequence, "erase", fields, {}, UserIds.of([]))
+
+        # The graph lock keeps readers off the old graph over the new pair table.
+        with self._graph_lock:
+            done = self._write("", (), make_record)
+            self._refresh(now if at is None else at)
+        with self._ingest_lock:
+            return self._erasures.pop(done.sequence)
+
+    def _apply_erasure(self, record: WriteRecord) -> int:
+        """Apply an erasure record (ingest lock held); a user its digest finds no more
+        (already erased) leaves the state as it is. Returns the events removed."""
+        f = record.fields
+        ingest = self._ingest
+        user = erasure.find(ingest.users.ids, bytes.fromhex(f["salt"]), f["digest"])
+        receipt = Erasure(record.sequence, 0, 0, 0, 0)
+        if user is not None:
+            user_id = ingest.users.ids[user]
+            self._ingest, receipt = erasure.erased(ingest, user, record.sequence, f["now"])
+            self._requests.forget_naming(lambda request: user_id in request)
+            self._rebuilt = True
+        self._ingest.moderation.add(
+            ModerationAction(
+                action_id=self._ingest.moderation.next_id(),
+                kind=ModerationKind.ERASE_USER,
+                sequence=record.sequence,
+                time=float(f["now"]),
+                actor=str(f["actor"]),
+                reason=str(f["reason"]),
+                user_ids=(),
+                pairs=receipt.interaction_links,
+                endorsement_events=receipt.endorsement_events,
+                distrust_events=receipt.distrust_events,
+            )
+        )
+        self._erasures[record.sequence] = receipt
+        return receipt.events
+
     def _check_in_force(self, action_id: int) -> None:
         """``NotFound`` unless ``action_id`` is an invalidation in force (ingest lock)."""
         action = self._ingest.moderation.get(action_id)
@@ -804,7 +877,10 @@ class Engine:
 
     def _apply(self, record: WriteRecord) -> WriteResult:
         """Apply a numbered record (ingest lock held)."""
-        accepted, live = self._ingest.apply(record)
+        if record.kind == "erase":
+            accepted, live = self._apply_erasure(record), None
+        else:
+            accepted, live = self._ingest.apply(record)
         self._sequence = record.sequence
         self._assigned = max(self._assigned, record.sequence)
         self.events_accepted += accepted
@@ -824,7 +900,8 @@ class Engine:
             arrays.update(self._requests.arrays())
             # The last published credibility: a warm start for the first refresh after
             # a restore (never written again, so no lock is needed to read it).
-            arrays["warm_x"] = self._snapshot.x.copy()
+            # After an erasure, none: the next refresh is a cold one.
+            arrays["warm_x"] = np.zeros(0) if self._rebuilt else self._snapshot.x.copy()
             return EngineState(self._sequence, arrays, {})
 
     def restore(self, state: EngineState, spare_pairs: int = 0) -> None:
@@ -872,50 +949,56 @@ class Engine:
         credibility (a warm start).
         """
         now = time.time() if now is None else float(now)
-        started = time.perf_counter()
         with self._graph_lock:
-            self._credibility.detach()
-            with self._ingest_lock:
-                update = self._update_rows(now)
-            self._graph.time = now
-            sweeps, pushes, work = self._credibility.solve(
-                self._graph, self._ingest.pairs, update.n, update.teleport, update.full
-            )
-            x, distrust, second = self._discount(update)
-            snapshot = build_snapshot(
-                previous=self._snapshot,
-                time=now,
-                sequence=update.sequence,
-                user_ids=self._ingest.users.ids,
-                user_index=self._ingest.users.index,
-                topics=self._ingest.book.topic_index,
-                status=update.status,
-                x=x,
-                teleport=update.teleport,
-                received=update.received,
-                topic_records=update.topic_records,
-                topic_min_endorsers=self.params.topic_min_endorsers,
-                distrust=distrust,
-                maturity_age_seconds=self.params.maturity_age_seconds,
-                stats={
-                    "full": update.full,
-                    "rows": update.rows,
-                    "sweeps": sweeps,
-                    "pushes": pushes,
-                    "edge_work": work,
-                    "distrust_sweeps": second[0],
-                    "distrust_pushes": second[1],
-                    "distrust_edge_work": second[2],
-                    "edges": self._graph.edges(update.n),
-                    "seconds": time.perf_counter() - started,
-                },
-            )
-            self._snapshot = snapshot
-            self._published_at = time.time()
+            return self._refresh(now)
+
+    def _refresh(self, now: float) -> Snapshot:
+        """``refresh`` with the graph lock held."""
+        started = time.perf_counter()
+        self._credibility.detach()
+        with self._ingest_lock:
+            update = self._update_rows(now)
+            # Held through the refresh: an erasure replayed meanwhile replaces it.
+            ingest = self._ingest
+        self._graph.time = now
+        sweeps, pushes, work = self._credibility.solve(
+            self._graph, ingest.pairs, update.n, update.teleport, update.full
+        )
+        x, distrust, second = self._discount(update, ingest)
+        snapshot = build_snapshot(
+            previous=self._empty_snapshot() if update.rebuilt else self._snapshot,
+            time=now,
+            sequence=update.sequence,
+            user_ids=ingest.users.ids,
+            user_index=ingest.users.index,
+            topics=ingest.book.topic_index,
+            status=update.status,
+            x=x,
+            teleport=update.teleport,
+            received=update.received,
+            topic_records=update.topic_records,
+            topic_min_endorsers=self.params.topic_min_endorsers,
+            distrust=distrust,
+            maturity_age_seconds=self.params.maturity_age_seconds,
+            stats={
+                "full": update.full,
+                "rows": update.rows,
+                "sweeps": sweeps,
+                "pushes": pushes,
+                "edge_work": work,
+                "distrust_sweeps": second[0],
+                "distrust_pushes": second[1],
+                "distrust_edge_work": second[2],
+                "edges": self._graph.edges(update.n),
+                "seconds": time.perf_counter() - started,
+            },
+        )
+        self._snapshot = snapshot
+        self._published_at = time.time()
         return snapshot
 
     def _discount(
-        self, update: _RowUpdate
+        self, update: _RowUpdate, ingest: IngestState
     ) -> tuple[np.ndarray, dict[str, np.ndarray], tuple[int, int, int]]:
         """Step 8: the share of trust each user keeps after credible users' distrust,
         the credibility solved again with what the distrusted pass on discounted, and
@@ -925,7 +1008,7 @@ class Engine:
         n, solver = update.n, self._credibility
         credible = np.where(update.status == AccountStatus.SUSPENDED, 0.0, solver.x[:n])
         kept = update.distrust.kept(credible, self.params.distrust_strength)
-        x, work = solver.discounted(self._graph, self._ingest.pairs, n, kept)
+        x, work = solver.discounted(self._graph, ingest.pairs, n, kept)
         received = update.distrust.received(n)
         users = np.flatnonzero(received > 0)
         view = {"users": users, "received": received[users], "kept": kept[users]}
@@ -934,6 +1017,11 @@ class Engine:
     def _update_rows(self, now: float) -> _RowUpdate:
         """Bring the graph's rows up to the pair sums at ``now`` and read what the
         snapshot needs of the ingest side (both locks held)."""
+        rebuilt = self._rebuilt
+        if rebuilt:
+            self._graph = TrustGraph()
+            self._credibility = Solver(self.solver, self.params.damping, self.threads)
+            self._rebuilt = False
         p, ingest, graph, solver = self.params, self._ingest, self._graph, self._credibility
         pairs, n = ingest.pairs, len(ingest.users)
         pairs.keep_landmark_near(now)
@@ -984,4 +1072,5 @@ class Engine:
                 pairs, graph.beta, scale, graph.support, graph.mature, p.reciprocity
             ),
             distrust=Distrust.at(*ingest.distrust.live(), now, p.half_life_seconds),
+            rebuilt=rebuilt,
         )

@@ -103,6 +103,12 @@ class RequestLedger:
         """Drop a queued request the journal could not store."""
         self._queued.pop(request_id, None)
 
+    def forget_naming(self, names: Callable[[str], bool]) -> None:
+        """Drop the answered requests whose id ``names`` matches (an erasure: a
+        client may have put the user's id in its request ids)."""
+        for request_id in [r for r in self._done if names(r)]:
+            del self._done[request_id]
+
     def remember(self, request_id: str, fingerprint: tuple[Any, ...], result: WriteResult) -> None:
         """Record an applied request's answer, and forget the oldest ones."""
         self._queued.pop(request_id, None)

@@ -9,6 +9,8 @@ Three actions, each a journaled write recorded with who made it and why:
   distrust events stay on their trails, marked with the action, and their records are
   rebuilt from the events that still count. Events accepted later count normally.
 * ``RESTORE_BETWEEN``: reverse an invalidation: its sums and events count again.
+* ``ERASE_USER``: an account erased (``core.erasure``); the entry names no account,
+  and counts what was removed as an invalidation counts what it set aside.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ModerationKind(enum.IntEnum):
     SUSPEND_CLUSTER = 1
     INVALIDATE_BETWEEN = 2
     RESTORE_BETWEEN = 3
+    ERASE_USER = 4
 
 
 @dataclass(frozen=True)

@@ -145,3 +145,21 @@ class WriteResult:
     sequence: int
     accepted: int = 1
     endorsement_live: bool | None = None
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """The receipt of an erasure: the write's sequence, what it removed (interaction
+    links: per pair and kind, the decayed sum between the user and another account;
+    endorsement and distrust events, retractions included, from the trails) and how
+    many accounts went (the user and those it alone brought in)."""
+
+    sequence: int
+    interaction_links: int
+    endorsement_events: int
+    distrust_events: int
+    accounts: int
+
+    @property
+    def events(self) -> int:
+        return self.interaction_links + self.endorsement_events + self.distrust_events

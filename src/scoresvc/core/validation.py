@@ -265,3 +265,14 @@ def check_moderation(kind: ModerationKind, user_ids: list[str], reason: str) -> 
             bad.append(found)
     if bad:
         raise InvalidArgument(bad)
+
+
+def check_erasure(user_id: str, reason: str) -> None:
+    """An erasure names its account and says why; ``InvalidArgument`` otherwise."""
+    bad = [v for v in (check_user_id(user_id, "user_id"),) if v is not None]
+    if not isinstance(reason, str) or not reason.strip():
+        bad.append(FieldViolation("reason", "must say why (a non-empty string)"))
+    elif len(reason.encode("utf-8")) > MAX_REASON_BYTES:
+        bad.append(FieldViolation("reason", f"must be at most {MAX_REASON_BYTES} bytes"))
+    if bad:
+        raise InvalidArgument(bad)

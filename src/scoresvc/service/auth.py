@@ -45,6 +45,7 @@ METHOD_ROLES = {
     "InvalidateBetween": "admin",
     "RestoreBetween": "admin",
     "ListModerationActions": "admin",
+    "EraseUser": "admin",
 }
 #: The methods that change state: those a reader may not call, but admins' reads.
 WRITE_METHODS = frozenset(m for m, role in METHOD_ROLES.items() if role != "reader") - {

@@ -23,6 +23,7 @@ from ..core.results import (
     BatchScores,
     Contributor,
     EndorsementEvent,
+    Erasure,
     Explanation,
     RankedUser,
     Ranking,
@@ -196,6 +197,27 @@ def suspect_to_wire(s: Suspect, cluster_id: str = "") -> pb.Suspect:
         beneficiary_ids=s.beneficiary_ids,
         evidence=pb.SuspectEvidence(**{f: getattr(e, f) for f in _EVIDENCE_FIELDS}),
         cluster_id=cluster_id,
+    )
+
+
+def erasure_to_wire(e: Erasure) -> pb.EraseUserResponse:
+    return pb.EraseUserResponse(
+        sequence=e.sequence,
+        events_removed=e.events,
+        interaction_links_removed=e.interaction_links,
+        endorsement_events_removed=e.endorsement_events,
+        distrust_events_removed=e.distrust_events,
+        accounts_removed=e.accounts,
+    )
+
+
+def erasure_of(m: pb.EraseUserResponse) -> Erasure:
+    return Erasure(
+        sequence=m.sequence,
+        interaction_links=m.interaction_links_removed,
+        endorsement_events=m.endorsement_events_removed,
+        distrust_events=m.distrust_events_removed,
+        accounts=m.accounts_removed,
     )
 
 

@@ -21,7 +21,7 @@ from google.protobuf import timestamp_pb2
 from ..core.change import Cause, explain_change, moderated, report_of
 from ..core.engine import Engine
 from ..core.errors import FieldViolation, InvalidArgument, NotFound
-from ..core.results import WriteResult
+from ..core.results import Erasure, WriteResult
 from ..core.scoring import log_scale_one
 from ..core.snapshot import Snapshot
 from ..core.suspects import SuspectKind, SuspectWatch
@@ -36,6 +36,7 @@ from .auth import Caller
 from .convert import (
     change_to_wire,
     endorsement_to_wire,
+    erasure_to_wire,
     explanation_to_wire,
     history_point_to_wire,
     moderation_to_wire,
@@ -89,6 +90,8 @@ class SnapshotSource(Protocol):
     def snapshot_for(self, min_sequence: int, context: grpc.ServicerContext) -> Snapshot: ...
 
     def written(self) -> None: ...
+
+    def evaluation_time(self) -> float: ...
 
 
 # The two users' fields of the endorsement and of the distrust requests.
@@ -516,6 +519,28 @@ class ScoreServicer:
         )
         self.source.written()
         return pb.RestoreBetweenResponse(action=moderation_to_wire(action))
+
+    def EraseUser(
+        self, request: pb.EraseUserRequest, context: grpc.ServicerContext, caller: Caller
+    ) -> pb.EraseUserResponse:
+        self._check_ready()
+        _check_id(request.user_id, "user_id")
+        receipts: list[Erasure] = []
+
+        def erase() -> int:
+            receipts.append(
+                self.engine.erase_user(
+                    request.user_id,
+                    reason=request.reason,
+                    actor=caller.name,
+                    at=self.source.evaluation_time(),
+                )
+            )
+            return receipts[0].sequence
+
+        self.history.erase(request.user_id, erase)
+        self.source.written()
+        return erasure_to_wire(receipts[0])
 
     def ListModerationActions(
         self,

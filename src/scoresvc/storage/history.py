@@ -28,6 +28,12 @@ Every file is written to a temporary name, fsynced, renamed into place and its
 directory fsynced; the user table is replaced before the point that needs its new
 rows. A crash mid-write leaves the points completed before it, whole, and at most a
 ``.tmp`` file (removed at the next start) and user-table rows no point uses yet.
+
+An erasure (``History.erase``) zeroes the user's row, and every reference to it as a
+contributor, in every point, and overwrites its id in the user table with an empty
+tombstone, each file rewritten atomically, the table last. ``erasing.json`` (the
+user's salted digest, never the id) is written first and removed last: a start that
+finds it finishes the erasure.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import bisect
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -52,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import erasure
 from ..core.change import Standing
 from ..core.history import HistoryPoint
 from ..core.model import RECEIVED_COLUMNS, AccountStatus
@@ -65,6 +73,7 @@ log = logging.getLogger("scoresvc.storage.history")
 
 HISTORY_DIR = "history"
 USERS_FILE = "users.svhu"
+ERASING_FILE = "erasing.json"
 USERS_MAGIC = b"SVHU"
 POINT_MAGIC = b"SVHP"
 VERSION = 1
@@ -193,14 +202,16 @@ class History:
             leftover.unlink(missing_ok=True)
         users = self.directory / USERS_FILE
         self._ids: list[str] = _read_users(users) if users.exists() else []
-        self._row = {user_id: i for i, user_id in enumerate(self._ids)}
+        self._row = {user_id: i for i, user_id in enumerate(self._ids) if user_id}
         self._points = sorted(_point_micros(self.directory))  # microseconds, ascending
         self._layouts: dict[int, _Layout] = {}
         self._lock = threading.Lock()  # the lists above
         self._recording = threading.Lock()  # one record at a time
         self._recorded = threading.Condition(self._lock)
         self._temporary = False
+        self._erased_through = 0  # snapshots before this sequence are not recorded
         self.drop_expired()
+        self._finish_erasure()
 
     @classmethod
     def temporary(cls, retention_seconds: float = DEFAULT_RETENTION_SECONDS) -> History:
@@ -222,8 +233,10 @@ class History:
         """Record every user of ``snap`` as a point at ``at`` (now by default; a time
         at or before the last point's is moved just after it), with each user's largest
         ``inflows`` (``Engine.top_inflows``: sources and flows) when given. Returns the
-        point's time."""
+        point's time (NaN: nothing recorded, ``snap`` predates an erasure)."""
         with self._recording:
+            if snap.sequence < self._erased_through:
+                return math.nan
             micros = round((self.clock() if at is None else at) * 1e6)
             with self._lock:
                 if self._points:
@@ -258,6 +271,62 @@ class History:
                 self._row.update(zip(added, rows[new].tolist()))
                 self._ids.extend(added)
         return rows
+
+    # ------------------------------------------------------------------ erasure
+
+    def erase(self, user_id: str, erase: Callable[[], int]) -> int:
+        """Erase ``user_id`` from the history around ``erase`` (the engine's erasure,
+        returning its sequence; nothing is recorded meanwhile, nor any snapshot from
+        before it after). Returns the sequence."""
+        with self._recording:
+            salt = os.urandom(16)
+            marker = {"salt": salt.hex(), "digest": erasure.digest(user_id, salt)}
+            _write_bytes(self.directory / ERASING_FILE, json.dumps(marker).encode())
+            try:
+                sequence = erase()
+            except BaseException:  # refused (unknown user, say): nothing to finish
+                (self.directory / ERASING_FILE).unlink(missing_ok=True)
+                raise
+            self._erased_through = max(self._erased_through, sequence)
+            self._forget(user_id)
+        return sequence
+
+    def _finish_erasure(self) -> None:
+        """Finish an erasure a crash interrupted (``erasing.json`` still there)."""
+        marker = self.directory / ERASING_FILE
+        if not marker.exists():
+            return
+        found = json.loads(marker.read_text())
+        row = erasure.find(self._ids, bytes.fromhex(found["salt"]), found["digest"])
+        if row is None:  # the table, written last, has it no more
+            marker.unlink()
+            _fsync_directory(self.directory)
+        else:
+            self._forget(self._ids[row])
+
+    def _forget(self, user_id: str) -> None:
+        """Zero ``user_id``'s row in every point, then tombstone it in the table."""
+        row = self._row.get(user_id)
+        if row is not None:
+            with self._lock:
+                points = list(self._points)
+            for micros in points:
+                _erase_row(self.directory / point_name(micros), row)
+                with self._lock:
+                    self._layouts.pop(micros, None)
+            with self._lock:
+                ids = [*self._ids[:row], "", *self._ids[row + 1 :]]
+                table = UserIds.of(ids)
+                _write_arrays(
+                    self.directory / USERS_FILE,
+                    USERS_MAGIC,
+                    {"users": len(table)},
+                    {"blob": table.blob, "offsets": table.offsets},
+                )
+                self._ids = ids
+                del self._row[user_id]
+        (self.directory / ERASING_FILE).unlink(missing_ok=True)
+        _fsync_directory(self.directory)
 
     def drop_expired(self, now: float | None = None) -> int:
         """Remove the points older than the retention; returns how many."""
@@ -368,6 +437,52 @@ class History:
 
     def _read_point(self, micros: int, row: int, topic: str) -> HistoryPoint | None:
         return self._with_point(micros, lambda fd, layout: _point_of(fd, layout, row, topic))
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """``data`` to ``path`` atomically."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(temporary, path)
+    _fsync_directory(path.parent)
+
+
+def _erase_row(path: Path, row: int) -> None:
+    """Rewrite the point at ``path`` with user-table row ``row`` absent: its numbers
+    zeroed, its topic entries and its references as a contributor removed."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:  # dropped by the retention meanwhile
+        return
+    with f:
+        layout = _layout(f.fileno(), path.name, POINT_MAGIC)
+        arrays = {name: _read_array(f.fileno(), layout, name).copy() for name in layout.arrays}
+    meta = {k: v for k, v in layout.meta.items() if k not in ("arrays", "data_bytes")}
+    has_row = row < meta["users"]
+    if has_row:
+        arrays["status"][row] = ABSENT
+        for name in ("influence", "percentile", "received", "teleport_share"):
+            arrays[name][row] = 0
+    if "contributor_rows" in arrays:
+        named = arrays["contributor_rows"] == row
+        if has_row:
+            arrays["trust_kept"][row] = 1
+            named[row] = True
+        arrays["contributor_rows"][named] = -1
+        arrays["contributor_flow"][named] = 0
+    keep = arrays["topic_rows"] != row
+    topics, at = {}, 0
+    for name, (lo, hi, top) in meta["topics"].items():
+        size = int(keep[lo:hi].sum())
+        topics[name] = [at, at + size, top]
+        at += size
+    meta["topics"] = topics
+    for name in ("topic_rows", "topic_value", "topic_percentile"):
+        arrays[name] = arrays[name][keep]
+    _write_arrays(path, POINT_MAGIC, meta, arrays)
 
 
 def _point_micros(directory: Path) -> Iterator[int]:

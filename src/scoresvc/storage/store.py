@@ -19,6 +19,13 @@ Checkpoints (``scoresvc.storage.checkpoint``) hold the engine's state as of a se
 number; start-up loads the newest good one and replays the journal after it. Journal
 rows covered by the older of the two checkpoints kept are deleted, so a corrupt
 newest checkpoint still has the journal it needs in the previous one.
+
+An erasure (``Engine.erase_user``) is journaled like any write, naming the user only by
+a salted digest; once applied, a checkpoint of the state without the user is written
+at once, every older checkpoint and the journal through it are deleted, and the
+database is rewritten (``VACUUM``) with its WAL truncated, so no file keeps the user's
+bytes. A crash between the steps is finished at the next start: the erasure's journal
+row (deleted last) or the ``vacuum_pending`` setting says what is left to do.
 """
 
 from __future__ import annotations
@@ -239,6 +246,7 @@ class Store:
             )
         done = self._replay_after(base, engine, progress)
         self._engine = engine
+        self._finish_erasures()
         self._last_checkpoint = (base, time.monotonic())
         self._events_since_checkpoint = done
         engine.attach_journal(self.submit)
@@ -320,10 +328,27 @@ class Store:
                 continue
             for record, ticket in group:
                 try:
-                    ticket.done(engine.replay(record))
+                    result = engine.replay(record)
                 except Exception as exc:  # a bug: its writer hears of it, the loop goes on
                     log.exception("write %d stored but not applied", record.sequence)
                     ticket.fail(exc)
+                    continue
+                try:
+                    if record.kind == "erase":
+                        self._forget_erased()
+                    ticket.done(result)
+                except (OSError, sqlite3.Error) as exc:
+                    log.error(
+                        "erasure %d applied; its files are rewritten at the next start: %s",
+                        record.sequence,
+                        exc,
+                    )
+                    ticket.fail(
+                        StorageError(
+                            f"the erasure is applied but its files are not yet"
+                            f" rewritten (done at the next start): {exc}"
+                        )
+                    )
                 self._events_since_checkpoint += _events_in(record)
 
     def _append(self, records: list[WriteRecord]) -> None:
@@ -425,7 +450,10 @@ class Store:
             )
             return path
 
-    def _compact(self, through: int) -> None:
+    def _compact(self, through: int, vacuum: bool = False) -> None:
+        """Delete the journal through ``through``; with ``vacuum``, rewrite the whole
+        database and truncate its WAL (an erasure: freed pages keep old bytes), raising
+        on failure instead of logging."""
         with self._db_lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -434,12 +462,63 @@ class Store:
                     "INSERT OR REPLACE INTO settings (name, value) VALUES ('compacted_through', ?)",
                     (through,),
                 )
+                if vacuum:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO settings (name, value) VALUES ('vacuum_pending', 1)"
+                    )
                 self._db.execute("COMMIT")
-                self._db.execute("PRAGMA incremental_vacuum")
+                if vacuum:
+                    self._vacuum()
+                else:
+                    self._db.execute("PRAGMA incremental_vacuum")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                if vacuum:
+                    raise
                 log.error("journal compaction failed (the journal keeps its rows): %s", exc)
+
+    def _vacuum(self) -> None:
+        """Rewrite the database without its free pages, then empty the WAL (db lock held)."""
+        self._db.execute("VACUUM")
+        self._db.execute("DELETE FROM settings WHERE name = 'vacuum_pending'")
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.warning("the WAL could not be truncated now (a reader holds it)")
+
+    # ------------------------------------------------------------------ erasure
+
+    def _forget_erased(self) -> None:
+        """After an erasure is applied: a checkpoint of the engine now (without the
+        user), every older checkpoint deleted, the journal through it deleted, the
+        database rewritten. Each step may be repeated (see ``_finish_erasures``)."""
+        assert self._engine is not None
+        with self._checkpoint_lock:
+            started = time.perf_counter()
+            state = self._engine.state()
+            checkpoint.write(self.checkpoint_dir, state)
+            self._last_checkpoint = (state.sequence, time.monotonic())
+            self._events_since_checkpoint = 0
+            checkpoint.prune(self.checkpoint_dir, 1)
+            self._compact(state.sequence, vacuum=True)
+            log.info(
+                "erasure at write %d: checkpoint, journal and database rewritten in %.2f s",
+                state.sequence,
+                time.perf_counter() - started,
+            )
+
+    def _finish_erasures(self) -> None:
+        """At start-up, finish an erasure a crash interrupted: its journal row is
+        deleted last, and the ``vacuum_pending`` setting cleared after the vacuum."""
+        with self._db_lock:
+            (erasures,) = self._db.execute(
+                "SELECT count(*) FROM writes WHERE kind = 'erase'"
+            ).fetchone()
+        if erasures:
+            self._forget_erased()
+        elif self._setting("vacuum_pending", 0):
+            with self._db_lock:
+                self._vacuum()
 
     def _checkpoint_loop(self) -> None:
         while not self._closing:
