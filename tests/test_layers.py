@@ -77,13 +77,16 @@ MAY_IMPORT = {
     "storage": {"storage", "core", "_core"},
     "service": {"service", "storage", "core", "_core", "_wire", "v1"},
     "batch": {"batch", "storage", "core", "_core"},
+    # The clients speak the wire (stubs, convert) in the domain's words; no engine.
+    "client": {"client", "service", "core", "v1"},
 }
 
 
 def _package_imports(path: Path) -> set[str]:
     """The top-level parts of the package (``core``, ``_core``, ...) a module imports."""
     module = _module_name(path)
-    return _package_imports_in(path.read_text(), module.rpartition(".")[0])
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    return _package_imports_in(path.read_text(), package)
 
 
 def _package_imports_in(source: str, package: str) -> set[str]:
