@@ -46,3 +46,12 @@ def test_invalid_ids_are_found_by_position():
     bad_length, bad_text = ids.invalid()
     assert bad_length.tolist() == [1, 2, 5]
     assert bad_text.tolist() == [3]
+
+
+@given(batch=st.lists(names | st.text(alphabet="abc0", max_size=4), max_size=30))
+def test_ids_encode_to_their_utf8_bytes_one_after_another(batch):
+    ids = UserIds.of(batch)
+    encoded = [name.encode("utf-8", "surrogatepass") for name in batch]
+    assert ids.blob.tobytes() == b"".join(encoded)
+    assert ids.lengths().tolist() == [len(e) for e in encoded]
+    assert ids.decoded() == batch

@@ -39,6 +39,9 @@ class UserIds:
     def of(cls, strings: Sequence[str]) -> UserIds:
         """Encode ``strings``; lone surrogates are kept (``surrogatepass``) so that
         ``invalid()`` reports them instead of this raising."""
+        ascii_ids = cls._of_ascii(strings)
+        if ascii_ids is not None:
+            return ascii_ids
         try:
             encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
         except AttributeError:  # not a str: encoded empty, so reported as missing
@@ -49,6 +52,21 @@ class UserIds:
         np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
         blob = np.frombuffer(b"".join(encoded), np.uint8)
         return cls(blob, offsets, strings)
+
+    @classmethod
+    def _of_ascii(cls, strings: Sequence[str]) -> UserIds | None:
+        """``of`` in one encode when every id is ASCII (a character is then a byte), else
+        None."""
+        try:
+            text = "".join(strings)
+        except TypeError:  # not all str
+            return None
+        blob = text.encode("utf-8", "surrogatepass")
+        if len(blob) != len(text):
+            return None
+        offsets = np.zeros(len(strings) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, strings), np.int64, len(strings)), out=offsets[1:])
+        return cls(np.frombuffer(blob, np.uint8), offsets, strings)
 
     @classmethod
     def empty(cls) -> UserIds:
@@ -140,18 +158,25 @@ class UserTable:
         new = np.flatnonzero(dense < 0)
         if len(new) == 0:
             return dense
-        names = users.decoded(new)
+        every = len(new) == len(users)  # all of them (a bulk load), in order
+        names = users.decoded(None if every else new)
         first = len(self.ids)
-        # The same new id may appear twice in one batch: number it once.
-        fresh = list(dict.fromkeys(names)) if len(set(names)) < len(names) else names
-        self.index.update(zip(fresh, range(first, first + len(fresh))))
-        self.ids.extend(fresh)
-        dense[new] = np.fromiter(map(self.index.__getitem__, names), np.int64, len(names))
-        if len(fresh) < len(names):
-            chosen = new[np.unique(dense[new] - first, return_index=True)[1]]
-        else:
+        self.index.update(zip(names, range(first, first + len(names))))
+        if len(self.index) == first + len(names):
+            self.ids.extend(names)
+            dense[new] = np.arange(first, first + len(names))
             chosen = new
-        self._append(users, chosen, hashes[chosen])
+        else:
+            # The same new id appears twice in the batch: number each once, in order.
+            for name in names:
+                self.index.pop(name, None)
+            fresh = list(dict.fromkeys(names))
+            self.index.update(zip(fresh, range(first, first + len(fresh))))
+            self.ids.extend(fresh)
+            dense[new] = np.fromiter(map(self.index.__getitem__, names), np.int64, len(names))
+            chosen = new[np.unique(dense[new] - first, return_index=True)[1]]
+            every = False
+        self._append(users, chosen, hashes[chosen], every)
         return dense
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -182,7 +207,10 @@ class UserTable:
         )
         return out
 
-    def _append(self, users: UserIds, positions: np.ndarray, hashes: np.ndarray) -> None:
+    def _append(
+        self, users: UserIds, positions: np.ndarray, hashes: np.ndarray, every: bool
+    ) -> None:
+        """Add the ids of ``users`` at ``positions`` (``every``: all of them, in order)."""
         first = len(self._lookup)
         n = first + len(positions)
         starts, ends = users.offsets[positions], users.offsets[positions + 1]
@@ -195,7 +223,10 @@ class UserTable:
         self._hash[first:n] = hashes
         np.cumsum(lengths, out=self._offsets[first + 1 : n + 1])
         self._offsets[first + 1 : n + 1] += used
-        # Gather the new ids' bytes: one index array over the source blob.
-        take = np.repeat(starts - self._offsets[first:n], lengths) + np.arange(used, need)
-        self._blob[used:need] = users.blob[take]
+        if every:
+            self._blob[used:need] = users.blob[users.offsets[0] : users.offsets[-1]]
+        else:
+            # Gather the new ids' bytes: one index array over the source blob.
+            take = np.repeat(starts - self._offsets[first:n], lengths) + np.arange(used, need)
+            self._blob[used:need] = users.blob[take]
         self._lookup.add_ids(self._hash, first, n)
