@@ -14,6 +14,9 @@ from .arrays import grown
 from .model import ModelParams
 from .pairs import PairTable
 
+#: The most threads ``compute_rows`` gives a block of explanation sums each.
+_MAX_SUM_BLOCKS = 8
+
 
 class SlackCSR:
     """Rows of pair slots with room to grow in place: row ``a`` is
@@ -207,11 +210,18 @@ class TrustGraph:
         scale: float,
         params: ModelParams,
         threads: int,
-    ) -> np.ndarray:
+        with_sums: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Recompute ``P`` and ``beta`` of ``rows`` (docs/model.md, steps 3-6) from the pair sums
-        times ``scale``; returns 1 where a user's ``beta`` changed."""
+        times ``scale``; returns 1 where a user's ``beta`` changed and, ``with_sums``
+        (``rows`` must then be every user), the explanation sums of every user from the
+        same pass (see ``received``), or None when it leaves them to ``received``."""
         n = self.n_users
         beta_changed = np.zeros(n, np.uint8)
+        # A block of sums per thread (40 bytes a user each): on many cores the second
+        # pass costs less than the blocks.
+        with_sums = with_sums and threads <= _MAX_SUM_BLOCKS
+        parts = np.zeros((threads, n, 5)) if with_sums else None
         _core.compute_rows(
             rows=rows,
             start=self.out.start,
@@ -234,8 +244,11 @@ class TrustGraph:
             out_d=np.empty(n),
             beta_changed=beta_changed,
             num_threads=threads,
+            received=parts,
         )
-        return beta_changed
+        if parts is None:
+            return beta_changed, None
+        return beta_changed, parts.sum(axis=0) if threads > 1 else parts[0]
 
     def received(
         self,
