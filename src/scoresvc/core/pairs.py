@@ -324,7 +324,7 @@ class PairTable:
         table.eslot = grown(arrays["pair_eslot"], room, -1)
         table.p = np.zeros(len(table.key))
         table.rev = np.full(len(table.key), -1, np.int32)
-        table.index.get_or_insert(table.key[:n], table.key, np.empty(n, np.int32))
+        table.index.add_ids(table.key, 0, n)  # a state's keys are distinct
         _core.link_reverse(table.index, table.key, 0, n, table.rev)
         table.n = n
         table.e_sum = arrays["e_sum"] * (table.endorsement_weight / was[5])
