@@ -15,8 +15,9 @@ from scoresvc.core.endorsement_limit import EndorsementLimit
 from scoresvc.core.engine import Engine
 from scoresvc.core.errors import Conflict, InvalidArgument, NotFound, RateLimited
 from scoresvc.core.events import EventLog
+from scoresvc.core.graph import SlackCSR
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
-from scoresvc.core.pairs import PairTable, reversed_pairs
+from scoresvc.core.pairs import PairTable, pack_pairs, reversed_pairs
 from scoresvc.synthetic import community
 
 NOW = T0 + 1.0
@@ -557,3 +558,21 @@ def test_a_full_refresh_gives_the_explanation_sums_of_the_two_pass_way():
     two_passes = engine_for(log, NOW, threads=9)[1]
     np.testing.assert_allclose(one_pass.received, two_passes.received, rtol=1e-13, atol=0)
     assert one_pass.received[:, 0].sum() > 0
+
+
+@given(
+    edges=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=60, unique=True),
+    threads=st.sampled_from([1, 2, 3]),
+)
+def test_a_new_graph_is_filled_with_the_rows_inserting_its_edges_gives(edges, threads):
+    keys = pack_pairs([e[0] for e in edges], [e[1] for e in edges])
+    for source in (True, False):
+        rows = (keys >> np.uint64(32 if source else 0)) & np.uint64(0xFFFFFFFF)
+        filled, inserted = SlackCSR(), SlackCSR()
+        filled.grow(10)
+        inserted.grow(10)
+        filled.fill(keys, source, 10, threads)
+        inserted.insert(rows.astype(np.int32), np.arange(len(keys), dtype=np.int32), 10)
+        for a in range(10):
+            assert filled.row(a).tolist() == inserted.row(a).tolist()
+        assert filled.used == len(keys) and (filled.cap == filled.length).all()

@@ -127,6 +127,9 @@ def endorsement_sums(
     half_life: float,
     e_sum: F64,
 ) -> None: ...
+def csr_fill(
+    pair_key: U64, shift: int, start: I32, length: I32, e_pair: I32, num_threads: int
+) -> None: ...
 def csr_reserve(
     new_per_row: I64, start: I32, length: I32, cap: I32, e_pair: I32, used: int
 ) -> int: ...

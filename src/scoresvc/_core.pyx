@@ -666,6 +666,45 @@ def endorsement_sums(const int32_t[::1] touched, const int32_t[::1] pair_eslot,
             e_sum[slot] = total
 
 
+def csr_fill(const uint64_t[::1] pair_key, int shift, int32_t[::1] start,
+             int32_t[::1] length, int32_t[::1] e_pair, int num_threads):
+    """A plain CSR of the pairs ``[0, e_pair.shape[0])`` by their source (``shift``
+    32) or destination (0): row ``a`` at ``e_pair[start[a] : start[a] + length[a]]``,
+    slots ascending (all OUT; ``start`` and ``length`` cover every row). A stable
+    counting sort; each thread counts and places one contiguous share of the pairs."""
+    cdef int64_t m = e_pair.shape[0], rows = start.shape[0], t, i, a, i0, i1, share, total
+    cdef int32_t row
+    counts_array = np.zeros((num_threads, rows), np.int64)
+    cdef int64_t[:, ::1] counts = counts_array
+    cdef uint64_t low = 0xffffffff
+    share = (m + num_threads - 1) // num_threads
+    if m > INT32_MAX:
+        raise OverflowError("the trust graph would exceed 2^31 edges")
+    with nogil:
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, m)
+            for i in range(i0, i1):
+                counts[t, <int32_t>((pair_key[i] >> shift) & low)] += 1
+        total = 0
+        for a in range(rows):
+            start[a] = <int32_t>total
+            for t in range(num_threads):
+                i = counts[t, a]
+                counts[t, a] = total
+                total += i
+            length[a] = <int32_t>(total - start[a])
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, m)
+            for i in range(i0, i1):
+                row = <int32_t>((pair_key[i] >> shift) & low)
+                e_pair[counts[t, row]] = <int32_t>i
+                counts[t, row] += 1
+
+
 def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
                 int32_t[::1] length, int32_t[::1] cap, int32_t[::1] e_pair,
                 int64_t used):

@@ -742,7 +742,7 @@ class Engine:
             solver.restart(n)
         moved = pairs.take_landmark_moved()
         full = cold or graph.time != now or moved or graph.n_users == 0
-        graph.insert_new_edges(pairs)
+        graph.insert_new_edges(pairs, self.threads)
         mature = established(ingest.first_seen[:n], now, p.maturity_age_seconds)
         graph.update_support(
             ingest.changes, pairs, mature, moved or graph.time is None, self.threads

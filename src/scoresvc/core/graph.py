@@ -50,6 +50,17 @@ class SlackCSR:
         before = np.cumsum(length) - length
         return self.pair[np.repeat(start - before, length) + np.arange(int(length.sum()))]
 
+    def fill(self, pair_key: np.ndarray, source: bool, n: int, threads: int) -> None:
+        """Make an empty CSR a plain one (no slack) of the pairs ``pair_key`` by
+        source (else by destination), ``n`` rows, in one parallel counting sort."""
+        assert self.used == 0, "fill needs an empty CSR"
+        self.pair = np.empty(len(pair_key), np.int32)
+        _core.csr_fill(
+            pair_key, 32 if source else 0, self.start[:n], self.length[:n], self.pair, threads
+        )
+        self.cap[:n] = self.length[:n]
+        self.used = len(pair_key)
+
     def insert(self, rows: np.ndarray, pairs: np.ndarray, n: int) -> None:
         """Append ``pairs[i]`` to row ``rows[i]`` (``n`` rows in all)."""
         per_row = np.bincount(rows, minlength=n).astype(np.int64)
@@ -121,10 +132,15 @@ class TrustGraph:
         self.mature = grown(self.mature, n, 0)
         self.n_users = n
 
-    def insert_new_edges(self, pairs: PairTable) -> None:
+    def insert_new_edges(self, pairs: PairTable, threads: int = 1) -> None:
         """Add the pairs created since the last refresh."""
         first, last = self.n_pairs, pairs.n
         if last == first:
+            return
+        if first == 0:  # a new graph: plain CSRs at once
+            self.out.fill(pairs.key[:last], True, self.n_users, threads)
+            self.inward.fill(pairs.key[:last], False, self.n_users, threads)
+            self.n_pairs = last
             return
         src, dst = pairs.src_dst(slice(first, last), np.int32)
         slots = np.arange(first, last, dtype=np.int32)
