@@ -513,10 +513,10 @@ def build_pairs(const int64_t[::1] group_start, const uint32_t[::1] partner,
     cdef int d
     seen_array = np.full((num_threads, users), -1, np.int32)
     dirs_array = np.zeros((num_threads, users), np.uint8)
-    first_array = np.zeros((num_threads, users), np.int64)
+    first_array = np.zeros((num_threads, users), np.int32)
     cdef int32_t[:, ::1] seen = seen_array
     cdef uint8_t[:, ::1] dirs = dirs_array
-    cdef int64_t[:, ::1] first = first_array
+    cdef int32_t[:, ::1] first = first_array
     with nogil:
         for u in prange(users, schedule="dynamic", chunksize=256, num_threads=num_threads):
             t = threadid()
@@ -529,7 +529,7 @@ def build_pairs(const int64_t[::1] group_start, const uint32_t[::1] partner,
                 d = partner[e] & 1
                 if (dirs[t, v] & 4) == 0:
                     # The partner's first event: give the pair (both directions) slots.
-                    first[t, v] = next_slot
+                    first[t, v] = <int32_t>next_slot
                     if dirs[t, v] == 3:
                         pair_key[next_slot] = (<uint64_t>lo << 32) | <uint64_t>v
                         pair_key[next_slot + 1] = (<uint64_t>v << 32) | <uint64_t>lo

@@ -26,6 +26,9 @@ _LOW = np.uint64(0xFFFFFFFF)
 # times any realistic count stays far from the float64 limit (2^1024).
 LANDMARK_SPAN_HALF_LIVES = 512.0
 
+#: The most threads ``PairTable.build`` runs on.
+_MAX_BUILD_THREADS = 8
+
 
 def pack_pairs(high: Any, low: Any) -> np.ndarray:
     """Keys ``high << 32 | low`` (uint64) of two columns of 32-bit ids."""
@@ -199,6 +202,9 @@ class PairTable:
         insert per event (see ``_core.group_events``); the same sums, event by event.
         Leaves the growth headroom ``trim`` would."""
         assert self.n == 0, "build needs an empty table"
+        # Each thread has scratch of ~22 bytes a user: past a few threads the passes
+        # are bound by memory anyway.
+        threads = min(threads, _MAX_BUILD_THREADS)
         self._note_interactions(ts, compaction)
         assert self.landmark is not None
         dense = np.ascontiguousarray(dense, np.int64)
