@@ -15,7 +15,9 @@ from scoresvc.core.endorsement_limit import EndorsementLimit
 from scoresvc.core.engine import Engine
 from scoresvc.core.errors import Conflict, InvalidArgument, NotFound, RateLimited
 from scoresvc.core.events import EventLog
+from scoresvc.core.graph import SlackCSR
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.core.pairs import PairTable, pack_pairs, reversed_pairs
 from scoresvc.synthetic import community
 
 NOW = T0 + 1.0
@@ -508,3 +510,69 @@ def test_memory_is_reported_by_part():
     parts = engine.memory_bytes()
     assert set(parts) == {"pairs", "graph", "users", "endorsements", "snapshot"}
     assert all(v > 0 for v in parts.values())
+
+
+# ---------------------------------------------------------------- bulk loads
+
+
+@given(
+    users=st.integers(1, 12),
+    events=st.lists(
+        st.tuples(st.integers(0, 11), st.integers(0, 11), st.integers(0, 3), st.integers(0, 50)),
+        min_size=1,
+        max_size=80,
+    ),
+    weighted=st.booleans(),
+    threads=st.sampled_from([1, 2, 3]),
+)
+def test_a_load_into_an_empty_table_builds_the_pairs_adding_them_one_by_one_would(
+    users, events, weighted, threads
+):
+    # Ids of the log to the engine's, shuffled; pairs of a user with itself included.
+    dense = np.random.default_rng(users).permutation(12)[:users].astype(np.int64)
+    actor = np.array([e[0] % users for e in events], np.int64)
+    target = np.array([e[1] % users for e in events], np.int64)
+    channel = np.array([e[2] for e in events], np.int8)
+    ts = T0 - np.array([e[3] for e in events], np.float64) * DAY
+    weight = np.linspace(0.5, 3.0, len(events)) if weighted else None
+    one_by_one, built = PairTable(ModelParams()), PairTable(ModelParams())
+    one_by_one.add_interactions(dense, actor, target, channel, ts, weight)
+    built.build(dense, actor, target, channel, ts, threads, weight)
+
+    n = one_by_one.n
+    assert built.n == n and built.landmark == one_by_one.landmark
+    slots = built.lookup(one_by_one.key[:n])
+    assert np.array_equal(built.key[slots], one_by_one.key[:n])
+    # The same sums to the last bit: each pair's events are added in the same order.
+    assert np.array_equal(built.fd[slots], one_by_one.fd[:n])
+    reverse = one_by_one.lookup(reversed_pairs(one_by_one.key[:n]))
+    assert np.array_equal(one_by_one.rev[:n], reverse)
+    assert np.array_equal(built.rev[slots], np.where(reverse >= 0, slots[reverse], -1))
+    assert (built.rev[n:] == -1).all() and (built.eslot == -1).all()
+
+
+def test_a_full_refresh_gives_the_explanation_sums_of_the_two_pass_way():
+    # Past eight threads the engine sums in a second pass over the in-edges.
+    log = community(4000, 200, seed=3)
+    one_pass = engine_for(log, NOW, threads=2)[1]
+    two_passes = engine_for(log, NOW, threads=9)[1]
+    np.testing.assert_allclose(one_pass.received, two_passes.received, rtol=1e-13, atol=0)
+    assert one_pass.received[:, 0].sum() > 0
+
+
+@given(
+    edges=st.lists(st.tuples(st.integers(0, 9), st.integers(0, 9)), max_size=60, unique=True),
+    threads=st.sampled_from([1, 2, 3]),
+)
+def test_a_new_graph_is_filled_with_the_rows_inserting_its_edges_gives(edges, threads):
+    keys = pack_pairs([e[0] for e in edges], [e[1] for e in edges])
+    for source in (True, False):
+        rows = (keys >> np.uint64(32 if source else 0)) & np.uint64(0xFFFFFFFF)
+        filled, inserted = SlackCSR(), SlackCSR()
+        filled.grow(10)
+        inserted.grow(10)
+        filled.fill(keys, source, 10, threads)
+        inserted.insert(rows.astype(np.int32), np.arange(len(keys), dtype=np.int32), 10)
+        for a in range(10):
+            assert filled.row(a).tolist() == inserted.row(a).tolist()
+        assert filled.used == len(keys) and (filled.cap == filled.length).all()

@@ -46,3 +46,22 @@ def test_invalid_ids_are_found_by_position():
     bad_length, bad_text = ids.invalid()
     assert bad_length.tolist() == [1, 2, 5]
     assert bad_text.tolist() == [3]
+
+
+@given(batch=st.lists(names | st.text(alphabet="abc0", max_size=4), max_size=30))
+def test_ids_encode_to_their_utf8_bytes_one_after_another(batch):
+    ids = UserIds.of(batch)
+    encoded = [name.encode("utf-8", "surrogatepass") for name in batch]
+    assert ids.blob.tobytes() == b"".join(encoded)
+    assert ids.lengths().tolist() == [len(e) for e in encoded]
+    assert ids.decoded() == batch
+
+
+def test_the_index_by_string_catches_up_with_ids_added_after_it_was_read():
+    table = UserTable()
+    table.register(UserIds.of(["a", "b"]))
+    index = table.index
+    assert index["b"] == 1 and index.get("c") is None and "c" not in index
+    table.register(UserIds.of(["c", "a", "d", "c"]))
+    assert index.get("c") == 2 and index["d"] == 3 and "a" in index
+    assert dict(index) == {"a": 0, "b": 1, "c": 2, "d": 3} and len(index) == 4

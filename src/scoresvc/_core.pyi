@@ -16,6 +16,7 @@ class U64Index:
     def nbytes(self) -> int: ...
     def get_or_insert(self, keys: U64, stored: U64, out: I32, start: int = 0) -> int: ...
     def lookup(self, keys: U64, stored: U64, out: I32) -> None: ...
+    def add_ids(self, stored_hash: U64, first: int, last: int) -> None: ...
 
 def hash_ids(blob: U8, offsets: I64, out: U64) -> None: ...
 
@@ -30,7 +31,6 @@ class BytesIndex(U64Index):
         stored_offsets: I64,
         out: I32,
     ) -> None: ...
-    def add_ids(self, stored_hash: U64, first: int, last: int) -> None: ...
 
 def pack_pair_keys(dense: I64, actor: I64, target: I64, keys: U64) -> None: ...
 def accumulate(
@@ -42,6 +42,36 @@ def accumulate(
     landmark: float,
     half_life: float,
     pair_fd: F64,
+) -> None: ...
+def group_events(
+    dense: I64,
+    actor: I64,
+    target: I64,
+    channel: I8,
+    ts: F64,
+    count: F64,
+    channel_weight: F64,
+    landmark: float,
+    half_life: float,
+    group_start: I64,
+    partner: npt.NDArray[np.uint32],
+    kind: I8,
+    value: F64,
+    num_threads: int,
+) -> None: ...
+def count_group_pairs(
+    group_start: I64, partner: npt.NDArray[np.uint32], pairs_of: I64, num_threads: int
+) -> None: ...
+def build_pairs(
+    group_start: I64,
+    partner: npt.NDArray[np.uint32],
+    kind: I8,
+    value: F64,
+    pair_start: I64,
+    pair_key: U64,
+    pair_fd: F64,
+    pair_rev: I32,
+    num_threads: int,
 ) -> None: ...
 def mark_dirty(
     pair: I32, pair_key: U64, pair_rev: I32, row_dirty: U8, target_dirty: U8
@@ -97,6 +127,9 @@ def endorsement_sums(
     half_life: float,
     e_sum: F64,
 ) -> None: ...
+def csr_fill(
+    pair_key: U64, shift: int, start: I32, length: I32, e_pair: I32, num_threads: int
+) -> None: ...
 def csr_reserve(
     new_per_row: I64, start: I32, length: I32, cap: I32, e_pair: I32, used: int
 ) -> int: ...
@@ -123,6 +156,7 @@ def compute_rows(
     out_d: F64,
     beta_changed: U8,
     num_threads: int,
+    received: F64 | None = None,
 ) -> None: ...
 def received_sums(
     targets: I32,

@@ -21,9 +21,9 @@ Layout of the state these kernels work on:
   the adjacency costs 4 bytes an edge per direction.
 """
 
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport exp2, fabs, log1p
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp
 
@@ -205,6 +205,30 @@ cdef class U64Index:
         self.mask = new_mask
         return 0
 
+    def add_ids(self, const uint64_t[::1] stored_hash, int64_t first, int64_t last):
+        """Index the slots ``[first, last)`` by the values ``stored_hash[i]`` (a
+        ``U64Index``: the keys; a ``BytesIndex``: the ids' hashes), already appended
+        to the caller's array and known to be absent. The buckets are sized once for
+        all of them. Returns nothing; raises MemoryError if a rehash fails."""
+        cdef int64_t i, h, capacity = self.mask + 1
+        cdef int failed = 0
+        if first != self.size or last > stored_hash.shape[0]:
+            raise ValueError("ids must be added in order, after the indexed ones")
+        with nogil:
+            while last * 10 > capacity * 7:
+                capacity *= 2
+            if capacity > self.mask + 1:
+                failed = self._rehash(&stored_hash[0], capacity)
+            if failed == 0:
+                for i in range(first, last):
+                    h = <int64_t>(_mix(stored_hash[i]) & <uint64_t>self.mask)
+                    while self.buckets[h] != -1:
+                        h = (h + 1) & self.mask
+                    self.buckets[h] = <int32_t>i
+                    self.size += 1
+        if failed:
+            raise MemoryError()
+
     def get_or_insert(self, const uint64_t[::1] keys, uint64_t[::1] stored,
                       int32_t[::1] out, int64_t start=0):
         """Map ``keys[start:]`` to slots, appending unseen keys to ``stored``.
@@ -327,27 +351,6 @@ cdef class BytesIndex(U64Index):
                     h = (h + 1) & self.mask
                 out[i] = b
 
-    def add_ids(self, const uint64_t[::1] stored_hash, int64_t first, int64_t last):
-        """Index the ids ``[first, last)``, already appended to the caller's arrays and
-        known to be absent. Returns nothing; raises MemoryError if a rehash fails."""
-        cdef int64_t i, h
-        cdef int failed = 0
-        if first != self.size or last > stored_hash.shape[0]:
-            raise ValueError("ids must be added in order, after the indexed ones")
-        with nogil:
-            for i in range(first, last):
-                if (self.size + 1) * 10 > (self.mask + 1) * 7:
-                    if self._rehash(&stored_hash[0], (self.mask + 1) * 2) != 0:
-                        failed = 1
-                        break
-                h = <int64_t>(_mix(stored_hash[i]) & <uint64_t>self.mask)
-                while self.buckets[h] != -1:
-                    h = (h + 1) & self.mask
-                self.buckets[h] = <int32_t>i
-                self.size += 1
-        if failed:
-            raise MemoryError()
-
 
 def pack_pair_keys(const int64_t[::1] dense, const int64_t[::1] actor,
                    const int64_t[::1] target, uint64_t[::1] keys):
@@ -378,6 +381,171 @@ def accumulate(const int32_t[::1] pair, const int8_t[::1] channel,
             pair_fd[pair[i], channel[i]] += (
                 (count[i] if counted else 1.0)
                 * channel_weight[channel[i]] * exp2((ts[i] - landmark) * inv_h))
+
+
+# ---------------------------------------------------------------- cold build
+#
+# A bulk load into an empty pair table builds it in parallel passes instead of a hash
+# insert per event: the events are grouped by the lower user of their pair (a stable
+# counting sort), so both directions of a pair land in one group, which one thread
+# owns; a scratch array per thread, indexed by the other user, finds each pair's
+# slot. Pairs are laid out group by group, both directions side by side, so their
+# reverse slots are known without a lookup.
+
+cdef inline int32_t _lower(const int64_t[::1] dense, const int64_t[::1] actor,
+                           const int64_t[::1] target, int64_t i) noexcept nogil:
+    cdef int64_t a = dense[actor[i]], b = dense[target[i]]
+    return <int32_t>(a if a < b else b)
+
+
+def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
+                 const int64_t[::1] target, const int8_t[::1] channel,
+                 const double[::1] ts, const double[::1] count,
+                 const double[::1] channel_weight, double landmark, double half_life,
+                 int64_t[::1] group_start, uint32_t[::1] partner, int8_t[::1] kind,
+                 double[::1] value, int num_threads):
+    """Events ``dense[actor[i]] -> dense[target[i]]`` grouped by the lower user ``u``
+    of their pair, in their order within each group (OUT): group ``u`` is positions
+    ``group_start[u] : group_start[u + 1]`` (one more entry than users), and at each
+    ``partner`` is ``2 v + d`` (v the other user; d 0 for u -> v, 1 for v -> u),
+    ``kind`` the channel and ``value`` what the event adds to the pair's sum of that
+    channel, as ``accumulate`` computes it. Each thread counts and places one
+    contiguous share of the events, so the passes stream."""
+    cdef int64_t n = actor.shape[0], users = group_start.shape[0] - 1
+    cdef int64_t t, i, u, i0, i1, total, share, a, b, at
+    cdef int32_t lo
+    cdef double inv_h = 1.0 / half_life
+    cdef bint counted = count.shape[0] > 0
+    counts_array = np.zeros((num_threads, users), np.int64)
+    cdef int64_t[:, ::1] counts = counts_array
+    share = (n + num_threads - 1) // num_threads
+    with nogil:
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, n)
+            for i in range(i0, i1):
+                counts[t, _lower(dense, actor, target, i)] += 1
+        # Each thread's first position in each group, in (group, thread) order.
+        total = 0
+        for u in range(users):
+            group_start[u] = total
+            for t in range(num_threads):
+                i = counts[t, u]
+                counts[t, u] = total
+                total += i
+        group_start[users] = total
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, n)
+            for i in range(i0, i1):
+                a = dense[actor[i]]
+                b = dense[target[i]]
+                if a <= b:
+                    lo = <int32_t>a
+                    at = counts[t, lo]
+                    partner[at] = <uint32_t>(2 * b)
+                else:
+                    lo = <int32_t>b
+                    at = counts[t, lo]
+                    partner[at] = <uint32_t>(2 * a + 1)
+                counts[t, lo] = at + 1
+                kind[at] = channel[i]
+                value[at] = ((count[i] if counted else 1.0) * channel_weight[channel[i]]
+                             * exp2((ts[i] - landmark) * inv_h))
+
+
+cdef inline void _note_partners(const uint32_t[::1] partner, int64_t e0, int64_t e1,
+                                int32_t stamp, int32_t* seen,
+                                uint8_t* dirs) noexcept nogil:
+    """``dirs[v]``: bit d set for each direction d of the group's pairs with v."""
+    cdef int64_t e
+    cdef uint32_t v
+    for e in range(e0, e1):
+        v = partner[e] >> 1
+        if seen[v] != stamp:
+            seen[v] = stamp
+            dirs[v] = 0
+        dirs[v] |= <uint8_t>(1 << (partner[e] & 1))
+
+
+def count_group_pairs(const int64_t[::1] group_start, const uint32_t[::1] partner,
+                      int64_t[::1] pairs_of, int num_threads):
+    """``pairs_of[u]`` (OUT): how many ordered pairs group ``u`` of ``group_events``
+    forms."""
+    cdef int64_t users = group_start.shape[0] - 1, u, c, e
+    cdef int32_t t
+    cdef uint32_t v
+    seen_array = np.full((num_threads, users), -1, np.int32)
+    dirs_array = np.zeros((num_threads, users), np.uint8)
+    cdef int32_t[:, ::1] seen = seen_array
+    cdef uint8_t[:, ::1] dirs = dirs_array
+    with nogil:
+        for u in prange(users, schedule="dynamic", chunksize=256, num_threads=num_threads):
+            t = threadid()
+            _note_partners(partner, group_start[u], group_start[u + 1], <int32_t>u,
+                           &seen[t, 0], &dirs[t, 0])
+            c = 0
+            # Count each partner once: clear its bits once counted.
+            for e in range(group_start[u], group_start[u + 1]):
+                v = partner[e] >> 1
+                c = c + (dirs[t, v] & 1) + (dirs[t, v] >> 1)
+                dirs[t, v] = 0
+            pairs_of[u] = c
+
+
+def build_pairs(const int64_t[::1] group_start, const uint32_t[::1] partner,
+                const int8_t[::1] kind, const double[::1] value,
+                const int64_t[::1] pair_start, uint64_t[::1] pair_key,
+                double[:, ::1] pair_fd, int32_t[::1] pair_rev, int num_threads):
+    """Write the pairs of each group ``u`` of ``group_events`` from slot
+    ``pair_start[u]`` on (``count_group_pairs``): keys, reverse slots, and sums added
+    up event by event in the order given (``pair_key``, ``pair_fd``, ``pair_rev`` OUT
+    for those slots).
+
+    A group's pairs come in order of the partner's first event; a pair whose reverse
+    also exists is followed by it (a pair of a user with itself is its own reverse).
+    """
+    cdef int64_t users = group_start.shape[0] - 1, u, e, slot, next_slot
+    cdef int32_t t, lo
+    cdef uint32_t v
+    cdef int d
+    seen_array = np.full((num_threads, users), -1, np.int32)
+    dirs_array = np.zeros((num_threads, users), np.uint8)
+    first_array = np.zeros((num_threads, users), np.int32)
+    cdef int32_t[:, ::1] seen = seen_array
+    cdef uint8_t[:, ::1] dirs = dirs_array
+    cdef int32_t[:, ::1] first = first_array
+    with nogil:
+        for u in prange(users, schedule="dynamic", chunksize=256, num_threads=num_threads):
+            t = threadid()
+            lo = <int32_t>u
+            _note_partners(partner, group_start[u], group_start[u + 1], lo,
+                           &seen[t, 0], &dirs[t, 0])
+            next_slot = pair_start[u]
+            for e in range(group_start[u], group_start[u + 1]):
+                v = partner[e] >> 1
+                d = partner[e] & 1
+                if (dirs[t, v] & 4) == 0:
+                    # The partner's first event: give the pair (both directions) slots.
+                    first[t, v] = <int32_t>next_slot
+                    if dirs[t, v] == 3:
+                        pair_key[next_slot] = (<uint64_t>lo << 32) | <uint64_t>v
+                        pair_key[next_slot + 1] = (<uint64_t>v << 32) | <uint64_t>lo
+                        pair_rev[next_slot] = <int32_t>(next_slot + 1)
+                        pair_rev[next_slot + 1] = <int32_t>next_slot
+                        next_slot = next_slot + 2
+                    else:
+                        if d == 0:
+                            pair_key[next_slot] = (<uint64_t>lo << 32) | <uint64_t>v
+                        else:
+                            pair_key[next_slot] = (<uint64_t>v << 32) | <uint64_t>lo
+                        pair_rev[next_slot] = <int32_t>next_slot if v == <uint32_t>lo else -1
+                        next_slot = next_slot + 1
+                    dirs[t, v] = dirs[t, v] | 4
+                slot = first[t, v] + (d if (dirs[t, v] & 3) == 3 else 0)
+                pair_fd[slot, kind[e]] += value[e]
 
 
 def mark_dirty(const int32_t[::1] pair, const uint64_t[::1] pair_key,
@@ -498,6 +666,45 @@ def endorsement_sums(const int32_t[::1] touched, const int32_t[::1] pair_eslot,
             e_sum[slot] = total
 
 
+def csr_fill(const uint64_t[::1] pair_key, int shift, int32_t[::1] start,
+             int32_t[::1] length, int32_t[::1] e_pair, int num_threads):
+    """A plain CSR of the pairs ``[0, e_pair.shape[0])`` by their source (``shift``
+    32) or destination (0): row ``a`` at ``e_pair[start[a] : start[a] + length[a]]``,
+    slots ascending (all OUT; ``start`` and ``length`` cover every row). A stable
+    counting sort; each thread counts and places one contiguous share of the pairs."""
+    cdef int64_t m = e_pair.shape[0], rows = start.shape[0], t, i, a, i0, i1, share, total
+    cdef int32_t row
+    counts_array = np.zeros((num_threads, rows), np.int64)
+    cdef int64_t[:, ::1] counts = counts_array
+    cdef uint64_t low = 0xffffffff
+    share = (m + num_threads - 1) // num_threads
+    if m > INT32_MAX:
+        raise OverflowError("the trust graph would exceed 2^31 edges")
+    with nogil:
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, m)
+            for i in range(i0, i1):
+                counts[t, <int32_t>((pair_key[i] >> shift) & low)] += 1
+        total = 0
+        for a in range(rows):
+            start[a] = <int32_t>total
+            for t in range(num_threads):
+                i = counts[t, a]
+                counts[t, a] = total
+                total += i
+            length[a] = <int32_t>(total - start[a])
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, m)
+            for i in range(i0, i1):
+                row = <int32_t>((pair_key[i] >> shift) & low)
+                e_pair[counts[t, row]] = <int32_t>i
+                counts[t, row] += 1
+
+
 def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
                 int32_t[::1] length, int32_t[::1] cap, int32_t[::1] e_pair,
                 int64_t used):
@@ -551,6 +758,53 @@ def csr_insert(const int32_t[::1] rows, const int32_t[::1] pairs,
             e_pair[pos] = pairs[i]
 
 
+cdef inline void _compute_row(int32_t a, const int32_t[::1] start,
+                              const int32_t[::1] length, const int32_t[::1] e_pair,
+                              const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
+                              const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
+                              const double[::1] e_sum, const double[::1] support,
+                              const uint8_t[::1] mature, const uint8_t[::1] status,
+                              double scale, double rho, double budget, double min_weight,
+                              double[::1] pair_p, double[::1] beta, double[::1] out_d,
+                              uint8_t[::1] beta_changed, double* sums) noexcept nogil:
+    """One row of ``compute_rows``; adds to ``sums`` (5 per user) unless it is NULL."""
+    cdef int64_t e, e0 = start[a], e1 = start[a] + length[a]
+    cdef int32_t p
+    cdef double given = 0.0, b_a = 1.0, d_a = 0.0, kept
+    cdef double* at
+    cdef PairWeights pw
+    for e in range(e0, e1):
+        given = given + _endorsed(pair_eslot, e_sum, e_pair[e]) * scale
+    if given > budget:
+        b_a = budget / given
+    for e in range(e0, e1):
+        p = e_pair[e]
+        pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
+                           support, mature, rho, scale)
+        kept = log1p(pw.raw - pw.pen)
+        d_a = d_a + log1p(pw.raw) + b_a * pw.e
+        pair_p[p] = kept + b_a * (pw.e - pw.cut)
+        if sums != NULL:
+            at = sums + 5 * <int64_t>(pair_key[p] & <uint64_t>0xffffffff)
+            at[0] += pw.raw
+            at[1] += kept
+            at[2] += pw.e
+            at[3] += b_a * (pw.e - pw.cut)
+            at[4] += pw.pen + pw.cut
+    if d_a > 0.0 and d_a < min_weight:
+        d_a = min_weight
+    if beta[a] != b_a:
+        beta_changed[a] = 1
+    beta[a] = b_a
+    out_d[a] = d_a
+    for e in range(e0, e1):
+        p = e_pair[e]
+        if d_a > 0.0 and status[a] != STATUS_SUSPENDED:
+            pair_p[p] = pair_p[p] / d_a
+        else:
+            pair_p[p] = 0.0
+
+
 def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const int32_t[::1] length, const int32_t[::1] e_pair,
                  const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
@@ -558,7 +812,8 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const double[::1] e_sum, const double[::1] support,
                  const uint8_t[::1] mature, const uint8_t[::1] status, double scale,
                  double rho, double budget, double min_weight, double[::1] pair_p, double[::1] beta,
-                 double[::1] out_d, uint8_t[::1] beta_changed, int num_threads):
+                 double[::1] out_d, uint8_t[::1] beta_changed, int num_threads,
+                 double[:, :, ::1] received=None):
     """Transition probabilities ``P(a -> b) = g(a -> b) / D_a`` of the given rows.
 
     Steps 3 to 6 of the model, evaluated at the decay ``scale = 2^((L - t) / H)``;
@@ -570,42 +825,29 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
 
     Outputs: ``pair_p`` (OUT, the rows' pairs), ``beta`` and ``out_d`` (OUT, per row),
     ``beta_changed[a]`` set to 1 where beta moved (INOUT).
+
+    With ``received`` (zeros of shape (num_threads, n_users, 5)), each thread also adds
+    what its rows send to ``received[thread, b]`` (the columns of ``received_sums``):
+    their sum over threads is every target's sums when the rows are all users, without
+    a second pass that computes every pair's weights again. Rows then go to threads in
+    a fixed order (static chunks), so the sums come out the same on every run.
     """
-    cdef int64_t i, n = rows.shape[0], e, e0, e1
-    cdef int32_t a, p
-    cdef double given, b_a, d_a, old_beta
-    cdef PairWeights pw
+    cdef int64_t i, n = rows.shape[0]
+    if received is not None and (received.shape[0] < num_threads or received.shape[2] != 5):
+        raise ValueError("received needs a block of 5 sums per user per thread")
+    if received is not None:
+        with nogil:
+            for i in prange(n, schedule="static", chunksize=64, num_threads=num_threads):
+                _compute_row(rows[i], start, length, e_pair, pair_key, pair_fd, pair_rev,
+                             pair_eslot, e_sum, support, mature, status, scale, rho,
+                             budget, min_weight, pair_p, beta, out_d, beta_changed,
+                             &received[threadid(), 0, 0])
+        return
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
-            a = rows[i]
-            e0 = start[a]
-            e1 = e0 + length[a]
-            given = 0.0
-            for e in range(e0, e1):
-                given = given + _endorsed(pair_eslot, e_sum, e_pair[e]) * scale
-            b_a = 1.0
-            if given > budget:
-                b_a = budget / given
-            d_a = 0.0
-            for e in range(e0, e1):
-                p = e_pair[e]
-                pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
-                                   support, mature, rho, scale)
-                d_a = d_a + log1p(pw.raw) + b_a * pw.e
-                pair_p[p] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
-            if d_a > 0.0 and d_a < min_weight:
-                d_a = min_weight
-            old_beta = beta[a]
-            beta[a] = b_a
-            out_d[a] = d_a
-            if old_beta != b_a:
-                beta_changed[a] = 1
-            for e in range(e0, e1):
-                p = e_pair[e]
-                if d_a > 0.0 and status[a] != STATUS_SUSPENDED:
-                    pair_p[p] = pair_p[p] / d_a
-                else:
-                    pair_p[p] = 0.0
+            _compute_row(rows[i], start, length, e_pair, pair_key, pair_fd, pair_rev,
+                         pair_eslot, e_sum, support, mature, status, scale, rho, budget,
+                         min_weight, pair_p, beta, out_d, beta_changed, NULL)
 
 
 def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,

@@ -1,4 +1,5 @@
-"""Growable numpy arrays: the one growth policy the engine's tables share."""
+"""Growable numpy arrays (the one growth policy the engine's tables share) and the
+sort order the rankings use."""
 
 from __future__ import annotations
 
@@ -21,3 +22,24 @@ def grown(array: np.ndarray, needed: int, fill: Any = 0) -> np.ndarray:
         fresh[len(array) :] = fill
     fresh[: len(array)] = array
     return fresh
+
+
+def sorted_order(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` for a 1-d float array, from the unstable
+    (vectorised) sort, several times faster on millions of values: only runs of equal
+    values are put back in their original order, by one sort of unique integer keys."""
+    order = np.argsort(values)
+    ordered = values[order]
+    tied = ordered[1:] == ordered[:-1]
+    if not tied.any():
+        return order
+    m = len(values)
+    run_start = np.ones(m, bool)
+    run_start[1:] = ~tied
+    in_run = np.zeros(m, bool)
+    in_run[1:] |= tied
+    in_run[:-1] |= tied
+    where = np.flatnonzero(in_run)
+    run = (np.cumsum(run_start) - 1)[where]
+    order[where] = np.sort(run * m + order[where]) % m
+    return order

@@ -86,7 +86,7 @@ class Engine:
         self._ingest_lock = threading.Lock()
         self._graph_lock = threading.Lock()
         # Ingest side (ingest lock).
-        self._ingest = IngestState(self.params)
+        self._ingest = IngestState(self.params, self.threads)
         self._requests = RequestLedger()
         self.events_accepted = 0  # since this process started
         self._sequence = 0  # of the last write applied
@@ -916,7 +916,7 @@ class Engine:
         if self._assigned or len(self._ingest.users):
             raise ValueError("restore needs an engine that has seen no writes")
         a = state.arrays
-        self._ingest = IngestState.from_arrays(a, self.params, spare_pairs)
+        self._ingest = IngestState.from_arrays(a, self.params, spare_pairs, self.threads)
         n = len(self._ingest.users)
         self._requests.restore(a)
         self._credibility.warm_start(a.get("warm_x", np.zeros(0)), n)
@@ -1039,7 +1039,7 @@ class Engine:
             solver.restart(n)
         moved = pairs.take_landmark_moved()
         full = cold or graph.time != now or moved or graph.n_users == 0
-        graph.insert_new_edges(pairs)
+        graph.insert_new_edges(pairs, self.threads)
         mature = established(ingest.first_seen[:n], now, p.maturity_age_seconds)
         graph.update_support(
             ingest.changes, pairs, mature, moved or graph.time is None, self.threads
@@ -1048,9 +1048,23 @@ class Engine:
         scale = pairs.decay_to(now)
         if not full:
             solver.scatter(rows, graph, pairs, -p.damping)
-        beta_changed = graph.compute_rows(rows, pairs, ingest.status, scale, p, self.threads)
+        beta_changed, received = graph.compute_rows(
+            rows, pairs, ingest.status, scale, p, self.threads, with_sums=full
+        )
         if not full:
             solver.scatter(rows, graph, pairs, p.damping)
+        targets = ingest.changes.take_targets(n)
+        if received is None:
+            received = graph.received(
+                self._snapshot.received,
+                targets,
+                beta_changed,
+                full,
+                pairs,
+                scale,
+                p.reciprocity,
+                self.threads,
+            )
         return _RowUpdate(
             sequence=self._sequence,
             n=n,
@@ -1058,16 +1072,7 @@ class Engine:
             teleport=teleport,
             full=full,
             rows=len(rows),
-            received=graph.received(
-                self._snapshot.received,
-                ingest.changes.take_targets(n),
-                beta_changed,
-                full,
-                pairs,
-                scale,
-                p.reciprocity,
-                self.threads,
-            ),
+            received=received,
             topic_records=ingest.book.topic_records(
                 pairs, graph.beta, scale, graph.support, graph.mature, p.reciprocity
             ),

@@ -14,6 +14,9 @@ from .arrays import grown
 from .model import ModelParams
 from .pairs import PairTable
 
+#: The most threads ``compute_rows`` gives a block of explanation sums each.
+_MAX_SUM_BLOCKS = 8
+
 
 class SlackCSR:
     """Rows of pair slots with room to grow in place: row ``a`` is
@@ -46,6 +49,17 @@ class SlackCSR:
         length = self.length[rows].astype(np.int64)
         before = np.cumsum(length) - length
         return self.pair[np.repeat(start - before, length) + np.arange(int(length.sum()))]
+
+    def fill(self, pair_key: np.ndarray, source: bool, n: int, threads: int) -> None:
+        """Make an empty CSR a plain one (no slack) of the pairs ``pair_key`` by
+        source (else by destination), ``n`` rows, in one parallel counting sort."""
+        assert self.used == 0, "fill needs an empty CSR"
+        self.pair = np.empty(len(pair_key), np.int32)
+        _core.csr_fill(
+            pair_key, 32 if source else 0, self.start[:n], self.length[:n], self.pair, threads
+        )
+        self.cap[:n] = self.length[:n]
+        self.used = len(pair_key)
 
     def insert(self, rows: np.ndarray, pairs: np.ndarray, n: int) -> None:
         """Append ``pairs[i]`` to row ``rows[i]`` (``n`` rows in all)."""
@@ -118,10 +132,15 @@ class TrustGraph:
         self.mature = grown(self.mature, n, 0)
         self.n_users = n
 
-    def insert_new_edges(self, pairs: PairTable) -> None:
+    def insert_new_edges(self, pairs: PairTable, threads: int = 1) -> None:
         """Add the pairs created since the last refresh."""
         first, last = self.n_pairs, pairs.n
         if last == first:
+            return
+        if first == 0:  # a new graph: plain CSRs at once
+            self.out.fill(pairs.key[:last], True, self.n_users, threads)
+            self.inward.fill(pairs.key[:last], False, self.n_users, threads)
+            self.n_pairs = last
             return
         src, dst = pairs.src_dst(slice(first, last), np.int32)
         slots = np.arange(first, last, dtype=np.int32)
@@ -207,11 +226,18 @@ class TrustGraph:
         scale: float,
         params: ModelParams,
         threads: int,
-    ) -> np.ndarray:
+        with_sums: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Recompute ``P`` and ``beta`` of ``rows`` (docs/model.md, steps 3-6) from the pair sums
-        times ``scale``; returns 1 where a user's ``beta`` changed."""
+        times ``scale``; returns 1 where a user's ``beta`` changed and, ``with_sums``
+        (``rows`` must then be every user), the explanation sums of every user from the
+        same pass (see ``received``), or None when it leaves them to ``received``."""
         n = self.n_users
         beta_changed = np.zeros(n, np.uint8)
+        # A block of sums per thread (40 bytes a user each): on many cores the second
+        # pass costs less than the blocks.
+        with_sums = with_sums and threads <= _MAX_SUM_BLOCKS
+        parts = np.zeros((threads, n, 5)) if with_sums else None
         _core.compute_rows(
             rows=rows,
             start=self.out.start,
@@ -234,8 +260,11 @@ class TrustGraph:
             out_d=np.empty(n),
             beta_changed=beta_changed,
             num_threads=threads,
+            received=parts,
         )
-        return beta_changed
+        if parts is None:
+            return beta_changed, None
+        return beta_changed, parts.sum(axis=0) if threads > 1 else parts[0]
 
     def received(
         self,

@@ -81,8 +81,9 @@ class IngestState:
     so the order writes are applied in does not matter.
     """
 
-    def __init__(self, params: ModelParams) -> None:
+    def __init__(self, params: ModelParams, threads: int = 1) -> None:
         self.params = params
+        self.threads = threads  # for the parallel build of an empty pair table
         self.users = UserTable()
         self.status = np.zeros(0, np.uint8)
         self.first_seen = np.zeros(0, np.float64)
@@ -413,6 +414,12 @@ class IngestState:
     ) -> None:
         if len(actor) == 0:
             return
+        if self.pairs.n == 0 and len(actor) < 2**31:
+            # Every pair is new (a bulk load into an empty engine): build the table at
+            # once, and mark every row and target changed.
+            self.pairs.build(dense, actor, target, channel, ts, self.threads, weight, compaction)
+            self.changes.mark_all(len(self.users))
+            return
         slots = self.pairs.add_interactions(dense, actor, target, channel, ts, weight, compaction)
         self.changes.mark_pairs(slots, self.pairs)
 
@@ -482,11 +489,15 @@ class IngestState:
 
     @classmethod
     def from_arrays(
-        cls, arrays: dict[str, np.ndarray], params: ModelParams, spare_pairs: int = 0
+        cls,
+        arrays: dict[str, np.ndarray],
+        params: ModelParams,
+        spare_pairs: int = 0,
+        threads: int = 1,
     ) -> IngestState:
         """The state in ``arrays``, every row marked changed; room for ``spare_pairs``
         more pairs (see ``PairTable.from_arrays``)."""
-        state = cls(params)
+        state = cls(params, threads)
         state.pairs = PairTable.from_arrays(arrays, params, spare_pairs)
         state.users = UserTable.from_arrays(arrays)
         state.status = arrays["status"].copy()

@@ -26,6 +26,9 @@ _LOW = np.uint64(0xFFFFFFFF)
 # times any realistic count stays far from the float64 limit (2^1024).
 LANDMARK_SPAN_HALF_LIVES = 512.0
 
+#: The most threads ``PairTable.build`` runs on.
+_MAX_BUILD_THREADS = 8
+
 
 def pack_pairs(high: Any, low: Any) -> np.ndarray:
     """Keys ``high << 32 | low`` (uint64) of two columns of 32-bit ids."""
@@ -167,9 +170,7 @@ class PairTable:
         """Add interactions between ``dense[actor[i]]`` and ``dense[target[i]]``, each
         counting ``weight[i]`` times (once when None); ``compaction`` says which are
         compacted sums (and what time their events reach). Returns their pairs' slots."""
-        self.note_times(ts)
-        reach = ts if compaction is None else compaction.event_times(np.asarray(ts))
-        self.latest_interaction = max(self.latest_interaction, float(np.max(reach)))
+        self._note_interactions(ts, compaction)
         keys = np.empty(len(actor), np.uint64)
         _core.pack_pair_keys(
             np.ascontiguousarray(dense, np.int64),
@@ -214,6 +215,73 @@ class PairTable:
         """The pair keys ``action`` holds and their sums decayed to ``at``."""
         keys, sums = self.aside.get(action, (np.zeros(0, np.uint64), np.zeros((0, 4))))
         return keys, sums * (1.0 if self.landmark is None else self.decay_to(at))
+
+    def build(
+        self,
+        dense: np.ndarray,
+        actor: np.ndarray,
+        target: np.ndarray,
+        channel: np.ndarray,
+        ts: np.ndarray,
+        threads: int,
+        weight: np.ndarray | None = None,
+        compaction: Compaction | None = None,
+    ) -> None:
+        """``add_interactions`` into an empty table, in parallel and without a hash
+        insert per event (see ``_core.group_events``); the same sums, event by event.
+        Leaves the growth headroom ``trim`` would."""
+        assert self.n == 0, "build needs an empty table"
+        # Each thread has scratch of ~22 bytes a user: past a few threads the passes
+        # are bound by memory anyway.
+        threads = min(threads, _MAX_BUILD_THREADS)
+        self._note_interactions(ts, compaction)
+        assert self.landmark is not None
+        dense = np.ascontiguousarray(dense, np.int64)
+        users = int(dense.max()) + 1
+        m = len(actor)
+        group_start = np.empty(users + 1, np.int64)
+        partner, kind, value = np.empty(m, np.uint32), np.empty(m, np.int8), np.empty(m)
+        _core.group_events(
+            dense,
+            np.ascontiguousarray(actor, np.int64),
+            np.ascontiguousarray(target, np.int64),
+            np.ascontiguousarray(channel, np.int8),
+            np.ascontiguousarray(ts, np.float64),
+            np.empty(0) if weight is None else np.ascontiguousarray(weight, np.float64),
+            self.kind_weights,
+            self.landmark,
+            self.half_life,
+            group_start,
+            partner,
+            kind,
+            value,
+            threads,
+        )
+        pair_start = np.zeros(users + 1, np.int64)
+        _core.count_group_pairs(group_start, partner, pair_start[1:], threads)
+        np.cumsum(pair_start, out=pair_start)
+        n = int(pair_start[-1])
+        room = n + n // 32 + 1024
+        # Zeroed lazily by the OS (calloc) or written by the threads: the first touch
+        # of fresh memory is slow, so it is not done twice nor on one thread.
+        self.key = np.zeros(room, np.uint64)
+        self.fd = np.zeros((room, 4), np.float64)
+        self.rev = np.empty(room, np.int32)
+        self.rev[n:] = -1
+        _core.build_pairs(
+            group_start, partner, kind, value, pair_start, self.key, self.fd, self.rev, threads
+        )
+        self.p = np.zeros(room, np.float64)
+        self.eslot = np.full(room, -1, np.int32)
+        self.index.add_ids(self.key, 0, n)
+        self.n = n
+
+    def _note_interactions(self, ts: np.ndarray, compaction: Compaction | None) -> None:
+        """Interactions at ``ts`` are about to be added (``compaction``: see
+        ``add_interactions``): move the clocks."""
+        self.note_times(ts)
+        reach = ts if compaction is None else compaction.event_times(np.asarray(ts))
+        self.latest_interaction = max(self.latest_interaction, float(np.max(reach)))
 
     def give_endorsement_slots(self, pairs: np.ndarray) -> int:
         """Give ``pairs`` that have none an endorsement slot; returns how many slots
@@ -298,7 +366,7 @@ class PairTable:
         table.eslot = grown(arrays["pair_eslot"], room, -1)
         table.p = np.zeros(len(table.key))
         table.rev = np.full(len(table.key), -1, np.int32)
-        table.index.get_or_insert(table.key[:n], table.key, np.empty(n, np.int32))
+        table.index.add_ids(table.key, 0, n)  # a state's keys are distinct
         _core.link_reverse(table.index, table.key, 0, n, table.rev)
         table.n = n
         table.e_sum = arrays["e_sum"] * (table.endorsement_weight / was[5])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
+from .arrays import sorted_order
 from .errors import NotFound
 from .model import AccountStatus, ModelParams, seconds_and_nanos
 from .results import Contributions, Explanation, RankedUser, TopicSummary, UserScore
@@ -321,16 +322,15 @@ class Snapshot:
 
 
 def _ranking(previous: Snapshot, influence: np.ndarray, members: np.ndarray) -> np.ndarray:
-    """Members by influence, ascending. Starts from the previous ranking, which is
-    nearly sorted after an incremental refresh, so the stable sort (timsort) runs in
-    close to linear time."""
+    """Members by influence, ascending; equal ones in the order of the previous
+    ranking, then by user (the order that is stable across refreshes)."""
     n = len(influence)
     seen = np.zeros(n, bool)
     prev = previous.ranking[previous.ranking < n]
     prev = prev[members[prev]]
     seen[prev] = True
     perm = np.concatenate([prev, np.flatnonzero(members & ~seen).astype(np.int32)])
-    return perm[np.argsort(influence[perm], kind="stable")]
+    return perm[sorted_order(influence[perm])]
 
 
 def build_snapshot(

@@ -9,7 +9,8 @@ Python strings too (``ids``, ``index``), for readers, which are asked by string.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,9 @@ class UserIds:
     def of(cls, strings: Sequence[str]) -> UserIds:
         """Encode ``strings``; lone surrogates are kept (``surrogatepass``) so that
         ``invalid()`` reports them instead of this raising."""
+        ascii_ids = cls._of_ascii(strings)
+        if ascii_ids is not None:
+            return ascii_ids
         try:
             encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
         except AttributeError:  # not a str: encoded empty, so reported as missing
@@ -49,6 +53,21 @@ class UserIds:
         np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
         blob = np.frombuffer(b"".join(encoded), np.uint8)
         return cls(blob, offsets, strings)
+
+    @classmethod
+    def _of_ascii(cls, strings: Sequence[str]) -> UserIds | None:
+        """``of`` in one encode when every id is ASCII (a character is then a byte), else
+        None."""
+        try:
+            text = "".join(strings)
+        except TypeError:  # not all str
+            return None
+        blob = text.encode("utf-8", "surrogatepass")
+        if len(blob) != len(text):
+            return None
+        offsets = np.zeros(len(strings) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, strings), np.int64, len(strings)), out=offsets[1:])
+        return cls(np.frombuffer(blob, np.uint8), offsets, strings)
 
     @classmethod
     def empty(cls) -> UserIds:
@@ -102,17 +121,53 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
+class IdIndex(Mapping[str, int]):
+    """The dense number of each id in ``ids`` (which only grows), for readers who ask
+    by string: a dict built on first use and caught up with the ids added since, so a
+    bulk load of millions of ids does not build it (the engine itself looks ids up as
+    bytes)."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self._ids = ids
+        self._numbers: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def _current(self) -> dict[str, int]:
+        numbers = self._numbers
+        if len(numbers) < len(self._ids):
+            with self._lock:  # readers may catch up at once; each id is added once
+                known, n = len(numbers), len(self._ids)
+                numbers.update(zip(self._ids[known:n], range(known, n)))
+        return numbers
+
+    def __getitem__(self, user_id: str) -> int:
+        return self._current()[user_id]
+
+    def get(self, user_id: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        return self._current().get(user_id, default)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._current()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._current())
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class UserTable:
     """Every user ever seen, numbered densely in order of first appearance.
 
     The UTF-8 bytes of all ids sit in one arena with offsets and hashes, indexed by
-    ``_core.BytesIndex``; ``ids`` and ``index`` mirror it as Python strings. Ids are
-    only ever added (by the engine, under its ingest lock).
+    ``_core.BytesIndex``; ``ids`` mirrors it as Python strings, and ``index`` maps
+    them back (built when first read). Ids are only ever added (by the engine, under
+    its ingest lock).
     """
 
     def __init__(self) -> None:
         self.ids: list[str] = []
-        self.index: dict[str, int] = {}
+        self.index = IdIndex(self.ids)
         self._lookup = _core.BytesIndex()
         self._hash = np.zeros(0, np.uint64)
         self._offsets = np.zeros(1, np.int64)
@@ -140,18 +195,22 @@ class UserTable:
         new = np.flatnonzero(dense < 0)
         if len(new) == 0:
             return dense
-        names = users.decoded(new)
+        every = len(new) == len(users)  # all of them (a bulk load), in order
+        names = users.decoded(None if every else new)
         first = len(self.ids)
-        # The same new id may appear twice in one batch: number it once.
-        fresh = list(dict.fromkeys(names)) if len(set(names)) < len(names) else names
-        self.index.update(zip(fresh, range(first, first + len(fresh))))
-        self.ids.extend(fresh)
-        dense[new] = np.fromiter(map(self.index.__getitem__, names), np.int64, len(names))
-        if len(fresh) < len(names):
-            chosen = new[np.unique(dense[new] - first, return_index=True)[1]]
-        else:
+        ordered = np.sort(hashes[new])  # (a sort: far faster than np.unique's hashing)
+        if not (ordered[1:] == ordered[:-1]).any():  # distinct hashes: distinct ids
+            dense[new] = np.arange(first, first + len(names))
             chosen = new
-        self._append(users, chosen, hashes[chosen])
+        else:
+            # The same new id may appear twice in the batch: number each once, in order.
+            numbers = {name: first + i for i, name in enumerate(dict.fromkeys(names))}
+            dense[new] = np.fromiter(map(numbers.__getitem__, names), np.int64, len(names))
+            chosen = new[np.unique(dense[new] - first, return_index=True)[1]]
+            names = list(numbers)
+            every = every and len(names) == len(new)
+        self._append(users, chosen, hashes[chosen], every)
+        self.ids.extend(names)
         return dense
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -167,8 +226,7 @@ class UserTable:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> UserTable:
         table = cls()
         users = UserIds(arrays["user_blob"], arrays["user_offsets"])
-        table.ids = users.decoded()
-        table.index = dict(zip(table.ids, range(len(table.ids))))
+        table.ids.extend(users.decoded())
         table._hash = arrays["user_hash"].copy()
         table._offsets = users.offsets.copy()
         table._blob = users.blob.copy()
@@ -182,7 +240,10 @@ class UserTable:
         )
         return out
 
-    def _append(self, users: UserIds, positions: np.ndarray, hashes: np.ndarray) -> None:
+    def _append(
+        self, users: UserIds, positions: np.ndarray, hashes: np.ndarray, every: bool
+    ) -> None:
+        """Add the ids of ``users`` at ``positions`` (``every``: all of them, in order)."""
         first = len(self._lookup)
         n = first + len(positions)
         starts, ends = users.offsets[positions], users.offsets[positions + 1]
@@ -195,7 +256,10 @@ class UserTable:
         self._hash[first:n] = hashes
         np.cumsum(lengths, out=self._offsets[first + 1 : n + 1])
         self._offsets[first + 1 : n + 1] += used
-        # Gather the new ids' bytes: one index array over the source blob.
-        take = np.repeat(starts - self._offsets[first:n], lengths) + np.arange(used, need)
-        self._blob[used:need] = users.blob[take]
+        if every:
+            self._blob[used:need] = users.blob[users.offsets[0] : users.offsets[-1]]
+        else:
+            # Gather the new ids' bytes: one index array over the source blob.
+            take = np.repeat(starts - self._offsets[first:n], lengths) + np.arange(used, need)
+            self._blob[used:need] = users.blob[take]
         self._lookup.add_ids(self._hash, first, n)
