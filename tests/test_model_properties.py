@@ -417,10 +417,12 @@ def test_retraction_endorse_then_retract_equals_never_endorsing(log, pair, topic
     retracted.endorse(f"u{a}", f"u{b}", topic, T0 - gap - 60, now=NOW)
     retracted.retract(f"u{a}", f"u{b}", topic, T0 - gap, now=NOW)
     x, y = plain.refresh(NOW + 1), retracted.refresh(NOW + 1)
-    np.testing.assert_allclose(y.influence, x.influence, rtol=1e-12, atol=1e-15)
+    # The retracted pair stays in the graph with no weight, so the solvers add in
+    # another order: equal to 1e-9, as two builds of the same events are (property 8).
+    np.testing.assert_allclose(y.influence, x.influence, rtol=1e-9, atol=1e-15)
     np.testing.assert_allclose(y.received, x.received, rtol=1e-12, atol=1e-300)
     for u in log.user_ids:
-        assert y.score(u).score == pytest.approx(x.score(u).score, rel=1e-12)
+        assert y.score(u).score == pytest.approx(x.score(u).score, rel=1e-9)
 
 
 # 8. Order independence --------------------------------------------------------------
