@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -292,6 +293,19 @@ def test_the_async_client_moderates_and_reads_the_trail(served_farm):
 # ---------------------------------------------------------------------- the CLI
 
 
+def _clusters_benefiting(target: str, address: str, token: str) -> list[dict]:
+    """The suspect report's clusters benefiting ``target``, once a report has them: the
+    report is recomputed in the background after refreshes, so the one before a
+    restore may still be the latest for a moment."""
+    deadline = time.monotonic() + 60
+    while True:
+        shown = run_cli("suspects", "--address", address, "--token", token, "--json")
+        found = [s for s in json.loads(shown.stdout)["suspects"] if target in s["beneficiary_ids"]]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)  # polling a condition, not waiting for it to happen
+
+
 def test_scoresvc_moderate_invalidates_restores_suspends_and_lists(served_farm):
     address, admin, _writer, farm, target = served_farm
     on = ("--address", address, "--token", admin)
@@ -303,8 +317,7 @@ def test_scoresvc_moderate_invalidates_restores_suspends_and_lists(served_farm):
     back = run_cli("moderate", "restore", "--action-id", "1", "--reason", "appeal", *on)
     assert back.returncode == 0, back.stderr
     assert "restores 1" in back.stdout
-    shown = run_cli("suspects", "--address", address, "--token", admin, "--json")
-    (cluster,) = [s for s in json.loads(shown.stdout)["suspects"] if target in s["beneficiary_ids"]]
+    (cluster,) = _clusters_benefiting(target, address, admin)
     table = run_cli("suspects", "--address", address, "--token", admin).stdout.splitlines()
     assert table[1].split()[-1] == "cluster"
     assert any(line.endswith(f" {cluster['cluster_id']}") for line in table[2:])
