@@ -156,10 +156,74 @@ def run(
     workers = max(len(client.scheduler_info().get("workers", {})), 1)
     buckets = max(2 * workers, 2)
 
+    b = _build(client, parts, as_of, p, buckets, compacted)
+    n = len(b.names)
+    say(f"{n:,} users, {len(b.topics) - 1} topics")
+    say(f"graph built in {time.perf_counter() - started:.1f} s")
+
+    # 5. Personalised PageRank, one task per destination range each iteration.
+    def flow(c: np.ndarray) -> np.ndarray:
+        return b.graph.map(tasks.flow, client.scatter(c, broadcast=True), p.damping)
+
+    teleport = teleport_vector(b.status, b.first_seen, as_of, p)
+    credibility, iterations = _personalised_pagerank(flow, teleport, tolerance, max_iterations)
+    say(f"credibility after {iterations} iterations")
+
+    # 6. Distrust: the share of trust each user keeps, and the credibility solved again.
+    distrust, distrust_records = _distrusts(client, parts, b.names_f, b.topics_f, as_of, p)
+    first = credibility
+    kept, credibility, more = _discounted(
+        distrust, b.status, credibility, flow, teleport, p, tolerance, max_iterations
+    )
+    if more:
+        iterations += more
+        say(f"credibility after distrust in {more} more iterations")
+
+    # 7. Scores and the explanation.
+    received = b.graph.map(tasks.received)
+    inflow = flow(kept * credibility)
+    columns = _score_columns(credibility, kept, inflow, received, b.status, distrust.received(n))
+    topic_table = engine_state = None
+    if topics:
+        influence = columns["influence"]
+        topic_table = _topic_scores(
+            client, b.recip, b.budget, influence, kept, b.status, b.topics, p.topic_min_endorsers
+        )
+    if state:
+        engine_state = _state(
+            client, b.recip, b.graph, distrust_records, b.names, b.topics, b.status,
+            b.first_seen, as_of, p, first,
+        )  # fmt: skip
+    return BatchResult(
+        b.names, columns, iterations, time.perf_counter() - started, topic_table, engine_state
+    )
+
+
+@dataclass(frozen=True)
+class _Built:
+    """Steps 1-4 of a job: the dictionaries and the transition graph."""
+
+    names: np.ndarray
+    topics: np.ndarray
+    first_seen: np.ndarray
+    status: np.ndarray
+    names_f: Any  # the futures of the dictionaries, broadcast to the workers
+    topics_f: Any
+    recip: Any  # pair sums after reciprocity, by unordered pair
+    budget: Any
+    graph: Any  # the pull graph, by destination range
+
+
+def _build(
+    client: Any,
+    parts: dict[str, list[Part]],
+    as_of: float,
+    p: ModelParams,
+    buckets: int,
+    compacted: Compaction | None,
+) -> _Built:
     # 1. Dictionaries of users and topics.
     names, topic_names, first_seen = _dictionaries(client, parts)
-    n = len(names)
-    say(f"{n:,} users, {len(topic_names) - 1} topics")
     status = _statuses(parts, names)
     names_f = client.scatter(names, broadcast=True)
     topics_f = client.scatter(topic_names, broadcast=True)
@@ -167,7 +231,7 @@ def run(
     mature_f = client.scatter(
         established(first_seen, as_of, p.maturity_age_seconds), broadcast=True
     )
-
+    n = len(names)
     # 2. Pair sums per partition, split by unordered pair.
     inter, endo = _pair_sums(client, parts, names_f, topics_f, as_of, p, buckets, compacted)
 
@@ -176,63 +240,31 @@ def run(
 
     # 4. The shuffle by source: budgets and transitions; then by destination range.
     budget, graph = _transition_graph(client, recip, status_f, support_f, mature_f, p, n, buckets)
-    say(f"graph built in {time.perf_counter() - started:.1f} s")
 
-    # 5. Personalised PageRank, one task per destination range each iteration.
-    def flow(c: np.ndarray) -> np.ndarray:
-        return graph.map(tasks.flow, client.scatter(c, broadcast=True), p.damping)
+    return _Built(names, topic_names, first_seen, status, names_f, topics_f, recip, budget, graph)
 
-    teleport = teleport_vector(status, first_seen, as_of, p)
-    credibility, iterations = _personalised_pagerank(flow, teleport, tolerance, max_iterations)
-    say(f"credibility after {iterations} iterations")
 
-    # 6. Distrust: the share of trust each user keeps, and the credibility solved again.
-    distrust, distrust_records = _distrusts(client, parts, names_f, topics_f, as_of, p)
+def _discounted(
+    distrust: Distrust,
+    status: np.ndarray,
+    credibility: np.ndarray,
+    flow: Callable[[np.ndarray], np.ndarray],
+    teleport: np.ndarray,
+    p: ModelParams,
+    tolerance: float,
+    max_iterations: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Step 8: the share of trust each user keeps and, when anyone keeps less than
+    all, the credibility solved again (warm) with each user passing on only that.
+    Returns the shares, the credibility and the further iterations."""
     suspended = status == AccountStatus.SUSPENDED
     kept = distrust.kept(np.where(suspended, 0.0, credibility), p.distrust_strength)
-    first = credibility
-    if (kept < 1.0).any():
-        credibility, more = _personalised_pagerank(
-            lambda c: flow(kept * c), teleport, tolerance, max_iterations, start=first
-        )
-        iterations += more
-        say(f"credibility after distrust in {more} more iterations")
-
-    # 7. Scores and the explanation.
-    received = graph.map(tasks.received)
-    columns = _score_columns(
-        credibility, kept, flow(kept * credibility), received, status, distrust.received(n)
+    if not (kept < 1.0).any():
+        return kept, credibility, 0
+    again, more = _personalised_pagerank(
+        lambda c: flow(kept * c), teleport, tolerance, max_iterations, start=credibility
     )
-    topic_table = None
-    if topics:
-        topic_table = _topic_scores(
-            client,
-            recip,
-            budget,
-            columns["influence"],
-            kept,
-            status,
-            topic_names,
-            p.topic_min_endorsers,
-        )
-    engine_state = None
-    if state:
-        engine_state = _state(
-            client,
-            recip,
-            graph,
-            distrust_records,
-            names,
-            topic_names,
-            status,
-            first_seen,
-            as_of,
-            p,
-            first,
-        )
-    return BatchResult(
-        names, columns, iterations, time.perf_counter() - started, topic_table, engine_state
-    )
+    return kept, again, more
 
 
 def _dictionaries(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .. import __version__
 from ..core.errors import ScoreError
@@ -44,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = Parser(prog="scoresvc", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"scoresvc {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _serving_commands(commands)
+    _data_commands(commands)
+    _operator_commands(commands)
+    return parser
+
+
+def _serving_commands(commands: Any) -> None:
+    """serve and demo."""
     p_serve = commands.add_parser("serve", help="serve the ScoreService API")
     server_flags(p_serve, "scoresvc-data")
     add(p_serve, "--snapshot", path, "", "serve a batch run's scores.parquet, then new events")
@@ -61,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     add(p_demo, "--seed", whole(0), 7, "random seed of the generator")
     p_demo.set_defaults(run=demo)
+
+
+def _data_commands(commands: Any) -> None:
+    """export, import and batch: archives in and out, and the batch recompute."""
     p_export = commands.add_parser("export", help="export every event as Parquet or CSV")
     add(p_export, "--data-dir", path, "scoresvc-data", "the data directory to export")
     add(p_export, "--out", path, "scoresvc-export", "directory to write the archive to")
@@ -94,6 +107,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     offline_flags(p_batch)
     p_batch.set_defaults(run=batch_)
+
+
+def _operator_commands(commands: Any) -> None:
+    """suspects, moderate, token, history and why: what an operator asks and does."""
     p_suspects = commands.add_parser(
         "suspects", help="print the suspect report (clusters that look like gaming)"
     )
@@ -127,7 +144,6 @@ def _parser() -> argparse.ArgumentParser:
     p_why = commands.add_parser("why", help="why a user's score changed, from a running service")
     why_flags(p_why)
     p_why.set_defaults(run=why)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
