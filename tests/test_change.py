@@ -196,7 +196,8 @@ def test_explain_change_over_the_wire_names_the_retraction_with_its_event(served
     done = client.retract("bob", "ana")
     client.score("ana", min_sequence=done.sequence)
     change = client.explain_change("ana", recorded + 1)
-    assert change.from_time == pytest.approx(recorded, abs=1e-6)
+    (point,) = client.score_history("ana", end_time=recorded + 1)
+    assert change.from_time == pytest.approx(point.compute_time, abs=1e-6)
     assert change.score_after - change.score_before == pytest.approx(
         sum(p.score_change for p in change.parts), abs=1e-9
     )

@@ -646,7 +646,9 @@ def _standing_of(fd: int, layout: _Layout, row: int, ids: Sequence[str]) -> Stan
                 contributors[ids[a]] = (f, float(layout.element(fd, "influence", a)[0]))
     share = float(layout.element(fd, "teleport_share", row)[0])
     return Standing(
-        time=meta["time_micros"] / 1e6,
+        # The time the recorded numbers were evaluated at (the snapshot's), as the
+        # later side of a change is: a point may be recorded after it.
+        time=meta["compute_time"],
         status=_STATUSES[status],
         influence=influence,
         influence_max=meta["influence_max"],
