@@ -121,24 +121,26 @@ class _Pairs:
         E = np.bincount(where, weights=live["e"].to_numpy(), minlength=len(key))
         return cls(sums.indptr, sums.indices, dst, key, sums.data, E)
 
-    def reverse_volume(self, V: np.ndarray) -> np.ndarray:
-        """``V`` of each pair's reverse pair (0: none)."""
-        reverse = self._reverse()
-        V_rev = V[reverse]
-        V_rev[reverse < 0] = 0.0
-        return V_rev
-
-    def _reverse(self) -> np.ndarray:
-        """Each pair's reverse position (-1: none). The transpose's counting sort lists
-        the pairs by source: at its key (b, a) sits pair b -> a, the reverse of the
-        pair at our key (b, a); both key lists are sorted, so one search sweeps."""
+    def reverse_volume(self, V: np.ndarray, pool: ThreadPoolExecutor, threads: int) -> np.ndarray:
+        """``V`` of each pair's reverse pair (0: none). The transpose's counting sort
+        lists the pairs by source: at its key (b, a) sits pair b -> a, the reverse of
+        the pair at our key (b, a). Both key lists are sorted; each thread searches
+        for one run of ours."""
         n, nnz = len(self.indptr) - 1, len(self.key)
-        position = (np.arange(nnz, dtype=np.int64), self.src, self.indptr)
-        t = sp.csr_array(position, shape=(n, n), copy=False).T.tocsr()
+        position = np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.int64)
+        t = sp.csr_array((position, self.src, self.indptr), shape=(n, n), copy=False).T.tocsr()
         t_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(t.indptr)) * n + t.indices
-        at = np.searchsorted(t_keys, self.key)
-        at[at == nnz] = 0
-        return np.where(t_keys[at] == self.key, t.data[at], -1)
+        V_rev = np.empty(nnz)
+
+        def search(run: slice) -> None:
+            keys = self.key[run]
+            at = np.searchsorted(t_keys, keys)
+            at[at == nnz] = 0
+            V_rev[run] = np.where(t_keys[at] == keys, V[t.data[at]], 0.0)
+
+        cuts = np.linspace(0, nnz, threads + 1).astype(np.int64).tolist()
+        list(pool.map(search, itertools.starmap(slice, itertools.pairwise(cuts))))
+        return V_rev
 
 
 def _first_seen(log: EventLog) -> np.ndarray:
@@ -227,6 +229,8 @@ def _transitions(
     suspended: np.ndarray,
     now: float,
     params: ModelParams,
+    pool: ThreadPoolExecutor,
+    threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Steps 3-6 per pair (in ``pairs``' order): returns ``P`` and the explanation
     sums each user received (model.RECEIVED_COLUMNS)."""
@@ -234,7 +238,7 @@ def _transitions(
     src, dst, W, E = pairs.src, pairs.dst, pairs.W, pairs.E
     V = W + E
     z = (first_seen <= now - params.maturity_age_seconds).astype(np.float64)
-    keep = _kept(pairs, V, pairs.reverse_volume(V), z, params.reciprocity)
+    keep = _kept(pairs, V, pairs.reverse_volume(V, pool, threads), z, params.reciprocity)
     del V
     budgeted, inverse = _budgets(pairs, suspended, params)
 
@@ -325,14 +329,14 @@ def polars_scipy(
         first_seen = np.asarray(log.first_seen, np.float64)
     clock.lap("aggregate")
 
-    P, received = _transitions(pairs, first_seen, suspended, now, params)
-    # Step 7 in the pull form: the pairs' rows are by destination already.
-    P *= params.damping
-    a = sp.csr_array((P, pairs.src, pairs.indptr), shape=(n, n), copy=False)
-    del P, pairs
-    clock.lap("transitions")
-    p = _teleport(status, first_seen, now, params)
     with ThreadPoolExecutor(threads) as pool:
+        P, received = _transitions(pairs, first_seen, suspended, now, params, pool, threads)
+        # Step 7 in the pull form: the pairs' rows are by destination already.
+        P *= params.damping
+        a = sp.csr_array((P, pairs.src, pairs.indptr), shape=(n, n), copy=False)
+        del P, pairs
+        clock.lap("transitions")
+        p = _teleport(status, first_seen, now, params)
         x, steps = _PowerSteps(a, p, pool, threads).solve(max_steps)
     clock.lap("solve")
 
