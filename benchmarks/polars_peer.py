@@ -113,7 +113,9 @@ class _Pairs:
         sums = sp.coo_array((values, (rows, columns)), shape=(n, n)).tocsr()
         del rows, columns, values
         dst = np.repeat(np.arange(n, dtype=index), np.diff(sums.indptr))
-        key = dst.astype(np.int64) * n + sums.indices
+        key = dst.astype(np.int64)
+        key *= n
+        key += sums.indices
         # Sorted endorsement keys find their pairs in one sweep.
         where = np.searchsorted(
             key, live["b"].to_numpy().astype(np.int64) * n + live["a"].to_numpy()
@@ -129,7 +131,9 @@ class _Pairs:
         n, nnz = len(self.indptr) - 1, len(self.key)
         position = np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.int64)
         t = sp.csr_array((position, self.src, self.indptr), shape=(n, n), copy=False).T.tocsr()
-        t_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(t.indptr)) * n + t.indices
+        t_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(t.indptr))
+        t_keys *= n  # in place: a fresh array of pair length costs its page faults
+        t_keys += t.indices
         V_rev = np.empty(nnz)
 
         def search(run: slice) -> None:
