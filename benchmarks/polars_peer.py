@@ -1,12 +1,18 @@
 """The model (docs/model.md, steps 1-8) as a data engineer would write it with Polars
 and scipy: the strongest peer the benchmarks time the engine against.
 
-* steps 1-3's sums: one lazy Polars query on packed uint64 pair keys (``a << 32 | b``):
-  decay, the four per-kind sums, the latest event per endorsement key, and a self-join
-  on the swapped key for each pair's reverse volume;
+* steps 1-3's sums: the interactions' decayed, kind-weighted volumes go into one COO
+  matrix indexed (target, source), whose conversion to CSR is the group-by (scipy's
+  counting sort by row, sorted sources and summed duplicates, in C++ in one pass); the
+  live endorsements (the latest event per endorsement key, by a lazy Polars query)
+  enter it with weight 0 so that their pairs exist, and find their pairs by one sorted
+  search. The CSR's order (rows by destination) is step 7's pull form, so ``P`` fills
+  its values without another conversion; each pair's reverse is found through the
+  transpose's counting sort;
 * steps 3-6 per pair in numpy (the gate, budgets, both log terms, ``P``);
-* step 7 on scipy's CSR of ``d P^T``, its mat-vec split by rows over threads (scipy
-  releases the GIL in it), by normalised power steps stopped by the engine's own
+* step 7 by normalised power steps ``c' = A c + (1 - sum(A c)) p / |p|`` from the
+  teleport vector, with ``A = d P^T`` split into one row block per thread (scipy's
+  mat-vec releases the GIL), each thread checking its own rows against the engine's
   certificate: every user's residual of ``x = p + d P^T x`` within
   ``1e-8 x_u + 1e-18 |p|`` (docs/model.md, "Why the tolerance holds").
 
@@ -15,7 +21,10 @@ It shares no code with the engine or the oracle: an independent transcription.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import operator
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,8 +36,6 @@ import scipy.sparse as sp
 from scoresvc.core.events import EventLog
 from scoresvc.core.model import AccountStatus, ModelParams
 
-LOW = (1 << 32) - 1
-HIGH = 1 << 32
 # The engine's certificate (scoresvc.core.solver.SolverSettings).
 RELATIVE, ABSOLUTE = 1e-8, 1e-18
 
@@ -44,30 +51,16 @@ class PeerResult:
     phases: dict[str, float]
 
 
-def _decay(column: str, now: float, half_life: float) -> pl.Expr:
+def _decay(ts: np.ndarray, now: float, half_life: float) -> np.ndarray:
     """Step 1: ``2^(-(now - ts) / H)``."""
-    return ((pl.col(column) - now) * (math.log(2.0) / half_life)).exp()
+    return np.exp((ts - now) * (math.log(2.0) / half_life))
 
 
-def _key(a: str, b: str) -> pl.Expr:
-    return pl.col(a).cast(pl.UInt64) * HIGH | pl.col(b).cast(pl.UInt64)
-
-
-def _pair_query(log: EventLog, now: float, params: ModelParams) -> pl.LazyFrame:
-    """Steps 1-3's sums per ordered pair ``key``: ``w1..w4`` (decayed, unweighted by
-    kind), ``E`` (live endorsements) and ``V_rev``, the reverse pair's volume."""
-    h = params.half_life_seconds
-    columns = {"a": log.actor, "b": log.target, "k": log.kind, "ts": log.ts}
-    if log.weight is not None:
-        columns["m"] = log.weight
-    interactions = pl.LazyFrame(columns).with_columns(
-        key=_key("a", "b"),
-        v=_decay("ts", now, h) * (pl.col("m") if log.weight is not None else 1.0),
-    )
-    w = interactions.group_by("key").agg(
-        pl.col("v").filter(pl.col("k") == kind).sum().alias(f"w{kind}") for kind in (1, 2, 3, 4)
-    )
-    endorsements = pl.LazyFrame(
+def _live_endorsements(log: EventLog, now: float, params: ModelParams) -> pl.DataFrame:
+    """Each live endorsement's endorser ``a``, endorsee ``b`` and decayed weight ``e``,
+    in the order of the key ``b n + a``: the latest event decides each (endorser,
+    endorsee, topic); a retraction wins a tie."""
+    events = pl.LazyFrame(
         {
             "a": log.endorser,
             "b": log.endorsee,
@@ -75,42 +68,96 @@ def _pair_query(log: EventLog, now: float, params: ModelParams) -> pl.LazyFrame:
             "ts": log.endorse_ts,
             "x": log.retracted,
         }
-    ).with_columns(key=_key("a", "b"))
-    # The latest event decides each (endorser, endorsee, topic); a retraction wins a tie.
-    latest = endorsements.group_by("key", "t").agg(
-        pl.col("ts").max(), pl.col("x").filter(pl.col("ts") == pl.col("ts").max()).any()
+    ).with_columns(retracted_at=pl.when("x").then("ts").otherwise(-math.inf))
+    latest = events.group_by("a", "b", "t").agg(pl.col("ts", "retracted_at").max())
+    decay = ((pl.col("ts") - now) * (math.log(2.0) / params.half_life_seconds)).exp()
+    return (
+        latest.filter(pl.col("retracted_at") < pl.col("ts"))
+        .select("a", "b", e=decay * params.endorsement_weight)
+        .sort("b", "a")
+        .collect()
     )
-    e = (
-        latest.filter(~pl.col("x"))
-        .group_by("key")
-        .agg((_decay("ts", now, h) * params.endorsement_weight).sum().alias("E"))
-    )
-    kw = params.kind_weights
-    pairs = (
-        w.join(e, on="key", how="full", coalesce=True)
-        .with_columns(pl.col("w1", "w2", "w3", "w4", "E").fill_null(0.0))
-        .with_columns(
-            V=sum(kw[k - 1] * pl.col(f"w{k}") for k in (1, 2, 3, 4)) + pl.col("E"),
+
+
+@dataclass
+class _Pairs:
+    """Every ordered pair with events, in rows by destination with sources sorted
+    (the CSR of step 7's pull form): ``key = dst n + src`` increases; ``W`` sums the
+    decayed, kind-weighted interactions and ``E`` the live endorsements."""
+
+    indptr: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+    key: np.ndarray
+    W: np.ndarray
+    E: np.ndarray
+
+    @classmethod
+    def of(cls, log: EventLog, now: float, params: ModelParams) -> _Pairs:
+        """Steps 1-3's sums. Converting the events' COO matrix to CSR is the group-by:
+        scipy's counting sort by row, sorted sources and summed duplicates in one C++
+        pass. Live endorsements enter it with weight 0, so that their pairs exist."""
+        n, m = log.n_users, log.n_interactions
+        live = _live_endorsements(log, now, params)
+        index = np.int32 if n < 2**31 else np.int64
+        rows, columns = np.empty(m + len(live), index), np.empty(m + len(live), index)
+        rows[:m], rows[m:] = log.target, live["b"].to_numpy()
+        columns[:m], columns[m:] = log.actor, live["a"].to_numpy()
+        values = np.zeros(m + len(live))
+        kind_weight = np.array((0.0, *params.kind_weights))
+        np.multiply(
+            _decay(log.ts, now, params.half_life_seconds), kind_weight[log.kind], out=values[:m]
         )
-    )
-    reverse = pairs.select(
-        key=(pl.col("key") & LOW) * HIGH + pl.col("key") // HIGH, V_rev=pl.col("V")
-    )
-    return pairs.join(reverse, on="key", how="left").with_columns(pl.col("V_rev").fill_null(0.0))
+        if log.weight is not None:
+            values[:m] *= log.weight
+        sums = sp.coo_array((values, (rows, columns)), shape=(n, n)).tocsr()
+        del rows, columns, values
+        dst = np.repeat(np.arange(n, dtype=index), np.diff(sums.indptr))
+        key = dst.astype(np.int64)
+        key *= n
+        key += sums.indices
+        # Sorted endorsement keys find their pairs in one sweep.
+        where = np.searchsorted(
+            key, live["b"].to_numpy().astype(np.int64) * n + live["a"].to_numpy()
+        )
+        E = np.bincount(where, weights=live["e"].to_numpy(), minlength=len(key))
+        return cls(sums.indptr, sums.indices, dst, key, sums.data, E)
+
+    def reverse_volume(self, V: np.ndarray, pool: ThreadPoolExecutor, threads: int) -> np.ndarray:
+        """``V`` of each pair's reverse pair (0: none). The transpose's counting sort
+        lists the pairs by source: at its key (b, a) sits pair b -> a, the reverse of
+        the pair at our key (b, a). Both key lists are sorted; each thread searches
+        for one run of ours."""
+        n, nnz = len(self.indptr) - 1, len(self.key)
+        position = np.arange(nnz, dtype=np.int32 if nnz < 2**31 else np.int64)
+        t = sp.csr_array((position, self.src, self.indptr), shape=(n, n), copy=False).T.tocsr()
+        t_keys = np.repeat(np.arange(n, dtype=np.int64), np.diff(t.indptr))
+        t_keys *= n  # in place: a fresh array of pair length costs its page faults
+        t_keys += t.indices
+        V_rev = np.empty(nnz)
+
+        def search(run: slice) -> None:
+            keys = self.key[run]
+            at = np.searchsorted(t_keys, keys)
+            at[at == nnz] = 0
+            V_rev[run] = np.where(t_keys[at] == keys, V[t.data[at]], 0.0)
+
+        cuts = np.linspace(0, nnz, threads + 1).astype(np.int64).tolist()
+        list(pool.map(search, itertools.starmap(slice, itertools.pairwise(cuts))))
+        return V_rev
 
 
-def _first_seen_query(log: EventLog) -> pl.LazyFrame:
+def _first_seen(log: EventLog) -> np.ndarray:
     """Each user's earliest event (a bulk load's first-seen time without the column)."""
-    frames = [
-        pl.LazyFrame({"u": users, "ts": times})
-        for users, times in (
-            (log.actor, log.ts),
-            (log.target, log.ts),
-            (log.endorser, log.endorse_ts),
-            (log.endorsee, log.endorse_ts),
-        )
-    ]
-    return pl.concat(frames).group_by("u").agg(pl.col("ts").min())
+    first_seen = np.full(log.n_users, np.inf)
+    for users, times in (
+        (log.actor, log.ts),
+        (log.target, log.ts),
+        (log.endorser, log.endorse_ts),
+        (log.endorsee, log.endorse_ts),
+    ):
+        np.minimum.at(first_seen, users, times)
+    return first_seen
 
 
 def _teleport(status: np.ndarray, first_seen: np.ndarray, now: float, p: ModelParams) -> np.ndarray:
@@ -130,97 +177,145 @@ def _teleport(status: np.ndarray, first_seen: np.ndarray, now: float, p: ModelPa
     return alpha * seeds + (1.0 - alpha) * seeds.sum() * maturity / maturity.sum()
 
 
-class _RowSplitMatrix:
-    """``A @ c`` with A's rows split into one block per thread (by edge count)."""
+def _kept(pairs: _Pairs, V: np.ndarray, V_rev: np.ndarray, z: np.ndarray, r: float) -> np.ndarray:
+    """Step 3: the share of each pair's volume that the reciprocity discount ``r``
+    leaves, given the independent-support gate (support counts established senders
+    only: ``z``). In place where it can be: each temporary is fresh memory to fault in."""
+    src, dst = pairs.src, pairs.dst
+    zv = z[src] * V
+    support = np.bincount(dst, weights=zv, minlength=len(z))
+    s_src, s_dst = support[src], support[dst]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        o = z[dst] * V_rev
+        o /= s_src
+        np.subtract(1.0, o, out=o)
+        o[s_src <= 0] = 0.0
+        zv /= s_dst
+        np.subtract(1.0, zv, out=zv)
+        zv[s_dst <= 0] = 0.0
+        np.minimum(o, zv, out=o)
+        matched = np.minimum(V, V_rev)
+        matched /= V
+        matched[V <= 0] = 0.0
+    np.clip(o, 0.0, 1.0, out=o)
+    # keep = 1 - r matched (1 - o^2)
+    np.multiply(o, o, out=o)
+    np.subtract(1.0, o, out=o)
+    o *= matched
+    o *= -r
+    o += 1.0
+    return o
 
-    def __init__(self, a: sp.csr_matrix, pool: ThreadPoolExecutor, threads: int) -> None:
-        n = a.shape[0]
-        cuts = np.searchsorted(a.indptr, np.linspace(0, a.nnz, threads + 1)[1:-1])
-        self.bounds = [0, *cuts.tolist(), n]
-        self.blocks = []
-        for lo, hi in zip(self.bounds[:-1], self.bounds[1:]):
-            s, e = a.indptr[lo], a.indptr[hi]
-            block = (a.data[s:e], a.indices[s:e], a.indptr[lo : hi + 1] - s)
-            self.blocks.append(sp.csr_matrix(block, shape=(hi - lo, a.shape[1]), copy=False))
-        self.pool = pool
-        self.out = np.empty(n)
 
-    def __matmul__(self, c: np.ndarray) -> np.ndarray:
-        def part(i: int) -> None:
-            self.out[self.bounds[i] : self.bounds[i + 1]] = self.blocks[i] @ c
-
-        list(self.pool.map(part, range(len(self.blocks))))
-        return self.out  # overwritten by the next product
-
-
-def _solve(a: _RowSplitMatrix, p: np.ndarray, max_steps: int) -> tuple[np.ndarray, int]:
-    """Normalised power steps ``c' = A c + (1 - sum(A c)) p / |p|`` until ``x``, ``c``
-    scaled so that ``x = p + A x`` holds in sum, has every residual within the
-    engine's certificate. Returns ``x`` and the steps taken."""
-    mass = float(p.sum())
-    if mass == 0:
-        return np.zeros(len(p)), 0
-    tol_abs = ABSOLUTE * max(mass, 1.0)
-    p_norm = p / mass
-    c = p_norm.copy()
-    for step in range(1, max_steps + 1):
-        y = a @ c
-        flow = float(y.sum())
-        scale = mass / max(1.0 - flow, 1e-300)
-        # x = scale c; its residual r = p + A x - x.
-        residual = p + scale * (y - c)
-        if np.all(np.abs(residual) <= RELATIVE * scale * c + tol_abs):
-            return scale * c, step
-        c = y + (1.0 - flow) * p_norm
-    raise RuntimeError(f"no certificate after {max_steps} power steps")
+def _budgets(
+    pairs: _Pairs, suspended: np.ndarray, params: ModelParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 5-6 on the un-penalised sums: each pair's budgeted endorsement weight, and
+    per source ``1 / D`` (0 for an empty or suspended row; D at least kappa)."""
+    n = len(suspended)
+    given = np.bincount(pairs.src, weights=pairs.E, minlength=n)
+    budget = params.endorsement_budget
+    beta = np.where(given > budget, budget / np.maximum(given, 1e-300), 1.0)
+    budgeted = beta[pairs.src]
+    budgeted *= pairs.E
+    row = np.log1p(pairs.W)
+    row += budgeted
+    D = np.bincount(pairs.src, weights=row, minlength=n)
+    inverse = np.zeros(n)
+    np.divide(1.0, np.maximum(D, params.min_row_weight), out=inverse, where=D > 0)
+    inverse[suspended] = 0.0
+    return budgeted, inverse
 
 
 def _transitions(
-    pairs: pl.DataFrame,
+    pairs: _Pairs,
     first_seen: np.ndarray,
     suspended: np.ndarray,
     now: float,
     params: ModelParams,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Steps 3-6 per pair: returns source, destination, ``P`` and the explanation sums
-    each user received (model.RECEIVED_COLUMNS)."""
+    pool: ThreadPoolExecutor,
+    threads: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 3-6 per pair (in ``pairs``' order): returns ``P`` and the explanation
+    sums each user received (model.RECEIVED_COLUMNS)."""
     n = len(first_seen)
-    key = pairs["key"].to_numpy()
-    src = (key >> np.uint64(32)).astype(np.int64)
-    dst = (key & np.uint64(LOW)).astype(np.int64)
-    kw = params.kind_weights
-    W = sum(kw[k - 1] * pairs[f"w{k}"].to_numpy() for k in (1, 2, 3, 4))
-    E, V, V_rev = (pairs[c].to_numpy() for c in ("E", "V", "V_rev"))
-
-    # Step 3: the gate reads support from established senders only.
+    src, dst, W, E = pairs.src, pairs.dst, pairs.W, pairs.E
+    V = W + E
     z = (first_seen <= now - params.maturity_age_seconds).astype(np.float64)
-    support = np.bincount(dst, weights=z[src] * V, minlength=n)
-    s_src, s_dst = support[src], support[dst]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        o = np.minimum(
-            np.where(s_src > 0, 1.0 - z[dst] * V_rev / s_src, 0.0),
-            np.where(s_dst > 0, 1.0 - z[src] * V / s_dst, 0.0),
-        )
-        matched = np.where(V > 0, np.minimum(V, V_rev) / V, 0.0)
-    np.clip(o, 0.0, 1.0, out=o)
-    keep = 1.0 - params.reciprocity * matched * (1.0 - o * o)
-    del s_src, s_dst, o, matched, V, V_rev
+    keep = _kept(pairs, V, pairs.reverse_volume(V, pool, threads), z, params.reciprocity)
+    del V
+    budgeted, inverse = _budgets(pairs, suspended, params)
 
-    # Steps 4-6: saturation, budget on the un-penalised sums, P over the normaliser D.
-    s = np.log1p(keep * W)
-    given = np.bincount(src, weights=E, minlength=n)
-    budget = params.endorsement_budget
-    beta = np.where(given > budget, budget / np.maximum(given, 1e-300), 1.0)
-    budgeted = beta[src] * E
+    # Steps 4 and 6: saturation, and P = (s + e) / D.
+    s = keep * W
+    np.log1p(s, out=s)
     e = keep * budgeted
-    D = np.bincount(src, weights=np.log1p(W) + budgeted, minlength=n)
-    D = np.where(D > 0, np.maximum(D, params.min_row_weight), 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        P = np.where(D[src] > 0, (s + e) / D[src], 0.0)
-    P[suspended[src] | suspended[dst]] = 0.0
-    columns = (W, s, E, e, (1.0 - keep) * (W + E))
-    received = np.stack([np.bincount(dst, weights=c, minlength=n) for c in columns], axis=1)
-    return src, dst, P, received
+    P = s + e
+    P *= inverse[src]
+    if suspended.any():
+        P[suspended[dst]] = 0.0
+    # (1 - keep)(W + E): the volume step 3 discounted.
+    np.subtract(1.0, keep, out=keep)
+    keep *= W + E
+    received = np.empty((n, 5))
+    for i, column in enumerate((W, s, E, e, keep)):
+        received[:, i] = np.bincount(dst, weights=column, minlength=n)
+    return P, received
+
+
+class _PowerSteps:
+    """Normalised power steps ``c' = A c + (1 - sum(A c)) p / |p|`` on ``A``'s rows
+    split into one block per thread (by edge count). Each thread multiplies its
+    block, then checks and advances its own rows, so the vector work is shared too."""
+
+    def __init__(self, a: sp.csr_array, p: np.ndarray, pool: ThreadPoolExecutor, threads: int):
+        n = a.shape[0]
+        cuts = np.searchsorted(a.indptr, np.linspace(0, a.nnz, threads + 1)[1:-1])
+        bounds = [0, *cuts.tolist(), n]
+        self.spans = [slice(lo, hi) for lo, hi in itertools.pairwise(bounds)]
+        self.blocks = []
+        for rows in self.spans:
+            s, e = a.indptr[rows.start], a.indptr[rows.stop]
+            block = (a.data[s:e], a.indices[s:e], a.indptr[rows.start : rows.stop + 1] - s)
+            self.blocks.append(sp.csr_array(block, shape=(rows.stop - rows.start, n), copy=False))
+        self.pool = pool
+        self.p = p
+        self.mass = float(p.sum())
+        self.p_norm = p / self.mass if self.mass > 0 else p.copy()
+        self.tol_abs = ABSOLUTE * max(self.mass, 1.0)
+
+    def solve(self, max_steps: int) -> tuple[np.ndarray, int]:
+        """``x``, ``c`` scaled so that ``x = p + A x`` holds in sum, once every
+        residual is within the engine's certificate; and the steps taken."""
+        if self.mass == 0:
+            return np.zeros(len(self.p)), 0
+        c, c_next = self.p_norm.copy(), np.empty_like(self.p_norm)
+        for step in range(1, max_steps + 1):
+            products = list(self.pool.map(operator.matmul, self.blocks, itertools.repeat(c)))
+            flow = math.fsum(float(y.sum()) for y in products)
+            advance = functools.partial(self._advance, c=c, c_next=c_next, flow=flow)
+            if all(list(self.pool.map(advance, self.spans, products))):
+                return self.mass / (1.0 - flow) * c, step
+            c, c_next = c_next, c
+        raise RuntimeError(f"no certificate after {max_steps} power steps")
+
+    def _advance(
+        self, rows: slice, y: np.ndarray, c: np.ndarray, c_next: np.ndarray, flow: float
+    ) -> bool:
+        """Whether ``x = scale c`` (``scale = |p| / (1 - flow)``) has its residual
+        ``p + A x - x`` within the certificate on ``rows``; and ``c_next`` there."""
+        scale = self.mass / max(1.0 - flow, 1e-300)
+        c_rows = c[rows]
+        residual = y - c_rows
+        residual *= scale
+        residual += self.p[rows]
+        np.abs(residual, out=residual)
+        bound = c_rows * (RELATIVE * scale)
+        bound += self.tol_abs
+        settled = bool(np.all(residual <= bound))
+        np.multiply(self.p_norm[rows], 1.0 - flow, out=c_next[rows])
+        c_next[rows] += y
+        return settled
 
 
 def polars_scipy(
@@ -231,26 +326,22 @@ def polars_scipy(
     n = log.n_users
     status = np.asarray(log.status)
     suspended = status == AccountStatus.SUSPENDED
-    queries = [_pair_query(log, now, params)]
+    pairs = _Pairs.of(log, now, params)
     if log.first_seen is None:
-        queries.append(_first_seen_query(log))
-    frames = pl.collect_all(queries)
-    if log.first_seen is None:
-        first_seen = np.full(n, np.inf)
-        first_seen[frames[1]["u"].to_numpy()] = frames[1]["ts"].to_numpy()
+        first_seen = _first_seen(log)
     else:
         first_seen = np.asarray(log.first_seen, np.float64)
     clock.lap("aggregate")
 
-    src, dst, P, received = _transitions(frames[0], first_seen, suspended, now, params)
-    del frames
-    # Step 7 in the pull form: rows by destination.
-    a = sp.csr_matrix((params.damping * P, (dst, src)), shape=(n, n))
-    del P, src, dst
-    clock.lap("transitions")
-    p = _teleport(status, first_seen, now, params)
     with ThreadPoolExecutor(threads) as pool:
-        x, steps = _solve(_RowSplitMatrix(a, pool, threads), p, max_steps)
+        P, received = _transitions(pairs, first_seen, suspended, now, params, pool, threads)
+        # Step 7 in the pull form: the pairs' rows are by destination already.
+        P *= params.damping
+        a = sp.csr_array((P, pairs.src, pairs.indptr), shape=(n, n), copy=False)
+        del P, pairs
+        clock.lap("transitions")
+        p = _teleport(status, first_seen, now, params)
+        x, steps = _PowerSteps(a, p, pool, threads).solve(max_steps)
     clock.lap("solve")
 
     # Step 8.
