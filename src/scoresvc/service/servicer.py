@@ -474,27 +474,24 @@ class ScoreServicer:
     def SuspendCluster(
         self, request: pb.SuspendClusterRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.SuspendClusterResponse:
-        self._check_ready()
-        users = self._cluster(request, beneficiaries=False)
-        action = _renamed(
-            lambda: self.engine.suspend_cluster(
-                users,
-                actor=caller.name,
-                reason=request.reason,
-                request_id=_scoped(request.request_id, caller),
-            ),
-            _indexed_path,
-        )
-        self.source.written()
-        return pb.SuspendClusterResponse(action=moderation_to_wire(action))
+        action = self._cluster_action(request, caller, self.engine.suspend_cluster, False)
+        return pb.SuspendClusterResponse(action=action)
 
     def InvalidateBetween(
         self, request: pb.InvalidateBetweenRequest, context: grpc.ServicerContext, caller: Caller
     ) -> pb.InvalidateBetweenResponse:
+        action = self._cluster_action(request, caller, self.engine.invalidate_between, True)
+        return pb.InvalidateBetweenResponse(action=action)
+
+    def _cluster_action(
+        self, request: Any, caller: Caller, write: Callable[..., Any], beneficiaries: bool
+    ) -> pb.ModerationAction:
+        """A moderation write over the request's users or cluster (with the users it
+        benefits when ``beneficiaries``), recorded with the caller and the reason."""
         self._check_ready()
-        users = self._cluster(request, beneficiaries=True)
+        users = self._cluster(request, beneficiaries=beneficiaries)
         action = _renamed(
-            lambda: self.engine.invalidate_between(
+            lambda: write(
                 users,
                 actor=caller.name,
                 reason=request.reason,
@@ -503,7 +500,7 @@ class ScoreServicer:
             _indexed_path,
         )
         self.source.written()
-        return pb.InvalidateBetweenResponse(action=moderation_to_wire(action))
+        return moderation_to_wire(action)
 
     def RestoreBetween(
         self, request: pb.RestoreBetweenRequest, context: grpc.ServicerContext, caller: Caller
