@@ -306,6 +306,19 @@ def _clusters_benefiting(target: str, address: str, token: str) -> list[dict]:
         time.sleep(0.1)  # polling a condition, not waiting for it to happen
 
 
+def _cluster_and_table(target: str, address: str, token: str) -> tuple[dict, list[str]]:
+    """The cluster benefiting ``target`` and the printed table, both of one report (a
+    report computed in between renumbers its clusters: read again until they agree)."""
+    deadline = time.monotonic() + 60
+    while True:
+        (cluster,) = _clusters_benefiting(target, address, token)
+        table = run_cli("suspects", "--address", address, "--token", token).stdout.splitlines()
+        again = _clusters_benefiting(target, address, token)
+        if again == [cluster] or time.monotonic() > deadline:
+            return cluster, table
+        time.sleep(0.1)  # polling a condition, not waiting for it to happen
+
+
 def test_scoresvc_moderate_invalidates_restores_suspends_and_lists(served_farm):
     address, admin, _writer, farm, target = served_farm
     on = ("--address", address, "--token", admin)
@@ -317,8 +330,7 @@ def test_scoresvc_moderate_invalidates_restores_suspends_and_lists(served_farm):
     back = run_cli("moderate", "restore", "--action-id", "1", "--reason", "appeal", *on)
     assert back.returncode == 0, back.stderr
     assert "restores 1" in back.stdout
-    (cluster,) = _clusters_benefiting(target, address, admin)
-    table = run_cli("suspects", "--address", address, "--token", admin).stdout.splitlines()
+    cluster, table = _cluster_and_table(target, address, admin)
     assert table[1].split()[-1] == "cluster"
     assert any(line.endswith(f" {cluster['cluster_id']}") for line in table[2:])
     by_id = ("--cluster-id", cluster["cluster_id"], "--reason", "aged farm", "--json")
