@@ -510,6 +510,9 @@ def test_memory_is_reported_by_part():
     parts = engine.memory_bytes()
     assert set(parts) == {"pairs", "graph", "users", "endorsements", "snapshot"}
     assert all(v > 0 for v in parts.values())
+    # The solver's credibility and teleport vector are the snapshot's: counted once.
+    snap = engine.snapshot
+    assert parts["snapshot"] == snap.nbytes - snap.x.nbytes - snap.teleport.nbytes
 
 
 # ---------------------------------------------------------------- bulk loads
@@ -524,9 +527,10 @@ def test_memory_is_reported_by_part():
     ),
     weighted=st.booleans(),
     threads=st.sampled_from([1, 2, 3]),
+    endorsed=st.lists(st.tuples(st.integers(0, 11), st.integers(0, 11)), max_size=20),
 )
 def test_a_load_into_an_empty_table_builds_the_pairs_adding_them_one_by_one_would(
-    users, events, weighted, threads
+    users, events, weighted, threads, endorsed
 ):
     # Ids of the log to the engine's, shuffled; pairs of a user with itself included.
     dense = np.random.default_rng(users).permutation(12)[:users].astype(np.int64)
@@ -535,9 +539,15 @@ def test_a_load_into_an_empty_table_builds_the_pairs_adding_them_one_by_one_woul
     channel = np.array([e[2] for e in events], np.int8)
     ts = T0 - np.array([e[3] for e in events], np.float64) * DAY
     weight = np.linspace(0.5, 3.0, len(events)) if weighted else None
+    # Pairs endorsements reach next: the build creates them with no sums.
+    also = tuple(dense[np.array([e[k] % users for e in endorsed], np.int64)] for k in (0, 1))
     one_by_one, built = PairTable(ModelParams()), PairTable(ModelParams())
     one_by_one.add_interactions(dense, actor, target, channel, ts, weight)
-    built.build(dense, actor, target, channel, ts, threads, weight)
+    one_by_one.slots(pack_pairs(*also))
+    built.build(dense, actor, target, channel, ts, threads, weight, also=also)
+    built_n, room = built.n, len(built.key)
+    built.slots(pack_pairs(*also))
+    assert built.n == built_n and len(built.key) == room
 
     n = one_by_one.n
     assert built.n == n and built.landmark == one_by_one.landmark

@@ -43,6 +43,7 @@ def accumulate(
     half_life: float,
     pair_fd: F64,
 ) -> None: ...
+def keep_earliest(users: I64, times: F64, earliest: F64) -> None: ...
 def group_events(
     dense: I64,
     actor: I64,
@@ -53,6 +54,8 @@ def group_events(
     channel_weight: F64,
     landmark: float,
     half_life: float,
+    extra_a: I64,
+    extra_b: I64,
     group_start: I64,
     partner: npt.NDArray[np.uint32],
     kind: I8,

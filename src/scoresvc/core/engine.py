@@ -223,15 +223,20 @@ class Engine(ModerationWrites):
     def memory_bytes(self) -> dict[str, int]:
         """Resident bytes by part (arrays at their capacity, and the latest snapshot)."""
         snapshot = self._scorer.snapshot
-        # x is shared between the solver and the published snapshot.
-        shared = np.shares_memory(snapshot.x, self._scorer.solver.x)
+        # x and the teleport vector are shared between the solver and the snapshot.
+        solver = self._scorer.solver
+        shared = sum(
+            mine.nbytes
+            for mine, theirs in ((snapshot.x, solver.x), (snapshot.teleport, solver.teleport))
+            if np.shares_memory(mine, theirs)
+        )
         ingest = self._ingest.nbytes
         return {
             "pairs": ingest["pairs"],
             "graph": self._scorer.graph.edge_nbytes,
-            "users": ingest["users"] + self._scorer.graph.node_nbytes + self._scorer.solver.nbytes,
+            "users": ingest["users"] + self._scorer.graph.node_nbytes + solver.nbytes,
             "endorsements": ingest["endorsements"],
-            "snapshot": snapshot.nbytes - (snapshot.x.nbytes if shared else 0),
+            "snapshot": snapshot.nbytes - shared,
         }
 
     def list_endorsements(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _core
 from .model import AccountStatus, kind_of
 
 
@@ -176,7 +177,9 @@ def earliest_events(
         sides += [(distruster, distrust_ts), (distrusted, distrust_ts)]
     for users, times in sides:
         if len(users):
-            np.minimum.at(out, np.asarray(users, np.int64), np.asarray(times, np.float64))
+            _core.keep_earliest(
+                np.ascontiguousarray(users, np.int64), np.ascontiguousarray(times, np.float64), out
+            )
     return out
 
 

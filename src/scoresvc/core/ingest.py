@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import _core
 from .arrays import grown
 from .distrust import DistrustBook
 from .endorsements import EndorsementBook
@@ -201,6 +202,7 @@ class IngestState:
             a["ts"],
             a.get("weight"),
             None if compaction is None else Compaction(*compaction),
+            also=(dense[a["endorser"]], dense[a["endorsee"]]),
         )
         if len(a["endorser"]):
             self._apply_endorsements(
@@ -400,7 +402,11 @@ class IngestState:
 
     def _note_seen(self, dense: np.ndarray, times: np.ndarray) -> None:
         """Users ``dense`` seen at ``times``: each keeps its earliest."""
-        np.minimum.at(self.first_seen, dense, np.asarray(times, np.float64))
+        _core.keep_earliest(
+            np.ascontiguousarray(dense, np.int64),
+            np.ascontiguousarray(times, np.float64),
+            self.first_seen,
+        )
 
     def _apply_interactions(
         self,
@@ -411,13 +417,18 @@ class IngestState:
         ts: np.ndarray,
         weight: np.ndarray | None = None,
         compaction: Compaction | None = None,
+        also: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``also``: pairs (dense users) endorsements are about to reach, which a
+        bulk build creates with the rest."""
         if len(actor) == 0:
             return
-        if self.pairs.n == 0 and len(actor) < 2**31:
+        if self.pairs.n == 0 and len(actor) + (0 if also is None else len(also[0])) < 2**31:
             # Every pair is new (a bulk load into an empty engine): build the table at
             # once, and mark every row and target changed.
-            self.pairs.build(dense, actor, target, channel, ts, self.threads, weight, compaction)
+            self.pairs.build(
+                dense, actor, target, channel, ts, self.threads, weight, compaction, also
+            )
             self.changes.mark_all(len(self.users))
             return
         slots = self.pairs.add_interactions(dense, actor, target, channel, ts, weight, compaction)

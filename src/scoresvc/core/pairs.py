@@ -226,10 +226,13 @@ class PairTable:
         threads: int,
         weight: np.ndarray | None = None,
         compaction: Compaction | None = None,
+        also: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """``add_interactions`` into an empty table, in parallel and without a hash
         insert per event (see ``_core.group_events``); the same sums, event by event.
-        Leaves the growth headroom ``trim`` would."""
+        ``also``: dense (source, destination) users of pairs about to be given
+        endorsements, created here with no sums so that the table needs no growth
+        after. Leaves the growth headroom ``trim`` would."""
         assert self.n == 0, "build needs an empty table"
         # Each thread has scratch of ~22 bytes a user: past a few threads the passes
         # are bound by memory anyway.
@@ -238,7 +241,9 @@ class PairTable:
         assert self.landmark is not None
         dense = np.ascontiguousarray(dense, np.int64)
         users = int(dense.max()) + 1
-        m = len(actor)
+        none = np.zeros(0, np.int64)
+        also_a, also_b = (none, none) if also is None else also
+        m = len(actor) + len(also_a)
         group_start = np.empty(users + 1, np.int64)
         partner, kind, value = np.empty(m, np.uint32), np.empty(m, np.int8), np.empty(m)
         _core.group_events(
@@ -251,6 +256,8 @@ class PairTable:
             self.kind_weights,
             self.landmark,
             self.half_life,
+            np.ascontiguousarray(also_a, np.int64),
+            np.ascontiguousarray(also_b, np.int64),
             group_start,
             partner,
             kind,

@@ -389,7 +389,7 @@ def build_snapshot(
         influence_max=float(influence.max(initial=0.0)),
         ranking=ranking.astype(np.int32),
         received=received,
-        teleport=np.where(members, teleport, 0.0),
+        teleport=teleport,
         mass=mass,
         topic_keys=topic.keys,
         topic_value=topic.value,

@@ -106,8 +106,9 @@ class Solver:
 
         Returns (power steps, pushes, edges touched by pushes).
         """
-        old_teleport = self.teleport[:n].copy()
-        self.teleport[:n] = teleport
+        # The solver keeps ``teleport`` itself, not a copy: the snapshot shares it.
+        old_teleport = self.teleport[:n]
+        self.teleport = teleport
         tol_abs = self.settings.absolute * max(float(teleport.sum()), 1.0)
         queue, in_queue = np.empty(n, np.int32), np.zeros(n, np.uint8)
         pushes = work = 0
