@@ -206,10 +206,17 @@ def table(r: dict) -> str:
         f"{s['events']:,} events, {s['users']:,} users, {s['pairs']:,} pairs;"
         f" {s['batches']} batches of {s['batch']:,} rows, 2 writers,"
         f" median of {s['rounds']} alternating rounds",
-        f"(a) ingest rows/s   memory {rate['memory']:12,.0f}",
-        f"                    normal {rate['normal']:12,.0f}  {ratio['normal']:.2f}x"
-        f"  >=0.50 {ok(ratio['normal'] >= TARGETS['normal_ratio'])}",
-        f"                    full   {rate['full']:12,.0f}  {ratio['full']:.2f}x",
+    ]
+    if math.isnan(rate["memory"]):
+        lines.append("(a) ingest          skipped (--only restart)")
+    else:
+        lines += [
+            f"(a) ingest rows/s   memory {rate['memory']:12,.0f}",
+            f"                    normal {rate['normal']:12,.0f}  {ratio['normal']:.2f}x"
+            f"  >=0.50 {ok(ratio['normal'] >= TARGETS['normal_ratio'])}",
+            f"                    full   {rate['full']:12,.0f}  {ratio['full']:.2f}x",
+        ]
+    lines += [
         f"(b) checkpoint      {r['checkpoint']['seconds']:.2f} s,"
         f" {r['checkpoint']['bytes'] / 1e6:.1f} MB"
         f" = {r['checkpoint']['bytes_per_pair']:.1f} B/pair",
