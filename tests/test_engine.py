@@ -561,6 +561,27 @@ def test_a_load_into_an_empty_table_builds_the_pairs_adding_them_one_by_one_woul
     assert (built.rev[n:] == -1).all() and (built.eslot == -1).all()
 
 
+def test_a_restored_pair_table_has_every_reverse_slot_and_room_for_the_spare_pairs():
+    engine = Engine(threads=1)
+    engine.load_events(community(3000, 150, seed=4, end=NOW))
+    arrays = engine.state().arrays
+    # A state from before the reverse slots were kept finds them by hash instead.
+    older = {name: a for name, a in arrays.items() if name != "pair_rev"}
+    n, spare = len(arrays["pair_key"]), 2000
+    for state in (arrays, older):
+        table = PairTable.from_arrays(state, ModelParams(), spare_pairs=spare)
+        assert np.array_equal(table.rev[:n], table.lookup(reversed_pairs(table.key[:n])))
+        assert (table.rev[n:] == -1).all()
+        # The spare pairs arrive without the index growing (a rehash of every key).
+        buckets = table.index.nbytes
+        src, dst = np.divmod(np.arange(spare, dtype=np.int64), 50)
+        table.slots(pack_pairs(src + 1000, dst + 2000))
+        assert table.n == n + spare and table.index.nbytes == buckets
+        keys = table.key[: table.n]
+        assert np.array_equal(table.rev[: table.n], table.lookup(reversed_pairs(keys)))
+    assert "pair_rev" in arrays
+
+
 def test_a_full_refresh_gives_the_explanation_sums_of_the_two_pass_way():
     # Past eight threads the engine sums in a second pass over the in-edges.
     log = community(4000, 200, seed=3)

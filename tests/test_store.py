@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -293,6 +294,28 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
         assert again.load_into(second) == first.sequence
     assert "checksum mismatch" in caplog.text
     _same_snapshots(first, second)
+
+
+def test_an_unreadable_journal_row_stops_the_start_at_its_write_and_frees_the_directory(
+    tmp_path,
+):
+    # The journal is read ahead of the replay: its errors still surface where they lie.
+    first = Engine()
+    with Store(tmp_path) as store:
+        store.load_into(first)
+        for i in range(5):
+            first.record_interactions([("ana", f"u{i}", LIKE, NOW - i)], now=NOW)
+        store.close(final_checkpoint=False)
+    database = sqlite3.connect(tmp_path / "scoresvc.db")
+    with database:
+        database.execute("UPDATE writes SET payload = X'00' WHERE sequence = 3")
+    database.close()
+    threads = threading.active_count()
+    again = Store(tmp_path)
+    with pytest.raises(ValueError, match="write 3: unknown payload format"):
+        again.load_into(Engine())
+    assert threading.active_count() == threads  # the reader stopped with the start
+    again.close()
 
 
 def test_a_truncated_checkpoint_and_a_compacted_journal_refuse_to_start(tmp_path):

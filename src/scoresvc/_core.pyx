@@ -1137,3 +1137,22 @@ def count_below(const int32_t[::1] ranking, const double[::1] x, const double[::
 def rank_of(const int32_t[::1] ranking, const double[::1] x, double value):
     """``count_below`` for one value, without building arrays (the Score path)."""
     return _rank(ranking, x, value)
+
+
+def reserve_index(U64Index index, const uint64_t[::1] stored, int64_t keys):
+    """Size ``index``'s buckets for ``keys`` keys at once (those it holds are in
+    ``stored``), so inserting up to that many never rehashes. Raises MemoryError."""
+    cdef int64_t capacity = index.mask + 1
+    cdef int failed = 0
+    if index.size > stored.shape[0]:
+        raise ValueError("stored is smaller than the index")
+    while keys * 10 > capacity * 7:
+        capacity *= 2
+    if capacity == index.mask + 1:
+        return
+    if index.size == 0:
+        failed = index._rehash(NULL, capacity)
+    else:
+        failed = index._rehash(&stored[0], capacity)
+    if failed:
+        raise MemoryError()

@@ -327,8 +327,9 @@ class PairTable:
         return np.array([self.half_life, *self.kind_weights, self.endorsement_weight])
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the keys, sums and clock (for checkpoints); ``p`` and ``rev`` are
-        derived (the refresh and ``from_arrays`` rebuild them)."""
+        """Copies of the keys, sums, reverse slots and clock (for checkpoints); ``p`` is
+        derived (the refresh rebuilds it). ``rev`` is derived too, but kept: finding
+        every pair's reverse by hash costs a restart far more than reading it."""
         landmark = math.nan if self.landmark is None else self.landmark
         actions = sorted(self.aside)
         aside_keys = [self.aside[a][0] for a in actions]
@@ -341,6 +342,7 @@ class PairTable:
             "pair_key": self.key[: self.n].copy(),
             "pair_fd": self.fd[: self.n].copy(),
             "pair_eslot": self.eslot[: self.n].copy(),
+            "pair_rev": self.rev[: self.n].copy(),
             "e_sum": self.e_sum[: self.n_eslots].copy(),
             "pair_clock": np.array([landmark, self.latest_event, self.latest_interaction]),
             "pair_aggregation": self.aggregation(),
@@ -372,9 +374,14 @@ class PairTable:
             table.fd *= rescale
         table.eslot = grown(arrays["pair_eslot"], room, -1)
         table.p = np.zeros(len(table.key))
-        table.rev = np.full(len(table.key), -1, np.int32)
+        # Buckets for the pairs to come too: growing them on the way rehashes them all.
+        _core.reserve_index(table.index, table.key, n + spare_pairs)
         table.index.add_ids(table.key, 0, n)  # a state's keys are distinct
-        _core.link_reverse(table.index, table.key, 0, n, table.rev)
+        if "pair_rev" in arrays:
+            table.rev = grown(arrays["pair_rev"], room, -1)
+        else:  # a state from before the reverse slots were kept
+            table.rev = np.full(len(table.key), -1, np.int32)
+            _core.link_reverse(table.index, table.key, 0, n, table.rev)
         table.n = n
         table.e_sum = arrays["e_sum"] * (table.endorsement_weight / was[5])
         table.n_eslots = len(table.e_sum)

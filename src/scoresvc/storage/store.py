@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import queue
 import sqlite3
 import struct
 import threading
@@ -272,7 +273,7 @@ class Store:
     ) -> int:
         total = self._tail(base)[0]
         done = 0
-        for record in self._records_after(base):
+        for record in _read_ahead(self._records_after(base)):
             engine.replay(record)
             done += 1
             if progress is not None and (done % 1000 == 0 or done == total):
@@ -589,6 +590,46 @@ class _Ticket:
             raise self._error
         assert self._result is not None
         return self._result
+
+
+def _read_ahead(items: Iterator[WriteRecord], depth: int = 2) -> Iterator[WriteRecord]:
+    """``items``, produced by a thread up to ``depth`` ahead of the consumer: the
+    journal is read and decoded (SQLite and numpy release the GIL) while the records
+    before are applied. An error of the producer is raised to the consumer at its
+    place in the sequence; a consumer that stops early stops the producer."""
+    ahead: queue.Queue[tuple[WriteRecord | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple[WriteRecord | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                ahead.put(item, timeout=0.1)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((None, exc))
+            return
+        put((None, None))
+
+    producer = threading.Thread(target=produce, name="scoresvc-journal-reader", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is None:
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
 
 
 def _events_in(record: WriteRecord) -> int:
