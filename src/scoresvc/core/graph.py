@@ -182,7 +182,8 @@ class TrustGraph:
         senders became established or stopped being since the last refresh (of
         everyone when ``everyone``: the landmark moved or the graph is new), and mark
         for recomputation the rows and sums whose reciprocity gate reads a volume that
-        moved. Call after ``insert_new_edges``, before the marks are taken."""
+        moved. Call after ``insert_new_edges``, before the marks are taken; with
+        ``everyone`` the refresh must be a full one."""
         n = self.n_users
         flipped = np.flatnonzero(self.mature[:n] != mature)
         self.mature[:n] = mature
@@ -207,6 +208,8 @@ class TrustGraph:
             moved=moved,
             num_threads=threads,
         )
+        if everyone:  # a full refresh: every row and sum is recomputed anyway
+            return
         _core.mark_partners(
             users=np.flatnonzero(moved).astype(np.int32),
             start=self.out.start,
