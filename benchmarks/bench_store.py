@@ -116,6 +116,9 @@ def run(
     now = time.time()
     loaded = Engine()
     loaded.load_events(community(events, users, seed=1, end=now))
+    # A serving engine refreshes continually, so its checkpoints carry the latest
+    # credibility, from which the first refresh after a restart starts warm.
+    loaded.refresh(now)
     state = loaded.state()
     n_pairs = loaded.n_pairs
     del loaded

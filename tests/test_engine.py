@@ -582,13 +582,19 @@ def test_a_restored_pair_table_has_every_reverse_slot_and_room_for_the_spare_pai
     assert "pair_rev" in arrays
 
 
-def test_a_full_refresh_gives_the_explanation_sums_of_the_two_pass_way():
-    # Past eight threads the engine sums in a second pass over the in-edges.
+def test_a_full_refresh_in_slot_order_gives_what_row_by_row_gives():
+    # Past eight threads the engine computes row by row and sums in a second pass
+    # over the in-edges; up to eight, in slot order with the sums in the same passes.
     log = community(4000, 200, seed=3)
-    one_pass = engine_for(log, NOW, threads=2)[1]
-    two_passes = engine_for(log, NOW, threads=9)[1]
-    np.testing.assert_allclose(one_pass.received, two_passes.received, rtol=1e-13, atol=0)
-    assert one_pass.received[:, 0].sum() > 0
+    slot_order, slot_snap = engine_for(log, NOW, threads=2)
+    by_row, row_snap = engine_for(log, NOW, threads=9)
+    np.testing.assert_allclose(slot_snap.received, row_snap.received, rtol=1e-13, atol=0)
+    assert slot_snap.received[:, 0].sum() > 0 and slot_snap.received[:, 3].sum() > 0
+    mine, theirs = slot_order.edges(), by_row.edges()
+    np.testing.assert_array_equal(mine["src"], theirs["src"])
+    np.testing.assert_allclose(mine["transition"], theirs["transition"], rtol=1e-13, atol=0)
+    np.testing.assert_allclose(mine["budget_factor"], theirs["budget_factor"], rtol=1e-13)
+    assert (mine["budget_factor"] < 1).any()
 
 
 @given(
@@ -607,3 +613,17 @@ def test_a_new_graph_is_filled_with_the_rows_inserting_its_edges_gives(edges, th
         for a in range(10):
             assert filled.row(a).tolist() == inserted.row(a).tolist()
         assert filled.used == len(keys) and (filled.cap == filled.length).all()
+
+
+def test_a_state_taken_before_the_first_refresh_after_a_restore_hands_on_its_warm_start():
+    engine, snap = engine_for(community(3000, 200, seed=4), NOW)
+    restored = Engine()
+    restored.restore(engine.state())
+    handed_on = restored.state().arrays["warm_x"]
+    np.testing.assert_array_equal(handed_on, snap.x)
+    # After a refresh the published credibility is handed on instead.
+    refreshed = restored.refresh(NOW + DAY)
+    np.testing.assert_array_equal(restored.state().arrays["warm_x"], refreshed.x)
+    again = Engine()
+    again.restore(restored.state())
+    assert again.refresh(NOW + DAY).stats["sweeps"] <= refreshed.stats["sweeps"]

@@ -159,7 +159,27 @@ def compute_rows(
     out_d: F64,
     beta_changed: U8,
     num_threads: int,
-    received: F64 | None = None,
+) -> None: ...
+def compute_all_rows(
+    pair_key: U64,
+    pair_fd: F64,
+    pair_rev: I32,
+    pair_eslot: I32,
+    e_sum: F64,
+    support: F64,
+    mature: U8,
+    status: U8,
+    scale: float,
+    rho: float,
+    budget: float,
+    min_weight: float,
+    pair_p: F64,
+    beta: F64,
+    out_d: F64,
+    beta_changed: U8,
+    row_sums: F64,
+    received: F64,
+    num_threads: int,
 ) -> None: ...
 def received_sums(
     targets: I32,

@@ -792,12 +792,11 @@ cdef inline void _compute_row(int32_t a, const int32_t[::1] start,
                               const uint8_t[::1] mature, const uint8_t[::1] status,
                               double scale, double rho, double budget, double min_weight,
                               double[::1] pair_p, double[::1] beta, double[::1] out_d,
-                              uint8_t[::1] beta_changed, double* sums) noexcept nogil:
-    """One row of ``compute_rows``; adds to ``sums`` (5 per user) unless it is NULL."""
+                              uint8_t[::1] beta_changed) noexcept nogil:
+    """One row of ``compute_rows``."""
     cdef int64_t e, e0 = start[a], e1 = start[a] + length[a]
     cdef int32_t p
-    cdef double given = 0.0, b_a = 1.0, d_a = 0.0, kept
-    cdef double* at
+    cdef double given = 0.0, b_a = 1.0, d_a = 0.0
     cdef PairWeights pw
     for e in range(e0, e1):
         given = given + _endorsed(pair_eslot, e_sum, e_pair[e]) * scale
@@ -807,16 +806,8 @@ cdef inline void _compute_row(int32_t a, const int32_t[::1] start,
         p = e_pair[e]
         pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
                            support, mature, rho, scale)
-        kept = log1p(pw.raw - pw.pen)
         d_a = d_a + log1p(pw.raw) + b_a * pw.e
-        pair_p[p] = kept + b_a * (pw.e - pw.cut)
-        if sums != NULL:
-            at = sums + 5 * <int64_t>(pair_key[p] & <uint64_t>0xffffffff)
-            at[0] += pw.raw
-            at[1] += kept
-            at[2] += pw.e
-            at[3] += b_a * (pw.e - pw.cut)
-            at[4] += pw.pen + pw.cut
+        pair_p[p] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
     if d_a > 0.0 and d_a < min_weight:
         d_a = min_weight
     if beta[a] != b_a:
@@ -838,8 +829,7 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const double[::1] e_sum, const double[::1] support,
                  const uint8_t[::1] mature, const uint8_t[::1] status, double scale,
                  double rho, double budget, double min_weight, double[::1] pair_p, double[::1] beta,
-                 double[::1] out_d, uint8_t[::1] beta_changed, int num_threads,
-                 double[:, :, ::1] received=None):
+                 double[::1] out_d, uint8_t[::1] beta_changed, int num_threads):
     """Transition probabilities ``P(a -> b) = g(a -> b) / D_a`` of the given rows.
 
     Steps 3 to 6 of the model, evaluated at the decay ``scale = 2^((L - t) / H)``;
@@ -847,33 +837,104 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
     (``in_volumes``), ``mature`` 1 for those senders, ``min_weight`` the
     least a non-empty row's ``D_a`` may be (kappa).
     Rows are independent, so they run in parallel (``prange``, dynamic schedule:
-    power-law degrees make static chunks uneven).
+    power-law degrees make static chunks uneven). Every row at once:
+    ``compute_all_rows``.
 
     Outputs: ``pair_p`` (OUT, the rows' pairs), ``beta`` and ``out_d`` (OUT, per row),
     ``beta_changed[a]`` set to 1 where beta moved (INOUT).
-
-    With ``received`` (zeros of shape (num_threads, n_users, 5)), each thread also adds
-    what its rows send to ``received[thread, b]`` (the columns of ``received_sums``):
-    their sum over threads is every target's sums when the rows are all users, without
-    a second pass that computes every pair's weights again. Rows then go to threads in
-    a fixed order (static chunks), so the sums come out the same on every run.
     """
     cdef int64_t i, n = rows.shape[0]
-    if received is not None and (received.shape[0] < num_threads or received.shape[2] != 5):
-        raise ValueError("received needs a block of 5 sums per user per thread")
-    if received is not None:
-        with nogil:
-            for i in prange(n, schedule="static", chunksize=64, num_threads=num_threads):
-                _compute_row(rows[i], start, length, e_pair, pair_key, pair_fd, pair_rev,
-                             pair_eslot, e_sum, support, mature, status, scale, rho,
-                             budget, min_weight, pair_p, beta, out_d, beta_changed,
-                             &received[threadid(), 0, 0])
-        return
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
             _compute_row(rows[i], start, length, e_pair, pair_key, pair_fd, pair_rev,
                          pair_eslot, e_sum, support, mature, status, scale, rho, budget,
-                         min_weight, pair_p, beta, out_d, beta_changed, NULL)
+                         min_weight, pair_p, beta, out_d, beta_changed)
+
+
+def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
+                     const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
+                     const double[::1] e_sum, const double[::1] support,
+                     const uint8_t[::1] mature, const uint8_t[::1] status, double scale,
+                     double rho, double budget, double min_weight, double[::1] pair_p,
+                     double[::1] beta, double[::1] out_d, uint8_t[::1] beta_changed,
+                     double[:, :, ::1] row_sums, double[:, :, ::1] received,
+                     int num_threads):
+    """``compute_rows`` of every user, over the first ``len(pair_p)`` pair slots in
+    slot order rather than row by row: the table keeps both directions of a pair side
+    by side, so the pass streams where rows would jump about. The same values up to
+    the order in which a row's terms are added.
+
+    ``row_sums`` (scratch, zeros of shape (num_threads, n_users, 2)) and ``received``
+    (zeros of shape (num_threads, n_users, 5)) take each thread's share of a row's
+    terms and of what each target receives; their sum over threads is every target's
+    explanation sums. Each thread owns one contiguous range of slots in both passes,
+    so the sums come out the same on every run.
+    """
+    cdef int64_t m = pair_p.shape[0], users = beta.shape[0]
+    cdef int64_t t, p, a, i0, i1, share
+    cdef int32_t src, dst
+    cdef double kept, given, b_a, d_a, e_eff
+    cdef double* at
+    cdef PairWeights pw
+    if (row_sums.shape[0] < num_threads or row_sums.shape[1] < users
+            or row_sums.shape[2] != 2 or received.shape[0] < num_threads
+            or received.shape[1] < users or received.shape[2] != 5):
+        raise ValueError("row_sums or received has the wrong shape")
+    share = (m + num_threads - 1) // num_threads
+    with nogil:
+        # Each pair's terms before the budget: kept weight into pair_p, and per row
+        # the sum of log1p(raw) and of the endorsements given.
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, m)
+            for p in range(i0, i1):
+                pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, pair_eslot,
+                                   e_sum, support, mature, rho, scale)
+                src = <int32_t>(pair_key[p] >> 32)
+                dst = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
+                kept = log1p(pw.raw - pw.pen)
+                pair_p[p] = kept
+                row_sums[t, src, 0] += kept if pw.pen == 0.0 else log1p(pw.raw)
+                row_sums[t, src, 1] += pw.e
+                at = &received[t, dst, 0]
+                at[0] += pw.raw
+                at[1] += kept
+                at[2] += pw.e
+                at[4] += pw.pen + pw.cut
+        # Per row: the budget factor and the row's total weight D_a.
+        for a in prange(users, schedule="static", num_threads=num_threads):
+            d_a = 0.0
+            given = 0.0
+            for t in range(num_threads):
+                d_a = d_a + row_sums[t, a, 0]
+                given = given + row_sums[t, a, 1]
+            b_a = budget / given if given > budget else 1.0
+            d_a = d_a + b_a * given
+            if d_a > 0.0 and d_a < min_weight:
+                d_a = min_weight
+            if beta[a] != b_a:
+                beta_changed[a] = 1
+            beta[a] = b_a
+            out_d[a] = d_a
+        # Each pair's endorsements within its source's budget, and P = g / D_a.
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            i0 = t * share
+            i1 = min(i0 + share, m)
+            for p in range(i0, i1):
+                src = <int32_t>(pair_key[p] >> 32)
+                if pair_eslot[p] >= 0:
+                    pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd,
+                                       pair_eslot, e_sum, support, mature, rho, scale)
+                    e_eff = beta[src] * (pw.e - pw.cut)
+                    pair_p[p] = pair_p[p] + e_eff
+                    dst = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
+                    received[t, dst, 3] += e_eff
+                if out_d[src] > 0.0 and status[src] != STATUS_SUSPENDED:
+                    pair_p[p] = pair_p[p] / out_d[src]
+                else:
+                    pair_p[p] = 0.0
 
 
 def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,

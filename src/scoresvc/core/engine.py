@@ -76,6 +76,9 @@ class Engine(ModerationWrites):
         # the solver anew (cold). Receipts of erasures, by sequence, until fetched.
         self._rebuilt = False
         self._erasures: dict[int, Erasure] = {}
+        # The credibility a restore started from, handed on by checkpoints taken
+        # before the first refresh publishes one.
+        self._restored_x = np.zeros(0)
         # Refresh side (graph lock).
         self._scorer = Scorer(self.params, self.solver, self.threads, self._empty_snapshot())
 
@@ -625,10 +628,13 @@ class Engine(ModerationWrites):
         with self._ingest_lock:
             arrays = self._ingest.arrays()
             arrays.update(self._requests.arrays())
-            # The last published credibility: a warm start for the first refresh after
-            # a restore (never written again, so no lock is needed to read it).
-            # After an erasure, none: the next refresh is a cold one.
-            arrays["warm_x"] = np.zeros(0) if self._rebuilt else self._scorer.snapshot.x.copy()
+            # The last published credibility (never written again, so no lock is
+            # needed to read it), or before the first the one restored: a warm start
+            # for the first refresh after a restore. After an erasure, none: the next
+            # refresh is a cold one.
+            published = self._scorer.snapshot
+            warm = published.x if published.n_users else self._restored_x
+            arrays["warm_x"] = np.zeros(0) if self._rebuilt else warm.copy()
             return EngineState(self._writes.sequence, arrays, {})
 
     def restore(self, state: EngineState, spare_pairs: int = 0) -> None:
@@ -646,7 +652,8 @@ class Engine(ModerationWrites):
         self._ingest = IngestState.from_arrays(a, self.params, spare_pairs, self.threads)
         n = len(self._ingest.users)
         self._requests.restore(a)
-        self._scorer.solver.warm_start(a.get("warm_x", np.zeros(0)), n)
+        self._restored_x = a.get("warm_x", np.zeros(0))
+        self._scorer.solver.warm_start(self._restored_x, n)
         self._writes.restart_at(state.sequence)
         self._scorer.snapshot = self._empty_snapshot()
 
@@ -692,4 +699,6 @@ class Engine(ModerationWrites):
             # Held through the refresh: an erasure replayed meanwhile replaces it.
             ingest = self._ingest
         previous = self._empty_snapshot() if rebuilt else scorer.snapshot
-        return scorer.publish(update, ingest, now, previous, started)
+        published = scorer.publish(update, ingest, now, previous, started)
+        self._restored_x = np.zeros(0)  # checkpoints hand on the published one now
+        return published

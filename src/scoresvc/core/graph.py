@@ -233,14 +233,37 @@ class TrustGraph:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Recompute ``P`` and ``beta`` of ``rows`` (docs/model.md, steps 3-6) from the pair sums
         times ``scale``; returns 1 where a user's ``beta`` changed and, ``with_sums``
-        (``rows`` must then be every user), the explanation sums of every user from the
-        same pass (see ``received``), or None when it leaves them to ``received``."""
+        (``rows`` must then be every user and every pair in the graph), the
+        explanation sums of every user from the same passes over the pairs in slot
+        order (see ``received``), or None when it leaves them to ``received``."""
         n = self.n_users
         beta_changed = np.zeros(n, np.uint8)
-        # A block of sums per thread (40 bytes a user each): on many cores the second
+        # A block of sums per thread (56 bytes a user each): on many cores the second
         # pass costs less than the blocks.
-        with_sums = with_sums and threads <= _MAX_SUM_BLOCKS
-        parts = np.zeros((threads, n, 5)) if with_sums else None
+        if with_sums and threads <= _MAX_SUM_BLOCKS:
+            parts = np.zeros((threads, n, 5))
+            _core.compute_all_rows(
+                pair_key=pairs.key,
+                pair_fd=pairs.fd,
+                pair_rev=pairs.rev,
+                pair_eslot=pairs.eslot,
+                e_sum=pairs.e_sum,
+                support=self.support,
+                mature=self.mature,
+                status=status,
+                scale=scale,
+                rho=params.reciprocity,
+                budget=params.endorsement_budget,
+                min_weight=params.min_row_weight,
+                pair_p=pairs.p[: self.n_pairs],
+                beta=self.beta[:n],
+                out_d=np.empty(n),
+                beta_changed=beta_changed,
+                row_sums=np.zeros((threads, n, 2)),
+                received=parts,
+                num_threads=threads,
+            )
+            return beta_changed, parts.sum(axis=0) if threads > 1 else parts[0]
         _core.compute_rows(
             rows=rows,
             start=self.out.start,
@@ -263,11 +286,8 @@ class TrustGraph:
             out_d=np.empty(n),
             beta_changed=beta_changed,
             num_threads=threads,
-            received=parts,
         )
-        if parts is None:
-            return beta_changed, None
-        return beta_changed, parts.sum(axis=0) if threads > 1 else parts[0]
+        return beta_changed, None
 
     def received(
         self,
