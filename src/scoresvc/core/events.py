@@ -168,6 +168,7 @@ def earliest_events(
     distruster: np.ndarray | None = None,
     distrusted: np.ndarray | None = None,
     distrust_ts: np.ndarray | None = None,
+    threads: int = 1,
 ) -> np.ndarray:
     """Per user, the time of the earliest event naming it (inf where none does): how a
     bulk load without first-seen times dates its accounts."""
@@ -178,7 +179,10 @@ def earliest_events(
     for users, times in sides:
         if len(users):
             _core.keep_earliest(
-                np.ascontiguousarray(users, np.int64), np.ascontiguousarray(times, np.float64), out
+                np.ascontiguousarray(users, np.int64),
+                np.ascontiguousarray(times, np.float64),
+                out,
+                threads,
             )
     return out
 

@@ -188,6 +188,7 @@ class IngestState:
                 a.get("distruster"),
                 a.get("distrusted"),
                 a.get("distrust_ts"),
+                self.threads,
             )
         self._note_seen(dense, seen)
         topic_dense = np.array(

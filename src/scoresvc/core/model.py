@@ -36,7 +36,10 @@ class InteractionKind(enum.IntEnum):
 def channel_of(kind: np.ndarray) -> np.ndarray:
     """Each ``InteractionKind``'s pair channel: its column (0-3) in the pair sums, in
     ``ModelParams.kind_weights`` and in ``InteractionKind`` listed in order."""
-    return (np.asarray(kind) - InteractionKind.LIKE).astype(np.int8)
+    # Narrowed before the subtraction: a batch may hold tens of millions of rows.
+    channel = np.asarray(kind).astype(np.int8)
+    channel -= InteractionKind.LIKE
+    return channel
 
 
 def kind_of(channel: np.ndarray) -> np.ndarray:
