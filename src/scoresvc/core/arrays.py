@@ -1,5 +1,5 @@
-"""Growable numpy arrays (the one growth policy the engine's tables share) and the
-sort order the rankings use."""
+"""Growable numpy arrays (the one growth policy the engine's tables share), the sort
+order the rankings use, and distinct values by sorting."""
 
 from __future__ import annotations
 
@@ -43,3 +43,15 @@ def sorted_order(values: np.ndarray) -> np.ndarray:
     run = (np.cumsum(run_start) - 1)[where]
     order[where] = np.sort(run * m + order[where]) % m
     return order
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` of a 1-d integer array, by one sort: numpy 2's plain
+    ``unique`` hashes instead, tens of times slower on 10^5 values and more."""
+    ordered = np.sort(np.asarray(values).ravel())
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]

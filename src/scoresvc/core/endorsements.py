@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .arrays import grown
+from .arrays import distinct, grown
 from .endorsement_limit import EndorsementLimit
 from .errors import RateLimited
 from .events import latest_events
@@ -102,7 +102,7 @@ class EndorsementBook:
         rec_w, ts_w, retract_w = rec_w[newer], ts_w[newer], retract_w[newer]
         self._ts[rec_w] = ts_w
         self._state[rec_w] = np.where(retract_w, REC_RETRACTED, REC_LIVE)
-        return np.unique(self._pair[rec_w]).astype(np.int32)
+        return distinct(self._pair[rec_w]).astype(np.int32)
 
     def _resum(self, pairs: PairTable, touched: np.ndarray) -> None:
         """Re-sum the live records of pairs ``touched`` into the pair table."""
@@ -140,13 +140,13 @@ class EndorsementBook:
             trail["topic"][between],
         )
         recs = self._records(pairs, keys)
-        affected = np.unique(recs[np.isin(between, moved)])
+        affected = distinct(recs[np.isin(between, moved)])
         self._ts[affected] = -np.inf
         self._state[affected] = 0
         counting = np.isin(recs, affected) & (trail["invalidated"][between] == 0)
         positions = between[counting]
         self._fold(recs[counting], trail["ts"][positions], trail["retracted"][positions])
-        touched = np.unique(self._pair[affected]).astype(np.int32)
+        touched = distinct(self._pair[affected]).astype(np.int32)
         self._resum(pairs, touched)
         return len(moved), touched
 

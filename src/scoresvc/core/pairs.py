@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .arrays import grown
+from .arrays import distinct, grown
 from .events import Compaction
 from .model import ModelParams
 
@@ -295,7 +295,7 @@ class PairTable:
     def give_endorsement_slots(self, pairs: np.ndarray) -> int:
         """Give ``pairs`` that have none an endorsement slot; returns how many slots
         there are now."""
-        new_pairs = np.unique(pairs[self.eslot[pairs] < 0])
+        new_pairs = distinct(pairs[self.eslot[pairs] < 0])
         if new_pairs.size:
             n_eslots = self.n_eslots + new_pairs.size
             self.e_sum = grown(self.e_sum, n_eslots, 0.0)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arrays import distinct
 from .model import AccountStatus, ModelParams
 
 
@@ -107,13 +108,19 @@ def supported(
         return out
     width = int(user.max()) + 1
     key = np.asarray(topic, np.int64)[rows] * width + user[rows]
-    who = endorser[rows]
+    who = np.asarray(endorser, np.int64)[rows]
     # Distinct (key, endorser) pairs in one sort, then endorsers counted per key.
-    order = np.lexsort((who, key))
-    k, e = key[order], who[order]
-    first = np.ones(len(k), bool)
-    first[1:] = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
-    keys, counts = np.unique(k[first], return_counts=True)
+    span = int(who.max()) + 1
+    if int(key.max()) < 2**62 // span:  # both in one int64: one plain sort
+        both = distinct(key * span + who)
+        k = both // span
+    else:
+        order = np.lexsort((who, key))
+        k, e = key[order], who[order]
+        first = np.ones(len(k), bool)
+        first[1:] = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
+        k = k[first]
+    keys, counts = np.unique(k, return_counts=True)
     out[rows[np.isin(key, keys[counts >= least])]] = True
     return out
 

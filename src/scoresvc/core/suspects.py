@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from .arrays import distinct
 from .model import AccountStatus
 
 if TYPE_CHECKING:  # the client reads these types without loading the engine's parts
@@ -214,7 +215,7 @@ class _Graph:
         frontier = roots
         while len(frontier):
             nxt = self.dst[self.pairs_from(frontier)]
-            frontier = np.unique(nxt[~seen[nxt]])
+            frontier = distinct(nxt[~seen[nxt]])
             seen[frontier] = True
         return seen
 
@@ -283,7 +284,7 @@ def _unreached_clusters(ctx: _Context, status: np.ndarray) -> list[_Cluster]:
     a = np.concatenate([g.src[main], g.src[internal]])
     b = np.concatenate([g.dst[main], g.dst[internal]])
     label = _components(g.n, a, b)
-    touched = np.unique(np.concatenate([a, b]))
+    touched = distinct(np.concatenate([a, b]))
     clusters = []
     size = np.bincount(label[touched[candidate[touched]]], minlength=g.n)
     for root in np.flatnonzero(size >= s.min_members):
@@ -342,11 +343,11 @@ def _trading_circles(ctx: _Context) -> list[_Cluster]:
         return []
     a = np.minimum(g.src[traded], g.dst[traded])
     b = np.maximum(g.src[traded], g.dst[traded])
-    edges = np.unique(a.astype(np.int64) * g.n + b)
+    edges = distinct(a.astype(np.int64) * g.n + b)
     a, b = edges // g.n, edges % g.n
     label = _components(g.n, a, b)
     clusters = []
-    touched = np.unique(np.concatenate([a, b]))
+    touched = distinct(np.concatenate([a, b]))
     size = np.bincount(label[touched], minlength=g.n)
     n_edges = np.bincount(label[a], minlength=g.n)
     for root in np.flatnonzero(size >= s.min_members):
@@ -384,7 +385,7 @@ def _bursts(ctx: _Context) -> list[_Cluster]:
     clusters = []
     for u in hot:
         i = int(np.flatnonzero((endorsee == u) & (counts == best[u]))[0])
-        who = np.unique(ctx.trail_endorser[i : i + best[u]])
+        who = distinct(ctx.trail_endorser[i : i + best[u]])
         if len(who) >= s.min_burst:
             clusters.append(_Cluster(SuspectKind.ENDORSEMENT_BURST, who, np.array([u])))
     return clusters
@@ -416,7 +417,7 @@ def _evidence(ctx: _Context, c: _Cluster) -> SuspectEvidence:
     into_b = g.pairs_into(c.beneficiaries)
     from_members = member[g.src[into_b]]
     credibility_b = float(ctx.credibility[c.beneficiaries].sum())
-    touching = np.unique(np.concatenate([g.pairs_from(c.members), g.pairs_into(c.members)]))
+    touching = distinct(np.concatenate([g.pairs_from(c.members), g.pairs_into(c.members)]))
     inside = member[g.src[touching]] & member[g.dst[touching]]
     matched = np.minimum(g.v[touching], g.v_back[touching])
     into_m = g.pairs_into(c.members)

@@ -57,6 +57,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ..core.arrays import distinct
 from ..core.engine import Engine
 from ..core.events import Compaction, EventLog
 from ..core.model import AccountStatus, InteractionKind, channel_of, kind_of
@@ -276,7 +277,7 @@ def _moderation_document(engine: Engine, at: float) -> dict[str, Any]:
     columns of lists, users and topics by name (only those the columns name)."""
     actions, ids, topics, arrays = engine.moderation_export(at)
     user_columns = [k for k in MODERATION_USER_COLUMNS if len(arrays[k])]
-    used = np.unique(np.concatenate([np.zeros(0, np.int64), *(arrays[k] for k in user_columns)]))
+    used = distinct(np.concatenate([np.zeros(0, np.int64), *(arrays[k] for k in user_columns)]))
     position = {int(u): i for i, u in enumerate(used.tolist())}
     columns: dict[str, list[Any]] = {}
     for name, values in arrays.items():
