@@ -35,7 +35,9 @@ from scoresvc.core.events import EventLog
 from scoresvc.core.model import ModelParams
 from scoresvc.synthetic import community
 
-TARGETS = {"build": 2.0, "refresh": 20.0, "bytes_per_pair": 100.0}
+# The full build at least 2x the fastest peer, a refresh after new events at least 10x
+# its recompute, and resident state no larger per pair than before the cold build path.
+TARGETS = {"build": 2.0, "refresh": 10.0, "bytes_per_pair": 95.7}
 
 
 def _timed(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -358,14 +360,14 @@ def table(r: dict) -> str:
     )
     lines.append(
         f"{'(b) refresh after new events, scoresvc':44} {r['refresh_seconds']:9.4f} "
-        f"{r['refresh_ratio']:8.1f}x {'>=20x':>8} {ok(r['refresh_ratio'], TARGETS['refresh'])}"
+        f"{r['refresh_ratio']:8.1f}x {'>=10x':>8} {ok(r['refresh_ratio'], TARGETS['refresh'])}"
     )
     lines.append(
         f"{'    refresh after time moved (full, warm)':44} {r['time_moved_refresh_seconds']:9.3f}"
     )
     bpp = r["bytes_per_pair"]
     lines.append(
-        f"{'(c) resident bytes per distinct pair':44} {bpp:9.1f} {'':>9} {'<=100':>8} "
+        f"{'(c) resident bytes per distinct pair':44} {bpp:9.1f} {'':>9} {'<=95.7':>8} "
         f"{'ok' if bpp <= TARGETS['bytes_per_pair'] else 'MISS'}"
     )
     lines.append(

@@ -11,7 +11,8 @@
 (b) a checkpoint of the loaded state: seconds and bytes per distinct pair;
 (c) restart with the events stored: the newest checkpoint plus a journal tail of
     --tail-events (the most a tail holds with the default --checkpoint-events), until
-    the first snapshot is published; target <= 10 s. Beside it, the same start with
+    the first snapshot is published; target <= 3.65 s (half the 7.3 s it took
+    before the cold build path). Beside it, the same start with
     every event in the journal and no checkpoint.
 """
 
@@ -34,7 +35,8 @@ from scoresvc.storage import checkpoint
 from scoresvc.storage.store import Store
 from scoresvc.synthetic import community
 
-TARGETS = {"normal_ratio": 0.5, "restart_seconds": 10.0}
+# Restart: half of the 7.3 s a 10M-event directory took before the cold build path.
+TARGETS = {"normal_ratio": 0.5, "restart_seconds": 3.65}
 
 
 def _batches(users: int, batch: int, count: int, now: float, seed: int = 2) -> list[tuple]:
@@ -227,7 +229,7 @@ def table(r: dict) -> str:
         " to the first snapshot)",
         f"                    {r['restart']['seconds']:.2f} s (checkpoint +"
         f" {r['restart']['tail_events']:,} events of journal, to the first snapshot)"
-        f"  <=10 s {ok(r['restart']['seconds'] <= TARGETS['restart_seconds'])}",
+        f"  <=3.65 s {ok(r['restart']['seconds'] <= TARGETS['restart_seconds'])}",
         f"    journal only    {r['restart']['journal_only_seconds']:.2f} s (no checkpoint)",
     ]
     return "\n".join(lines)
