@@ -101,7 +101,7 @@ class Solver:
         After a few changed rows, residual push touches only what moved. Yet a burst
         can shift credibility everywhere by more than the tolerance, and push work
         grows like 1/tolerance where power steps grow like log(1/tolerance): so the
-        push gets a budget of one pass over the edges, and past it the refresh takes
+        push gets a budget of a quarter pass over the edges, and past it the refresh takes
         warm-started parallel power steps. A final push certifies every node.
 
         Returns (power steps, pushes, edges touched by pushes).
