@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 import struct
 import time
@@ -107,10 +108,12 @@ def read(path: Path) -> EngineState:
     size = path.stat().st_size
     if size < _PREFIX.size + DIGEST_SIZE:
         raise CorruptCheckpoint(f"{path.name}: {size} bytes is too short")
-    buffer = bytearray(size)
+    # Mapped, not read into memory of our own: the arrays are views of the page cache
+    # (copy-on-write, so a caller may change them), and the digest reads it in place.
     with open(path, "rb") as f:
-        if f.readinto(buffer) != size:
-            raise CorruptCheckpoint(f"{path.name}: shorter than its size")
+        buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    if len(buffer) != size:
+        raise CorruptCheckpoint(f"{path.name}: shorter than its size")
     body = memoryview(buffer)[:-DIGEST_SIZE]
     magic, version, header_size = _PREFIX.unpack_from(buffer)
     if magic != MAGIC:
