@@ -582,11 +582,12 @@ def test_a_restored_pair_table_has_every_reverse_slot_and_room_for_the_spare_pai
     assert "pair_rev" in arrays
 
 
-def test_a_full_refresh_in_slot_order_gives_what_row_by_row_gives():
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_full_refresh_in_slot_order_gives_what_row_by_row_gives(threads):
     # Past eight threads the engine computes row by row and sums in a second pass
     # over the in-edges; up to eight, in slot order with the sums in the same passes.
     log = community(4000, 200, seed=3)
-    slot_order, slot_snap = engine_for(log, NOW, threads=2)
+    slot_order, slot_snap = engine_for(log, NOW, threads=threads)
     by_row, row_snap = engine_for(log, NOW, threads=9)
     np.testing.assert_allclose(slot_snap.received, row_snap.received, rtol=1e-13, atol=0)
     assert slot_snap.received[:, 0].sum() > 0 and slot_snap.received[:, 3].sum() > 0

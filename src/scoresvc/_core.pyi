@@ -179,6 +179,7 @@ def compute_all_rows(
     beta_changed: U8,
     row_sums: F64,
     received: F64,
+    received_more: F64,
     num_threads: int,
 ) -> None: ...
 def received_sums(

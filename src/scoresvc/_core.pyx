@@ -875,24 +875,31 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                          min_weight, pair_p, beta, out_d, beta_changed)
 
 
+cdef inline double* _sums_of(double[:, ::1] received, double[:, :, ::1] received_more,
+                             int64_t t, int32_t u) noexcept nogil:
+    """Thread ``t``'s explanation sums of user ``u`` in ``compute_all_rows``."""
+    return &received[u, 0] if t == 0 else &received_more[t - 1, u, 0]
+
+
 def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                      const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
                      const double[::1] e_sum, const double[::1] support,
                      const uint8_t[::1] mature, const uint8_t[::1] status, double scale,
                      double rho, double budget, double min_weight, double[::1] pair_p,
                      double[::1] beta, double[::1] out_d, uint8_t[::1] beta_changed,
-                     double[:, :, ::1] row_sums, double[:, :, ::1] received,
-                     int num_threads):
+                     double[:, :, ::1] row_sums, double[:, ::1] received,
+                     double[:, :, ::1] received_more, int num_threads):
     """``compute_rows`` of every user, over the first ``len(pair_p)`` pair slots in
     slot order rather than row by row: the table keeps both directions of a pair side
     by side, so the pass streams where rows would jump about. The same values up to
-    the order in which a row's terms are added.
+    the order in which a row's terms are added. Also every user's explanation sums
+    (``received``, OUT, shape (n_users, 5): the columns of ``received_sums``).
 
-    ``row_sums`` (scratch, zeros of shape (num_threads, n_users, 2)) and ``received``
-    (zeros of shape (num_threads, n_users, 5)) take each thread's share of a row's
-    terms and of what each target receives; their sum over threads is every target's
-    explanation sums. Each thread owns one contiguous range of slots in both passes,
-    so the sums come out the same on every run.
+    Each thread owns one contiguous range of slots in every pass, and adds its terms
+    to blocks of its own, folded in a fixed order, so the sums come out the same on
+    every run: ``row_sums`` (zeros of shape (num_threads, n_users, 2)) per row, and
+    per target ``received`` for the first thread and ``received_more`` (zeros of
+    shape (num_threads - 1, n_users, 5)) for the others.
     """
     cdef int64_t m = pair_p.shape[0], users = beta.shape[0]
     cdef int64_t t, p, a, i0, i1, share
@@ -901,9 +908,11 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
     cdef double* at
     cdef PairWeights pw
     if (row_sums.shape[0] < num_threads or row_sums.shape[1] < users
-            or row_sums.shape[2] != 2 or received.shape[0] < num_threads
-            or received.shape[1] < users or received.shape[2] != 5):
-        raise ValueError("row_sums or received has the wrong shape")
+            or row_sums.shape[2] != 2 or received.shape[0] < users
+            or received.shape[1] != 5 or received_more.shape[0] < num_threads - 1
+            or (num_threads > 1 and (received_more.shape[1] < users
+                                     or received_more.shape[2] != 5))):
+        raise ValueError("row_sums, received or received_more has the wrong shape")
     share = (m + num_threads - 1) // num_threads
     with nogil:
         # Each pair's terms before the budget: kept weight into pair_p, and per row
@@ -921,7 +930,7 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                 pair_p[p] = kept
                 row_sums[t, src, 0] += kept if pw.pen == 0.0 else log1p(pw.raw)
                 row_sums[t, src, 1] += pw.e
-                at = &received[t, dst, 0]
+                at = _sums_of(received, received_more, t, dst)
                 at[0] += pw.raw
                 at[1] += kept
                 at[2] += pw.e
@@ -954,11 +963,16 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                     e_eff = beta[src] * (pw.e - pw.cut)
                     pair_p[p] = pair_p[p] + e_eff
                     dst = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
-                    received[t, dst, 3] += e_eff
+                    _sums_of(received, received_more, t, dst)[3] += e_eff
                 if out_d[src] > 0.0 and status[src] != STATUS_SUSPENDED:
                     pair_p[p] = pair_p[p] / out_d[src]
                 else:
                     pair_p[p] = 0.0
+        # The other threads' sums into the first's.
+        for a in prange(users, schedule="static", num_threads=num_threads):
+            for t in range(1, num_threads):
+                for p in range(5):
+                    received[a, p] += received_more[t - 1, a, p]
 
 
 def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,

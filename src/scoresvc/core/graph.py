@@ -241,7 +241,7 @@ class TrustGraph:
         # A block of sums per thread (56 bytes a user each): on many cores the second
         # pass costs less than the blocks.
         if with_sums and threads <= _MAX_SUM_BLOCKS:
-            parts = np.zeros((threads, n, 5))
+            received = np.zeros((n, 5))
             _core.compute_all_rows(
                 pair_key=pairs.key,
                 pair_fd=pairs.fd,
@@ -260,10 +260,11 @@ class TrustGraph:
                 out_d=np.empty(n),
                 beta_changed=beta_changed,
                 row_sums=np.zeros((threads, n, 2)),
-                received=parts,
+                received=received,
+                received_more=np.zeros((threads - 1, n, 5)),
                 num_threads=threads,
             )
-            return beta_changed, parts.sum(axis=0) if threads > 1 else parts[0]
+            return beta_changed, received
         _core.compute_rows(
             rows=rows,
             start=self.out.start,
