@@ -313,3 +313,25 @@ def test_the_history_command_prints_a_table_or_json_and_one_line_errors(tmp_path
         missing = run_cli("history", "nobody", *address)
         assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
         assert len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_a_point_s_own_time_passed_back_through_a_double_names_it(tmp_path):
+    # Points are recorded to the microsecond; a double holds today's times to about
+    # 0.24 us, so a time read back as a float (the client's HistoryPoint.time) and
+    # sent as a Timestamp may fall a fraction of a microsecond short of the point.
+    first = 1_764_500_000_000_000
+    history = History(tmp_path, clock=lambda: first / 1e6 + 1.0)
+    snap = _snapshot(50)
+    user = snap.user_ids[0]
+    recorded = range(first, first + 600, 7)
+    for micros in recorded:
+        history.record(snap, at=micros / 1e6)
+    assert len(history.times()) == len(recorded)
+    for t in history.times():
+        seconds, micros = divmod(round(t * 1e6), 10**6)
+        read = seconds + micros * 1000 * 1e-9  # the client's time of the point
+        sent = timestamp_pb2.Timestamp()
+        sent.FromNanoseconds(round(read * 1e9))
+        back = sent.seconds + sent.nanos * 1e-9  # as the server reads it
+        (point,) = history.points(user, start=back, end=back)
+        assert point.time == t

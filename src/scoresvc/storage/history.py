@@ -366,16 +366,16 @@ class History:
         end: float | None = None,
         limit: int | None = None,
     ) -> list[HistoryPoint]:
-        """``user_id``'s points from ``start`` to ``end`` (inclusive; None: unbounded),
-        oldest first, at most ``limit``; points from before the user was seen are left
-        out."""
+        """``user_id``'s points from ``start`` to ``end`` (inclusive, to the nearest
+        microsecond; None: unbounded), oldest first, at most ``limit``; points from
+        before the user was seen are left out."""
         topic = normalize_topic(topic)
         with self._lock:
             row = self._row.get(user_id)
-            lo = 0 if start is None else bisect.bisect_left(self._points, _micros_up(start))
+            lo = 0 if start is None else bisect.bisect_left(self._points, _micros(start))
             hi = len(self._points)
             if end is not None:
-                hi = bisect.bisect_right(self._points, _micros_down(end))
+                hi = bisect.bisect_right(self._points, _micros(end))
             selected = self._points[lo:hi]
         out: list[HistoryPoint] = []
         if row is None:
@@ -394,7 +394,7 @@ class History:
         when there is no such point."""
         with self._lock:
             row = self._row.get(user_id)
-            candidates = self._points[: bisect.bisect_right(self._points, _micros_down(at))]
+            candidates = self._points[: bisect.bisect_right(self._points, _micros(at))]
         if row is None:
             return None
         for micros in reversed(candidates):
@@ -512,12 +512,11 @@ def _contributor_arrays(
     return {"trust_kept": kept, "contributor_rows": sources, "contributor_flow": flows}
 
 
-def _micros_up(seconds: float) -> int:
-    return int(np.ceil(seconds * 1e6 - 1e-3))
-
-
-def _micros_down(seconds: float) -> int:
-    return int(np.floor(seconds * 1e6 + 1e-3))
+def _micros(seconds: float) -> int:
+    """A bound to the nearest microsecond, the resolution points are recorded at: a
+    double holds today's times to about 0.24 us, so a point's own time, passed through
+    one (or through a Timestamp rounded from one), still names that point."""
+    return round(seconds * 1e6)
 
 
 def _point_arrays(
