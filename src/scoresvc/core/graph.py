@@ -7,6 +7,8 @@ ingest (the ingest lock) and read by the refresh while it holds both.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import _core
@@ -238,23 +240,27 @@ class TrustGraph:
         order (see ``received``), or None when it leaves them to ``received``."""
         n = self.n_users
         beta_changed = np.zeros(n, np.uint8)
+        # What both kernels read of a row's pairs and of the model.
+        weights: dict[str, Any] = {
+            "pair_key": pairs.key,
+            "pair_fd": pairs.fd,
+            "pair_rev": pairs.rev,
+            "pair_eslot": pairs.eslot,
+            "e_sum": pairs.e_sum,
+            "support": self.support,
+            "mature": self.mature,
+            "status": status,
+            "scale": scale,
+            "rho": params.reciprocity,
+            "budget": params.endorsement_budget,
+            "min_weight": params.min_row_weight,
+        }
         # A block of sums per thread (56 bytes a user each): on many cores the second
         # pass costs less than the blocks.
         if with_sums and threads <= _MAX_SUM_BLOCKS:
             received = np.zeros((n, 5))
             _core.compute_all_rows(
-                pair_key=pairs.key,
-                pair_fd=pairs.fd,
-                pair_rev=pairs.rev,
-                pair_eslot=pairs.eslot,
-                e_sum=pairs.e_sum,
-                support=self.support,
-                mature=self.mature,
-                status=status,
-                scale=scale,
-                rho=params.reciprocity,
-                budget=params.endorsement_budget,
-                min_weight=params.min_row_weight,
+                **weights,
                 pair_p=pairs.p[: self.n_pairs],
                 beta=self.beta[:n],
                 out_d=np.empty(n),
@@ -270,18 +276,7 @@ class TrustGraph:
             start=self.out.start,
             length=self.out.length,
             e_pair=self.out.pair,
-            pair_key=pairs.key,
-            pair_fd=pairs.fd,
-            pair_rev=pairs.rev,
-            pair_eslot=pairs.eslot,
-            e_sum=pairs.e_sum,
-            support=self.support,
-            mature=self.mature,
-            status=status,
-            scale=scale,
-            rho=params.reciprocity,
-            budget=params.endorsement_budget,
-            min_weight=params.min_row_weight,
+            **weights,
             pair_p=pairs.p,
             beta=self.beta,
             out_d=np.empty(n),
