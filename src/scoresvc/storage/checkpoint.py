@@ -19,6 +19,7 @@ header, and is still read (converted on reading).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import mmap
@@ -42,6 +43,7 @@ READABLE_VERSIONS = (1, 2)
 ALIGN = 64
 DIGEST_SIZE = 32
 _PREFIX = struct.Struct("<4sIQ")
+_READ_CHUNK = 8 << 20
 
 
 class CorruptCheckpoint(ValueError):
@@ -103,29 +105,45 @@ def write(directory: Path, state: EngineState) -> Path:
     return final
 
 
+def _digest_of(f: io.BufferedReader, length: int, name: str) -> bytes:
+    """BLAKE2b of the next ``length`` bytes of ``f``, read a chunk at a time into one
+    small buffer (a read error is an ``OSError`` here, not a fault in a mapping)."""
+    digest = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    chunk = memoryview(bytearray(_READ_CHUNK))
+    while length:
+        got = f.readinto(chunk[: min(length, _READ_CHUNK)])
+        if not got:
+            raise CorruptCheckpoint(f"{name}: shorter than its size")
+        digest.update(chunk[:got])
+        length -= got
+    return digest.digest()
+
+
 def read(path: Path) -> EngineState:
     """The state in ``path``; ``CorruptCheckpoint`` if the file does not check out."""
     size = path.stat().st_size
     if size < _PREFIX.size + DIGEST_SIZE:
         raise CorruptCheckpoint(f"{path.name}: {size} bytes is too short")
-    # Mapped, not read into memory of our own: the arrays are views of the page cache
-    # (copy-on-write, so a caller may change them), and the digest reads it in place.
     with open(path, "rb") as f:
+        magic, version, header_size = _PREFIX.unpack(f.read(_PREFIX.size))
+        if magic != MAGIC:
+            raise CorruptCheckpoint(f"{path.name}: not a checkpoint (magic {magic!r})")
+        if version not in READABLE_VERSIONS:
+            raise CorruptCheckpoint(
+                f"{path.name}: format version {version}; this scoresvc reads versions"
+                f" {', '.join(map(str, READABLE_VERSIONS))}"
+            )
+        f.seek(0)
+        expected = _digest_of(f, size - DIGEST_SIZE, path.name)
+        if expected != f.read(DIGEST_SIZE):
+            raise CorruptCheckpoint(f"{path.name}: checksum mismatch (truncated or altered)")
+        # Checked, then mapped rather than copied into memory of our own: the arrays
+        # are views of the page cache the check just read (copy-on-write, so a caller
+        # may change them).
         buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     if len(buffer) != size:
-        raise CorruptCheckpoint(f"{path.name}: shorter than its size")
+        raise CorruptCheckpoint(f"{path.name}: changed while it was read")
     body = memoryview(buffer)[:-DIGEST_SIZE]
-    magic, version, header_size = _PREFIX.unpack_from(buffer)
-    if magic != MAGIC:
-        raise CorruptCheckpoint(f"{path.name}: not a checkpoint (magic {magic!r})")
-    if version not in READABLE_VERSIONS:
-        raise CorruptCheckpoint(
-            f"{path.name}: format version {version}; this scoresvc reads versions"
-            f" {', '.join(map(str, READABLE_VERSIONS))}"
-        )
-    expected = hashlib.blake2b(body, digest_size=DIGEST_SIZE).digest()
-    if expected != bytes(buffer[-DIGEST_SIZE:]):
-        raise CorruptCheckpoint(f"{path.name}: checksum mismatch (truncated or altered)")
     try:
         header = json.loads(bytes(body[_PREFIX.size : _PREFIX.size + header_size]))
         position = _PREFIX.size + header_size
