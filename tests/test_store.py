@@ -242,6 +242,27 @@ def test_a_checkpoint_holds_the_whole_state_and_later_writes_follow_it(tmp_path)
         _same_snapshots(first, second)
 
 
+def test_a_pruned_checkpoint_is_not_held_open_by_the_engine_restored_from_it(tmp_path):
+    # Checkpoints are read mapped; nothing the engine keeps may pin the file (an
+    # erasure deletes old checkpoints, and their bytes must leave the disk).
+    first = Engine()
+    with Store(tmp_path, keep_checkpoints=1) as store:
+        store.load_into(first)
+        _write_everything(first)
+        first.refresh(NOW)
+        store.checkpoint()
+    second = Engine()
+    with Store(tmp_path, keep_checkpoints=1) as store:
+        store.load_into(second)
+        (old,) = (tmp_path / "checkpoints").glob("*.svck")
+        second.record_interactions([("dee", "bo", LIKE, NOW - 5)], now=NOW)
+        store.checkpoint()  # prunes the one restored from, before any refresh
+        assert not old.exists()
+        held = [os.readlink(f) for f in Path("/proc/self/fd").iterdir() if f.is_symlink()]
+        assert not [f for f in held if f.startswith(str(old))]
+        assert str(old) not in Path("/proc/self/maps").read_text()
+
+
 def test_a_checkpoint_keeps_the_latest_interaction_and_each_retried_endorsements_liveness(
     tmp_path,
 ):

@@ -632,8 +632,11 @@ class Engine(ModerationWrites):
             # needed to read it), or before the first the one restored: a warm start
             # for the first refresh after a restore. After an erasure, none: the next
             # refresh is a cold one.
+            # Read before the snapshot: the first publish replaces the snapshot, then
+            # drops the restored one, so one of the two is always seen.
+            restored = self._restored_x
             published = self._scorer.snapshot
-            warm = published.x if published.n_users else self._restored_x
+            warm = published.x if published.n_users else restored
             arrays["warm_x"] = np.zeros(0) if self._rebuilt else warm.copy()
             return EngineState(self._writes.sequence, arrays, {})
 
@@ -652,7 +655,9 @@ class Engine(ModerationWrites):
         self._ingest = IngestState.from_arrays(a, self.params, spare_pairs, self.threads)
         n = len(self._ingest.users)
         self._requests.restore(a)
-        self._restored_x = a.get("warm_x", np.zeros(0))
+        # A copy: the state's arrays may be views of a checkpoint file, which a view
+        # kept here would keep open (and on disk) after it is pruned or erased.
+        self._restored_x = np.array(a.get("warm_x", np.zeros(0)))
         self._scorer.solver.warm_start(self._restored_x, n)
         self._writes.restart_at(state.sequence)
         self._scorer.snapshot = self._empty_snapshot()
