@@ -385,13 +385,15 @@ def accumulate(const int32_t[::1] pair, const int8_t[::1] channel,
 
 def keep_earliest(const int64_t[::1] users, const double[::1] times, double[::1] earliest,
                   int num_threads=1):
-    """``earliest[users[i]] = min(earliest[users[i]], times[i])`` (INOUT): numpy's
-    ``minimum.at`` without its per-element dispatch. On several threads each takes a
-    contiguous share into a copy of its own, and the copies are folded in after."""
+    """``earliest[users[i]] = min(earliest[users[i]], times[i])`` (INOUT; ``users``
+    must index ``earliest``): numpy's ``minimum.at`` without its per-element dispatch.
+    On several threads (at most 8) each takes a contiguous share into a copy of its
+    own, folded in after; when the copies would outweigh the events, one thread."""
     cdef int64_t i, t, u, i0, i1, share, n = users.shape[0], m = earliest.shape[0]
     if times.shape[0] != n:
         raise ValueError("users and times differ in length")
-    if num_threads < 2 or n < 1_000_000:
+    num_threads = min(num_threads, 8)
+    if num_threads < 2 or n < 1_000_000 or num_threads * m > n:
         with nogil:
             for i in range(n):
                 if times[i] < earliest[users[i]]:
