@@ -377,7 +377,9 @@ class PairTable:
         table.eslot = grown(arrays["pair_eslot"], room, -1)
         table.p = np.zeros(len(table.key))
         # Buckets for the pairs to come too: growing them on the way rehashes them all.
-        _core.reserve_index(table.index, table.key, n + spare_pairs)
+        # (``spare_pairs`` counts events, most of which may repeat pairs: at most
+        # doubled here, so a tail of repeats does not leave a large index resident.)
+        _core.reserve_index(table.index, table.key, n + min(spare_pairs, max(n, 1024)))
         table.index.add_ids(table.key, 0, n)  # a state's keys are distinct
         if "pair_rev" in arrays:
             table.rev = grown(arrays["pair_rev"], room, -1)
