@@ -30,6 +30,7 @@ from scoresvc.core.engine import Engine
 from scoresvc.core.model import InteractionKind
 from scoresvc.service.auth import Authenticator, TokenStore
 from scoresvc.service.console import ConsoleEndpoint
+from scoresvc.service.console_views import CHART_POINTS, Views
 from scoresvc.service.server import ScoreServer, ServerSettings, Tls, build_server
 from scoresvc.storage.history import History
 from scoresvc.synthetic import community
@@ -407,3 +408,15 @@ def test_a_console_on_a_public_address_needs_tokens_as_the_api_does(tmp_path: Pa
         "0.0.0.0",
     )
     assert refused.returncode == 2 and "serving 0.0.0.0 needs tokens" in refused.stderr
+
+
+def test_the_chart_counts_the_points_it_leaves_out_exactly(tmp_path):
+    engine = Engine()
+    t0 = 1_700_000_000.0
+    engine.record_interactions([("ana", "bo", LIKE, t0)], now=t0)
+    snap = engine.refresh(t0)
+    history = History(tmp_path, clock=lambda: t0 + 10.0)
+    for i in range(CHART_POINTS + 3):
+        history.record(snap, at=t0 + i * 1e-3)
+    points, dropped = Views(None, history)._chart_points("bo", "")  # type: ignore[arg-type]
+    assert len(points) == CHART_POINTS and dropped == 3

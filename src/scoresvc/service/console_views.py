@@ -153,7 +153,8 @@ class Views:
         times = self.history.times()
         start = times[-CHART_POINTS] if len(times) > CHART_POINTS else None
         points = self.history.points(user_id, topic, start=start)
-        dropped = len(self.history.points(user_id, topic, end=start)) if start else 0
+        # Points are a microsecond apart at least: the one before ``start`` ends there.
+        dropped = len(self.history.points(user_id, topic, end=start - 1e-6)) if start else 0
         return points, dropped
 
     def _since(self, user_id: str, since: str, now: UserScore) -> str:
