@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from support import CliServer, rejected
+from support import CliServer, rejected, run_cli
 
 from scoresvc import cli
 from scoresvc.client import ScoreClient, ScoreServiceError
@@ -333,6 +333,30 @@ def test_mutual_tls_needs_a_client_certificate_from_the_ca(pki):
             assert rejected(client.score, "nobody").code == grpc.StatusCode.NOT_FOUND
         with _tls_client(server, pki, with_certificate=False) as client:
             assert rejected(client.score, "nobody").code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        server.stop(0)
+
+
+def test_the_operator_commands_reach_a_service_over_mutual_tls(pki, tmp_path):
+    server = _tls_server(pki, mutual=True)
+    files = {"ca": pki["ca"], "cert": pki["client"][0], "key": pki["client"][1]}
+    for name, pem in files.items():
+        (tmp_path / f"{name}.pem").write_bytes(pem)
+    address = ("--address", f"localhost:{server.port}")
+    mine = ("--tls-client-cert", str(tmp_path / "cert.pem"))
+    mine += ("--tls-client-key", str(tmp_path / "key.pem"))
+    try:
+        done = run_cli("moderate", "actions", *address, "--tls-ca", str(tmp_path / "ca.pem"), *mine)
+        assert done.returncode == 0, done.stderr
+        listed = run_cli("suspects", *address, "--tls-ca", str(tmp_path / "ca.pem"), *mine)
+        assert listed.returncode == 0, listed.stderr
+        # Without TLS, or without the client certificate, the handshake fails: one line.
+        for flags in ((), ("--tls-ca", str(tmp_path / "ca.pem"))):
+            refused = run_cli("moderate", "actions", *address, *flags)
+            assert refused.returncode != 0 and "(--address)" in refused.stderr
+            assert len(refused.stderr.strip().splitlines()) == 1
+        half = run_cli("moderate", "actions", *address, mine[0], mine[1])
+        assert half.returncode == 2 and "--tls-client-key" in half.stderr
     finally:
         server.stop(0)
 

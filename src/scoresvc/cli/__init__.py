@@ -25,6 +25,7 @@ from .flags import (
     Parser,
     add,
     as_of,
+    client_tls_flags,
     from_environment,
     log_flags,
     number,
@@ -117,6 +118,7 @@ def _operator_commands(commands: Any) -> None:
     add(p_suspects, "--data-dir", path, "", "compute it from this data directory (read-only)")
     add(p_suspects, "--address", str, "", "or ask a running server, HOST:PORT")
     add(p_suspects, "--token", str, "", "with --address: an admin token")
+    client_tls_flags(p_suspects)
     add(p_suspects, "--kind", str, "", "only clusters of this kind", KINDS)
     p_suspects.add_argument("--json", action="store_true", help="print JSON, not a table")
     offline_flags(p_suspects, "WARNING")

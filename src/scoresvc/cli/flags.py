@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import grpc
+
 from ..batch import recompute as batch
+from ..client import ScoreClient
 from ..core.engine import Engine
 from ..core.model import ModelParams
 from ..service.console import ConsoleEndpoint
@@ -377,6 +380,34 @@ def tls(args: argparse.Namespace) -> Tls | None:
         raise UsageError("--tls-cert and --tls-key go together")
     client_ca = _read_flag_file(args, "tls_client_ca") if args.tls_client_ca else None
     return Tls(_read_flag_file(args, "tls_cert"), _read_flag_file(args, "tls_key"), client_ca)
+
+
+def client_tls_flags(parser: argparse.ArgumentParser) -> None:
+    """How a command that calls ``--address`` reaches a service that serves TLS."""
+    parser.add_argument(
+        "--tls", action="store_true", help="connect with TLS, trusting the system's CAs"
+    )
+    add(parser, "--tls-ca", path, "", "PEM CA bundle to trust instead: connect with TLS")
+    add(parser, "--tls-client-cert", path, "", "PEM certificate chain for mutual TLS")
+    add(parser, "--tls-client-key", path, "", "PEM private key of --tls-client-cert")
+
+
+def connect(args: argparse.Namespace) -> ScoreClient:
+    """A client of ``--address`` with ``--token``, over TLS when a TLS flag is given."""
+    return ScoreClient(args.address, token=args.token or None, credentials=_credentials(args))
+
+
+def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    if bool(args.tls_client_cert) != bool(args.tls_client_key):
+        raise UsageError("--tls-client-cert and --tls-client-key go together")
+    if not (args.tls or args.tls_ca or args.tls_client_cert):
+        return None
+    mine = args.tls_client_cert != ""
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read_flag_file(args, "tls_ca") if args.tls_ca else None,
+        private_key=_read_flag_file(args, "tls_client_key") if mine else None,
+        certificate_chain=_read_flag_file(args, "tls_client_cert") if mine else None,
+    )
 
 
 def engine(args: argparse.Namespace) -> Engine:

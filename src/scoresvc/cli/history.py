@@ -8,11 +8,11 @@ import datetime
 import json
 from dataclasses import asdict
 
-from ..client import ScoreClient, ScoreServiceError
+from ..client import ScoreServiceError
 from ..core.change import ChangeReport
 from ..core.history import HistoryPoint
 from .errors import Failed
-from .flags import add, as_of, log_flags
+from .flags import add, as_of, client_tls_flags, connect, log_flags
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _COLUMNS = ("time (UTC)", "score", "influence", "percentile", "status", "sequence")
@@ -22,6 +22,7 @@ def client_flags(parser: argparse.ArgumentParser, role: str = "reader") -> None:
     """The flags of the commands that call a running service (as ``role`` at least)."""
     add(parser, "--address", str, DEFAULT_ADDRESS, "the service's HOST:PORT")
     add(parser, "--token", str, "", f"a bearer token with the {role} role (scoresvc token)")
+    client_tls_flags(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     log_flags(parser, "WARNING")
 
@@ -35,7 +36,7 @@ def history_flags(parser: argparse.ArgumentParser) -> None:
 
 def history(args: argparse.Namespace) -> int:
     """Print the user's recorded points, oldest first."""
-    with ScoreClient(args.address, token=args.token or None) as client:
+    with connect(args) as client:
         try:
             points = client.score_history(args.user, args.topic, start_time=args.since)
         except ScoreServiceError as error:
@@ -103,7 +104,7 @@ def why(args: argparse.Namespace) -> int:
     """Print why the user's score changed since ``--since``: its parts, largest first."""
     if args.since is None:
         raise Failed("--since is required: the day or time to explain the change from")
-    with ScoreClient(args.address, token=args.token or None) as client:
+    with connect(args) as client:
         try:
             change = client.explain_change(args.user, args.since, args.until)
         except ScoreServiceError as error:

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from ..client import ScoreClient, ScoreServiceError
 from ..core.moderation import ModerationAction
+from . import flags
 from .errors import Failed, UsageError
 from .history import _utc, client_flags
 
@@ -126,7 +127,7 @@ def _write(args: argparse.Namespace, call: Callable[[ScoreClient], ModerationAct
 
 def _calling(args: argparse.Namespace, call: Callable[[ScoreClient], T]) -> T:
     """``call(client)`` against ``--address``; a refusal as one line naming the flags."""
-    with ScoreClient(args.address, token=args.token or None) as client:
+    with flags.connect(args) as client:
         try:
             return call(client)
         except ScoreServiceError as error:
@@ -139,8 +140,7 @@ def refusal(error: ScoreServiceError, address: str) -> str:
         return f"cannot reach a scoresvc service at {address} (--address): {error.message}"
     if error.code.name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
         return f"{error.code.name}: {error.message} (--token: an admin token)"
-    flags = dict.fromkeys(_flag_of(field) for field, _ in error.field_violations)
-    named = ", ".join(flags)
+    named = ", ".join(dict.fromkeys(_flag_of(field) for field, _ in error.field_violations))
     return f"{error.code.name}: {error.message}" + (f" ({named})" if named else "")
 
 

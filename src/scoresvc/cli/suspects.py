@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..client import ScoreClient, ScoreServiceError
+from ..client import ScoreServiceError
 from ..core.suspects import SuspectKind, SuspectReport, report_of
 from ..storage.store import DB_NAME, Store
 from . import flags
@@ -45,7 +45,7 @@ def _offline(args: argparse.Namespace) -> SuspectReport:
 
 def _online(args: argparse.Namespace, kind: SuspectKind | None) -> SuspectReport:
     try:
-        with ScoreClient(args.address, token=args.token or None) as client:
+        with flags.connect(args) as client:
             return client.list_suspects(kind)
     except ScoreServiceError as error:
         raise Failed(f"--address {args.address}: {error}") from None
