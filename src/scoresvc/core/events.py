@@ -178,13 +178,21 @@ def earliest_events(
         sides += [(distruster, distrust_ts), (distrusted, distrust_ts)]
     for users, times in sides:
         if len(users):
-            _core.keep_earliest(
-                np.ascontiguousarray(users, np.int64),
-                np.ascontiguousarray(times, np.float64),
-                out,
-                threads,
-            )
+            keep_earliest(out, users, times, threads)
     return out
+
+
+def keep_earliest(
+    earliest: np.ndarray, users: np.ndarray, times: np.ndarray, threads: int = 1
+) -> None:
+    """``earliest[u]``, for each ``u`` in ``users``, lowered to its time in ``times``
+    where that is earlier (``np.minimum.at``, compiled)."""
+    _core.keep_earliest(
+        np.ascontiguousarray(users, np.int64),
+        np.ascontiguousarray(times, np.float64),
+        earliest,
+        threads,
+    )
 
 
 def deciding_endorsements(

@@ -10,12 +10,17 @@ from dataclasses import replace
 
 import numpy as np
 
-from .. import _core
 from .arrays import grown
 from .distrust import DistrustBook
 from .endorsements import EndorsementBook
 from .errors import NotFound
-from .events import Compaction, EventLog, compacted_interactions, earliest_events
+from .events import (
+    Compaction,
+    EventLog,
+    compacted_interactions,
+    earliest_events,
+    keep_earliest,
+)
 from .graph import Changes
 from .model import AccountStatus, ModelParams, channel_of
 from .moderation import ModerationAction, ModerationKind, ModerationLog
@@ -195,6 +200,7 @@ class IngestState:
             [self.book.topic_id(name) for name in record.fields["topics"]], dtype=np.int64
         )
         compaction = record.fields.get("compaction")
+        endorser, endorsee = dense[a["endorser"]], dense[a["endorsee"]]
         self._apply_interactions(
             dense,
             a["actor"],
@@ -203,12 +209,12 @@ class IngestState:
             a["ts"],
             a.get("weight"),
             None if compaction is None else Compaction(*compaction),
-            also=(dense[a["endorser"]], dense[a["endorsee"]]),
+            also=(endorser, endorsee),
         )
-        if len(a["endorser"]):
+        if len(endorser):
             self._apply_endorsements(
-                dense[a["endorser"]],
-                dense[a["endorsee"]],
+                endorser,
+                endorsee,
                 topic_dense[a["topic"]],
                 a["endorse_ts"],
                 np.asarray(a["retracted"], bool),
@@ -403,11 +409,7 @@ class IngestState:
 
     def _note_seen(self, dense: np.ndarray, times: np.ndarray) -> None:
         """Users ``dense`` seen at ``times``: each keeps its earliest."""
-        _core.keep_earliest(
-            np.ascontiguousarray(dense, np.int64),
-            np.ascontiguousarray(times, np.float64),
-            self.first_seen,
-        )
+        keep_earliest(self.first_seen, dense, times)
 
     def _apply_interactions(
         self,

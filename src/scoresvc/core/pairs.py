@@ -249,7 +249,7 @@ class PairTable:
         group_start = np.empty(users + 1, np.int64)
         partner, kind, value = np.empty(m, np.uint32), np.empty(m, np.int8), np.empty(m)
         _core.group_events(
-            np.zeros(0, np.int64) if identity else dense,
+            none if identity else dense,
             np.ascontiguousarray(actor, np.int64),
             np.ascontiguousarray(target, np.int64),
             np.ascontiguousarray(channel, np.int8),
