@@ -18,6 +18,7 @@ from scoresvc.core.events import EventLog
 from scoresvc.core.graph import SlackCSR
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.core.pairs import PairTable, pack_pairs, reversed_pairs
+from scoresvc.core.records import EngineState
 from scoresvc.synthetic import community
 
 NOW = T0 + 1.0
@@ -558,7 +559,7 @@ def test_a_load_into_an_empty_table_builds_the_pairs_adding_them_one_by_one_woul
     reverse = one_by_one.lookup(reversed_pairs(one_by_one.key[:n]))
     assert np.array_equal(one_by_one.rev[:n], reverse)
     assert np.array_equal(built.rev[slots], np.where(reverse >= 0, slots[reverse], -1))
-    assert (built.rev[n:] == -1).all() and (built.eslot == -1).all()
+    assert (built.rev[n:] == -1).all() and not built.eslot_bits.any()
 
 
 def test_a_restored_pair_table_has_every_reverse_slot_and_room_for_the_spare_pairs():
@@ -585,6 +586,45 @@ def test_a_restored_pair_table_has_every_reverse_slot_and_room_for_the_spare_pai
     # reserved for them are capped, so a long tail of repeats leaves no large index.
     reserved = PairTable.from_arrays(arrays, ModelParams(), spare_pairs=100 * n).index.nbytes
     assert reserved <= PairTable.from_arrays(arrays, ModelParams(), spare_pairs=n).index.nbytes
+
+
+@given(st.lists(st.lists(st.integers(0, 299), max_size=40), max_size=5))
+def test_endorsement_slots_are_given_once_in_order_and_flagged_by_pair(batches):
+    table = PairTable(ModelParams())
+    src, dst = np.divmod(np.arange(300), 20)
+    table.slots(pack_pairs(src, dst + 100))
+    expected: dict[int, int] = {}
+    for batch in batches:
+        table.give_endorsement_slots(np.array(batch, np.int32))
+        for p in sorted(set(batch) - set(expected)):
+            expected[p] = len(expected)
+    pairs = np.arange(300)
+    want = np.array([expected.get(p, -1) for p in range(300)])
+    assert np.array_equal(table.eslots(pairs), want)
+    flagged = (table.eslot_bits[pairs >> 6] >> (pairs & 63).astype(np.uint64)) & 1
+    assert np.array_equal(flagged.astype(bool), want >= 0)
+    assert table.n_eslots == len(expected) and len(table.e_sum) >= len(expected)
+
+
+def test_a_state_with_an_endorsement_slot_per_pair_restores_the_same_scores():
+    engine = Engine(threads=1)
+    engine.load_events(community(3000, 150, seed=4, end=NOW))
+    state = engine.state()
+    eslot_pair = state.arrays["eslot_pair"].astype(np.int64)
+    n = len(state.arrays["pair_key"])
+    assert 0 < len(eslot_pair) < n  # endorsed pairs are a minority
+    # States from before the slots were sparse kept the slot of each pair, -1 for none.
+    slot = np.full(n, -1, np.int32)
+    slot[eslot_pair] = np.arange(len(eslot_pair), dtype=np.int32)
+    arrays = {k: v for k, v in state.arrays.items() if k != "eslot_pair"}
+    older = EngineState(state.sequence, arrays | {"pair_eslot": slot}, state.meta)
+    now, then = Engine(threads=1), Engine(threads=1)
+    now.restore(state)
+    then.restore(older)
+    a, b = now.refresh(NOW), then.refresh(NOW)
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.received, b.received)
+    assert (b.received[:, 2] > 0).sum() > 10  # endorsements received, read by pair
+    assert np.array_equal(then.state().arrays["eslot_pair"], state.arrays["eslot_pair"])
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -11,8 +11,11 @@ Layout of the state these kernels work on:
 * pairs: ``pair_key[p] = src << 32 | dst`` (uint64), ``pair_fd[p, k]`` the
   forward-decayed sums ``sum w * 2^((ts - L) / H)`` for k = LIKE, MENTION, REPLY,
   RESHARE, ``pair_rev[p]`` the slot of ``dst -> src`` or -1.
-* endorsements, sparse (a few percent of pairs carry one): ``pair_eslot[p]`` indexes
-  ``e_sum``, the forward-decayed sum of the pair's live endorsements, or is -1.
+* endorsements, sparse (a few percent of pairs carry one): bit ``p`` of
+  ``eslot_bits`` says whether pair ``p`` has an endorsement slot, and ``eslot_index``
+  (over ``eslot_pair``, the pair of each slot) which; ``e_sum[slot]`` is the
+  forward-decayed sum of the pair's live endorsements. ``eslot_index`` None: every
+  pair ``p`` is slot ``p``.
 * ``pair_p[p]``: the transition probability ``P(src -> dst)`` of the last refresh.
 * a slack CSR of pair slots per direction: row ``a`` owns
   ``e_pair[start[a] : start[a] + cap[a]]`` of which the first ``length[a]`` are used.
@@ -40,9 +43,48 @@ cdef enum:
     REC_LIVE = 1
     INT32_MAX = 2147483647
 
-cdef inline double _endorsed(const int32_t[::1] eslot, const double[::1] e_sum,
-                             int32_t p) noexcept nogil:
-    return e_sum[eslot[p]] if eslot[p] >= 0 else 0.0
+
+cdef inline uint64_t _mix(uint64_t k) noexcept nogil:
+    # splitmix64 finaliser: packed ids are far from uniform (dense, small), and
+    # linear probing needs every bit of the key to reach the low bits of the hash.
+    k ^= k >> 33
+    k *= <uint64_t>0xff51afd7ed558ccd
+    k ^= k >> 33
+    k *= <uint64_t>0xc4ceb9fe1a85ec53
+    k ^= k >> 33
+    return k
+
+
+cdef struct Endorsed:
+    # The pairs' endorsement slots as the kernels read them (see the layout above).
+    const uint64_t* bits
+    const int32_t* buckets
+    int64_t mask
+    const uint64_t* pair_of
+    const double* e_sum
+    bint dense
+
+
+cdef inline int32_t _eslot(const Endorsed* es, int64_t p) noexcept nogil:
+    """Pair ``p``'s endorsement slot, or -1. The bit filters the many pairs without
+    one; the few with one probe the index."""
+    cdef int64_t h
+    cdef int32_t b
+    if es.dense:
+        return <int32_t>p
+    if es.bits == NULL or not ((es.bits[p >> 6] >> (p & 63)) & 1):
+        return -1
+    h = <int64_t>(_mix(<uint64_t>p) & <uint64_t>es.mask)
+    while True:
+        b = es.buckets[h]
+        if b == -1 or es.pair_of[b] == <uint64_t>p:
+            return b
+        h = (h + 1) & es.mask
+
+
+cdef inline double _endorsed(const Endorsed* es, int64_t p) noexcept nogil:
+    cdef int32_t slot = _eslot(es, p)
+    return es.e_sum[slot] if slot >= 0 else 0.0
 
 
 cdef struct PairWeights:
@@ -53,11 +95,10 @@ cdef struct PairWeights:
 
 
 cdef inline double _volume(int32_t p, const double[:, ::1] pair_fd,
-                           const int32_t[::1] pair_eslot,
-                           const double[::1] e_sum) noexcept nogil:
+                           const Endorsed* es) noexcept nogil:
     """V(p) = sum_k W_k + E, forward-decayed (unscaled)."""
     cdef int32_t k
-    cdef double v = _endorsed(pair_eslot, e_sum, p)
+    cdef double v = _endorsed(es, p)
     for k in range(N_KINDS):
         v += pair_fd[p, k]
     return v
@@ -74,8 +115,7 @@ cdef inline double _own_share(double support, double partner) noexcept nogil:
 
 cdef inline double _removed_share(int32_t p, int32_t q, const uint64_t[::1] pair_key,
                                   const double[:, ::1] pair_fd,
-                                  const int32_t[::1] pair_eslot,
-                                  const double[::1] e_sum, const double[::1] support,
+                                  const Endorsed* es, const double[::1] support,
                                   const uint8_t[::1] mature, double rho) noexcept nogil:
     """Model step 3 for the ordered pair p (q its reverse, or -1): the share of every
     channel of p that reciprocity removes, the one place it is computed.
@@ -86,8 +126,8 @@ cdef inline double _removed_share(int32_t p, int32_t q, const uint64_t[::1] pair
     cdef int32_t src, dst
     if q < 0 or rho == 0.0:
         return 0.0
-    v = _volume(p, pair_fd, pair_eslot, e_sum)
-    v_rev = _volume(q, pair_fd, pair_eslot, e_sum)
+    v = _volume(p, pair_fd, es)
+    v_rev = _volume(q, pair_fd, es)
     if v <= 0.0 or v_rev <= 0.0:
         return 0.0
     src = <int32_t>(pair_key[p] >> 32)
@@ -101,19 +141,18 @@ cdef inline double _removed_share(int32_t p, int32_t q, const uint64_t[::1] pair
 
 cdef inline PairWeights _pair_weights(int32_t p, int32_t q, const uint64_t[::1] pair_key,
                                       const double[:, ::1] pair_fd,
-                                      const int32_t[::1] pair_eslot,
-                                      const double[::1] e_sum, const double[::1] support,
+                                      const Endorsed* es, const double[::1] support,
                                       const uint8_t[::1] mature, double rho,
                                       double scale) noexcept nogil:
     """Model steps 1-3 for the ordered pair p (q its reverse, or -1) at ``scale``."""
     cdef PairWeights out
     cdef int32_t k
-    cdef double share = _removed_share(p, q, pair_key, pair_fd, pair_eslot, e_sum,
-                                       support, mature, rho)
+    cdef double share = _removed_share(p, q, pair_key, pair_fd, es, support,
+                                       mature, rho)
     out.raw = 0.0
     for k in range(N_KINDS):
         out.raw += pair_fd[p, k] * scale
-    out.e = _endorsed(pair_eslot, e_sum, p) * scale
+    out.e = _endorsed(es, p) * scale
     out.pen = share * out.raw
     out.cut = share * out.e
     return out
@@ -121,16 +160,19 @@ cdef inline PairWeights _pair_weights(int32_t p, int32_t q, const uint64_t[::1] 
 
 def kept_shares(const int32_t[::1] pairs, const uint64_t[::1] pair_key,
                 const double[:, ::1] pair_fd, const int32_t[::1] pair_rev,
-                const int32_t[::1] pair_eslot, const double[::1] e_sum,
+                const uint64_t[::1] eslot_bits, U64Index eslot_index,
+                const uint64_t[::1] eslot_pair, const double[::1] e_sum,
                 const double[::1] support, const uint8_t[::1] mature, double rho,
                 double[::1] out):
     """``out[i]``: the share of pair ``pairs[i]`` that reciprocity keeps, ``E'/E``
     (OUT): what each of its topic endorsements carries (step 10)."""
     cdef int64_t i, n = pairs.shape[0]
+    cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
+                                      pair_fd.shape[0])
     with nogil:
         for i in range(n):
             out[i] = 1.0 - _removed_share(pairs[i], pair_rev[pairs[i]], pair_key, pair_fd,
-                                          pair_eslot, e_sum, support, mature, rho)
+                                          &es, support, mature, rho)
 
 
 cdef inline int64_t _rank(const int32_t[::1] ranking, const double[::1] x,
@@ -144,17 +186,6 @@ cdef inline int64_t _rank(const int32_t[::1] ranking, const double[::1] x,
         else:
             hi = mid
     return lo
-
-
-cdef inline uint64_t _mix(uint64_t k) noexcept nogil:
-    # splitmix64 finaliser: packed ids are far from uniform (dense, small), and
-    # linear probing needs every bit of the key to reach the low bits of the hash.
-    k ^= k >> 33
-    k *= <uint64_t>0xff51afd7ed558ccd
-    k ^= k >> 33
-    k *= <uint64_t>0xc4ceb9fe1a85ec53
-    k ^= k >> 33
-    return k
 
 
 cdef class U64Index:
@@ -297,6 +328,32 @@ cdef class U64Index:
                         break
                     h = (h + 1) & self.mask
                 out[i] = b
+
+
+cdef Endorsed _endorsed_view(const uint64_t[::1] eslot_bits, U64Index eslot_index,
+                             const uint64_t[::1] eslot_pair, const double[::1] e_sum,
+                             int64_t n_pairs) except *:
+    """The kernels' view of a table's endorsement slots for pairs ``[0, n_pairs)``."""
+    cdef Endorsed es
+    es.dense = eslot_index is None
+    es.e_sum = &e_sum[0] if e_sum.shape[0] else NULL
+    es.bits = NULL
+    es.buckets = NULL
+    es.pair_of = NULL
+    es.mask = 0
+    if es.dense:
+        if e_sum.shape[0] < n_pairs:
+            raise ValueError("e_sum must hold a sum per pair when every pair is its slot")
+        return es
+    if eslot_bits.shape[0] * 64 < n_pairs:
+        raise ValueError("eslot_bits must hold a bit per pair")
+    if eslot_index.size > eslot_pair.shape[0] or eslot_index.size > e_sum.shape[0]:
+        raise ValueError("eslot_pair and e_sum must hold every indexed slot")
+    es.bits = &eslot_bits[0] if eslot_bits.shape[0] else NULL
+    es.buckets = eslot_index.buckets
+    es.mask = eslot_index.mask
+    es.pair_of = &eslot_pair[0] if eslot_pair.shape[0] else NULL
+    return es
 
 
 cdef inline uint64_t _hash_bytes(const uint8_t* b, int64_t n) noexcept nogil:
@@ -625,7 +682,8 @@ def mark_dirty(const int32_t[::1] pair, const uint64_t[::1] pair_key,
 def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
                const int32_t[::1] in_length, const int32_t[::1] in_pair,
                const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
-               const int32_t[::1] pair_eslot, const double[::1] e_sum,
+               const uint64_t[::1] eslot_bits, U64Index eslot_index,
+               const uint64_t[::1] eslot_pair, const double[::1] e_sum,
                const uint8_t[::1] mature, double[::1] support, uint8_t[::1] moved,
                int num_threads):
     """``support[u] = sum_a m_a V(a -> u)`` (forward-decayed; ``m_a = mature[a]``, 1
@@ -635,6 +693,8 @@ def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
     cdef int64_t i, n = targets.shape[0], e
     cdef int32_t u, p
     cdef double total
+    cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
+                                      pair_fd.shape[0])
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=256, num_threads=num_threads):
             u = targets[i]
@@ -642,7 +702,7 @@ def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
             for e in range(in_start[u], in_start[u] + in_length[u]):
                 p = in_pair[e]
                 if mature[<int32_t>(pair_key[p] >> 32)]:
-                    total = total + _volume(p, pair_fd, pair_eslot, e_sum)
+                    total = total + _volume(p, pair_fd, &es)
             if total != support[u]:
                 support[u] = total
                 moved[u] = 1
@@ -691,24 +751,23 @@ def link_reverse(U64Index index, const uint64_t[::1] pair_key, int32_t first_new
                 pair_rev[q] = p
 
 
-def endorsement_sums(const int32_t[::1] touched, const int32_t[::1] pair_eslot,
-                     const int32_t[::1] eslot_head, const int32_t[::1] rec_next,
-                     const double[::1] rec_ts, const uint8_t[::1] rec_state,
-                     double weight, double landmark, double half_life,
-                     double[::1] e_sum):
-    """Recompute ``e_sum`` of the ``touched`` pairs from their live records (e_sum
-    INOUT); a pair's records are linked from ``eslot_head[pair_eslot[p]]`` through
-    ``rec_next`` (-1 ends the list).
+def endorsement_sums(const int32_t[::1] slots, const int32_t[::1] eslot_head,
+                     const int32_t[::1] rec_next, const double[::1] rec_ts,
+                     const uint8_t[::1] rec_state, double weight, double landmark,
+                     double half_life, double[::1] e_sum):
+    """Recompute ``e_sum`` of the endorsement ``slots`` from their live records (e_sum
+    INOUT); a slot's records are linked from ``eslot_head[slot]`` through ``rec_next``
+    (-1 ends the list).
 
     Recomputing instead of adding and subtracting keeps "endorse then retract" exactly
     equal to "never endorsed"; the cost is the touched pairs' records only.
     """
-    cdef int64_t i, n = touched.shape[0]
+    cdef int64_t i, n = slots.shape[0]
     cdef int32_t slot, j
     cdef double total, inv_h = 1.0 / half_life
     with nogil:
         for i in range(n):
-            slot = pair_eslot[touched[i]]
+            slot = slots[i]
             total = 0.0
             j = eslot_head[slot]
             while j >= 0:
@@ -813,8 +872,8 @@ def csr_insert(const int32_t[::1] rows, const int32_t[::1] pairs,
 cdef inline void _compute_row(int32_t a, const int32_t[::1] start,
                               const int32_t[::1] length, const int32_t[::1] e_pair,
                               const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
-                              const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
-                              const double[::1] e_sum, const double[::1] support,
+                              const int32_t[::1] pair_rev, const Endorsed* es,
+                              const double[::1] support,
                               const uint8_t[::1] mature, const uint8_t[::1] status,
                               double scale, double rho, double budget, double min_weight,
                               double[::1] pair_p, double[::1] beta, double[::1] out_d,
@@ -825,13 +884,13 @@ cdef inline void _compute_row(int32_t a, const int32_t[::1] start,
     cdef double given = 0.0, b_a = 1.0, d_a = 0.0
     cdef PairWeights pw
     for e in range(e0, e1):
-        given = given + _endorsed(pair_eslot, e_sum, e_pair[e]) * scale
+        given = given + _endorsed(es, e_pair[e]) * scale
     if given > budget:
         b_a = budget / given
     for e in range(e0, e1):
         p = e_pair[e]
-        pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
-                           support, mature, rho, scale)
+        pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, es, support, mature, rho,
+                           scale)
         d_a = d_a + log1p(pw.raw) + b_a * pw.e
         pair_p[p] = log1p(pw.raw - pw.pen) + b_a * (pw.e - pw.cut)
     if d_a > 0.0 and d_a < min_weight:
@@ -851,7 +910,8 @@ cdef inline void _compute_row(int32_t a, const int32_t[::1] start,
 def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                  const int32_t[::1] length, const int32_t[::1] e_pair,
                  const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
-                 const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
+                 const int32_t[::1] pair_rev, const uint64_t[::1] eslot_bits,
+                 U64Index eslot_index, const uint64_t[::1] eslot_pair,
                  const double[::1] e_sum, const double[::1] support,
                  const uint8_t[::1] mature, const uint8_t[::1] status, double scale,
                  double rho, double budget, double min_weight, double[::1] pair_p, double[::1] beta,
@@ -870,11 +930,13 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
     ``beta_changed[a]`` set to 1 where beta moved (INOUT).
     """
     cdef int64_t i, n = rows.shape[0]
+    cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
+                                      pair_fd.shape[0])
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
-            _compute_row(rows[i], start, length, e_pair, pair_key, pair_fd, pair_rev,
-                         pair_eslot, e_sum, support, mature, status, scale, rho, budget,
-                         min_weight, pair_p, beta, out_d, beta_changed)
+            _compute_row(rows[i], start, length, e_pair, pair_key, pair_fd, pair_rev, &es,
+                         support, mature, status, scale, rho, budget, min_weight, pair_p,
+                         beta, out_d, beta_changed)
 
 
 cdef inline double* _sums_of(double[:, ::1] received, double[:, :, ::1] received_more,
@@ -884,7 +946,8 @@ cdef inline double* _sums_of(double[:, ::1] received, double[:, :, ::1] received
 
 
 def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
-                     const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
+                     const int32_t[::1] pair_rev, const uint64_t[::1] eslot_bits,
+                     U64Index eslot_index, const uint64_t[::1] eslot_pair,
                      const double[::1] e_sum, const double[::1] support,
                      const uint8_t[::1] mature, const uint8_t[::1] status, double scale,
                      double rho, double budget, double min_weight, double[::1] pair_p,
@@ -915,6 +978,8 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
             or (num_threads > 1 and (received_more.shape[1] < users
                                      or received_more.shape[2] != 5))):
         raise ValueError("row_sums, received or received_more has the wrong shape")
+    cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
+                                      pair_fd.shape[0])
     share = (m + num_threads - 1) // num_threads
     with nogil:
         # Each pair's terms before the budget: kept weight into pair_p, and per row
@@ -924,8 +989,8 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
             i0 = t * share
             i1 = min(i0 + share, m)
             for p in range(i0, i1):
-                pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, pair_eslot,
-                                   e_sum, support, mature, rho, scale)
+                pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, &es,
+                                   support, mature, rho, scale)
                 src = <int32_t>(pair_key[p] >> 32)
                 dst = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
                 kept = log1p(pw.raw - pw.pen)
@@ -959,9 +1024,9 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
             i1 = min(i0 + share, m)
             for p in range(i0, i1):
                 src = <int32_t>(pair_key[p] >> 32)
-                if pair_eslot[p] >= 0:
-                    pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd,
-                                       pair_eslot, e_sum, support, mature, rho, scale)
+                if _eslot(&es, p) >= 0:
+                    pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, &es,
+                                       support, mature, rho, scale)
                     e_eff = beta[src] * (pw.e - pw.cut)
                     pair_p[p] = pair_p[p] + e_eff
                     dst = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
@@ -980,7 +1045,8 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
 def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
                   const int32_t[::1] in_length, const int32_t[::1] in_pair,
                   const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
-                  const int32_t[::1] pair_rev, const int32_t[::1] pair_eslot,
+                  const int32_t[::1] pair_rev, const uint64_t[::1] eslot_bits,
+                  U64Index eslot_index, const uint64_t[::1] eslot_pair,
                   const double[::1] e_sum, const double[::1] support,
                   const uint8_t[::1] mature, const double[::1] beta, double scale,
                   double rho,
@@ -997,6 +1063,8 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
     cdef int32_t u, p, a
     cdef double eng_raw, eng_sat, end_raw, end_eff, removed
     cdef PairWeights pw
+    cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
+                                      pair_fd.shape[0])
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
             u = targets[i]
@@ -1010,8 +1078,8 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
             for e in range(e0, e1):
                 p = in_pair[e]
                 a = <int32_t>(pair_key[p] >> 32)
-                pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, pair_eslot, e_sum,
-                                   support, mature, rho, scale)
+                pw = _pair_weights(p, pair_rev[p], pair_key, pair_fd, &es, support,
+                                   mature, rho, scale)
                 eng_raw = eng_raw + pw.raw
                 eng_sat = eng_sat + log1p(pw.raw - pw.pen)
                 end_raw = end_raw + pw.e

@@ -20,7 +20,7 @@ import numpy as np
 from .. import _core
 from ..core.events import Compaction, deciding_endorsements, earliest_events
 from ..core.model import AccountStatus, ModelParams, channel_of
-from ..core.pairs import pack_pairs, reversed_pairs, unpack_pairs
+from ..core.pairs import dense_endorsements, pack_pairs, reversed_pairs, unpack_pairs
 from ..storage import archive
 from ..storage.archive import Part
 
@@ -244,8 +244,7 @@ def reciprocity(
         pair_key=all_keys,
         pair_fd=np.ascontiguousarray(W_all),
         pair_rev=np.where(has_rev, rev, -1).astype(np.int32),
-        pair_eslot=np.arange(len(all_keys), dtype=np.int32),
-        e_sum=E,
+        **dense_endorsements(E),
         support=support,
         mature=mature,
         rho=rho,
@@ -324,8 +323,7 @@ def budgets(
         pair_key=np.concatenate([pairs["key"], reversed_pairs(pairs["key"])]),
         pair_fd=np.ascontiguousarray(np.concatenate([pairs["W"], pairs["W_rev"]])),
         pair_rev=np.where(pairs["has_rev"], ghost, -1).astype(np.int32),
-        pair_eslot=np.arange(2 * m, dtype=np.int32),
-        e_sum=np.concatenate([pairs["E"], pairs["E_rev"]]),
+        **dense_endorsements(np.concatenate([pairs["E"], pairs["E_rev"]])),
         support=support,
         mature=mature,
         status=np.ascontiguousarray(status[sources], dtype=np.uint8),

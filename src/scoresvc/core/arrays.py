@@ -1,5 +1,6 @@
-"""Growable numpy arrays (the one growth policy the engine's tables share), the sort
-order the rankings use, and distinct values by sorting."""
+"""Growable numpy arrays (the one growth policy the engine's tables share) and the
+hash-indexed key stores that grow with them, the sort order the rankings use, and
+distinct values by sorting."""
 
 from __future__ import annotations
 
@@ -22,6 +23,21 @@ def grown(array: np.ndarray, needed: int, fill: Any = 0) -> np.ndarray:
         fresh[len(array) :] = fill
     fresh[: len(array)] = array
     return fresh
+
+
+def get_or_insert(
+    index: Any, keys: np.ndarray, stored: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slots of ``keys`` in ``index`` (a ``_core.U64Index`` over ``stored``), giving
+    unseen keys the next slots; returns them and ``stored``, grown when it filled."""
+    slots = np.empty(len(keys), np.int32)
+    position = 0
+    while True:
+        position = index.get_or_insert(keys, stored, slots, position)
+        if position == len(keys):
+            return slots, stored
+        need = len(index) + min(len(keys) - position, max(2 * len(stored), 1024))
+        stored = grown(stored, need)
 
 
 def sorted_order(values: np.ndarray) -> np.ndarray:

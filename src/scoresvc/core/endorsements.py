@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core
-from .arrays import distinct, grown
+from .arrays import distinct, get_or_insert, grown
 from .endorsement_limit import EndorsementLimit
 from .errors import RateLimited
 from .events import latest_events
@@ -109,8 +109,7 @@ class EndorsementBook:
         if touched.size:
             assert pairs.landmark is not None
             _core.endorsement_sums(
-                touched=touched,
-                pair_eslot=pairs.eslot,
+                slots=pairs.eslots(touched),
                 eslot_head=self._eslot_head,
                 rec_next=self._next,
                 rec_ts=self._ts,
@@ -168,14 +167,8 @@ class EndorsementBook:
 
     def _records(self, pairs: PairTable, keys: np.ndarray) -> np.ndarray:
         """Record numbers of ``keys``, creating (and linking) new records."""
-        recs = np.empty(len(keys), np.int32)
         first_new = self._n
-        position = 0
-        while True:
-            position = self._index.get_or_insert(keys, self._key, recs, position)
-            if position == len(keys):
-                break
-            self._key = grown(self._key, len(self._index) + len(keys) - position)
+        recs, self._key = get_or_insert(self._index, keys, self._key)
         n_rec = len(self._index)
         if n_rec > first_new:
             cap = len(self._key)
@@ -197,7 +190,7 @@ class EndorsementBook:
         pair = self._pair[records]
         self._n_slots = pairs.give_endorsement_slots(pair)
         self._eslot_head = grown(self._eslot_head, self._n_slots, -1)
-        slots = pairs.eslot[pair]
+        slots = pairs.eslots(pair)
         order = np.argsort(slots, kind="stable")
         records, slots = records[order], slots[order]
         same = slots[1:] == slots[:-1]
@@ -302,8 +295,7 @@ class EndorsementBook:
             pair_key=pairs.key,
             pair_fd=pairs.fd,
             pair_rev=pairs.rev,
-            pair_eslot=pairs.eslot,
-            e_sum=pairs.e_sum,
+            **pairs.endorsements(),
             support=support,
             mature=mature,
             rho=rho,

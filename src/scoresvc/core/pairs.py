@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .arrays import distinct, grown
+from .arrays import distinct, get_or_insert, grown
 from .events import Compaction
 from .model import ModelParams
 
@@ -30,6 +30,13 @@ LANDMARK_SPAN_HALF_LIVES = 512.0
 _MAX_BUILD_THREADS = 8
 
 
+def room_after_load(n: int) -> int:
+    """Slots for ``n`` pairs after a bulk load: a little room for the pairs that
+    follow (under 1%: each slot costs ~52 bytes in every per-pair array), after which
+    the arrays grow by a quarter at a time."""
+    return n + n // 128 + 1024
+
+
 def pack_pairs(high: Any, low: Any) -> np.ndarray:
     """Keys ``high << 32 | low`` (uint64) of two columns of 32-bit ids."""
     return (np.asarray(high).astype(np.uint64) << _SHIFT) | np.asarray(low).astype(np.uint64)
@@ -40,6 +47,18 @@ def unpack_pairs(keys: np.ndarray, dtype: Any = np.int64) -> tuple[np.ndarray, n
     return (keys >> _SHIFT).astype(dtype), (keys & _LOW).astype(dtype)
 
 
+def bit_words(n: int) -> int:
+    """How many uint64 words hold a bit for each of ``n`` slots."""
+    return (n + 63) // 64
+
+
+def dense_endorsements(e_sum: np.ndarray) -> dict[str, Any]:
+    """The kernels' endorsement arguments when every pair ``p`` has its own sum
+    ``e_sum[p]`` (the batch's per-partition tables)."""
+    empty = np.zeros(0, np.uint64)
+    return {"eslot_bits": empty, "eslot_index": None, "eslot_pair": empty, "e_sum": e_sum}
+
+
 def reversed_pairs(keys: np.ndarray) -> np.ndarray:
     """The key of each pair's reverse (``dst << 32 | src``)."""
     return (keys << _SHIFT) | (keys >> _SHIFT)
@@ -47,10 +66,12 @@ def reversed_pairs(keys: np.ndarray) -> np.ndarray:
 
 class PairTable:
     """Per pair: its key (hash-indexed), interaction sums per channel (``fd``), the
-    slot of its reverse (``rev``, -1 when none), ``P(src -> dst)`` as of the last
-    refresh (``p``) and its endorsement slot (``eslot``: an index into ``e_sum``, or
-    -1; endorsement sums are sparse). Writers hold the engine's ingest lock; ``p`` is
-    written by the refresh only.
+    slot of its reverse (``rev``, -1 when none) and ``P(src -> dst)`` as of the last
+    refresh (``p``). Endorsement sums are sparse (a few percent of pairs carry one):
+    ``e_sum`` per endorsement slot, the pair of each slot in ``eslot_pair`` (indexed
+    by ``eslot_index``), and a bit per pair in ``eslot_bits`` saying whether it has
+    one, so the kernels probe the index only for those. Writers hold the engine's
+    ingest lock; ``p`` is written by the refresh only.
     """
 
     def __init__(self, params: ModelParams) -> None:
@@ -62,7 +83,9 @@ class PairTable:
         self.fd = np.zeros((0, 4), np.float64)
         self.rev = np.zeros(0, np.int32)
         self.p = np.zeros(0, np.float64)
-        self.eslot = np.zeros(0, np.int32)
+        self.eslot_bits = np.zeros(0, np.uint64)
+        self.eslot_index = _core.U64Index()
+        self.eslot_pair = np.zeros(0, np.uint64)
         self.e_sum = np.zeros(0, np.float64)
         self.n = 0
         self.n_eslots = 0
@@ -81,8 +104,17 @@ class PairTable:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.key, self.fd, self.rev, self.p, self.eslot, self.e_sum)
-        return sum(a.nbytes for a in arrays) + self.index.nbytes
+        arrays = (self.key, self.fd, self.rev, self.p, self.eslot_bits, self.eslot_pair, self.e_sum)
+        return sum(a.nbytes for a in arrays) + self.index.nbytes + self.eslot_index.nbytes
+
+    def endorsements(self) -> dict[str, Any]:
+        """The kernels' arguments for the pairs' endorsement sums."""
+        return {
+            "eslot_bits": self.eslot_bits,
+            "eslot_index": self.eslot_index,
+            "eslot_pair": self.eslot_pair,
+            "e_sum": self.e_sum,
+        }
 
     # ------------------------------------------------------------------ time
 
@@ -136,23 +168,16 @@ class PairTable:
 
     def slots(self, keys: np.ndarray) -> np.ndarray:
         """Slots of the pairs ``keys``, creating new ones."""
-        slots = np.empty(len(keys), np.int32)
         first_new = self.n
-        position = 0
-        while True:
-            position = self.index.get_or_insert(keys, self.key, slots, position)
-            if position == len(keys):
-                break
-            # The key store is full: double it (a bulk load trims it afterwards).
-            need = len(self.index) + min(len(keys) - position, max(2 * len(self.key), 1024))
-            self.key = grown(self.key, need)
+        # A full key store doubles (a bulk load trims it afterwards).
+        slots, self.key = get_or_insert(self.index, keys, self.key)
         n_pairs = len(self.index)
         if n_pairs > first_new:
             self.key = grown(self.key, n_pairs)
             self.fd = grown(self.fd, len(self.key), 0.0)
             self.rev = grown(self.rev, len(self.key), -1)
             self.p = grown(self.p, len(self.key), 0.0)
-            self.eslot = grown(self.eslot, len(self.key), -1)
+            self.eslot_bits = grown(self.eslot_bits, bit_words(len(self.key)))
             _core.link_reverse(self.index, self.key, first_new, n_pairs, self.rev)
             self.n = n_pairs
         return slots
@@ -270,7 +295,7 @@ class PairTable:
         _core.count_group_pairs(group_start, partner, pair_start[1:], threads)
         np.cumsum(pair_start, out=pair_start)
         n = int(pair_start[-1])
-        room = n + n // 32 + 1024
+        room = room_after_load(n)
         # Zeroed lazily by the OS (calloc) or written by the threads: the first touch
         # of fresh memory is slow, so it is not done twice nor on one thread.
         self.key = np.zeros(room, np.uint64)
@@ -281,7 +306,7 @@ class PairTable:
             group_start, partner, kind, value, pair_start, self.key, self.fd, self.rev, threads
         )
         self.p = np.zeros(room, np.float64)
-        self.eslot = np.full(room, -1, np.int32)
+        self.eslot_bits = np.zeros(bit_words(room), np.uint64)
         self.index.add_ids(self.key, 0, n)
         self.n = n
 
@@ -295,17 +320,31 @@ class PairTable:
     def give_endorsement_slots(self, pairs: np.ndarray) -> int:
         """Give ``pairs`` that have none an endorsement slot; returns how many slots
         there are now."""
-        new_pairs = distinct(pairs[self.eslot[pairs] < 0])
-        if new_pairs.size:
-            n_eslots = self.n_eslots + new_pairs.size
-            self.e_sum = grown(self.e_sum, n_eslots, 0.0)
-            self.eslot[new_pairs] = np.arange(self.n_eslots, n_eslots, dtype=np.int32)
-            self.n_eslots = n_eslots
+        keys = distinct(np.asarray(pairs)).astype(np.uint64)
+        _, self.eslot_pair = get_or_insert(self.eslot_index, keys, self.eslot_pair)
+        if len(self.eslot_index) > self.n_eslots:
+            self.n_eslots = len(self.eslot_index)
+            self.e_sum = grown(self.e_sum, self.n_eslots, 0.0)
+            self._mark_endorsed(keys)
         return self.n_eslots
+
+    def _mark_endorsed(self, pairs: np.ndarray) -> None:
+        """Set the bits of ``pairs`` (sorted, distinct uint64 slots)."""
+        words = (pairs >> np.uint64(6)).astype(np.int64)
+        bits = np.left_shift(np.uint64(1), pairs & np.uint64(63))
+        starts = np.flatnonzero(np.r_[True, words[1:] != words[:-1]])
+        self.eslot_bits[words[starts]] |= np.bitwise_or.reduceat(bits, starts)
+
+    def eslots(self, pairs: np.ndarray) -> np.ndarray:
+        """The endorsement slot of each pair (-1 where none)."""
+        out = np.empty(len(pairs), np.int32)
+        keys = np.ascontiguousarray(np.asarray(pairs).astype(np.uint64))
+        self.eslot_index.lookup(keys, self.eslot_pair, out)
+        return out
 
     def endorsement_sums(self, pairs: np.ndarray) -> np.ndarray:
         """The forward-decayed endorsement sum of each pair (0 where none)."""
-        slot = self.eslot[pairs]
+        slot = self.eslots(pairs)
         if self.n_eslots == 0:
             return np.zeros(len(slot))
         return np.where(slot >= 0, self.e_sum[np.maximum(slot, 0)], 0.0)
@@ -313,14 +352,14 @@ class PairTable:
     def trim(self) -> None:
         """Give back the growth headroom of the per-pair arrays after a bulk load
         (they grow by a quarter at a time; at millions of pairs that is megabytes)."""
-        keep = self.n + self.n // 32 + 1024
+        keep = room_after_load(self.n)
         if len(self.key) <= keep:
             return
         self.key = self.key[:keep].copy()
         self.fd = self.fd[:keep].copy()
         self.rev = self.rev[:keep].copy()
         self.p = self.p[:keep].copy()
-        self.eslot = self.eslot[:keep].copy()
+        self.eslot_bits = self.eslot_bits[: bit_words(keep)].copy()
 
     # ------------------------------------------------------------------ state
 
@@ -343,7 +382,7 @@ class PairTable:
             "aside_fd": np.concatenate([np.zeros((0, 4)), *(self.aside[a][1] for a in actions)]),
             "pair_key": self.key[: self.n].copy(),
             "pair_fd": self.fd[: self.n].copy(),
-            "pair_eslot": self.eslot[: self.n].copy(),
+            "eslot_pair": self.eslot_pair[: self.n_eslots].copy(),
             "pair_rev": self.rev[: self.n].copy(),
             "e_sum": self.e_sum[: self.n_eslots].copy(),
             "pair_clock": np.array([landmark, self.latest_event, self.latest_interaction]),
@@ -374,7 +413,6 @@ class PairTable:
         rescale = table.kind_weights / was[1:5]
         if (rescale != 1.0).any():
             table.fd *= rescale
-        table.eslot = grown(arrays["pair_eslot"], room, -1)
         table.p = np.zeros(len(table.key))
         # Buckets for the pairs to come too: growing them on the way rehashes them all.
         # (``spare_pairs`` counts events, most of which may repeat pairs: at most
@@ -389,6 +427,7 @@ class PairTable:
         table.n = n
         table.e_sum = arrays["e_sum"] * (table.endorsement_weight / was[5])
         table.n_eslots = len(table.e_sum)
+        table._restore_eslots(arrays, len(table.key))
         clock = arrays["pair_clock"].tolist()
         table.landmark = None if math.isnan(clock[0]) else clock[0]
         table.latest_event = clock[1]
@@ -400,3 +439,18 @@ class PairTable:
             for a in np.unique(action).tolist():
                 table.aside[a] = (keys[action == a].copy(), sums[action == a].copy())
         return table
+
+    def _restore_eslots(self, arrays: dict[str, np.ndarray], room: int) -> None:
+        """The endorsement slots' index and bits from a state's pair of each slot (or,
+        in a state from before they were sparse, from its slot of each pair)."""
+        if "eslot_pair" in arrays:
+            self.eslot_pair = arrays["eslot_pair"].astype(np.uint64)
+        else:
+            slot = arrays["pair_eslot"]
+            held = np.flatnonzero(slot >= 0)
+            self.eslot_pair = np.empty(self.n_eslots, np.uint64)
+            self.eslot_pair[slot[held]] = held
+        self.eslot_index.add_ids(self.eslot_pair, 0, self.n_eslots)  # distinct pairs
+        self.eslot_bits = np.zeros(bit_words(room), np.uint64)
+        if self.n_eslots:
+            self._mark_endorsed(np.sort(self.eslot_pair))
