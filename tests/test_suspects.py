@@ -220,8 +220,16 @@ def test_list_suspects_serves_the_report_by_kind_and_page_to_admins_only(tmp_pat
             with pytest.raises(ScoreServiceError) as denied:
                 client.list_suspects()
             assert denied.value.code == grpc.StatusCode.PERMISSION_DENIED
+        # Refused as the other commands that call a service refuse: one line naming the flag.
+        refused = run_cli("suspects", "--address", server.address, "--token", reader)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "PERMISSION_DENIED" in refused.stderr and "--token" in refused.stderr
+        assert "admin role" in refused.stderr
     finally:
         server.stop(0)
+    gone = run_cli("suspects", "--address", server.address, "--token", admin)
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1, gone.stderr
+    assert "cannot reach a scoresvc service" in gone.stderr and "(--address)" in gone.stderr
 
 
 def test_score_shows_a_beneficiary_the_share_of_its_standing_from_its_own_farm():

@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
 from ..batch import recompute as batch
-from ..client import ScoreClient
+from ..client import ScoreClient, ScoreServiceError
 from ..core.engine import Engine
 from ..core.model import ModelParams
 from ..service.console import ConsoleEndpoint
@@ -395,6 +395,42 @@ def client_tls_flags(parser: argparse.ArgumentParser) -> None:
 def connect(args: argparse.Namespace) -> ScoreClient:
     """A client of ``--address`` with ``--token``, over TLS when a TLS flag is given."""
     return ScoreClient(args.address, token=args.token or None, credentials=_credentials(args))
+
+
+T = TypeVar("T")
+
+
+def calling(
+    args: argparse.Namespace,
+    call: Callable[[ScoreClient], T],
+    role: str,
+    fields: Mapping[str, str] | None = None,
+) -> T:
+    """``call(client)`` against ``--address`` with a ``--token`` of ``role``; the
+    service's refusal as one line naming the flags (``fields``: the request's fields as
+    the flags that set them)."""
+    with connect(args) as client:
+        try:
+            return call(client)
+        except ScoreServiceError as error:
+            raise Failed(_refusal(error, args.address, role, fields or {})) from None
+
+
+def _refusal(error: ScoreServiceError, address: str, role: str, fields: Mapping[str, str]) -> str:
+    if error.code.name == "UNAVAILABLE" and not error.reason:
+        return f"cannot reach a scoresvc service at {address} (--address): {error.message}"
+    if error.code.name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+        return f"{error.code.name}: {error.message} (--token: a token with the {role} role)"
+    named = ", ".join(dict.fromkeys(_flag_of(field, fields) for field, _ in error.field_violations))
+    return f"{error.code.name}: {error.message}" + (f" ({named})" if named else "")
+
+
+def _flag_of(field: str, fields: Mapping[str, str]) -> str:
+    """``user_ids[2]`` is ``--users`` (its third value) when ``fields`` maps it."""
+    name, _, index = field.partition("[")
+    if name not in fields:
+        return field
+    return f"{fields[name]} (value {int(index.rstrip(']')) + 1})" if index else fields[name]
 
 
 def _credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:

@@ -8,11 +8,10 @@ import datetime
 import json
 from dataclasses import asdict
 
-from ..client import ScoreServiceError
 from ..core.change import ChangeReport
 from ..core.history import HistoryPoint
 from .errors import Failed
-from .flags import add, as_of, client_tls_flags, connect, log_flags
+from .flags import add, as_of, calling, client_tls_flags, log_flags
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 _COLUMNS = ("time (UTC)", "score", "influence", "percentile", "status", "sequence")
@@ -36,23 +35,14 @@ def history_flags(parser: argparse.ArgumentParser) -> None:
 
 def history(args: argparse.Namespace) -> int:
     """Print the user's recorded points, oldest first."""
-    with connect(args) as client:
-        try:
-            points = client.score_history(args.user, args.topic, start_time=args.since)
-        except ScoreServiceError as error:
-            raise Failed(_refusal(error, args.address)) from None
+    points = calling(
+        args, lambda c: c.score_history(args.user, args.topic, start_time=args.since), "reader"
+    )
     if args.json:
         print(json.dumps([_json_of(p) for p in points], indent=2))
     else:
         print(table(points))
     return 0
-
-
-def _refusal(error: ScoreServiceError, address: str) -> str:
-    if error.code.name == "UNAVAILABLE" and not error.reason:
-        return f"cannot reach a scoresvc service at {address} (--address): {error.message}"
-    named = ", ".join(field for field, _ in error.field_violations)
-    return f"{error.code.name}: {error.message}" + (f" ({named})" if named else "")
 
 
 def _utc(seconds: float) -> str:
@@ -104,11 +94,7 @@ def why(args: argparse.Namespace) -> int:
     """Print why the user's score changed since ``--since``: its parts, largest first."""
     if args.since is None:
         raise Failed("--since is required: the day or time to explain the change from")
-    with connect(args) as client:
-        try:
-            change = client.explain_change(args.user, args.since, args.until)
-        except ScoreServiceError as error:
-            raise Failed(_refusal(error, args.address)) from None
+    change = calling(args, lambda c: c.explain_change(args.user, args.since, args.until), "reader")
     if args.json:
         out = asdict(change)
         for part in out["parts"]:

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable, Iterable
-from typing import TypeVar
 
-from ..client import ScoreClient, ScoreServiceError
+from ..client import ScoreClient
 from ..core.moderation import ModerationAction
 from . import flags
-from .errors import Failed, UsageError
+from .errors import UsageError
 from .history import _utc, client_flags
 
 #: The request's fields as the flags that set them (for errors naming the flag).
@@ -23,7 +22,6 @@ _FLAGS = {
     "request_id": "--request-id",
     "page_size": "--page-size",
 }
-T = TypeVar("T")
 _COLUMNS = ("id", "kind", "time (UTC)", "actor", "users", "set aside", "state", "reason")
 
 
@@ -89,7 +87,7 @@ def restore_between(args: argparse.Namespace) -> int:
 
 
 def list_actions(args: argparse.Namespace) -> int:
-    found = _calling(args, lambda c: list(c.list_moderation_actions()))
+    found = flags.calling(args, lambda c: list(c.list_moderation_actions()), "admin")
     if args.json:
         print(json.dumps([a.to_json() for a in found], indent=2))
     else:
@@ -120,35 +118,9 @@ def _cluster_kwargs(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _write(args: argparse.Namespace, call: Callable[[ScoreClient], ModerationAction]) -> int:
-    action = _calling(args, call)
+    action = flags.calling(args, call, "admin", _FLAGS)
     print(json.dumps(action.to_json(), indent=2) if args.json else table([action]))
     return 0
-
-
-def _calling(args: argparse.Namespace, call: Callable[[ScoreClient], T]) -> T:
-    """``call(client)`` against ``--address``; a refusal as one line naming the flags."""
-    with flags.connect(args) as client:
-        try:
-            return call(client)
-        except ScoreServiceError as error:
-            raise Failed(refusal(error, args.address)) from None
-
-
-def refusal(error: ScoreServiceError, address: str) -> str:
-    """The service's refusal in one line, naming the flags of the fields it names."""
-    if error.code.name == "UNAVAILABLE" and not error.reason:
-        return f"cannot reach a scoresvc service at {address} (--address): {error.message}"
-    if error.code.name in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
-        return f"{error.code.name}: {error.message} (--token: an admin token)"
-    named = ", ".join(dict.fromkeys(_flag_of(field) for field, _ in error.field_violations))
-    return f"{error.code.name}: {error.message}" + (f" ({named})" if named else "")
-
-
-def _flag_of(field: str) -> str:
-    """``user_ids[2]`` is ``--users`` (its third id)."""
-    name, _, index = field.partition("[")
-    flag = _FLAGS.get(name, field)
-    return f"{flag} (id {int(index.rstrip(']')) + 1})" if index and name == "user_ids" else flag
 
 
 def table(actions: Iterable[ModerationAction]) -> str:

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..client import ScoreServiceError
 from ..core.suspects import SuspectKind, SuspectReport, report_of
 from ..storage.store import DB_NAME, Store
 from . import flags
@@ -44,11 +43,7 @@ def _offline(args: argparse.Namespace) -> SuspectReport:
 
 
 def _online(args: argparse.Namespace, kind: SuspectKind | None) -> SuspectReport:
-    try:
-        with flags.connect(args) as client:
-            return client.list_suspects(kind)
-    except ScoreServiceError as error:
-        raise Failed(f"--address {args.address}: {error}") from None
+    return flags.calling(args, lambda c: c.list_suspects(kind), "admin")
 
 
 def _as_json(report: SuspectReport, found: tuple[Any, ...]) -> str:
