@@ -87,6 +87,14 @@ cdef inline double _endorsed(const Endorsed* es, int64_t p) noexcept nogil:
     return es.e_sum[slot] if slot >= 0 else 0.0
 
 
+cdef inline int64_t _part(int64_t t, int64_t n, int num_threads) noexcept nogil:
+    """Where thread ``t``'s contiguous part of ``[0, n)`` starts (``t = num_threads``:
+    ``n``): the kernels that keep a block per thread split their input this way, so
+    the blocks fold in a fixed order."""
+    cdef int64_t share = (n + num_threads - 1) // num_threads
+    return t * share if t * share < n else n
+
+
 cdef struct PairWeights:
     double raw  # sum_k W_k(a->b): decayed, before reciprocity
     double pen  # share * raw: what reciprocity removes from the interactions
@@ -446,7 +454,7 @@ def keep_earliest(const int64_t[::1] users, const double[::1] times, double[::1]
     must index ``earliest``): numpy's ``minimum.at`` without its per-element dispatch.
     On several threads (at most 8) each takes a contiguous share into a copy of its
     own, folded in after; when the copies would outweigh the events, one thread."""
-    cdef int64_t i, t, u, i0, i1, share, n = users.shape[0], m = earliest.shape[0]
+    cdef int64_t i, t, u, n = users.shape[0], m = earliest.shape[0]
     if times.shape[0] != n:
         raise ValueError("users and times differ in length")
     num_threads = min(num_threads, 8)
@@ -459,13 +467,11 @@ def keep_earliest(const int64_t[::1] users, const double[::1] times, double[::1]
     copies_array = np.empty((num_threads, m))
     copies_array[:] = np.asarray(earliest)
     cdef double[:, ::1] copies = copies_array
-    share = (n + num_threads - 1) // num_threads
     with nogil:
         for t in prange(num_threads, schedule="static", chunksize=1,
                         num_threads=num_threads):
-            i0 = t * share
-            i1 = min(i0 + share, n)
-            for i in range(i0, i1):
+            for i in range(_part(t, n, num_threads),
+                           _part(t + 1, n, num_threads)):
                 if times[i] < copies[t, users[i]]:
                     copies[t, users[i]] = times[i]
         for u in prange(m, schedule="static", num_threads=num_threads):
@@ -513,7 +519,7 @@ def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
     passes stream."""
     cdef int64_t n = actor.shape[0], users = group_start.shape[0] - 1
     cdef int64_t entries = n + extra_a.shape[0]
-    cdef int64_t t, i, u, i0, i1, total, share, a, b, at
+    cdef int64_t t, i, u, total, a, b, at
     cdef int32_t lo
     cdef double inv_h = 1.0 / half_life
     cdef bint counted = count.shape[0] > 0
@@ -521,13 +527,11 @@ def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
         raise ValueError("extra pairs differ in length, or the output is too short")
     counts_array = np.zeros((num_threads, users), np.int64)
     cdef int64_t[:, ::1] counts = counts_array
-    share = (entries + num_threads - 1) // num_threads
     with nogil:
         for t in prange(num_threads, schedule="static", chunksize=1,
                         num_threads=num_threads):
-            i0 = t * share
-            i1 = min(i0 + share, entries)
-            for i in range(i0, i1):
+            for i in range(_part(t, entries, num_threads),
+                           _part(t + 1, entries, num_threads)):
                 a = _end(dense, actor, extra_a, i)
                 b = _end(dense, target, extra_b, i)
                 counts[t, a if a < b else b] += 1
@@ -542,9 +546,8 @@ def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
         group_start[users] = total
         for t in prange(num_threads, schedule="static", chunksize=1,
                         num_threads=num_threads):
-            i0 = t * share
-            i1 = min(i0 + share, entries)
-            for i in range(i0, i1):
+            for i in range(_part(t, entries, num_threads),
+                           _part(t + 1, entries, num_threads)):
                 a = _end(dense, actor, extra_a, i)
                 b = _end(dense, target, extra_b, i)
                 if a <= b:
@@ -783,20 +786,18 @@ def csr_fill(const uint64_t[::1] pair_key, int shift, int32_t[::1] start,
     32) or destination (0): row ``a`` at ``e_pair[start[a] : start[a] + length[a]]``,
     slots ascending (all OUT; ``start`` and ``length`` cover every row). A stable
     counting sort; each thread counts and places one contiguous share of the pairs."""
-    cdef int64_t m = e_pair.shape[0], rows = start.shape[0], t, i, a, i0, i1, share, total
+    cdef int64_t m = e_pair.shape[0], rows = start.shape[0], t, i, a, total
     cdef int32_t row
     counts_array = np.zeros((num_threads, rows), np.int64)
     cdef int64_t[:, ::1] counts = counts_array
     cdef uint64_t low = 0xffffffff
-    share = (m + num_threads - 1) // num_threads
     if m > INT32_MAX:
         raise OverflowError("the trust graph would exceed 2^31 edges")
     with nogil:
         for t in prange(num_threads, schedule="static", chunksize=1,
                         num_threads=num_threads):
-            i0 = t * share
-            i1 = min(i0 + share, m)
-            for i in range(i0, i1):
+            for i in range(_part(t, m, num_threads),
+                           _part(t + 1, m, num_threads)):
                 counts[t, <int32_t>((pair_key[i] >> shift) & low)] += 1
         total = 0
         for a in range(rows):
@@ -808,9 +809,8 @@ def csr_fill(const uint64_t[::1] pair_key, int shift, int32_t[::1] start,
             length[a] = <int32_t>(total - start[a])
         for t in prange(num_threads, schedule="static", chunksize=1,
                         num_threads=num_threads):
-            i0 = t * share
-            i1 = min(i0 + share, m)
-            for i in range(i0, i1):
+            for i in range(_part(t, m, num_threads),
+                           _part(t + 1, m, num_threads)):
                 row = <int32_t>((pair_key[i] >> shift) & low)
                 e_pair[counts[t, row]] = <int32_t>i
                 counts[t, row] += 1
@@ -967,7 +967,7 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
     shape (num_threads - 1, n_users, 5)) for the others.
     """
     cdef int64_t m = pair_p.shape[0], users = beta.shape[0]
-    cdef int64_t t, p, a, i0, i1, share
+    cdef int64_t t, p, a
     cdef int32_t src, dst
     cdef double kept, given, b_a, d_a, e_eff
     cdef double* at
@@ -980,15 +980,13 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
         raise ValueError("row_sums, received or received_more has the wrong shape")
     cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
                                       pair_fd.shape[0])
-    share = (m + num_threads - 1) // num_threads
     with nogil:
         # Each pair's terms before the budget: kept weight into pair_p, and per row
         # the sum of log1p(raw) and of the endorsements given.
         for t in prange(num_threads, schedule="static", chunksize=1,
                         num_threads=num_threads):
-            i0 = t * share
-            i1 = min(i0 + share, m)
-            for p in range(i0, i1):
+            for p in range(_part(t, m, num_threads),
+                           _part(t + 1, m, num_threads)):
                 pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, &es,
                                    support, mature, rho, scale)
                 src = <int32_t>(pair_key[p] >> 32)
@@ -1020,9 +1018,8 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
         # Each pair's endorsements within its source's budget, and P = g / D_a.
         for t in prange(num_threads, schedule="static", chunksize=1,
                         num_threads=num_threads):
-            i0 = t * share
-            i1 = min(i0 + share, m)
-            for p in range(i0, i1):
+            for p in range(_part(t, m, num_threads),
+                           _part(t + 1, m, num_threads)):
                 src = <int32_t>(pair_key[p] >> 32)
                 if _eslot(&es, p) >= 0:
                     pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, &es,
