@@ -18,7 +18,7 @@ from scoresvc.core.events import EventLog
 from scoresvc.core.graph import SlackCSR
 from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
 from scoresvc.core.pairs import PairTable, pack_pairs, reversed_pairs
-from scoresvc.core.records import EngineState
+from scoresvc.core.records import EngineState, WriteRecord
 from scoresvc.synthetic import community
 
 NOW = T0 + 1.0
@@ -283,6 +283,32 @@ def test_endorsements_are_rate_limited_per_endorser_per_day():
     assert 0 < caught.value.retry_after_seconds <= DAY
     engine.endorse("other", "b9", "", now=NOW + 10)  # per endorser
     engine.endorse("a", "b9", "", now=NOW + DAY + 1)  # the window slides
+
+
+def test_endorsements_waiting_on_the_journal_count_toward_the_daily_limit():
+    # Writers wait for the journal outside the ingest lock, so one endorser's writes can
+    # all be accepted before the first is applied; each must still see the others.
+    engine = Engine(ModelParams(daily_endorsement_limit=3))
+    engine.endorse("known", "x0", "", now=NOW)  # applied at once: no journal yet
+    queued: list[WriteRecord] = []
+    engine.attach_journal(lambda record: queued.append(record) or (lambda: None))
+    for i in range(3):
+        engine.endorse("new", f"b{i}", "", now=NOW)
+    engine.endorse("known", "x1", "", now=NOW)
+    engine.endorse("known", "x2", "", now=NOW)
+    for endorser in ("new", "known"):
+        with pytest.raises(RateLimited):
+            engine.endorse(endorser, "b9", "", now=NOW + 10)
+    engine.endorse("other", "b9", "", now=NOW + 10)  # per endorser, still
+    # A write the journal could not store gives its room back; applied ones keep theirs.
+    engine.discard(queued[0])
+    engine.endorse("new", "b8", "", now=NOW + 20)
+    for record in queued[1:]:
+        engine.replay(record)
+    for endorser in ("new", "known"):
+        with pytest.raises(RateLimited):
+            engine.endorse(endorser, "b9", "", now=NOW + 30)
+    assert engine.refresh(NOW + 30).score("b8").explanation.endorsements_received > 0
 
 
 def _backfill(engine: Engine, times: list[float], now: float) -> None:

@@ -16,6 +16,7 @@ service holds are kept, so an endorser keeps at most about
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -34,15 +35,23 @@ class EndorsementLimit:
         """The number of event times kept, over all endorsers."""
         return sum(len(times) for times in self._times.values())
 
-    def refusal(self, endorser: int, ts: float, newest: float) -> float | None:
+    def refusal(
+        self, endorser: int | None, ts: float, newest: float, in_flight: Sequence[float] = ()
+    ) -> float | None:
         """None when an endorsement at ``ts`` fits; otherwise the seconds after which
         one at a correspondingly later time would (the RetryInfo delay).
-        ``newest``: the latest event time the service holds."""
-        if self.limit <= 0 or endorser not in self._times:
+        ``newest``: the latest event time the service holds; ``in_flight``: the
+        endorser's accepted endorsements not yet counted (None: a new endorser)."""
+        if self.limit <= 0:
             return None
-        times = self._kept(endorser, newest)
+        times: list[float] = []
+        if endorser in self._times:
+            times = self._kept(endorser, newest)
+            if not times:
+                del self._times[endorser]
+        if in_flight:
+            times = sorted([*times, *in_flight])
         if not times:
-            del self._times[endorser]
             return None
         # Windows (s - window, s] containing ts end at s in [ts, ts + window); the
         # count in them only rises at ts and at each kept time after it.

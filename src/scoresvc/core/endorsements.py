@@ -9,6 +9,8 @@ re-sum a pair's endorsements into the pair table.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .. import _core
@@ -240,12 +242,18 @@ class EndorsementBook:
         limit (``newest``: the latest event time held)."""
         self._limit.add(endorser, ts, newest)
 
-    def check_rate(self, endorser: int | None, endorser_id: str, ts: float, newest: float) -> None:
+    def check_rate(
+        self,
+        endorser: int | None,
+        endorser_id: str,
+        ts: float,
+        newest: float,
+        in_flight: Sequence[float] = (),
+    ) -> None:
         """``RateLimited`` when an endorsement at event time ``ts`` would exceed the
-        endorser's limit within some 24 hours of event time around it."""
-        if endorser is None:
-            return
-        retry = self._limit.refusal(endorser, ts, newest)
+        endorser's limit within some 24 hours of event time around it (``endorser``:
+        None for a new user; ``in_flight``: its accepted endorsements not yet counted)."""
+        retry = self._limit.refusal(endorser, ts, newest, in_flight)
         if retry is not None:
             raise RateLimited(
                 f"{endorser_id!r} has made {self._limit.limit}"

@@ -43,6 +43,8 @@ from .users import UserIds
 
 __all__ = ["Engine", "EngineState", "SolverSettings", "WriteRecord", "WriteResult"]
 
+_FIRST = np.zeros(1, np.int64)  # the endorser's position in an endorsement's ids
+
 
 class Engine(ModerationWrites):
     """Influence scores per docs/model.md over a stream of events.
@@ -510,7 +512,8 @@ class Engine(ModerationWrites):
         now: float | None,
     ) -> WriteResult:
         def check(topic: str, ts: float) -> None:
-            self._ingest.check_endorsement(endorser_id, endorsee_id, topic, retract, ts)
+            in_flight = () if retract else self._endorsed_in_flight(endorser_id)
+            self._ingest.check_endorsement(endorser_id, endorsee_id, topic, retract, ts, in_flight)
 
         action = "retract" if retract else "endorse"
         fields = ("endorser_id", "endorsee_id")
@@ -518,6 +521,18 @@ class Engine(ModerationWrites):
         return self._vouch(
             "endorsement", action, fields, users, topic, ts, retract, request_id, now, check
         )
+
+    def _endorsed_in_flight(self, endorser_id: str) -> list[float]:
+        """Event times of ``endorser_id``'s endorsements handed to the journal and not
+        yet applied (ingest lock held): the daily limit counts them, or writes in flight
+        together could pass it."""
+        return [
+            float(r.fields["ts"])
+            for r in self._writes.in_flight.values()
+            if r.kind == "endorsement"
+            and not r.fields["retract"]
+            and r.users.decoded(_FIRST)[0] == endorser_id
+        ]
 
     def _vouch(
         self,

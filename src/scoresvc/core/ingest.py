@@ -6,6 +6,7 @@ the marks of what changed since the last refresh. Every method runs under the en
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -458,11 +459,18 @@ class IngestState:
     # ------------------------------------------------------------------ checks
 
     def check_endorsement(
-        self, endorser_id: str, endorsee_id: str, topic: str, retract: bool, ts: float
+        self,
+        endorser_id: str,
+        endorsee_id: str,
+        topic: str,
+        retract: bool,
+        ts: float,
+        in_flight: Sequence[float] = (),
     ) -> None:
         """What the state decides about an endorsement event at event time ``ts``: a
         retraction needs a live endorsement (``NotFound``), an endorsement room in the
-        endorser's daily limit over event time (``RateLimited``)."""
+        endorser's daily limit over event time (``RateLimited``), counting its
+        endorsements accepted but not yet applied at the times ``in_flight``."""
         a = self.users.index.get(endorser_id)
         if retract:
             b = self.users.index.get(endorsee_id)
@@ -475,7 +483,7 @@ class IngestState:
                     reason="ENDORSEMENT_NOT_FOUND",
                 )
         else:
-            self.book.check_rate(a, endorser_id, ts, self.pairs.latest_event)
+            self.book.check_rate(a, endorser_id, ts, self.pairs.latest_event, in_flight)
 
     def check_distrust_retraction(self, distruster_id: str, distrusted_id: str, topic: str) -> None:
         """A retraction of a distrust needs a live one (``NotFound``)."""

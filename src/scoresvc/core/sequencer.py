@@ -28,6 +28,9 @@ class Sequencer:
         self.assigned = 0  # of the last write given a number (applied or journaling)
         self.events_accepted = 0  # since this process started
         self.journal: Journal | None = None
+        # Records handed to the journal and not yet applied or discarded: checks of
+        # later writes count them (an endorser's daily limit).
+        self.in_flight: dict[int, WriteRecord] = {}
         self._apply_to_state = apply
 
     def write(
@@ -46,6 +49,7 @@ class Sequencer:
                 if self.journal is None:
                     return self.apply(record)
                 wait = self.journal(record)
+                self.in_flight[record.sequence] = record
                 self.assigned = record.sequence
                 if request_id:
                     self.requests.queue(request_id, fingerprint, wait)
@@ -60,13 +64,17 @@ class Sequencer:
 
     def discard(self, record: WriteRecord) -> None:
         """Forget a queued write the journal could not store (it is never applied)."""
-        if record.request_id:
-            with self.lock:
+        with self.lock:
+            self.in_flight.pop(record.sequence, None)
+            if record.request_id:
                 self.requests.forget(record.request_id)
 
     def apply(self, record: WriteRecord) -> WriteResult:
         """Apply a numbered record (the lock held)."""
-        accepted, live = self._apply_to_state(record)
+        try:
+            accepted, live = self._apply_to_state(record)
+        finally:
+            self.in_flight.pop(record.sequence, None)
         self.sequence = record.sequence
         self.assigned = max(self.assigned, record.sequence)
         self.events_accepted += accepted
