@@ -630,6 +630,10 @@ def test_endorsement_slots_are_given_once_in_order_and_flagged_by_pair(batches):
     flagged = (table.eslot_bits[pairs >> 6] >> (pairs & 63).astype(np.uint64)) & 1
     assert np.array_equal(flagged.astype(bool), want >= 0)
     assert table.n_eslots == len(expected) and len(table.e_sum) >= len(expected)
+    table.e_sum[:] = np.arange(1, len(table.e_sum) + 1)
+    sums = np.zeros(len(pairs))
+    sums[want >= 0] = table.e_sum[want[want >= 0]]
+    assert np.array_equal(table.endorsement_sums(pairs), sums)
 
 
 def test_a_state_with_an_endorsement_slot_per_pair_restores_the_same_scores():

@@ -20,7 +20,7 @@ from support import DAY, CliServer
 from scoresvc.core.engine import Engine, WriteResult
 from scoresvc.core.errors import Conflict, StorageError
 from scoresvc.core.events import Compaction
-from scoresvc.core.model import AccountStatus, InteractionKind, ModelParams
+from scoresvc.core.model import RECEIVED_COLUMNS, AccountStatus, InteractionKind, ModelParams
 from scoresvc.storage import checkpoint
 from scoresvc.storage.store import Store, decode, encode
 from scoresvc.synthetic import community
@@ -155,6 +155,33 @@ def test_a_version_1_checkpoint_is_read_with_its_clock_topics_and_request_ids(tm
         with pytest.raises(Conflict):
             restored.set_status("bo", AccountStatus.SEED, request_id="s-1")
         assert restored.sequence == 5
+
+
+def test_a_version_2_checkpoint_with_an_endorsement_slot_per_pair_is_read(tmp_path):
+    """tests/data/checkpoint-version-2.svck holds ``_write_a_little`` at NOW, refreshed
+    at NOW, written before endorsement slots were kept sparse."""
+    (tmp_path / "checkpoints").mkdir()
+    fixture = Path(__file__).parent / "data" / "checkpoint-version-2.svck"
+    shutil.copy(fixture, tmp_path / "checkpoints" / checkpoint.file_name(5))
+    one_endorser = ModelParams(topic_min_endorsers=1)
+    fresh, restored = Engine(one_endorser), Engine(one_endorser)
+    _write_a_little(fresh)
+    with Store(tmp_path) as store:
+        assert store.load_into(restored) == fresh.sequence == 5
+        before, after = fresh.refresh(NOW), restored.refresh(NOW)
+        np.testing.assert_allclose(after.influence, before.influence, rtol=1e-6)
+        got, want = after.score("bo").explanation, before.score("bo").explanation
+        for column in RECEIVED_COLUMNS:  # what bo received, endorsements included
+            assert getattr(got, column) == pytest.approx(getattr(want, column), rel=1e-12)
+        assert got.endorsements_received > 0
+        assert after.score("bo", "python").influence > 0
+        # Endorsing again refreshes the one slot the pair has.
+        restored.endorse("ana", "bo", "python", NOW - 1, now=NOW)
+        fresh.endorse("ana", "bo", "python", NOW - 1, now=NOW)
+        again, want = restored.refresh(NOW), fresh.refresh(NOW)
+        assert again.score("bo").explanation.endorsements_received == pytest.approx(
+            want.score("bo").explanation.endorsements_received, rel=1e-12
+        )
 
 
 def _accounts_arriving(engine: Engine) -> None:

@@ -71,7 +71,8 @@ class PairTable:
     ``e_sum`` per endorsement slot, the pair of each slot in ``eslot_pair`` (indexed
     by ``eslot_index``), and a bit per pair in ``eslot_bits`` saying whether it has
     one, so the kernels probe the index only for those. Writers hold the engine's
-    ingest lock; ``p`` is written by the refresh only.
+    ingest lock; ``p`` is written by the refresh only. Kernels handed ``endorsements()``
+    keep pointers into the index, which a new slot may move: they run under that lock.
     """
 
     def __init__(self, params: ModelParams) -> None:
@@ -344,10 +345,13 @@ class PairTable:
 
     def endorsement_sums(self, pairs: np.ndarray) -> np.ndarray:
         """The forward-decayed endorsement sum of each pair (0 where none)."""
-        slot = self.eslots(pairs)
-        if self.n_eslots == 0:
-            return np.zeros(len(slot))
-        return np.where(slot >= 0, self.e_sum[np.maximum(slot, 0)], 0.0)
+        pairs = np.asarray(pairs, np.int64)
+        sums = np.zeros(len(pairs))
+        words = self.eslot_bits[pairs >> 6]
+        held = np.flatnonzero((words >> (pairs & 63).astype(np.uint64)) & np.uint64(1))
+        if held.size:  # only the few endorsed pairs probe the index
+            sums[held] = self.e_sum[self.eslots(pairs[held])]
+        return sums
 
     def trim(self) -> None:
         """Give back the growth headroom of the per-pair arrays after a bulk load

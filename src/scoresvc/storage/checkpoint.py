@@ -38,8 +38,9 @@ from ..core.users import UserIds
 log = logging.getLogger("scoresvc.storage.checkpoint")
 
 MAGIC = b"SVCK"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 3: endorsement slots kept as the pair of each slot (``eslot_pair``), not a slot per pair.
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ALIGN = 64
 DIGEST_SIZE = 32
 _PREFIX = struct.Struct("<4sIQ")
