@@ -243,8 +243,13 @@ class Solver:
             return 0
         p_norm = teleport / mass
         total = float(x.sum())
-        c = x / total if total > 0 else p_norm.copy()
-        c_next = np.empty(n)
+        # The normalised iterates live in x and r, which are rewritten below anyway:
+        # at the build's peak two more arrays of n would be 16 MB a million users.
+        c, c_next = x, r
+        if total > 0:
+            c /= total
+        else:
+            c[:] = p_norm
         flow = 0.0
         steps = 0
         for steps in range(1, MAX_POWER_STEPS + 1):  # noqa: B007
@@ -264,7 +269,7 @@ class Solver:
             if active * 64 <= n:
                 break
         # Back to the push's units: l^T x = |p| with l^T c = 1 - flow for sum(c) = 1.
-        x[:] = c * (mass / max(1.0 - flow, 1e-300))
+        np.multiply(c, mass / max(1.0 - flow, 1e-300), out=x)
         _core.ppr_residual_pull(
             pull_start=pull_start,
             pull_src=pull_src,
