@@ -28,15 +28,22 @@ def test_scores_run_from_1_to_100_in_the_order_of_the_values(vs):
     assert max(one) <= 100.0
 
 
-def test_a_top_that_rounds_past_100_scores_100():
-    # 1 + 99 ln(1 + v) / ln(1 + v) is a hair past 100 for some v: find one, then clip.
+def test_the_top_value_scores_exactly_100_where_99_v_over_v_rounds_either_way():
+    # 1 + 99 ln(1 + v) / ln(1 + v), multiplied before dividing, is a hair past 100 for
+    # some v and a hair short (99.99999999999999) for others: the top must read 100.
     v = np.linspace(1.0, 2.0, 1001)
     raw = 1.0 + 99.0 * np.log1p(v) / np.log1p(v)
-    over = v[raw > 100.0]
-    assert len(over)
-    for top in over[:5]:
-        assert scoring.log_scale(np.array([top]), float(top))[0] == 100.0
+    over, under = v[raw > 100.0], v[raw < 100.0]
+    assert len(over) and len(under)
+    for top in [*over[:5], *under[:5]]:
+        assert scoring.log_scale(np.array([0.5, top]), float(top))[1] == 100.0
         assert scoring.log_scale_one(float(top), float(top)) == 100.0
+
+
+@given(st.floats(1e-300, 1e300))
+def test_any_top_scores_100(top):
+    assert scoring.log_scale_one(top, top) == 100.0
+    assert scoring.log_scale(np.array([top]), top)[0] == 100.0
 
 
 def test_with_no_positive_top_everyone_scores_1():

@@ -165,7 +165,7 @@ def _log_scale(values: np.ndarray) -> np.ndarray:
     top = values.max(initial=0.0)
     if top <= 0:
         return np.ones_like(values)
-    return 1.0 + 99.0 * np.log1p(values) / np.log1p(top)
+    return 1.0 + 99.0 * (np.log1p(values) / np.log1p(top))
 
 
 @dataclass

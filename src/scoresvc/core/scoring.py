@@ -58,15 +58,16 @@ def log_scale(values: np.ndarray, top: float) -> np.ndarray:
     """Step 9's mapping to 1-100: ``1 + 99 ln(1 + v) / ln(1 + v_max)``."""
     if top <= 0:
         return np.ones_like(values)
-    # Clipped: the top user's ratio can round a hair past 1.
-    return np.clip(1.0 + 99.0 * np.log1p(values) / np.log1p(top), 1.0, 100.0)
+    # The ratio first, so the top user's is exactly 1 (99 v / v can round below 99);
+    # clipped, since a value computed apart from the top may round a hair past it.
+    return np.clip(1.0 + 99.0 * (np.log1p(values) / np.log1p(top)), 1.0, 100.0)
 
 
 def log_scale_one(value: float, top: float) -> float:
     """``log_scale`` for one value, without numpy's per-call cost (a hot path)."""
     if top <= 0:
         return 1.0
-    return min(100.0, max(1.0, 1.0 + 99.0 * math.log1p(value) / math.log1p(top)))
+    return min(100.0, max(1.0, 1.0 + 99.0 * (math.log1p(value) / math.log1p(top))))
 
 
 def lower_share(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
