@@ -219,23 +219,7 @@ class Solver:
         discounts what each source passes on (``discounted``).
         """
         n = len(x)
-        pull_start = np.zeros(n + 1, np.int64)
-        np.cumsum(graph.inward.length[:n], out=pull_start[1:])
-        m = int(pull_start[-1])
-        pull_src = np.empty(m, np.int32)
-        pull_w = np.empty(m, np.float64)
-        _core.gather_pull(
-            pull_start=pull_start,
-            in_start=graph.inward.start,
-            in_pair=graph.inward.pair,
-            pair_key=pairs.key,
-            pair_p=pairs.p,
-            pull_src=pull_src,
-            pull_w=pull_w,
-            num_threads=self.threads,
-        )
-        if row_scale is not None:
-            pull_w *= row_scale[pull_src]
+        pull_start, pull_src, pull_w = self._pull_copy(graph, pairs, n, row_scale)
         mass = float(teleport.sum())
         if mass == 0:
             x[:] = 0.0
@@ -281,3 +265,27 @@ class Solver:
             num_threads=self.threads,
         )
         return steps
+
+    def _pull_copy(
+        self, graph: TrustGraph, pairs: PairTable, n: int, row_scale: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The in-edges of the first ``n`` users as a contiguous pull CSR (start, source,
+        ``P(source -> user)`` times the source's ``row_scale``), for the power steps."""
+        pull_start = np.zeros(n + 1, np.int64)
+        np.cumsum(graph.inward.length[:n], out=pull_start[1:])
+        m = int(pull_start[-1])
+        pull_src = np.empty(m, np.int32)
+        pull_w = np.empty(m, np.float64)
+        _core.gather_pull(
+            pull_start=pull_start,
+            in_start=graph.inward.start,
+            in_pair=graph.inward.pair,
+            pair_key=pairs.key,
+            pair_p=pairs.p,
+            pull_src=pull_src,
+            pull_w=pull_w,
+            num_threads=self.threads,
+        )
+        if row_scale is not None:
+            pull_w *= row_scale[pull_src]
+        return pull_start, pull_src, pull_w
