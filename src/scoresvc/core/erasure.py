@@ -20,6 +20,7 @@ replaying it finds the user without the record holding the id.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import replace
 
 import numpy as np
@@ -41,7 +42,7 @@ def digest(user_id: str, salt: bytes) -> str:
     return hashlib.blake2b(user_id.encode("utf-8"), key=salt, digest_size=16).hexdigest()
 
 
-def find(ids: list[str], salt: bytes, wanted: str) -> int | None:
+def find(ids: Iterable[str], salt: bytes, wanted: str) -> int | None:
     """The dense id whose digest is ``wanted`` (None: no such user)."""
     for u, user_id in enumerate(ids):
         if digest(user_id, salt) == wanted:

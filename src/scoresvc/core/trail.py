@@ -103,7 +103,7 @@ class Trail:
         return np.flatnonzero(self[self.giver if given else self.receiver] == u)
 
     def entry(
-        self, i: int, user_ids: list[str], topics: list[str], decides: bool, distrust: bool
+        self, i: int, user_ids: Sequence[str], topics: list[str], decides: bool, distrust: bool
     ) -> EndorsementEvent:
         """The event at position ``i``, for readers."""
         return EndorsementEvent(
@@ -129,7 +129,7 @@ def trail_page(
     given: bool,
     offset: int,
     limit: int,
-    user_ids: list[str],
+    user_ids: Sequence[str],
     topics: list[str],
 ) -> tuple[list[EndorsementEvent], int | None]:
     """A page of the events given (or received) by user ``u`` in all ``sources``,

@@ -3,15 +3,17 @@ dense number.
 
 Ids travel as UTF-8 bytes with offsets (``UserIds``): that is how they sit on the
 wire and in the journal, and a batch of 100k known ids is looked up in the compiled
-table without building a Python string for any of them. The table keeps the ids as
-Python strings too (``ids``, ``index``), for readers, which are asked by string.
+table without building a Python string for any of them. The table keeps them so
+too, and decodes an id to a string only when a reader asks for it.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -85,10 +87,13 @@ class UserIds:
             if positions is None:
                 return list(self.strings)
             return [self.strings[int(j)] for j in positions]
+        if positions is None:  # the bytes of these ids only (a view may start late)
+            raw = self.blob[self.offsets[0] : self.offsets[-1]].tobytes()
+            bounds = (self.offsets - self.offsets[0]).tolist()
+            return [raw[a:b].decode("utf-8") for a, b in itertools.pairwise(bounds)]
         raw = self.blob.tobytes()
         bounds = self.offsets.tolist()
-        chosen = range(len(self)) if positions is None else positions.tolist()
-        return [raw[bounds[j] : bounds[j + 1]].decode("utf-8") for j in chosen]
+        return [raw[bounds[j] : bounds[j + 1]].decode("utf-8") for j in positions.tolist()]
 
     def invalid(self) -> tuple[np.ndarray, np.ndarray]:
         """Positions of ids that are empty or too long, and of ids that are not UTF-8."""
@@ -121,13 +126,109 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
+class IdArena(Sequence[str]):
+    """Every id's UTF-8 bytes in one growing arena (id ``i`` is
+    ``blob[offsets[i]:offsets[i + 1]]``) with its hash, read as a sequence of
+    strings decoded on access: a bulk load of millions of ids builds no Python
+    object for any of them.
+
+    Appended to under the ingest lock; readers on other threads see a prefix, as the
+    count is raised only once the bytes are in and arrays are only ever replaced by
+    longer copies.
+    """
+
+    def __init__(self, hashes: np.ndarray, offsets: np.ndarray, blob: np.ndarray) -> None:
+        self.hash = hashes
+        self.offsets = offsets
+        self.blob = blob
+        self._n = len(offsets) - 1
+
+    @classmethod
+    def empty(cls) -> IdArena:
+        return cls(np.zeros(0, np.uint64), np.zeros(1, np.int64), np.zeros(0, np.uint8))
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        n = self._n  # first: any arrays read after it hold the first n ids
+        if isinstance(i, slice):
+            start, stop, step = i.indices(n)
+            if step != 1:
+                return [self[j] for j in range(start, stop, step)]
+            return self._decoded(start, max(start, stop))
+        j = i + n if i < 0 else i
+        if not 0 <= j < n:
+            raise IndexError(f"user {i} of {n}")
+        offsets = self.offsets
+        return self.blob[offsets[j] : offsets[j + 1]].tobytes().decode("utf-8")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._decoded(0, self._n))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a list (or any sequence) of the same ids, as the list it replaces."""
+        if isinstance(other, IdArena | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable, as a list)
+
+    def _decoded(self, start: int, stop: int) -> list[str]:
+        return UserIds(self.blob, self.offsets[start : stop + 1]).decoded()
+
+    @property
+    def nbytes(self) -> int:
+        n = self._n
+        return int(8 * n + 8 * (n + 1) + self.offsets[n])
+
+    def append(
+        self, users: UserIds, positions: np.ndarray, hashes: np.ndarray, every: bool
+    ) -> None:
+        """Add the ids of ``users`` at ``positions`` (``every``: all of them, in order)."""
+        first = self._n
+        n = first + len(positions)
+        starts, ends = users.offsets[positions], users.offsets[positions + 1]
+        lengths = ends - starts
+        used = int(self.offsets[first])
+        need = used + int(lengths.sum())
+        self.hash = grown(self.hash, n)
+        self.offsets = grown(self.offsets, n + 1)
+        self.blob = grown(self.blob, need)
+        self.hash[first:n] = hashes
+        np.cumsum(lengths, out=self.offsets[first + 1 : n + 1])
+        self.offsets[first + 1 : n + 1] += used
+        if every:
+            self.blob[used:need] = users.blob[users.offsets[0] : users.offsets[-1]]
+        else:
+            # Gather the new ids' bytes: one index array over the source blob.
+            take = np.repeat(starts - self.offsets[first:n], lengths) + np.arange(used, need)
+            self.blob[used:need] = users.blob[take]
+        self._n = n
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The arena as arrays (for checkpoints): hashes, offsets and the bytes."""
+        n = self._n
+        return {
+            "user_hash": self.hash[:n].copy(),
+            "user_offsets": self.offsets[: n + 1].copy(),
+            "user_blob": self.blob[: self.offsets[n]].copy(),
+        }
+
+
 class IdIndex(Mapping[str, int]):
     """The dense number of each id in ``ids`` (which only grows), for readers who ask
     by string: a dict built on first use and caught up with the ids added since, so a
     bulk load of millions of ids does not build it (the engine itself looks ids up as
     bytes)."""
 
-    def __init__(self, ids: list[str]) -> None:
+    def __init__(self, ids: Sequence[str]) -> None:
         self._ids = ids
         self._numbers: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -159,27 +260,24 @@ class IdIndex(Mapping[str, int]):
 class UserTable:
     """Every user ever seen, numbered densely in order of first appearance.
 
-    The UTF-8 bytes of all ids sit in one arena with offsets and hashes, indexed by
-    ``_core.BytesIndex``; ``ids`` mirrors it as Python strings, and ``index`` maps
-    them back (built when first read). Ids are only ever added (by the engine, under
-    its ingest lock).
+    ``ids`` is the arena of their UTF-8 bytes, indexed by ``_core.BytesIndex`` for
+    the engine, which looks ids up as bytes; ``index`` maps them back from strings
+    for readers (built when first read). Ids are only ever added (by the engine,
+    under its ingest lock).
     """
 
-    def __init__(self) -> None:
-        self.ids: list[str] = []
+    def __init__(self, ids: IdArena | None = None) -> None:
+        self.ids = IdArena.empty() if ids is None else ids
         self.index = IdIndex(self.ids)
         self._lookup = _core.BytesIndex()
-        self._hash = np.zeros(0, np.uint64)
-        self._offsets = np.zeros(1, np.int64)
-        self._blob = np.zeros(0, np.uint8)
+        self._lookup.add_ids(self.ids.hash, 0, len(self.ids))
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def nbytes(self) -> int:
-        n = len(self.ids)
-        return int(self._lookup.nbytes + 8 * n + 8 * (n + 1) + self._offsets[n])
+        return int(self._lookup.nbytes + self.ids.nbytes)
 
     def find(self, users: UserIds) -> np.ndarray:
         """Dense ids of ``users`` as int32, -1 where unknown."""
@@ -196,70 +294,40 @@ class UserTable:
         if len(new) == 0:
             return dense
         every = len(new) == len(users)  # all of them (a bulk load), in order
-        names = users.decoded(None if every else new)
         first = len(self.ids)
         ordered = np.sort(hashes[new])  # (a sort: far faster than np.unique's hashing)
         if not (ordered[1:] == ordered[:-1]).any():  # distinct hashes: distinct ids
-            dense[new] = np.arange(first, first + len(names))
+            dense[new] = np.arange(first, first + len(new))
             chosen = new
         else:
             # The same new id may appear twice in the batch: number each once, in order.
+            names = users.decoded(new)
             numbers = {name: first + i for i, name in enumerate(dict.fromkeys(names))}
             dense[new] = np.fromiter(map(numbers.__getitem__, names), np.int64, len(names))
             chosen = new[np.unique(dense[new] - first, return_index=True)[1]]
-            names = list(numbers)
-            every = every and len(names) == len(new)
-        self._append(users, chosen, hashes[chosen], every)
-        self.ids.extend(names)
+            every = every and len(chosen) == len(new)
+        self.ids.append(users, chosen, hashes[chosen], every)
+        self._lookup.add_ids(self.ids.hash, first, len(self.ids))
         return dense
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The table as arrays (for checkpoints): hashes, offsets and the bytes."""
-        n = len(self.ids)
-        return {
-            "user_hash": self._hash[:n].copy(),
-            "user_offsets": self._offsets[: n + 1].copy(),
-            "user_blob": self._blob[: self._offsets[n]].copy(),
-        }
+        return self.ids.arrays()
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> UserTable:
-        table = cls()
-        users = UserIds(arrays["user_blob"], arrays["user_offsets"])
-        table.ids.extend(users.decoded())
-        table._hash = arrays["user_hash"].copy()
-        table._offsets = users.offsets.copy()
-        table._blob = users.blob.copy()
-        table._lookup.add_ids(table._hash, 0, len(table.ids))
-        return table
+        return cls(
+            IdArena(
+                arrays["user_hash"].copy(),
+                arrays["user_offsets"].copy(),
+                arrays["user_blob"].copy(),
+            )
+        )
 
     def _find(self, users: UserIds, hashes: np.ndarray) -> np.ndarray:
         out = np.empty(len(users), np.int32)
+        ids = self.ids
         self._lookup.lookup_ids(
-            hashes, users.blob, users.offsets, self._hash, self._blob, self._offsets, out
+            hashes, users.blob, users.offsets, ids.hash, ids.blob, ids.offsets, out
         )
         return out
-
-    def _append(
-        self, users: UserIds, positions: np.ndarray, hashes: np.ndarray, every: bool
-    ) -> None:
-        """Add the ids of ``users`` at ``positions`` (``every``: all of them, in order)."""
-        first = len(self._lookup)
-        n = first + len(positions)
-        starts, ends = users.offsets[positions], users.offsets[positions + 1]
-        lengths = ends - starts
-        used = int(self._offsets[first])
-        need = used + int(lengths.sum())
-        self._hash = grown(self._hash, n)
-        self._offsets = grown(self._offsets, n + 1)
-        self._blob = grown(self._blob, need)
-        self._hash[first:n] = hashes
-        np.cumsum(lengths, out=self._offsets[first + 1 : n + 1])
-        self._offsets[first + 1 : n + 1] += used
-        if every:
-            self._blob[used:need] = users.blob[users.offsets[0] : users.offsets[-1]]
-        else:
-            # Gather the new ids' bytes: one index array over the source blob.
-            take = np.repeat(starts - self._offsets[first:n], lengths) + np.arange(used, need)
-            self._blob[used:need] = users.blob[take]
-        self._lookup.add_ids(self._hash, first, n)
