@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import weakref
 from pathlib import Path
 
 import grpc
@@ -288,6 +290,24 @@ def test_a_pruned_checkpoint_is_not_held_open_by_the_engine_restored_from_it(tmp
         held = [os.readlink(f) for f in Path("/proc/self/fd").iterdir() if f.is_symlink()]
         assert not [f for f in held if f.startswith(str(old))]
         assert str(old) not in Path("/proc/self/maps").read_text()
+
+
+def test_an_engine_and_its_closed_store_are_freed_as_soon_as_they_are_dropped(tmp_path):
+    # Not at the cycle collector's leisure: a dropped engine may hold gigabytes, and
+    # a reader or a restart makes a new one beside it.
+    engine = Engine()
+    store = Store(tmp_path)
+    store.load_into(engine)
+    _write_everything(engine)
+    engine.refresh(NOW)
+    store.close()
+    dropped = weakref.ref(engine), weakref.ref(store)
+    gc.disable()
+    try:
+        del engine, store
+        assert [ref() for ref in dropped] == [None, None]
+    finally:
+        gc.enable()
 
 
 def test_a_checkpoint_keeps_the_latest_interaction_and_each_retried_endorsements_liveness(

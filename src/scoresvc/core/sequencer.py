@@ -6,6 +6,7 @@ answer (``RequestLedger``). The engine supplies what applying a record means.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +32,9 @@ class Sequencer:
         # Records handed to the journal and not yet applied or discarded: checks of
         # later writes count them (an endorser's daily limit).
         self.in_flight: dict[int, WriteRecord] = {}
-        self._apply_to_state = apply
+        # Weakly: the engine owns this sequencer, and a cycle through its bound method
+        # would keep a dropped engine's memory until the collector finds it.
+        self._apply_to_state = weakref.WeakMethod(apply)  # type: ignore[arg-type]
 
     def write(
         self,
@@ -72,7 +75,9 @@ class Sequencer:
     def apply(self, record: WriteRecord) -> WriteResult:
         """Apply a numbered record (the lock held)."""
         try:
-            accepted, live = self._apply_to_state(record)
+            apply = self._apply_to_state()
+            assert apply is not None, "the engine applying the writes was dropped"
+            accepted, live = apply(record)
         finally:
             self.in_flight.pop(record.sequence, None)
         self.sequence = record.sequence

@@ -425,7 +425,7 @@ class Store:
     def checkpoint(self) -> Path | None:
         """Write a checkpoint of the engine now and compact the journal behind the
         older kept checkpoint. Returns its path (None when nothing changed)."""
-        assert self._engine is not None, "load_into first"
+        assert self._engine is not None, "load_into first (and not after close)"
         with self._checkpoint_lock:
             if self._engine.sequence == self._last_checkpoint[0]:
                 return None
@@ -564,6 +564,9 @@ class Store:
             self._db.close()
         if self._lock_file is not None:
             self._lock_file.close()
+        # Let the engine go with its last reference (it keeps this store's hook, which
+        # refuses writes now): the two would otherwise wait for the cycle collector.
+        self._engine = None
 
 
 class _Ticket:
