@@ -233,19 +233,30 @@ class Store:
         if self.read_only:
             return self._read_into(engine, progress)
         started = time.perf_counter()
-        state = checkpoint.latest(self.checkpoint_dir)
-        base = 0
-        if state is not None:
-            base = state.sequence
-            engine.restore(state, spare_pairs=self._tail(base)[1])
-            log.info("loaded checkpoint at write %d in %.1f s", base, time.perf_counter() - started)
-        compacted = self._setting("compacted_through", 0)
-        if compacted > base:
-            raise StorageError(
-                f"the journal was compacted through write {compacted} but no checkpoint at or"
-                f" after it checks out (newest good: {base}); restore from an export"
-            )
-        done = self._replay_after(base, engine, progress)
+        # The journal after the newest checkpoint is read while that is checked and
+        # restored (again from the right place if it does not check out).
+        newest = next(iter(checkpoint.checkpoints(self.checkpoint_dir)), (0, None))[0]
+        tail = _ReadAhead(self._records_after(newest))
+        try:
+            state = checkpoint.latest(self.checkpoint_dir)
+            base = 0 if state is None else state.sequence
+            if base != newest:
+                tail.close()
+                tail = _ReadAhead(self._records_after(base))
+            if state is not None:
+                engine.restore(state, spare_pairs=self._tail(base)[1])
+                log.info(
+                    "loaded checkpoint at write %d in %.1f s", base, time.perf_counter() - started
+                )
+            compacted = self._setting("compacted_through", 0)
+            if compacted > base:
+                raise StorageError(
+                    f"the journal was compacted through write {compacted} but no checkpoint at"
+                    f" or after it checks out (newest good: {base}); restore from an export"
+                )
+            done = self._replay(tail, base, engine, progress)
+        finally:
+            tail.close()
         self._engine = engine
         self._finish_erasures()
         self._last_checkpoint = (base, time.monotonic())
@@ -268,12 +279,17 @@ class Store:
         )
         return engine.sequence
 
-    def _replay_after(
-        self, base: int, engine: Engine, progress: Callable[[int, int], None] | None
+    def _replay(
+        self,
+        tail: _ReadAhead,
+        base: int,
+        engine: Engine,
+        progress: Callable[[int, int], None] | None,
     ) -> int:
+        """Apply the records of ``tail``, the journal after write ``base``."""
         total = self._tail(base)[0]
         done = 0
-        for record in _read_ahead(self._records_after(base)):
+        for record in tail:
             engine.replay(record)
             done += 1
             if progress is not None and (done % 1000 == 0 or done == total):
@@ -291,7 +307,8 @@ class Store:
             candidate = type(engine)(engine.params, threads=engine.threads, solver=engine.solver)
             if state is not None:
                 candidate.restore(state, spare_pairs=self._tail(base)[1])
-            self._replay_after(base, candidate, progress)
+            with _ReadAhead(self._records_after(base)) as tail:
+                self._replay(tail, base, candidate, progress)
             if self._setting("compacted_through", 0) <= base:
                 engine.restore(candidate.state())
                 return engine.sequence
@@ -595,44 +612,58 @@ class _Ticket:
         return self._result
 
 
-def _read_ahead(items: Iterator[WriteRecord], depth: int = 2) -> Iterator[WriteRecord]:
-    """``items``, produced by a thread up to ``depth`` ahead of the consumer: the
-    journal is read and decoded (SQLite and numpy release the GIL) while the records
-    before are applied. An error of the producer is raised to the consumer at its
-    place in the sequence; a consumer that stops early stops the producer."""
-    ahead: queue.Queue[tuple[WriteRecord | None, BaseException | None]] = queue.Queue(depth)
-    stop = threading.Event()
+class _ReadAhead:
+    """The records of ``items``, produced by a thread from the moment this is made, up
+    to ``depth`` ahead of the consumer: the journal is read and decoded (SQLite and
+    numpy release the GIL) while the checkpoint is checked and restored, then while
+    the records before are applied. An error of the producer is raised to the
+    consumer at its place in the sequence; ``close`` (or leaving ``with``) stops the
+    producer, also before the consumer is done."""
 
-    def put(item: tuple[WriteRecord | None, BaseException | None]) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                ahead.put(item, timeout=0.1)
-                return True
-        return False
+    def __init__(self, items: Iterator[WriteRecord], depth: int = 2) -> None:
+        self._ahead: queue.Queue[tuple[WriteRecord | None, BaseException | None]]
+        self._ahead = queue.Queue(depth)
+        self._stop = threading.Event()
+        self._producer = threading.Thread(
+            target=self._produce, args=(items,), name="scoresvc-journal-reader", daemon=True
+        )
+        self._producer.start()
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((None, exc))
-            return
-        put((None, None))
+    def __enter__(self) -> _ReadAhead:
+        return self
 
-    producer = threading.Thread(target=produce, name="scoresvc-journal-reader", daemon=True)
-    producer.start()
-    try:
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[WriteRecord]:
         while True:
-            item, error = ahead.get()
+            item, error = self._ahead.get()
             if error is not None:
                 raise error
             if item is None:
                 return
             yield item
-    finally:
-        stop.set()
-        producer.join()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._producer.join()
+
+    def _put(self, item: tuple[WriteRecord | None, BaseException | None]) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._ahead.put(item, timeout=0.1)
+                return True
+        return False
+
+    def _produce(self, items: Iterator[WriteRecord]) -> None:
+        try:
+            for item in items:
+                if not self._put((item, None)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._put((None, exc))
+            return
+        self._put((None, None))
 
 
 def _events_in(record: WriteRecord) -> int:
