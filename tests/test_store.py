@@ -159,11 +159,13 @@ def test_a_version_1_checkpoint_is_read_with_its_clock_topics_and_request_ids(tm
         assert restored.sequence == 5
 
 
-def test_a_version_2_checkpoint_with_an_endorsement_slot_per_pair_is_read(tmp_path):
-    """tests/data/checkpoint-version-2.svck holds ``_write_a_little`` at NOW, refreshed
-    at NOW, written before endorsement slots were kept sparse."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_checkpoints_of_versions_2_and_3_are_read(tmp_path, version):
+    """tests/data/checkpoint-version-N.svck holds ``_write_a_little`` at NOW, refreshed
+    at NOW: version 2 kept an endorsement slot per pair, version 3 only the slots'
+    pairs; both end with a BLAKE2b checksum, where version 4 ends with XXH3."""
     (tmp_path / "checkpoints").mkdir()
-    fixture = Path(__file__).parent / "data" / "checkpoint-version-2.svck"
+    fixture = Path(__file__).parent / "data" / f"checkpoint-version-{version}.svck"
     shutil.copy(fixture, tmp_path / "checkpoints" / checkpoint.file_name(5))
     one_endorser = ModelParams(topic_min_endorsers=1)
     fresh, restored = Engine(one_endorser), Engine(one_endorser)
@@ -184,6 +186,16 @@ def test_a_version_2_checkpoint_with_an_endorsement_slot_per_pair_is_read(tmp_pa
         assert again.score("bo").explanation.endorsements_received == pytest.approx(
             want.score("bo").explanation.endorsements_received, rel=1e-12
         )
+
+
+def test_a_version_3_checkpoint_is_checked_by_its_blake2b_digest(tmp_path):
+    fixture = Path(__file__).parent / "data" / "checkpoint-version-3.svck"
+    assert checkpoint.read(fixture).sequence == 5
+    damaged = bytearray(fixture.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    (tmp_path / fixture.name).write_bytes(bytes(damaged))
+    with pytest.raises(checkpoint.CorruptCheckpoint, match="checksum mismatch"):
+        checkpoint.read(tmp_path / fixture.name)
 
 
 def _accounts_arriving(engine: Engine) -> None:
