@@ -29,6 +29,12 @@ from libc.math cimport exp2, fabs, log1p
 from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp
+from posix.mman cimport MADV_HUGEPAGE, madvise
+from posix.stdlib cimport posix_memalign
+
+cdef extern from *:
+    # A hint only (never faults): the address may even lie outside the arrays.
+    void __builtin_prefetch(const void* address, int rw, int locality) noexcept nogil
 
 import numpy as np
 
@@ -42,6 +48,9 @@ cdef enum:
     # Endorsement record state of a live endorsement (engine.RecordState).
     REC_LIVE = 1
     INT32_MAX = 2147483647
+    # How many pairs (or edges) ahead a loop that reads pairs at random asks for the
+    # next one's memory: far enough to hide a cache miss behind the work between.
+    AHEAD = 16
 
 
 cdef inline uint64_t _mix(uint64_t k) noexcept nogil:
@@ -196,6 +205,19 @@ cdef inline int64_t _rank(const int32_t[::1] ranking, const double[::1] x,
     return lo
 
 
+cdef void* _large_alloc(size_t size) noexcept nogil:
+    """``malloc``, but a block of 4 MB or more is aligned to and backed by 2 MB pages
+    where the system allows (as numpy does for its arrays): the random probes of a
+    large hash table then miss the TLB far less. Free with ``free``."""
+    cdef void* block = NULL
+    if size < (4 << 20):
+        return malloc(size)
+    if posix_memalign(&block, 2 << 20, size) != 0:
+        return NULL
+    madvise(block, size, MADV_HUGEPAGE)  # advice only: ignored where not supported
+    return block
+
+
 cdef class U64Index:
     """Open-addressing hash index from uint64 keys to dense int32 slots.
 
@@ -228,7 +250,7 @@ cdef class U64Index:
         return (self.mask + 1) * sizeof(int32_t)
 
     cdef int _rehash(self, const uint64_t* stored, int64_t new_capacity) noexcept nogil:
-        cdef int32_t* fresh = <int32_t*>malloc(new_capacity * sizeof(int32_t))
+        cdef int32_t* fresh = <int32_t*>_large_alloc(new_capacity * sizeof(int32_t))
         cdef int64_t i, h, new_mask = new_capacity - 1
         if fresh == NULL:
             return -1
@@ -693,7 +715,7 @@ def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
     for an established sender) for the targets (INOUT); ``moved[u]`` set to 1 where it
     changed (INOUT): the reciprocity gate of every reciprocated pair touching u moves
     with it."""
-    cdef int64_t i, n = targets.shape[0], e
+    cdef int64_t i, n = targets.shape[0], e, last = in_pair.shape[0]
     cdef int32_t u, p
     cdef double total
     cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
@@ -703,6 +725,10 @@ def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
             u = targets[i]
             total = 0.0
             for e in range(in_start[u], in_start[u] + in_length[u]):
+                if e + AHEAD < last:
+                    p = in_pair[e + AHEAD]
+                    __builtin_prefetch(&pair_key[p], 0, 1)
+                    __builtin_prefetch(&pair_fd[p, 0], 0, 1)
                 p = in_pair[e]
                 if mature[<int32_t>(pair_key[p] >> 32)]:
                     total = total + _volume(p, pair_fd, &es)
@@ -939,6 +965,18 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                          beta, out_d, beta_changed)
 
 
+cdef inline void _prefetch_pair(int64_t p, const uint64_t[::1] pair_key,
+                                const double[:, ::1] pair_fd, const int32_t[::1] pair_rev,
+                                const double[::1] support, double* sums) noexcept nogil:
+    """Ask for what pair p's weights will read at random (its reverse's sums, its
+    target's volume and explanation sums) while earlier pairs are worked on."""
+    cdef int32_t q = pair_rev[p]
+    if q >= 0:
+        __builtin_prefetch(&pair_fd[q, 0], 0, 1)
+    __builtin_prefetch(&support[<int32_t>(pair_key[p] & <uint64_t>0xffffffff)], 0, 1)
+    __builtin_prefetch(sums, 1, 1)
+
+
 cdef inline double* _sums_of(double[:, ::1] received, double[:, :, ::1] received_more,
                              int64_t t, int32_t u) noexcept nogil:
     """Thread ``t``'s explanation sums of user ``u`` in ``compute_all_rows``."""
@@ -987,6 +1025,10 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                         num_threads=num_threads):
             for p in range(_part(t, m, num_threads),
                            _part(t + 1, m, num_threads)):
+                if p + AHEAD < m:
+                    _prefetch_pair(p + AHEAD, pair_key, pair_fd, pair_rev, support,
+                                   _sums_of(received, received_more, t, <int32_t>(
+                                       pair_key[p + AHEAD] & <uint64_t>0xffffffff)))
                 pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, &es,
                                    support, mature, rho, scale)
                 src = <int32_t>(pair_key[p] >> 32)
@@ -1234,11 +1276,15 @@ def gather_pull(const int64_t[::1] pull_start, const int32_t[::1] in_start,
     Built for each full refresh (O(edges), parallel) so the Jacobi sweeps stream
     through memory instead of chasing pair slots twice per edge.
     """
-    cdef int64_t v, n = pull_start.shape[0] - 1, e, off, p
+    cdef int64_t v, n = pull_start.shape[0] - 1, e, off, p, last = in_pair.shape[0]
     with nogil:
         for v in prange(n, schedule="static", num_threads=num_threads):
             off = in_start[v] - pull_start[v]
             for e in range(pull_start[v], pull_start[v + 1]):
+                if e + off + AHEAD < last:  # (room between rows: a harmless hint)
+                    p = in_pair[e + off + AHEAD]
+                    __builtin_prefetch(&pair_key[p], 0, 1)
+                    __builtin_prefetch(&pair_p[p], 0, 1)
                 p = in_pair[e + off]
                 pull_src[e] = <int32_t>(pair_key[p] >> 32)
                 pull_w[e] = pair_p[p]
