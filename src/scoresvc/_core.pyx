@@ -522,6 +522,14 @@ cdef inline int64_t _end(const int64_t[::1] dense, const int64_t[::1] users,
     return users[i] if dense.shape[0] == 0 else dense[users[i]]
 
 
+cdef inline int64_t _group(const int64_t[::1] dense, const int64_t[::1] actor,
+                           const int64_t[::1] target, const int64_t[::1] extra_a,
+                           const int64_t[::1] extra_b, int64_t i) noexcept nogil:
+    """The group of entry i in ``group_events``: the lower user of its pair."""
+    cdef int64_t a = _end(dense, actor, extra_a, i), b = _end(dense, target, extra_b, i)
+    return a if a < b else b
+
+
 def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
                  const int64_t[::1] target, const int8_t[::1] channel,
                  const double[::1] ts, const double[::1] count,
@@ -554,6 +562,9 @@ def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
                         num_threads=num_threads):
             for i in range(_part(t, entries, num_threads),
                            _part(t + 1, entries, num_threads)):
+                if i + AHEAD < entries:
+                    __builtin_prefetch(&counts[t, _group(dense, actor, target, extra_a,
+                                                         extra_b, i + AHEAD)], 1, 1)
                 a = _end(dense, actor, extra_a, i)
                 b = _end(dense, target, extra_b, i)
                 counts[t, a if a < b else b] += 1
@@ -570,6 +581,16 @@ def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
                         num_threads=num_threads):
             for i in range(_part(t, entries, num_threads),
                            _part(t + 1, entries, num_threads)):
+                # The group's next position for the entry 2 AHEAD on, and where the
+                # entry AHEAD on will be written (unless its group fills up first).
+                if i + 2 * AHEAD < entries:
+                    __builtin_prefetch(&counts[t, _group(dense, actor, target, extra_a,
+                                                         extra_b, i + 2 * AHEAD)], 1, 1)
+                if i + AHEAD < entries:
+                    at = counts[t, _group(dense, actor, target, extra_a, extra_b, i + AHEAD)]
+                    __builtin_prefetch(&partner[at], 1, 1)
+                    __builtin_prefetch(&value[at], 1, 1)
+                    __builtin_prefetch(&kind[at], 1, 1)
                 a = _end(dense, actor, extra_a, i)
                 b = _end(dense, target, extra_b, i)
                 if a <= b:
