@@ -29,8 +29,8 @@ DEBUG = os.environ.get("SCORESVC_DEBUG", "") not in ("", "0")
 def generate_stubs() -> None:
     """Compile every proto under protos/ into src/ (package path = proto path), and
     put the protos and their descriptor set (with comments) beside the stubs."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     protos = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     well_known = str(Path(grpc_tools.__file__).parent / "_proto")
@@ -67,6 +67,8 @@ directives = {
     "embedsignature": True,
     "linetrace": DEBUG,
 }
+
+
 def extension(name: str) -> Extension:
     return Extension(
         f"scoresvc.{name}",
@@ -80,8 +82,6 @@ def extension(name: str) -> Extension:
 
 
 setup(
-    ext_modules=cythonize(
-        [extension("_core"), extension("_wire")], compiler_directives=directives
-    ),
+    ext_modules=cythonize([extension("_core"), extension("_wire")], compiler_directives=directives),
     cmdclass={"build_py": BuildPyWithStubs},
 )
