@@ -10,6 +10,7 @@ too, and decodes an id to a string only when a reader asks for it.
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -163,6 +164,7 @@ class IdArena(Sequence[str]):
             if step != 1:
                 return [self[j] for j in range(start, stop, step)]
             return self._decoded(start, max(start, stop))
+        i = operator.index(i)
         j = i + n if i < 0 else i
         if not 0 <= j < n:
             raise IndexError(f"user {i} of {n}")
@@ -173,8 +175,8 @@ class IdArena(Sequence[str]):
         return iter(self._decoded(0, self._n))
 
     def __eq__(self, other: object) -> bool:
-        """Equal to a list (or any sequence) of the same ids, as the list it replaces."""
-        if isinstance(other, IdArena | list | tuple):
+        """Equal to a list of the same ids, as the list it replaces was."""
+        if isinstance(other, IdArena | list):
             return list(self) == list(other)
         return NotImplemented
 
@@ -188,10 +190,10 @@ class IdArena(Sequence[str]):
         n = self._n
         return int(8 * n + 8 * (n + 1) + self.offsets[n])
 
-    def append(
-        self, users: UserIds, positions: np.ndarray, hashes: np.ndarray, every: bool
-    ) -> None:
-        """Add the ids of ``users`` at ``positions`` (``every``: all of them, in order)."""
+    def write(self, users: UserIds, positions: np.ndarray, hashes: np.ndarray, every: bool) -> int:
+        """Write the ids of ``users`` at ``positions`` (``every``: all of them, in order)
+        after the published ones, unseen by readers until ``publish``; returns the count
+        to publish. A write not published is overwritten by the next."""
         first = self._n
         n = first + len(positions)
         starts, ends = users.offsets[positions], users.offsets[positions + 1]
@@ -210,6 +212,10 @@ class IdArena(Sequence[str]):
             # Gather the new ids' bytes: one index array over the source blob.
             take = np.repeat(starts - self.offsets[first:n], lengths) + np.arange(used, need)
             self.blob[used:need] = users.blob[take]
+        return n
+
+    def publish(self, n: int) -> None:
+        """Show readers the ids written up to ``n``."""
         self._n = n
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -306,8 +312,9 @@ class UserTable:
             dense[new] = np.fromiter(map(numbers.__getitem__, names), np.int64, len(names))
             chosen = new[np.unique(dense[new] - first, return_index=True)[1]]
             every = every and len(chosen) == len(new)
-        self.ids.append(users, chosen, hashes[chosen], every)
-        self._lookup.add_ids(self.ids.hash, first, len(self.ids))
+        n = self.ids.write(users, chosen, hashes[chosen], every)
+        self._lookup.add_ids(self.ids.hash, first, n)  # (a failure here publishes nothing)
+        self.ids.publish(n)
         return dense
 
     def arrays(self) -> dict[str, np.ndarray]:
