@@ -190,6 +190,22 @@ def test_bad_rows_reject_the_whole_batch_and_apply_nothing():
     assert (engine.sequence, engine.n_pairs, engine.n_users) == (sequence, pairs, users)
 
 
+def test_a_bulk_load_with_an_invalid_id_is_refused_whole():
+    # Trusted input too: ids are kept as UTF-8 bytes, which every reader decodes.
+    engine = Engine()
+    engine.load_events(community(200, 20, seed=1, end=NOW))
+    before = (engine.sequence, engine.n_pairs, engine.n_users)
+    for bad in ("", "x" * 129, "\ud800"):
+        log = community(200, 20, seed=2, end=NOW)
+        assert log.user_ids is not None
+        log.user_ids[3] = bad
+        with pytest.raises(InvalidArgument) as caught:
+            engine.load_events(log)
+        assert [(v.field, v.index) for v in caught.value.violations] == [("user_ids", 3)]
+        assert (engine.sequence, engine.n_pairs, engine.n_users) == before
+    assert engine.refresh(NOW).score("user0000001").influence >= 0
+
+
 def test_violations_are_capped_at_one_hundred_but_counted():
     engine = Engine()
     n = 250

@@ -424,8 +424,15 @@ class Engine(ModerationWrites):
 
         Interactions and endorsement events are applied without the per-endorser
         rate limit; statuses other than NORMAL are applied too. One sequence number.
+        Invalid user ids are refused (``InvalidArgument``), with nothing applied.
         """
-        return self._write("", (), lambda sequence: log_record(sequence, log))
+
+        def record(sequence: int) -> WriteRecord:
+            made = log_record(sequence, log)
+            validation.check_user_ids(made.users)
+            return made
+
+        return self._write("", (), record)
 
     def endorse(
         self,

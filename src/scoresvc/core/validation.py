@@ -37,6 +37,14 @@ def id_violations(users: UserIds) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def check_user_ids(users: UserIds) -> None:
+    """Every id valid: the engine keeps ids as bytes and readers decode them, so even
+    trusted input (a bulk load) may not bring one that is empty, too long or not UTF-8."""
+    bad = [FieldViolation("user_ids", d, j) for j, d in id_violations(users)]
+    if bad:
+        raise _invalid(bad, len(bad))
+
+
 def _invalid(found: list[FieldViolation], total: int) -> InvalidArgument:
     return InvalidArgument(found[:MAX_VIOLATIONS], total=total)
 
