@@ -76,7 +76,8 @@ class Sequencer:
         """Apply a numbered record (the lock held)."""
         try:
             apply = self._apply_to_state()
-            assert apply is not None, "the engine applying the writes was dropped"
+            if apply is None:
+                raise RuntimeError("the engine applying the writes was dropped")
             accepted, live = apply(record)
         finally:
             self.in_flight.pop(record.sequence, None)
