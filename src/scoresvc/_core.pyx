@@ -214,7 +214,9 @@ cdef void* _large_alloc(size_t size) noexcept nogil:
         return malloc(size)
     if posix_memalign(&block, 2 << 20, size) != 0:
         return NULL
-    madvise(block, size, MADV_HUGEPAGE)  # advice only: ignored where not supported
+    # Advice only, which a kernel without huge pages ignores (the advice itself is
+    # Linux's, as the build's OpenMP is gcc's).
+    madvise(block, size, MADV_HUGEPAGE)
     return block
 
 
