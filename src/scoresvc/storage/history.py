@@ -253,7 +253,7 @@ class History:
     def _rows_for(self, snap: Snapshot) -> np.ndarray:
         """Each of ``snap``'s users' row in the user table, adding the new ones (and
         storing the grown table before any point uses it)."""
-        ids = list(snap.user_ids[: snap.n_users])  # (not the ids added since)
+        ids = snap.user_ids[: snap.n_users]  # decoded once; not the ids added since
         rows = np.fromiter((self._row.get(u, -1) for u in ids), np.int64, len(ids))
         new = np.flatnonzero(rows < 0)
         if len(new):
