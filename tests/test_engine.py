@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support import DAY, T0, assert_matches_reference, engine_for
+from support import DAY, T0, assert_matches_reference, engine_for, subset
 
 from scoresvc.core.endorsement_limit import EndorsementLimit
 from scoresvc.core.engine import Engine
@@ -719,3 +719,31 @@ def test_a_state_taken_before_the_first_refresh_after_a_restore_hands_on_its_war
     again = Engine()
     again.restore(restored.state())
     assert again.refresh(NOW + DAY).stats["sweeps"] <= refreshed.stats["sweeps"]
+
+
+def test_a_change_trust_does_not_reach_is_refreshed_by_pushes_alone():
+    log = community(20_000, 2_000, seed=6)
+    now = float(log.ts.max()) + 1.0
+    engine, _ = engine_for(log, now)
+    fresh = EventLog(
+        n_users=2,
+        actor=np.array([0]),
+        target=np.array([1]),
+        kind=np.array([InteractionKind.LIKE], np.int8),
+        ts=np.array([now - 10.0]),
+        endorser=np.zeros(0, np.int64),
+        endorsee=np.zeros(0, np.int64),
+        topic=np.zeros(0, np.int64),
+        endorse_ts=np.zeros(0),
+        retracted=np.zeros(0, bool),
+        user_ids=["newcomer-a", "newcomer-b"],
+        topics=[""],
+    )
+    engine.load_events(fresh)
+    stats = engine.refresh(now).stats
+    assert not stats["full"] and stats["sweeps"] == 0 and stats["pushes"] > 0
+    # One more event between established users reaches everyone past the
+    # tolerance: the push gives up within its budget and power steps finish.
+    last = np.array([log.n_interactions - 1])
+    engine.load_events(subset(log, last, np.zeros(0, np.int64)))
+    assert engine.refresh(now).stats["sweeps"] > 0
