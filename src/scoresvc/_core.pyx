@@ -865,10 +865,11 @@ def csr_fill(const uint64_t[::1] pair_key, int shift, int32_t[::1] start,
                 counts[t, row] += 1
 
 
-def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
-                int32_t[::1] length, int32_t[::1] cap, int32_t[::1] e_pair,
-                int64_t used):
-    """Make room in each row for ``new_per_row[a]`` more edges.
+def csr_reserve(const int32_t[::1] rows, const int64_t[::1] new_per_row,
+                int32_t[::1] start, int32_t[::1] length, int32_t[::1] cap,
+                int32_t[::1] e_pair, int64_t used):
+    """Make room in row ``rows[i]`` (distinct, ascending) for ``new_per_row[i]`` more
+    edges.
 
     Rows that would overflow move to the end of ``e_pair`` with room for twice their
     new length (a brand-new row gets exactly what it needs, so a cold build is a plain
@@ -877,11 +878,12 @@ def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
     Returns the new ``used`` count, or ``-needed`` (nothing changed) when ``e_pair`` is
     shorter than ``needed``: grow it and call again.
     """
-    cdef int64_t a, n = new_per_row.shape[0], need = used, want, e, src, dst
+    cdef int64_t i, a, n = rows.shape[0], need = used, want, e, src, dst
     with nogil:
-        for a in range(n):
-            if new_per_row[a] > 0 and length[a] + new_per_row[a] > cap[a]:
-                want = length[a] + new_per_row[a]
+        for i in range(n):
+            a = rows[i]
+            if length[a] + new_per_row[i] > cap[a]:
+                want = length[a] + new_per_row[i]
                 if length[a] > 0 and want < 2 * length[a]:
                     want = 2 * length[a]
                 need += want
@@ -892,9 +894,10 @@ def csr_reserve(const int64_t[::1] new_per_row, int32_t[::1] start,
     if need > e_pair.shape[0]:
         return -need
     with nogil:
-        for a in range(n):
-            if new_per_row[a] > 0 and length[a] + new_per_row[a] > cap[a]:
-                want = length[a] + new_per_row[a]
+        for i in range(n):
+            a = rows[i]
+            if length[a] + new_per_row[i] > cap[a]:
+                want = length[a] + new_per_row[i]
                 if length[a] > 0 and want < 2 * length[a]:
                     want = 2 * length[a]
                 src = start[a]
