@@ -20,7 +20,7 @@ from .pairs import PairTable
 MAX_POWER_STEPS = 500
 # Edge passes an incremental refresh may spend pushing before it switches to
 # warm-started power steps (see Solver.solve). A pushed edge costs about fifteen times
-# a swept one, and on communities of 10^4 to 10^6 users even one fresh event needs 4-11
+# a swept one, and on communities of 10^4 to 10^6 users even one fresh event needs 1.5-11
 # passes of pushing (docs/model.md): the budget catches only changes that stay local.
 PUSH_BUDGET_PASSES = 1 / 64
 # The same for the second solve, whose changes stay near the distrusted users.
