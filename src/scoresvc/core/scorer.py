@@ -139,6 +139,7 @@ class Scorer:
             topic_min_endorsers=self.params.topic_min_endorsers,
             distrust=distrust,
             maturity_age_seconds=self.params.maturity_age_seconds,
+            threads=self.threads,
             stats={
                 "full": update.full,
                 "rows": update.rows,

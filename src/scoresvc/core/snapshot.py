@@ -321,7 +321,9 @@ class Snapshot:
         return 0.0, 0.0, top
 
 
-def _ranking(previous: Snapshot, influence: np.ndarray, members: np.ndarray) -> np.ndarray:
+def _ranking(
+    previous: Snapshot, influence: np.ndarray, members: np.ndarray, threads: int
+) -> np.ndarray:
     """Members by influence, ascending; equal ones in the order of the previous
     ranking, then by user (the order that is stable across refreshes)."""
     n = len(influence)
@@ -330,7 +332,7 @@ def _ranking(previous: Snapshot, influence: np.ndarray, members: np.ndarray) -> 
     prev = prev[members[prev]]
     seen[prev] = True
     perm = np.concatenate([prev, np.flatnonzero(members & ~seen).astype(np.int32)])
-    return perm[sorted_order(influence[perm])]
+    return perm[sorted_order(influence[perm], threads)]
 
 
 def build_snapshot(
@@ -350,18 +352,20 @@ def build_snapshot(
     stats: Mapping[str, Any],
     distrust: Mapping[str, np.ndarray] | None = None,
     maturity_age_seconds: float = ModelParams.maturity_age_seconds,
+    threads: int = 1,
 ) -> Snapshot:
     """Normalise the solver's ``x`` (discounted by distrust) into credibility and
     influence, and index topics (a user is ranked in a topic with
     ``topic_min_endorsers`` credible endorsers; a distrusted user's topic value keeps
     the share of trust it keeps). ``distrust``: ``users``, ``received``, ``kept``
-    (``Snapshot.distrusted`` and its companions)."""
+    (``Snapshot.distrusted`` and its companions); ``threads``: how many the ranking's
+    sort may use."""
     n = len(status)
     members = status != AccountStatus.SUSPENDED
     n_members = int(members.sum())
     mass = float(x[members].sum())
     influence = (np.where(members, x, 0.0) / mass if mass > 0 else np.zeros(n)) * n_members
-    ranking = _ranking(previous, x, members)
+    ranking = _ranking(previous, x, members, threads)
 
     # A suspended user is ranked in no topic (it scores 1 there, as it does globally),
     # nor is one without enough credible endorsers there.
