@@ -986,9 +986,27 @@ def compute_rows(const int32_t[::1] rows, const int32_t[::1] start,
                                       pair_fd.shape[0])
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
+            if i + 1 < n:
+                _prefetch_row(rows[i + 1], start, length, e_pair, pair_key, pair_fd,
+                              pair_rev)
             _compute_row(rows[i], start, length, e_pair, pair_key, pair_fd, pair_rev, &es,
                          support, mature, status, scale, rho, budget, min_weight, pair_p,
                          beta, out_d, beta_changed)
+
+
+cdef inline void _prefetch_row(int32_t a, const int32_t[::1] start,
+                               const int32_t[::1] length, const int32_t[::1] e_pair,
+                               const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
+                               const int32_t[::1] pair_rev) noexcept nogil:
+    """Ask for the first pairs of row ``a`` (a row's pairs sit at random in the pair
+    table) while the row before it is worked on; the loops over long rows ask ahead
+    themselves."""
+    cdef int64_t e, p
+    for e in range(start[a], start[a] + min(length[a], AHEAD)):
+        p = e_pair[e]
+        __builtin_prefetch(&pair_fd[p, 0], 0, 1)
+        __builtin_prefetch(&pair_key[p], 0, 1)
+        __builtin_prefetch(&pair_rev[p], 0, 1)
 
 
 cdef inline void _prefetch_pair(int64_t p, const uint64_t[::1] pair_key,
@@ -1132,6 +1150,9 @@ def received_sums(const int32_t[::1] targets, const int32_t[::1] in_start,
                                       pair_fd.shape[0])
     with nogil:
         for i in prange(n, schedule="dynamic", chunksize=64, num_threads=num_threads):
+            if i + 1 < n:
+                _prefetch_row(targets[i + 1], in_start, in_length, in_pair, pair_key,
+                              pair_fd, pair_rev)
             u = targets[i]
             e0 = in_start[u]
             e1 = e0 + in_length[u]
