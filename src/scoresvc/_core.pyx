@@ -259,6 +259,8 @@ cdef class U64Index:
         for i in range(new_capacity):
             fresh[i] = -1
         for i in range(self.size):
+            if i + AHEAD < self.size:
+                __builtin_prefetch(&fresh[_mix(stored[i + AHEAD]) & <uint64_t>new_mask], 1, 1)
             h = <int64_t>(_mix(stored[i]) & <uint64_t>new_mask)
             while fresh[h] != -1:
                 h = (h + 1) & new_mask
@@ -284,6 +286,9 @@ cdef class U64Index:
                 failed = self._rehash(&stored_hash[0], capacity)
             if failed == 0:
                 for i in range(first, last):
+                    if i + AHEAD < last:  # the buckets are hit at random: ask ahead
+                        __builtin_prefetch(&self.buckets[_mix(stored_hash[i + AHEAD])
+                                                         & <uint64_t>self.mask], 1, 1)
                     h = <int64_t>(_mix(stored_hash[i]) & <uint64_t>self.mask)
                     while self.buckets[h] != -1:
                         h = (h + 1) & self.mask
