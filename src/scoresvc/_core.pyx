@@ -1389,33 +1389,29 @@ def ppr_residual_pull(const int64_t[::1] pull_start, const int32_t[::1] pull_src
 
 def merge_orders(const double[::1] left_values, const int64_t[::1] left,
                  const double[::1] right_values, const int64_t[::1] right,
-                 int64_t[::1] out, double[::1] out_values):
-    """Merge two ascending runs, ``left_values`` (the values at ``left``) and
-    ``right_values``, into ``out_values`` with their positions in ``out`` (OUT, their
-    combined length), taking ``left``'s first among equal values."""
+                 int64_t[::1] out):
+    """Merge two ascending runs, ``left_values`` (the values at positions ``left``)
+    and ``right_values``, into ``out`` (OUT, their combined length): the positions
+    in ascending order of value, ``left``'s first among equal values."""
     cdef int64_t i = 0, j = 0, k = 0, n_left = left.shape[0], n_right = right.shape[0]
     if (left_values.shape[0] != n_left or right_values.shape[0] != n_right
-            or out.shape[0] != n_left + n_right or out_values.shape[0] != out.shape[0]):
+            or out.shape[0] != n_left + n_right):
         raise ValueError("runs and their values differ in length, or out is not both")
     with nogil:
         while i < n_left and j < n_right:
             if right_values[j] < left_values[i]:
                 out[k] = right[j]
-                out_values[k] = right_values[j]
                 j += 1
             else:
                 out[k] = left[i]
-                out_values[k] = left_values[i]
                 i += 1
             k += 1
         while i < n_left:
             out[k] = left[i]
-            out_values[k] = left_values[i]
             i += 1
             k += 1
         while j < n_right:
             out[k] = right[j]
-            out_values[k] = right_values[j]
             j += 1
             k += 1
 

@@ -4,16 +4,9 @@ distinct values by sorting."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-
-from .. import _core
-
-#: How many values ``sorted_order`` needs before splitting the sort over two threads
-#: pays for starting one (about 0.1 ms against 30-40 ms for a million values).
-PARALLEL_SORT_MIN = 1 << 16
 
 
 def grown(array: np.ndarray, needed: int, fill: Any = 0) -> np.ndarray:
@@ -47,13 +40,12 @@ def get_or_insert(
         stored = grown(stored, need)
 
 
-def sorted_order(values: np.ndarray, threads: int = 1) -> np.ndarray:
+def sorted_order(values: np.ndarray) -> np.ndarray:
     """``np.argsort(values, kind="stable")`` for a 1-d float array, from the unstable
     (vectorised) sort, several times faster on millions of values: only runs of equal
-    values are put back in their original order, by one sort of unique integer keys.
-    With ``threads`` > 1, past ``PARALLEL_SORT_MIN`` values, two halves sort at once
-    (numpy's sort lets go of the GIL) and one linear pass merges them."""
-    order, ordered = _unstable_order(np.ascontiguousarray(values, np.float64), threads)
+    values are put back in their original order, by one sort of unique integer keys."""
+    order = np.argsort(values)
+    ordered = values[order]
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
         return order
@@ -67,28 +59,6 @@ def sorted_order(values: np.ndarray, threads: int = 1) -> np.ndarray:
     run = (np.cumsum(run_start) - 1)[where]
     order[where] = np.sort(run * m + order[where]) % m
     return order
-
-
-def _unstable_order(values: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """An ascending order of ``values`` and the values in it."""
-    if threads < 2 or len(values) < PARALLEL_SORT_MIN:
-        order = np.argsort(values)
-        return order, values[order]
-    half = len(values) // 2
-    with ThreadPoolExecutor(1) as pool:
-        upper = pool.submit(_sorted_run, values, half, len(values))
-        lower, lower_values = _sorted_run(values, 0, half)
-        upper_order, upper_values = upper.result()
-    order, ordered = np.empty(len(values), np.int64), np.empty(len(values))
-    _core.merge_orders(lower_values, lower, upper_values, upper_order, order, ordered)
-    return order, ordered
-
-
-def _sorted_run(values: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(values[start:stop])
-    ordered = values[start:stop][order]
-    order += start
-    return order, ordered
 
 
 def distinct(values: np.ndarray) -> np.ndarray:

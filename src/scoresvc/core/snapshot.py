@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -25,6 +26,9 @@ from .topics import normalize_topic
 from .wording import summary
 
 _SUSPENDED = int(AccountStatus.SUSPENDED)
+#: How many members the ranking needs before its sort splits over two threads, which
+#: pays for starting one (about 0.1 ms against 30-40 ms for a million).
+PARALLEL_SORT_MIN = 1 << 16
 _STATUSES = tuple(AccountStatus)
 _NO_CONTRIBUTIONS = Contributions()
 
@@ -321,6 +325,32 @@ class Snapshot:
         return 0.0, 0.0, top
 
 
+def ranking_order(values: np.ndarray, threads: int = 1) -> np.ndarray:
+    """``sorted_order(values)``, the stable ascending order; with ``threads`` > 1
+    and ``PARALLEL_SORT_MIN`` values or more, its two halves sort at once (numpy's
+    sort lets go of the GIL) and one pass merges them."""
+    if threads < 2 or len(values) < PARALLEL_SORT_MIN:
+        return sorted_order(values)
+    values = np.ascontiguousarray(values, np.float64)
+    half = len(values) // 2
+    with ThreadPoolExecutor(1) as pool:
+        upper = pool.submit(_sorted_run, values, half, len(values))
+        lower, lower_values = _sorted_run(values, 0, half)
+        upper_order, upper_values = upper.result()
+    order = np.empty(len(values), np.int64)
+    _core.merge_orders(lower_values, lower, upper_values, upper_order, order)
+    return order
+
+
+def _sorted_run(values: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stable order of ``values[start:stop]`` (as positions in ``values``) and
+    the values in it."""
+    order = sorted_order(values[start:stop])
+    ordered = values[start:stop][order]
+    order += start
+    return order, ordered
+
+
 def _ranking(
     previous: Snapshot, influence: np.ndarray, members: np.ndarray, threads: int
 ) -> np.ndarray:
@@ -332,7 +362,7 @@ def _ranking(
     prev = prev[members[prev]]
     seen[prev] = True
     perm = np.concatenate([prev, np.flatnonzero(members & ~seen).astype(np.int32)])
-    return perm[sorted_order(influence[perm], threads)]
+    return perm[ranking_order(influence[perm], threads)]
 
 
 def build_snapshot(
