@@ -26,11 +26,11 @@ from .topics import normalize_topic
 from .wording import summary
 
 _SUSPENDED = int(AccountStatus.SUSPENDED)
+_STATUSES = tuple(AccountStatus)
+_NO_CONTRIBUTIONS = Contributions()
 #: How many members the ranking needs before its sort splits over two threads, which
 #: pays for starting one (about 0.1 ms against 30-40 ms for a million).
 PARALLEL_SORT_MIN = 1 << 16
-_STATUSES = tuple(AccountStatus)
-_NO_CONTRIBUTIONS = Contributions()
 
 
 @dataclass(frozen=True, eq=False)
