@@ -1,5 +1,6 @@
-"""The shared array helpers: the ranking's sort order (on one thread and on two)
-and distinct values."""
+"""The shared array helpers: the ranking's sort order (on one thread and on two),
+the sort orders of integers and of several keys, distinct values, and the event that
+decides each key."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scoresvc import _core
-from scoresvc.core.arrays import distinct, sorted_order
+from scoresvc.core.arrays import distinct, lex_order, sorted_order
+from scoresvc.core.events import latest_events
 from scoresvc.core.snapshot import ranking_order
 
 
@@ -17,6 +19,42 @@ from scoresvc.core.snapshot import ranking_order
 def test_sorted_order_is_the_stable_argsort(values: list[float]) -> None:
     array = np.array(values, np.float64)
     assert np.array_equal(sorted_order(array), np.argsort(array, kind="stable"))
+
+
+@given(
+    st.lists(st.integers(0, 5) | st.integers(0, 2**32 - 1) | st.integers(-3, 3), max_size=200),
+    st.sampled_from([np.int32, np.int64, np.uint32, np.uint64]),
+)
+def test_sorted_order_of_integers_is_the_stable_argsort(values: list[int], dtype: type) -> None:
+    array = np.array([v for v in values if np.can_cast(np.min_scalar_type(v), dtype)], dtype)
+    assert np.array_equal(sorted_order(array), np.argsort(array, kind="stable"))
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0, 3), st.booleans()), max_size=100))
+def test_lex_order_is_numpys_lexsort(rows: list[tuple[int, float, bool]]) -> None:
+    columns = [np.array(c) for c in zip(*rows, strict=True)] if rows else [np.zeros(0)] * 3
+    assert np.array_equal(lex_order(columns), np.lexsort(columns))
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3), st.integers(0, 2), st.sampled_from([0.0, 1.0, 2.0]), st.booleans()
+        ),
+        max_size=60,
+    )
+)
+def test_the_latest_event_decides_a_retraction_first_at_a_tie_then_the_last_to_arrive(
+    events: list[tuple[int, int, float, bool]],
+) -> None:
+    a, b = np.array([e[0] for e in events], np.int64), np.array([e[1] for e in events], np.int64)
+    ts, retracted = np.array([e[2] for e in events]), np.array([e[3] for e in events], bool)
+    expected = {}
+    for i, event in enumerate(events):  # arrival order: later twins replace earlier ones
+        key, now = event[:2], (event[2], event[3])
+        if key not in expected or now >= (events[expected[key]][2], events[expected[key]][3]):
+            expected[key] = i
+    assert latest_events([a, b], ts, retracted).tolist() == [expected[k] for k in sorted(expected)]
 
 
 @pytest.mark.parametrize("threads", [1, 2])

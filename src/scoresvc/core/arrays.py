@@ -4,6 +4,7 @@ distinct values by sorting."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,15 +42,25 @@ def get_or_insert(
 
 
 def sorted_order(values: np.ndarray) -> np.ndarray:
-    """``np.argsort(values, kind="stable")`` for a 1-d float array, from the unstable
-    (vectorised) sort, several times faster on millions of values: only runs of equal
-    values are put back in their original order, by one sort of unique integer keys."""
+    """``np.argsort(values, kind="stable")`` for a 1-d array, from numpy's vectorised
+    unstable sorts, several times faster on millions of values. Integers in
+    ``[0, 2^32)`` sort as unique keys ``value << 32 | position`` (numpy sorts plain
+    keys with vector instructions, ten times faster than it orders them); other
+    values take the unstable order, and only runs of equal values are put back in
+    their original order, by one sort of unique integer keys."""
+    m = len(values)
+    if m == 0:
+        return np.zeros(0, np.int64)
+    if values.dtype.kind in "iub" and m <= 1 << 32 and values.min() >= 0 and values.max() < 1 << 32:
+        keys = values.astype(np.uint64) << np.uint64(32)
+        keys |= np.arange(m, dtype=np.uint64)
+        keys.sort()
+        return (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
     order = np.argsort(values)
     ordered = values[order]
     tied = ordered[1:] == ordered[:-1]
     if not tied.any():
         return order
-    m = len(values)
     run_start = np.ones(m, bool)
     run_start[1:] = ~tied
     in_run = np.zeros(m, bool)
@@ -58,6 +69,14 @@ def sorted_order(values: np.ndarray) -> np.ndarray:
     where = np.flatnonzero(in_run)
     run = (np.cumsum(run_start) - 1)[where]
     order[where] = np.sort(run * m + order[where]) % m
+    return order
+
+
+def lex_order(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.lexsort(keys)`` (the last key primary), by a stable sort per key."""
+    order = np.arange(len(keys[0]))
+    for key in keys:
+        order = order[sorted_order(np.asarray(key)[order])]
     return order
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import _core
-from .arrays import distinct, get_or_insert, grown
+from .arrays import distinct, get_or_insert, grown, sorted_order
 from .endorsement_limit import EndorsementLimit
 from .errors import RateLimited
 from .events import latest_events
@@ -193,7 +193,7 @@ class EndorsementBook:
         self._n_slots = pairs.give_endorsement_slots(pair)
         self._eslot_head = grown(self._eslot_head, self._n_slots, -1)
         slots = pairs.eslots(pair)
-        order = np.argsort(slots, kind="stable")
+        order = sorted_order(slots)
         records, slots = records[order], slots[order]
         same = slots[1:] == slots[:-1]
         following = np.full(len(records), -2, np.int32)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _core
+from .arrays import lex_order
 from .model import AccountStatus, kind_of
 
 
@@ -145,16 +146,26 @@ class EventLog:
 
 
 def latest_events(keys: Sequence[np.ndarray], ts: np.ndarray, retracted: np.ndarray) -> np.ndarray:
-    """Indexes of the event that decides each key (the rows of ``keys`` together): the
-    latest by time, a retraction beating an endorsement at the same second. The order of
-    arrival does not matter."""
-    if len(ts) == 0:
+    """Indexes of the event that decides each key (the rows of ``keys`` together), in
+    key order: the latest by time, a retraction beating an endorsement at the same
+    second, the last to arrive of events alike in both. The order of arrival matters
+    only between such twins, which decide the same."""
+    n = len(ts)
+    if n == 0:
         return np.empty(0, np.int64)
-    order = np.lexsort((retracted, ts, *reversed(keys)))
+    order = lex_order(tuple(reversed(keys)))
     key = np.stack(keys)[:, order]
-    last = np.ones(len(order), bool)
-    last[:-1] = np.any(key[:, 1:] != key[:, :-1], axis=0)
-    return order[last]
+    first = np.ones(n, bool)
+    first[1:] = np.any(key[:, 1:] != key[:, :-1], axis=0)
+    group = np.flatnonzero(first)
+    size = np.diff(group, append=n)
+    # Per group: its latest time, then the retractions among events at it, then the last.
+    times = ts[order]
+    rank = (times == np.repeat(np.maximum.reduceat(times, group), size)) * (
+        1 + np.asarray(retracted, np.int8)[order]
+    )
+    best = rank == np.repeat(np.maximum.reduceat(rank, group), size)
+    return order[np.maximum.reduceat(np.where(best, np.arange(n), -1), group)]
 
 
 def earliest_events(
