@@ -676,10 +676,13 @@ def test_a_state_with_an_endorsement_slot_per_pair_restores_the_same_scores():
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_a_full_refresh_in_slot_order_gives_what_row_by_row_gives(threads):
     # Past eight threads the engine computes row by row and sums in a second pass
-    # over the in-edges; up to eight, in slot order with the sums in the same passes.
+    # over the in-edges, and the volumes each user receives over its in-edges; up to
+    # eight, all of them in slot order.
     log = community(4000, 200, seed=3)
-    slot_order, slot_snap = engine_for(log, NOW, threads=threads)
-    by_row, row_snap = engine_for(log, NOW, threads=9)
+    now = float(log.ts.max()) + 1.0  # 90 days on: most senders are established
+    params = ModelParams(endorsement_budget=1.0)  # so that budgets bind
+    slot_order, slot_snap = engine_for(log, now, threads=threads, params=params)
+    by_row, row_snap = engine_for(log, now, threads=9, params=params)
     np.testing.assert_allclose(slot_snap.received, row_snap.received, rtol=1e-13, atol=0)
     assert slot_snap.received[:, 0].sum() > 0 and slot_snap.received[:, 3].sum() > 0
     mine, theirs = slot_order.edges(), by_row.edges()
@@ -687,6 +690,9 @@ def test_a_full_refresh_in_slot_order_gives_what_row_by_row_gives(threads):
     np.testing.assert_allclose(mine["transition"], theirs["transition"], rtol=1e-13, atol=0)
     np.testing.assert_allclose(mine["budget_factor"], theirs["budget_factor"], rtol=1e-13)
     assert (mine["budget_factor"] < 1).any()
+    support = slot_order._scorer.graph.support, by_row._scorer.graph.support
+    np.testing.assert_allclose(*support, rtol=1e-13, atol=0)
+    assert (support[0] > 0).sum() > 100
 
 
 @given(

@@ -79,6 +79,18 @@ def build_pairs(
 def mark_dirty(
     pair: I32, pair_key: U64, pair_rev: I32, row_dirty: U8, target_dirty: U8
 ) -> None: ...
+def all_in_volumes(
+    pair_key: U64,
+    pair_fd: F64,
+    eslot_bits: U64,
+    eslot_index: U64Index | None,
+    eslot_pair: U64,
+    e_sum: F64,
+    mature: U8,
+    support: F64,
+    support_more: F64,
+    num_threads: int,
+) -> None: ...
 def in_volumes(
     targets: I32,
     in_start: I32,

@@ -768,6 +768,43 @@ def in_volumes(const int32_t[::1] targets, const int32_t[::1] in_start,
                 moved[u] = 1
 
 
+def all_in_volumes(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
+                   const uint64_t[::1] eslot_bits, U64Index eslot_index,
+                   const uint64_t[::1] eslot_pair, const double[::1] e_sum,
+                   const uint8_t[::1] mature, double[::1] support,
+                   double[:, ::1] support_more, int num_threads):
+    """``in_volumes`` of every user (``support`` OUT), from one pass over the first
+    ``len(pair_key)`` pair slots in slot order: the pairs stream where the targets'
+    in-edges would jump about. Each thread adds one contiguous range of slots into
+    a block of its own (the first's is ``support``, zeroed; the others are
+    ``support_more``, zeros of shape (num_threads - 1, n_users)), folded in a fixed
+    order, so the sums come out the same on every run."""
+    cdef int64_t m = pair_key.shape[0], users = support.shape[0], t, p, u
+    cdef int32_t src, dst
+    cdef double* into
+    if support_more.shape[0] < num_threads - 1 or (
+            num_threads > 1 and support_more.shape[1] < users):
+        raise ValueError("support_more has the wrong shape")
+    cdef Endorsed es = _endorsed_view(eslot_bits, eslot_index, eslot_pair, e_sum,
+                                      pair_fd.shape[0])
+    with nogil:
+        for t in prange(num_threads, schedule="static", chunksize=1,
+                        num_threads=num_threads):
+            into = &support[0] if t == 0 else &support_more[t - 1, 0]
+            for p in range(_part(t, m, num_threads), _part(t + 1, m, num_threads)):
+                if p + AHEAD < m:
+                    __builtin_prefetch(&mature[<int32_t>(pair_key[p + AHEAD] >> 32)], 0, 1)
+                    __builtin_prefetch(
+                        &into[<int32_t>(pair_key[p + AHEAD] & <uint64_t>0xffffffff)], 1, 1)
+                src = <int32_t>(pair_key[p] >> 32)
+                if mature[src]:
+                    dst = <int32_t>(pair_key[p] & <uint64_t>0xffffffff)
+                    into[dst] += _volume(<int32_t>p, pair_fd, &es)
+        for u in prange(users, schedule="static", num_threads=num_threads):
+            for t in range(1, num_threads):
+                support[u] += support_more[t - 1, u]
+
+
 def mark_partners(const int32_t[::1] users, const int32_t[::1] start,
                   const int32_t[::1] length, const int32_t[::1] e_pair,
                   const uint64_t[::1] pair_key, const int32_t[::1] pair_rev,

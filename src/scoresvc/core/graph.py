@@ -16,7 +16,8 @@ from .arrays import grown
 from .model import ModelParams
 from .pairs import PairTable
 
-#: The most threads ``compute_rows`` gives a block of explanation sums each.
+#: The most threads a full refresh gives a block of sums each (explanation sums in
+#: ``compute_rows``, received volumes in ``update_support``).
 _MAX_SUM_BLOCKS = 8
 #: A filled CSR has room for 1/FILL_ROOM more entries: a row that gains an edge
 #: moves to the end with twice its length, and the first burst after a cold build
@@ -202,6 +203,19 @@ class TrustGraph:
         n = self.n_users
         flipped = np.flatnonzero(self.mature[:n] != mature)
         self.mature[:n] = mature
+        if everyone and threads <= _MAX_SUM_BLOCKS:
+            # Every row and sum is recomputed anyway: no marks, and the pairs stream.
+            self.support[:n] = 0.0
+            _core.all_in_volumes(
+                pair_key=pairs.key[: self.n_pairs],
+                pair_fd=pairs.fd,
+                **pairs.endorsements(),
+                mature=self.mature,
+                support=self.support[:n],
+                support_more=np.zeros((threads - 1, n)),
+                num_threads=threads,
+            )
+            return
         if everyone:
             targets = np.arange(n, dtype=np.int32)
         else:
