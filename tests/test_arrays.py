@@ -1,6 +1,6 @@
 """The shared array helpers: the ranking's sort order (on one thread and on two),
 the sort orders of integers and of several keys, distinct values, and the event that
-decides each key."""
+decides each key, and the earliest event naming each user."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scoresvc import _core
 from scoresvc.core.arrays import distinct, lex_order, sorted_order
-from scoresvc.core.events import latest_events
+from scoresvc.core.events import earliest_events, latest_events
 from scoresvc.core.snapshot import ranking_order
 
 
@@ -55,6 +55,23 @@ def test_the_latest_event_decides_a_retraction_first_at_a_tie_then_the_last_to_a
         if key not in expected or now >= (events[expected[key]][2], events[expected[key]][3]):
             expected[key] = i
     assert latest_events([a, b], ts, retracted).tolist() == [expected[k] for k in sorted(expected)]
+
+
+@pytest.mark.parametrize(("events", "threads"), [(50, 1), (50, 2), (1_200_000, 2)])
+def test_each_user_is_dated_by_the_earliest_event_naming_it(events: int, threads: int) -> None:
+    # From a million events on two threads, each takes a share into a copy of its own.
+    rng = np.random.default_rng(events)
+    users = 1000
+    actor, target = rng.integers(0, users, events), rng.integers(0, users // 2, events)
+    endorser, endorsee = rng.integers(0, users, 20), rng.integers(0, users, 20)
+    ts, endorse_ts = rng.uniform(0, 1e6, events), rng.uniform(-10, 1e6, 20)
+    expected = np.full(users + 1, np.inf)
+    for who, when in ((actor, ts), (target, ts), (endorser, endorse_ts), (endorsee, endorse_ts)):
+        np.minimum.at(expected, who, when)
+    got = earliest_events(
+        users + 1, actor, target, ts, endorser, endorsee, endorse_ts, threads=threads
+    )
+    assert np.array_equal(got, expected) and np.isinf(got[users])
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -43,7 +43,9 @@ def accumulate(
     half_life: float,
     pair_fd: F64,
 ) -> None: ...
-def keep_earliest(users: I64, times: F64, earliest: F64, num_threads: int = 1) -> None: ...
+def keep_earliest(
+    users: I64, times: F64, earliest: F64, num_threads: int = 1, others: I64 | None = None
+) -> None: ...
 def group_events(
     dense: I64,
     actor: I64,

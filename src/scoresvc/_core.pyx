@@ -481,20 +481,25 @@ def accumulate(const int32_t[::1] pair, const int8_t[::1] channel,
 
 
 def keep_earliest(const int64_t[::1] users, const double[::1] times, double[::1] earliest,
-                  int num_threads=1):
+                  int num_threads=1, const int64_t[::1] others=None):
     """``earliest[users[i]] = min(earliest[users[i]], times[i])`` (INOUT; ``users``
-    must index ``earliest``): numpy's ``minimum.at`` without its per-element dispatch.
-    On several threads (at most 8) each takes a contiguous share into a copy of its
-    own, folded in after; when the copies would outweigh the events, one thread."""
+    must index ``earliest``), and the same for ``others[i]`` where given (the other
+    users of the same events: one pass reads the times once): numpy's
+    ``minimum.at`` without its per-element dispatch. On several threads (at most 8)
+    each takes a contiguous share into a copy of its own, folded in after; when the
+    copies would outweigh the events, one thread."""
     cdef int64_t i, t, u, n = users.shape[0], m = earliest.shape[0]
-    if times.shape[0] != n:
-        raise ValueError("users and times differ in length")
+    cdef bint both = others is not None
+    if times.shape[0] != n or (both and others.shape[0] != n):
+        raise ValueError("users, others and times differ in length")
     num_threads = min(num_threads, 8)
     if num_threads < 2 or n < 1_000_000 or num_threads * m > n:
         with nogil:
             for i in range(n):
                 if times[i] < earliest[users[i]]:
                     earliest[users[i]] = times[i]
+                if both and times[i] < earliest[others[i]]:
+                    earliest[others[i]] = times[i]
         return
     copies_array = np.empty((num_threads, m))
     copies_array[:] = np.asarray(earliest)
@@ -506,6 +511,8 @@ def keep_earliest(const int64_t[::1] users, const double[::1] times, double[::1]
                            _part(t + 1, n, num_threads)):
                 if times[i] < copies[t, users[i]]:
                     copies[t, users[i]] = times[i]
+                if both and times[i] < copies[t, others[i]]:
+                    copies[t, others[i]] = times[i]
         for u in prange(m, schedule="static", num_threads=num_threads):
             for t in range(num_threads):
                 if copies[t, u] < earliest[u]:

@@ -184,25 +184,31 @@ def earliest_events(
     """Per user, the time of the earliest event naming it (inf where none does): how a
     bulk load without first-seen times dates its accounts."""
     out = np.full(n_users, np.inf)
-    sides = [(actor, ts), (target, ts), (endorser, endorse_ts), (endorsee, endorse_ts)]
+    sides = [(actor, target, ts), (endorser, endorsee, endorse_ts)]
     if distruster is not None and distrusted is not None and distrust_ts is not None:
-        sides += [(distruster, distrust_ts), (distrusted, distrust_ts)]
-    for users, times in sides:
-        if len(users):
-            keep_earliest(out, users, times, threads)
+        sides.append((distruster, distrusted, distrust_ts))
+    for one, other, times in sides:
+        if len(one):
+            keep_earliest(out, one, times, threads, other)
     return out
 
 
 def keep_earliest(
-    earliest: np.ndarray, users: np.ndarray, times: np.ndarray, threads: int = 1
+    earliest: np.ndarray,
+    users: np.ndarray,
+    times: np.ndarray,
+    threads: int = 1,
+    others: np.ndarray | None = None,
 ) -> None:
-    """``earliest[u]``, for each ``u`` in ``users``, lowered to its time in ``times``
-    where that is earlier (``np.minimum.at``, compiled)."""
+    """``earliest[u]``, for each ``u`` in ``users`` (and in ``others``, the other users
+    of the same events), lowered to its time in ``times`` where that is earlier
+    (``np.minimum.at``, compiled)."""
     _core.keep_earliest(
         np.ascontiguousarray(users, np.int64),
         np.ascontiguousarray(times, np.float64),
         earliest,
         threads,
+        None if others is None else np.ascontiguousarray(others, np.int64),
     )
 
 
