@@ -1125,6 +1125,8 @@ def compute_all_rows(const uint64_t[::1] pair_key, const double[:, ::1] pair_fd,
                     _prefetch_pair(p + AHEAD, pair_key, pair_fd, pair_rev, support,
                                    _sums_of(received, received_more, t, <int32_t>(
                                        pair_key[p + AHEAD] & <uint64_t>0xffffffff)))
+                    __builtin_prefetch(&row_sums[t, <int32_t>(pair_key[p + AHEAD] >> 32), 0],
+                                       1, 1)
                 pw = _pair_weights(<int32_t>p, pair_rev[p], pair_key, pair_fd, &es,
                                    support, mature, rho, scale)
                 src = <int32_t>(pair_key[p] >> 32)
