@@ -629,12 +629,16 @@ def group_events(const int64_t[::1] dense, const int64_t[::1] actor,
 
 
 cdef inline void _note_partners(const uint32_t[::1] partner, int64_t e0, int64_t e1,
-                                int32_t stamp, int32_t* seen,
-                                uint8_t* dirs) noexcept nogil:
-    """``dirs[v]``: bit d set for each direction d of the group's pairs with v."""
-    cdef int64_t e
+                                int32_t stamp, int32_t* seen, uint8_t* dirs) noexcept nogil:
+    """``dirs[v]``: bit d set for each direction d of the group's pairs with v. Asks
+    for the scratch of the partner AHEAD entries on (the next groups' too)."""
+    cdef int64_t e, last = partner.shape[0]
     cdef uint32_t v
     for e in range(e0, e1):
+        if e + AHEAD < last:
+            v = partner[e + AHEAD] >> 1
+            __builtin_prefetch(&seen[v], 1, 1)
+            __builtin_prefetch(&dirs[v], 1, 1)
         v = partner[e] >> 1
         if seen[v] != stamp:
             seen[v] = stamp
