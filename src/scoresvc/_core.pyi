@@ -282,6 +282,7 @@ def ppr_power_step(
     tol_rel: float,
     tol_abs: float,
     num_threads: int,
+    teleport_scale: float = 1.0,
 ) -> tuple[int, float]: ...
 def ppr_residual_pull(
     pull_start: I64,

@@ -1398,9 +1398,10 @@ def gather_pull(const int64_t[::1] pull_start, const int32_t[::1] in_start,
 def ppr_power_step(const int64_t[::1] pull_start, const int32_t[::1] pull_src,
                    const double[::1] pull_w, const double[::1] teleport, double damping,
                    const double[::1] c, double[::1] c_next, double tol_rel,
-                   double tol_abs, int num_threads):
+                   double tol_abs, int num_threads, double teleport_scale=1.0):
     """One step of the normalised iteration ``c' = d P^T c + (1 - sum(d P^T c)) p``
-    (docs/model.md step 7; ``teleport`` sums to 1, ``c_next`` OUT).
+    (docs/model.md step 7; ``p`` is ``teleport_scale * teleport`` and sums to 1,
+    ``c_next`` OUT).
 
     Renormalising puts the mass that leaks (reciprocity, dangling users) back at
     once, so this converges at the rate of the second eigenvalue, several times
@@ -1419,7 +1420,7 @@ def ppr_power_step(const int64_t[::1] pull_start, const int32_t[::1] pull_src,
                 s = s + pull_w[e] * c[pull_src[e]]
             c_next[v] = damping * s
             flow += damping * s
-        refill = 1.0 - flow
+        refill = (1.0 - flow) * teleport_scale
         for v in prange(n, schedule="static", num_threads=num_threads):
             c_next[v] = c_next[v] + refill * teleport[v]
             if fabs(c_next[v] - c[v]) > tol_rel * c_next[v] + tol_abs:

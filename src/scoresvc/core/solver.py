@@ -229,7 +229,6 @@ class Solver:
             x[:] = 0.0
             r[:] = 0.0
             return 0
-        p_norm = teleport / mass
         total = float(x.sum())
         # The normalised iterates live in x and r, which are rewritten below anyway:
         # at the build's peak two more arrays of n would be 16 MB a million users.
@@ -237,7 +236,7 @@ class Solver:
         if total > 0:
             c /= total
         else:
-            c[:] = p_norm
+            np.divide(teleport, mass, out=c)
         flow = 0.0
         steps = 0
         for steps in range(1, MAX_POWER_STEPS + 1):  # noqa: B007
@@ -245,7 +244,8 @@ class Solver:
                 pull_start=pull_start,
                 pull_src=pull_src,
                 pull_w=pull_w,
-                teleport=p_norm,
+                teleport=teleport,
+                teleport_scale=1.0 / mass,
                 damping=self.damping,
                 c=c,
                 c_next=c_next,
