@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrays import distinct
+from .arrays import distinct, lex_order
 from .model import AccountStatus, ModelParams
 
 
@@ -116,13 +116,15 @@ def supported(
         both = distinct(key * span + who)
         k = both // span
     else:
-        order = np.lexsort((who, key))
+        order = lex_order((who, key))
         k, e = key[order], who[order]
         first = np.ones(len(k), bool)
         first[1:] = (k[1:] != k[:-1]) | (e[1:] != e[:-1])
         k = k[first]
-    keys, counts = np.unique(k, return_counts=True)
-    out[rows[np.isin(key, keys[counts >= least])]] = True
+    # k is sorted: its runs are the keys, their lengths the endorsers counted.
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    counts = np.diff(np.r_[starts, len(k)])
+    out[rows[np.isin(key, k[starts[counts >= least]])]] = True
     return out
 
 
